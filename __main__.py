@@ -1,0 +1,24 @@
+"""ecs-tls: encryption in transit to the container for ECS, in one of five topologies."""
+
+import pulumi
+
+import topologies
+from components.cluster import Cluster, ClusterArgs
+from components.network import Network, NetworkArgs
+from settings import load_settings
+
+settings = load_settings()
+build_topology = topologies.builder_for(settings.topology)
+
+# The foundation's names never depend on the topology, so switching topology keeps it.
+network = Network("network", NetworkArgs(settings.network))
+cluster = Cluster("cluster", ClusterArgs(log_retention_days=settings.log_retention_days))
+result = build_topology(settings, topologies.Foundation(network=network, cluster=cluster))
+
+pulumi.export("topology", settings.topology)
+pulumi.export("endpoint", result.endpoint)
+pulumi.export("vpcId", network.vpc_id)
+pulumi.export("clusterName", cluster.cluster.name)
+pulumi.export("logGroupName", cluster.log_group.name)
+for key, value in result.outputs.items():
+    pulumi.export(key, value)

@@ -1,0 +1,80 @@
+"""The ECS cluster shared by every topology: cluster, log group and execution role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import assume_role_policy, execution_role_statements, policy_document
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    log_retention_days: int = 30
+
+
+class Cluster(pulumi.ComponentResource):
+    """ECS cluster with Container Insights, Fargate capacity providers and shared roles."""
+
+    cluster: aws.ecs.Cluster
+    log_group: aws.cloudwatch.LogGroup
+    execution_role: aws.iam.Role
+    region: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ecs-tls:cluster:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        stack = pulumi.get_stack()
+        self.region = aws.get_region_output(opts=invoke).region
+        self.account_id = aws.get_caller_identity_output(opts=invoke).account_id
+
+        self.cluster = aws.ecs.Cluster(
+            name,
+            name=f"ecs-tls-{stack}",
+            settings=[{"name": "containerInsights", "value": "enabled"}],
+            opts=child,
+        )
+        aws.ecs.ClusterCapacityProviders(
+            name,
+            cluster_name=self.cluster.name,
+            capacity_providers=["FARGATE", "FARGATE_SPOT"],
+            default_capacity_provider_strategies=[
+                {"capacity_provider": "FARGATE", "weight": 1, "base": 1}
+            ],
+            opts=child,
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            name,
+            name=f"/ecs/ecs-tls-{stack}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.execution_role = aws.iam.Role(
+            f"{name}-execution",
+            description=f"ECS agent role of ecs-tls-{stack}: pull images, write logs, read secrets",
+            assume_role_policy=self.account_id.apply(
+                lambda account: assume_role_policy("ecs-tasks.amazonaws.com", account)
+            ),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution",
+            name="pull-images-write-logs",
+            role=self.execution_role.id,
+            policy=self.log_group.arn.apply(
+                lambda arn: policy_document(execution_role_statements(arn))
+            ),
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "clusterArn": self.cluster.arn,
+                "clusterName": self.cluster.name,
+                "logGroupName": self.log_group.name,
+                "executionRoleArn": self.execution_role.arn,
+            }
+        )

@@ -1,0 +1,81 @@
+"""IAM policy documents as plain functions of plain values.
+
+Every document is a dict ready for `json.dumps`; components call these inside one `apply`
+so the documents stay testable without Pulumi.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Statement:
+    sid: str
+    actions: Sequence[str]
+    resources: Sequence[str]
+    # A reason is required where a statement grants on "*", so a reviewer sees why.
+    why_wildcard: str = ""
+
+    def to_dict(self) -> dict:
+        if "*" in self.resources and not self.why_wildcard:
+            raise ValueError(f"statement {self.sid!r} grants on '*' without saying why")
+        return {
+            "Sid": self.sid,
+            "Effect": "Allow",
+            "Action": sorted(self.actions),
+            "Resource": sorted(self.resources),
+        }
+
+
+def policy_document(statements: Sequence[Statement]) -> str:
+    """A least-privilege policy: one Allow statement per purpose."""
+    if not statements:
+        raise ValueError("a policy needs at least one statement")
+    return json.dumps(
+        {"Version": "2012-10-17", "Statement": [s.to_dict() for s in statements]}, sort_keys=True
+    )
+
+
+def assume_role_policy(service: str, source_account: str | None = None) -> str:
+    """Trust policy letting one AWS service principal assume the role.
+
+    With `source_account`, the service may assume it only on behalf of this account
+    (confused-deputy protection).
+    """
+    statement: dict = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if source_account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
+
+
+def execution_role_statements(log_group_arn: str) -> list[Statement]:
+    """What the ECS agent needs to start any task of the cluster: pull images, write logs.
+
+    Secrets are not here: each topology grants read on its own secret ARNs.
+    """
+    return [
+        Statement(
+            "PullFromEcr",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            ["*"],
+            why_wildcard="workload images may come from any ECR repository the user names",
+        ),
+        Statement(
+            "EcrToken",
+            ["ecr:GetAuthorizationToken"],
+            ["*"],
+            why_wildcard="GetAuthorizationToken has no resource-level permission",
+        ),
+        Statement(
+            "WriteTaskLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{log_group_arn}:log-stream:*"],
+        ),
+    ]

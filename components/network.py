@@ -1,0 +1,155 @@
+"""The VPC every topology runs in: created here, or adopted from existing IDs.
+
+Both modes expose the same attributes, so a topology never knows which one it got.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from settings import NetworkSettings
+
+
+def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
+    """Split the VPC into equal public and private subnets, one of each per zone.
+
+    Public subnets only hold load balancers and NAT gateways, but equal sizes keep the
+    plan simple and leave room: a /16 with two zones gives four /18s.
+    """
+    network = ipaddress.ip_network(vpc_cidr)
+    extra_bits = math.ceil(math.log2(2 * zones))
+    blocks = [str(b) for b in network.subnets(prefixlen_diff=extra_bits)]
+    return blocks[:zones], blocks[zones : 2 * zones]
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    settings: NetworkSettings
+
+
+class Network(pulumi.ComponentResource):
+    """Public and private subnets across zones, or the IDs of an existing VPC."""
+
+    vpc_id: pulumi.Output[str]
+    vpc_cidr_block: pulumi.Output[str]
+    public_subnet_ids: pulumi.Output[list[str]]
+    private_subnet_ids: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ecs-tls:network:Network", name, None, opts)
+        s = args.settings
+        if s.creates_vpc:
+            self._create(name, s)
+        else:
+            self._adopt(s)
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "vpcCidrBlock": self.vpc_cidr_block,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+            }
+        )
+
+    def _adopt(self, s: NetworkSettings) -> None:
+        vpc = aws.ec2.get_vpc_output(id=s.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
+        self.vpc_id = pulumi.Output.from_input(s.vpc_id)
+        self.vpc_cidr_block = vpc.cidr_block
+        self.public_subnet_ids = pulumi.Output.from_input(list(s.public_subnet_ids))
+        self.private_subnet_ids = pulumi.Output.from_input(list(s.private_subnet_ids))
+
+    def _create(self, name: str, s: NetworkSettings) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        zones = aws.get_availability_zones_output(
+            state="available", opts=pulumi.InvokeOutputOptions(parent=self)
+        ).names
+        stack = pulumi.get_stack()
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=s.cidr_block,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,  # needed for EFS and private DNS of VPC endpoints
+            tags={"Name": f"ecs-tls-{stack}"},
+            opts=child,
+        )
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"ecs-tls-{stack}"}, opts=child
+        )
+        public_cidrs, private_cidrs = subnet_cidrs(s.cidr_block, s.availability_zones)
+
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags={"Name": f"ecs-tls-{stack}-public"},
+            opts=child,
+        )
+        public_subnets, private_subnets, nat_ids = [], [], []
+        for i in range(s.availability_zones):
+            zone = zones.apply(lambda names, i=i: names[i])
+            public = aws.ec2.Subnet(
+                f"{name}-public-{i}",
+                vpc_id=vpc.id,
+                cidr_block=public_cidrs[i],
+                availability_zone=zone,
+                # Tasks that need a public IP (direct-task) ask for one explicitly.
+                map_public_ip_on_launch=False,
+                tags={"Name": f"ecs-tls-{stack}-public-{i}", "tier": "public"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{i}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
+            )
+            public_subnets.append(public)
+            if i < s.nat_gateways:
+                eip = aws.ec2.Eip(
+                    f"{name}-nat-{i}",
+                    domain="vpc",
+                    tags={"Name": f"ecs-tls-{stack}-nat-{i}"},
+                    opts=child,
+                )
+                nat = aws.ec2.NatGateway(
+                    f"{name}-nat-{i}",
+                    allocation_id=eip.id,
+                    subnet_id=public.id,
+                    tags={"Name": f"ecs-tls-{stack}-nat-{i}"},
+                    # A NAT gateway needs the VPC to be attached to the internet first.
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                )
+                nat_ids.append(nat.id)
+
+        for i in range(s.availability_zones):
+            private = aws.ec2.Subnet(
+                f"{name}-private-{i}",
+                vpc_id=vpc.id,
+                cidr_block=private_cidrs[i],
+                availability_zone=zones.apply(lambda names, i=i: names[i]),
+                tags={"Name": f"ecs-tls-{stack}-private-{i}", "tier": "private"},
+                opts=child,
+            )
+            # With one NAT per zone each private subnet keeps its egress in its zone;
+            # with one NAT all share it; with none the subnets have no internet route.
+            routes = []
+            if nat_ids:
+                routes = [{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[i % len(nat_ids)]}]
+            rt = aws.ec2.RouteTable(
+                f"{name}-private-{i}",
+                vpc_id=vpc.id,
+                routes=routes,
+                tags={"Name": f"ecs-tls-{stack}-private-{i}"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{i}", subnet_id=private.id, route_table_id=rt.id, opts=child
+            )
+            private_subnets.append(private)
+
+        self.vpc_id = vpc.id
+        self.vpc_cidr_block = vpc.cidr_block
+        self.public_subnet_ids = pulumi.Output.all(*[sn.id for sn in public_subnets])
+        self.private_subnet_ids = pulumi.Output.all(*[sn.id for sn in private_subnets])

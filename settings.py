@@ -1,0 +1,690 @@
+"""Typed, frozen settings parsed from the stack configuration (namespace `ecs-tls`).
+
+`load_settings()` reads every key once, before any resource is registered, and raises
+`ConfigError` with one message that names the key, the value given and what is accepted.
+`CONFIG_REFERENCE` is the single description of every key: Pulumi.yaml's schema and the
+README's configuration table are checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+NAMESPACE = "ecs-tls"
+
+TOPOLOGIES = ("nlb-certbot", "alb-envoy", "service-connect", "appmesh-efs", "direct-task")
+ACME_CHALLENGES = ("dns-01", "http-01")
+ACME_DIRECTORIES = {
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+}
+INGRESS_KINDS = ("alb", "nlb", "none")
+# Fargate task sizes: cpu units -> allowed memory (MiB). [ECS task definition parameters]
+FARGATE_MEMORY = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+}
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+MIN_AZS, MAX_AZS = 2, 6
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One documented configuration key (dotted path inside the namespace)."""
+
+    path: str
+    type: str  # string | integer | boolean | array | object
+    default: str  # human-readable default, "" when required or absent by default
+    description: str
+
+
+CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
+    ConfigKey(
+        "topology",
+        "string",
+        "",
+        "Required. One of: nlb-certbot, alb-envoy, service-connect, appmesh-efs, direct-task.",
+    ),
+    ConfigKey(
+        "domain",
+        "string",
+        "",
+        "Required. DNS name clients use; for direct-task the parent of the per-task names.",
+    ),
+    ConfigKey(
+        "hostedZoneId",
+        "string",
+        "unset",
+        "Route53 zone holding `domain`; when set the program creates the DNS records. "
+        "Required by DNS-01 and direct-task.",
+    ),
+    ConfigKey(
+        "ingress",
+        "string",
+        "alb",
+        "service-connect only: how clients reach the public service: alb, nlb or none.",
+    ),
+    ConfigKey(
+        "logRetentionDays",
+        "integer",
+        "30",
+        "Retention of the cluster's CloudWatch log group, one of the values CloudWatch accepts.",
+    ),
+    ConfigKey("acme", "object", "see below", "Let's Encrypt (ACME) settings."),
+    ConfigKey(
+        "acme.email",
+        "string",
+        "unset",
+        "ACME account e-mail; required by nlb-certbot and direct-task.",
+    ),
+    ConfigKey("acme.challenge", "string", "dns-01", "ACME challenge: dns-01 or http-01."),
+    ConfigKey(
+        "acme.server",
+        "string",
+        "staging",
+        "ACME directory: staging, production, or an https:// directory URL.",
+    ),
+    ConfigKey(
+        "network",
+        "object",
+        "new VPC",
+        "Absent: create a VPC. Set vpcId and subnet IDs to use an existing one instead.",
+    ),
+    ConfigKey("network.cidrBlock", "string", "10.0.0.0/16", "CIDR of a new VPC (/16 to /24)."),
+    ConfigKey(
+        "network.availabilityZones",
+        "integer",
+        "2",
+        "Number of availability zones of a new VPC (2 to 6).",
+    ),
+    ConfigKey(
+        "network.natGateways",
+        "integer",
+        "1",
+        "NAT gateways of a new VPC: 0, 1, or one per availability zone.",
+    ),
+    ConfigKey("network.vpcId", "string", "unset", "ID of an existing VPC to use."),
+    ConfigKey(
+        "network.publicSubnetIds",
+        "array",
+        "unset",
+        "Existing public subnet IDs (load balancers); required with vpcId.",
+    ),
+    ConfigKey(
+        "network.privateSubnetIds",
+        "array",
+        "unset",
+        "Existing private subnet IDs (tasks); required with vpcId.",
+    ),
+    ConfigKey(
+        "certificate",
+        "object",
+        "generated",
+        "Bring your own certificate. Absent: a private chain is generated with pulumi-tls.",
+    ),
+    ConfigKey("certificate.certificatePem", "string", "", "PEM of the leaf certificate."),
+    ConfigKey(
+        "certificate.privateKeyPem",
+        "string",
+        "",
+        "PEM of the leaf's private key; set it with --secret.",
+    ),
+    ConfigKey("certificate.chainPem", "string", "unset", "PEM of the intermediate chain."),
+    ConfigKey(
+        "privateCa",
+        "object",
+        "created",
+        "AWS Private CA for service-connect. Absent: a short-lived CA is created.",
+    ),
+    ConfigKey("privateCa.arn", "string", "unset", "ARN of an existing (e.g. RAM-shared) CA."),
+    ConfigKey(
+        "privateCa.shareWith",
+        "array",
+        "[]",
+        "Account IDs, OU ARNs or an organization ARN to share the created CA with via RAM.",
+    ),
+    ConfigKey("app", "object", "per topology", "The workload; each field overrides a default."),
+    ConfigKey("app.image", "string", "per topology", "Container image of the app."),
+    ConfigKey("app.port", "integer", "per topology", "Port the app listens on."),
+    ConfigKey("app.cpu", "integer", "256", "Fargate task CPU units."),
+    ConfigKey("app.memory", "integer", "512", "Fargate task memory (MiB), valid for app.cpu."),
+    ConfigKey("app.desiredCount", "integer", "2", "Number of tasks."),
+    ConfigKey("app.healthCheckPath", "string", "per topology", "HTTP path used by health checks."),
+    ConfigKey("app.environment", "object", "{}", "Plain environment variables (no secrets)."),
+    ConfigKey(
+        "services",
+        "array",
+        "demo",
+        "service-connect, appmesh-efs: list of {name, image, port, role}; "
+        "absent: a frontend -> backend demo.",
+    ),
+)
+
+KNOWN_TOP_LEVEL = tuple(k.path for k in CONFIG_REFERENCE if "." not in k.path)
+
+
+class ConfigError(pulumi.RunError):
+    """A configuration problem, reported by Pulumi without a stack trace."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{NAMESPACE}:{key}: {message}")
+
+
+def invalid(key: str, value: Any, accepted: str) -> ConfigError:
+    return ConfigError(key, f"{value!r} is not {accepted}")
+
+
+def missing(key: str, why: str) -> ConfigError:
+    return ConfigError(key, f"missing; {why}")
+
+
+# --------------------------------------------------------------------------------------
+# Settings objects (each default is stated next to the field, with the reason when not obvious)
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    email: str | None = None
+    challenge: str = "dns-01"  # no inbound traffic needed; works with awsvpc tasks
+    server: str = "staging"  # staging by default: production limits are per week
+
+    @property
+    def directory_url(self) -> str:
+        return ACME_DIRECTORIES.get(self.server, self.server)
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    vpc_id: str | None = None  # None: create a VPC
+    public_subnet_ids: tuple[str, ...] = ()
+    private_subnet_ids: tuple[str, ...] = ()
+    cidr_block: str = "10.0.0.0/16"
+    availability_zones: int = 2  # load balancers need two zones
+    nat_gateways: int = 1  # tasks in private subnets pull public images through NAT
+
+    @property
+    def creates_vpc(self) -> bool:
+        return self.vpc_id is None
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    certificate_pem: str
+    private_key_pem: str = field(repr=False)  # never printed; wrap in Output.secret to use
+    chain_pem: str | None = None
+
+    def secret_private_key(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.private_key_pem)
+
+
+@dataclass(frozen=True)
+class PrivateCaSettings:
+    arn: str | None = None  # None: create a CA
+    share_with: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    image: str
+    port: int
+    health_check_path: str
+    cpu: int = 256
+    memory: int = 512
+    desired_count: int = 2  # two tasks, spread across zones
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    name: str
+    image: str
+    port: int
+    role: str = "server"
+
+
+@dataclass(frozen=True)
+class Settings:
+    topology: str
+    domain: str
+    hosted_zone_id: str | None
+    acme: AcmeSettings
+    network: NetworkSettings
+    certificate: CertificateSettings | None
+    private_ca: PrivateCaSettings
+    ingress: str
+    app: AppSettings
+    services: tuple[ServiceSettings, ...]
+    log_retention_days: int = 30
+
+
+# Working workload defaults per topology; `app` overrides them field by field.
+APP_DEFAULTS: dict[str, AppSettings] = {
+    "alb-envoy": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
+    ),
+    "service-connect": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
+    ),
+    "appmesh-efs": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
+    ),
+    "direct-task": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine",
+        port=443,
+        health_check_path="/",
+        desired_count=1,
+    ),
+    "nlb-certbot": AppSettings(
+        image="public.ecr.aws/docker/library/neo4j:5",
+        port=7687,
+        health_check_path="/",
+        cpu=1024,
+        memory=2048,
+        desired_count=1,  # one Neo4j server: community edition does not cluster
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Reading raw configuration
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+DOMAIN_RE = re.compile(rf"^(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
+HOSTED_ZONE_RE = re.compile(r"^Z[A-Z0-9]{1,31}$")
+VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+PCA_ARN_RE = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+ORG_ARN_RE = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$"
+)
+OU_ARN_RE = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$"
+)
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SERVICE_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def raw_config() -> dict[str, Any]:
+    """Every `ecs-tls:*` value, JSON-decoded where it is JSON (objects, arrays, numbers)."""
+    merged = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    prefix = f"{NAMESPACE}:"
+    values: dict[str, Any] = {}
+    for full_key, text in merged.items():
+        if not full_key.startswith(prefix):
+            continue
+        try:
+            values[full_key[len(prefix) :]] = json.loads(text)
+        except (TypeError, ValueError):
+            values[full_key[len(prefix) :]] = text
+    return values
+
+
+def _suggest(name: str, known: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+
+
+def _check_keys(obj: Mapping[str, Any], prefix: str) -> None:
+    known = tuple(
+        k.path[len(prefix) + 1 :]
+        for k in CONFIG_REFERENCE
+        if k.path.startswith(prefix + ".") and k.path.count(".") == 1
+    )
+    for name in obj:
+        if name not in known:
+            raise ConfigError(f"{prefix}.{name}", "is not a known key" + _suggest(name, known))
+
+
+def _object(values: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = values.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(key, value, "an object (set its fields with `pulumi config set --path`)")
+    _check_keys(value, key)
+    return value
+
+
+def _string(value: Any, key: str, accepted: str = "a non-empty string") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise invalid(key, value, accepted)
+    return value.strip()
+
+
+def _integer(value: Any, key: str, low: int, high: int) -> int:
+    # Config set on the command line arrives as text; JSON numbers arrive as int.
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid(key, value, f"an integer from {low} to {high}")
+    return value
+
+
+def _string_list(value: Any, key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value:
+        raise invalid(key, value, f"a non-empty list of {what}")
+    for item in value:
+        if not isinstance(item, str) or not pattern.match(item):
+            raise invalid(key, item, what)
+    return tuple(value)
+
+
+# --------------------------------------------------------------------------------------
+# Parsers, one per key
+
+
+def parse_topology(values: Mapping[str, Any]) -> str:
+    value = values.get("topology")
+    if value is None:
+        raise missing("topology", f"set it to one of: {', '.join(TOPOLOGIES)}")
+    if value not in TOPOLOGIES:
+        raise invalid("topology", value, f"one of: {', '.join(TOPOLOGIES)}")
+    return value
+
+
+def parse_domain(values: Mapping[str, Any]) -> str:
+    value = values.get("domain")
+    if value is None:
+        raise missing("domain", "set it to the DNS name clients use, e.g. app.example.com")
+    if not isinstance(value, str):
+        raise invalid("domain", value, "a DNS name such as app.example.com")
+    name = value.strip().rstrip(".").lower()
+    if len(name) > 253 or not DOMAIN_RE.match(name):
+        raise invalid("domain", value, "a DNS name such as app.example.com")
+    return name
+
+
+def parse_hosted_zone_id(values: Mapping[str, Any]) -> str | None:
+    value = values.get("hostedZoneId")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not HOSTED_ZONE_RE.match(value.strip()):
+        raise invalid("hostedZoneId", value, "a Route53 hosted zone ID such as Z0123456789ABC")
+    return value.strip()
+
+
+def parse_acme(values: Mapping[str, Any]) -> AcmeSettings:
+    raw = _object(values, "acme")
+    email = raw.get("email")
+    if email is not None and (not isinstance(email, str) or not EMAIL_RE.match(email)):
+        raise invalid("acme.email", email, "an e-mail address such as ops@example.com")
+    challenge = raw.get("challenge", "dns-01")
+    if challenge not in ACME_CHALLENGES:
+        raise invalid("acme.challenge", challenge, f"one of: {', '.join(ACME_CHALLENGES)}")
+    server = raw.get("server", "staging")
+    if server not in ACME_DIRECTORIES and not (
+        isinstance(server, str) and re.match(r"^https://[^\s/]+(/\S*)?$", server)
+    ):
+        raise invalid("acme.server", server, "staging, production or an https:// directory URL")
+    return AcmeSettings(email=email, challenge=challenge, server=server)
+
+
+def parse_network(values: Mapping[str, Any]) -> NetworkSettings:
+    raw = _object(values, "network")
+    if "vpcId" in raw:
+        return _existing_network(raw)
+    for key in ("publicSubnetIds", "privateSubnetIds"):
+        if key in raw:
+            raise missing("network.vpcId", f"network.{key} is set, which needs the VPC's ID")
+    cidr = raw.get("cidrBlock", "10.0.0.0/16")
+    try:
+        network = ipaddress.ip_network(cidr, strict=True) if isinstance(cidr, str) else None
+    except ValueError:
+        network = None
+    if network is None or network.version != 4 or not 16 <= network.prefixlen <= 24:
+        raise invalid(
+            "network.cidrBlock", cidr, "an IPv4 network from /16 to /24, e.g. 10.0.0.0/16"
+        )
+    azs = _integer(raw.get("availabilityZones", 2), "network.availabilityZones", MIN_AZS, MAX_AZS)
+    nat = raw.get("natGateways", 1)
+    if isinstance(nat, str) and nat.isdigit():
+        nat = int(nat)
+    if isinstance(nat, bool) or nat not in (0, 1, azs):
+        raise invalid("network.natGateways", nat, f"0, 1 or {azs} (one per availability zone)")
+    return NetworkSettings(cidr_block=str(network), availability_zones=azs, nat_gateways=nat)
+
+
+def _existing_network(raw: Mapping[str, Any]) -> NetworkSettings:
+    for key in ("cidrBlock", "availabilityZones", "natGateways"):
+        if key in raw:
+            raise ConfigError(f"network.{key}", "applies to a new VPC and cannot be set with vpcId")
+    vpc_id = raw["vpcId"]
+    if not isinstance(vpc_id, str) or not VPC_RE.match(vpc_id):
+        raise invalid("network.vpcId", vpc_id, "a VPC ID such as vpc-0123456789abcdef0")
+    subnets = {}
+    for key in ("publicSubnetIds", "privateSubnetIds"):
+        if key not in raw:
+            raise missing(f"network.{key}", "an existing VPC (network.vpcId) needs its subnet IDs")
+        subnets[key] = _string_list(
+            raw[key], f"network.{key}", SUBNET_RE, "subnet IDs such as subnet-0123456789abcdef0"
+        )
+    if len(subnets["publicSubnetIds"]) < MIN_AZS:
+        raise invalid(
+            "network.publicSubnetIds",
+            list(subnets["publicSubnetIds"]),
+            "at least two subnets (load balancers need two availability zones)",
+        )
+    return NetworkSettings(
+        vpc_id=vpc_id,
+        public_subnet_ids=subnets["publicSubnetIds"],
+        private_subnet_ids=subnets["privateSubnetIds"],
+    )
+
+
+def parse_certificate(values: Mapping[str, Any]) -> CertificateSettings | None:
+    raw = _object(values, "certificate")
+    if not raw:
+        return None
+    pems = {}
+    for key, marker, required in (
+        ("certificatePem", "CERTIFICATE", True),
+        ("privateKeyPem", "PRIVATE KEY", True),
+        ("chainPem", "CERTIFICATE", False),
+    ):
+        value = raw.get(key)
+        if value is None:
+            if required:
+                raise missing(f"certificate.{key}", "a certificate needs both its PEM and its key")
+            continue
+        if not isinstance(value, str) or f"-----BEGIN {marker}" not in value.replace(
+            "-----BEGIN EC PRIVATE KEY", "-----BEGIN PRIVATE KEY"
+        ).replace("-----BEGIN RSA PRIVATE KEY", "-----BEGIN PRIVATE KEY"):
+            # Never echo a private key back: name the key, not the value.
+            shown = "<redacted>" if key == "privateKeyPem" else _preview(value)
+            raise ConfigError(f"certificate.{key}", f"{shown} is not a PEM block ({marker})")
+        pems[key] = value
+    return CertificateSettings(
+        certificate_pem=pems["certificatePem"],
+        private_key_pem=pems["privateKeyPem"],
+        chain_pem=pems.get("chainPem"),
+    )
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "...'"
+
+
+def parse_private_ca(values: Mapping[str, Any]) -> PrivateCaSettings:
+    raw = _object(values, "privateCa")
+    arn = raw.get("arn")
+    if arn is not None and (not isinstance(arn, str) or not PCA_ARN_RE.match(arn)):
+        raise invalid(
+            "privateCa.arn",
+            arn,
+            "an ACM Private CA ARN (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)",
+        )
+    share_with: tuple[str, ...] = ()
+    if "shareWith" in raw:
+        share_with = _string_list(
+            raw["shareWith"],
+            "privateCa.shareWith",
+            re.compile(f"{ACCOUNT_RE.pattern}|{ORG_ARN_RE.pattern}|{OU_ARN_RE.pattern}"),
+            "12-digit account IDs, OU ARNs or an organization ARN",
+        )
+        if arn is not None:
+            raise ConfigError(
+                "privateCa.shareWith",
+                "shares a CA this stack creates; it cannot share privateCa.arn",
+            )
+    return PrivateCaSettings(arn=arn, share_with=share_with)
+
+
+def parse_ingress(values: Mapping[str, Any], topology: str) -> str:
+    value = values.get("ingress")
+    if value is None:
+        return "alb"
+    if value not in INGRESS_KINDS:
+        raise invalid("ingress", value, f"one of: {', '.join(INGRESS_KINDS)}")
+    if topology != "service-connect":
+        raise ConfigError(
+            "ingress", f"applies only to topology 'service-connect', not {topology!r}"
+        )
+    return value
+
+
+def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
+    raw = _object(values, "app")
+    base = APP_DEFAULTS[topology]
+    image = _string(raw.get("image", base.image), "app.image", "a container image reference")
+    port = _integer(raw.get("port", base.port), "app.port", 1, 65535)
+    cpu = raw.get("cpu", base.cpu)
+    if isinstance(cpu, str) and cpu.isdigit():
+        cpu = int(cpu)
+    if cpu not in FARGATE_MEMORY or isinstance(cpu, bool):
+        raise invalid("app.cpu", cpu, f"a Fargate CPU size: {', '.join(map(str, FARGATE_MEMORY))}")
+    memory = _integer(raw.get("memory", base.memory), "app.memory", 512, 30720)
+    if memory not in FARGATE_MEMORY[cpu]:
+        allowed = FARGATE_MEMORY[cpu]
+        raise invalid(
+            "app.memory",
+            memory,
+            f"valid with app.cpu {cpu}; accepted: {allowed[0]} to {allowed[-1]} MiB"
+            + (" in 1024 steps" if len(allowed) > 3 else f" ({', '.join(map(str, allowed))})"),
+        )
+    count = _integer(raw.get("desiredCount", base.desired_count), "app.desiredCount", 0, 100)
+    path = raw.get("healthCheckPath", base.health_check_path)
+    if not isinstance(path, str) or not path.startswith("/") or " " in path:
+        raise invalid("app.healthCheckPath", path, "an absolute HTTP path such as /health")
+    env = raw.get("environment", {})
+    if not isinstance(env, dict):
+        raise invalid("app.environment", env, "an object of NAME: value strings")
+    for name, val in env.items():
+        if not ENV_NAME_RE.match(name):
+            raise invalid(f"app.environment.{name}", name, "an environment variable name")
+        if not isinstance(val, (str, int, float, bool)):
+            raise invalid(f"app.environment.{name}", val, "a string")
+    return AppSettings(
+        image=image,
+        port=port,
+        health_check_path=path,
+        cpu=cpu,
+        memory=memory,
+        desired_count=count,
+        environment=tuple(sorted((k, str(v)) for k, v in env.items())),
+    )
+
+
+def parse_services(values: Mapping[str, Any]) -> tuple[ServiceSettings, ...]:
+    raw = values.get("services")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise invalid("services", raw, "a non-empty list of {name, image, port} objects")
+    services = []
+    for i, item in enumerate(raw):
+        key = f"services[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(key, item, "an object with name, image and port")
+        name = item.get("name")
+        if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
+            raise invalid(f"{key}.name", name, "a lowercase DNS label such as 'backend'")
+        image = _string(item.get("image"), f"{key}.image", "a container image reference")
+        port = _integer(item.get("port"), f"{key}.port", 1, 65535)
+        role = item.get("role", "server")
+        services.append(
+            ServiceSettings(name=name, image=image, port=port, role=_string(role, f"{key}.role"))
+        )
+    return tuple(services)
+
+
+def parse_log_retention(values: Mapping[str, Any]) -> int:
+    value = values.get("logRetentionDays", 30)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if value not in LOG_RETENTION_DAYS or isinstance(value, bool):
+        raise invalid(
+            "logRetentionDays",
+            value,
+            f"a CloudWatch retention: {', '.join(map(str, LOG_RETENTION_DAYS))}",
+        )
+    return value
+
+
+def check_topology_requirements(s: Settings) -> None:
+    """Keys that one topology needs and the others do not."""
+    if s.topology in ("nlb-certbot", "direct-task") and s.acme.email is None:
+        raise missing("acme.email", f"required by topology {s.topology!r} for the ACME account")
+    if s.topology == "direct-task":
+        if s.hosted_zone_id is None:
+            raise missing("hostedZoneId", "required by topology 'direct-task' (per-task DNS names)")
+        if s.acme.challenge != "dns-01":
+            raise invalid(
+                "acme.challenge",
+                s.acme.challenge,
+                "accepted by 'direct-task' (a wildcard needs dns-01)",
+            )
+    if s.topology == "nlb-certbot" and s.acme.challenge == "dns-01" and s.hosted_zone_id is None:
+        raise missing(
+            "hostedZoneId",
+            "required by acme.challenge 'dns-01' (or set acme.challenge to http-01)",
+        )
+
+
+def parse_settings(values: Mapping[str, Any]) -> Settings:
+    """Build `Settings` from raw values; raise `ConfigError` on the first problem."""
+    for name in values:
+        if name not in KNOWN_TOP_LEVEL:
+            raise ConfigError(name, "is not a known key" + _suggest(name, KNOWN_TOP_LEVEL))
+    topology = parse_topology(values)
+    settings = Settings(
+        topology=topology,
+        domain=parse_domain(values),
+        hosted_zone_id=parse_hosted_zone_id(values),
+        acme=parse_acme(values),
+        network=parse_network(values),
+        certificate=parse_certificate(values),
+        private_ca=parse_private_ca(values),
+        ingress=parse_ingress(values, topology),
+        app=parse_app(values, topology),
+        services=parse_services(values),
+        log_retention_days=parse_log_retention(values),
+    )
+    check_topology_requirements(settings)
+    return settings
+
+
+def load_settings() -> Settings:
+    """Read and validate the stack configuration of the running program."""
+    return parse_settings(raw_config())

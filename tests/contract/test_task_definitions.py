@@ -1,0 +1,110 @@
+"""Every container definition the program emits is valid input to ECS RegisterTaskDefinition.
+
+Validated with botocore's own parameter validator against the ECS service model, so a
+misspelt key or a wrong type fails here rather than at `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+import topologies
+from components.container_definitions import (
+    Container,
+    Dependency,
+    HealthCheck,
+    LogSettings,
+    MountPoint,
+    PortMapping,
+    container_definitions_json,
+)
+from tests.conftest import MINIMAL_CONFIG
+from tests.harness import unwrap
+
+# Task definition inputs that keep the API's name and shape in pulumi-aws.
+TASK_KEYS = (
+    "family",
+    "cpu",
+    "memory",
+    "networkMode",
+    "requiresCompatibilities",
+    "executionRoleArn",
+    "taskRoleArn",
+)
+
+
+@cache
+def _input_shape():
+    model = botocore.session.get_session().get_service_model("ecs")
+    return model.operation_model("RegisterTaskDefinition").input_shape
+
+
+def assert_valid_task_definition(params: dict) -> None:
+    report = ParamValidator().validate(params, _input_shape())
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_validator_catches_a_wrong_definition():
+    # The check must be able to fail: a misspelt key and a wrong type are both reported.
+    report = ParamValidator().validate(
+        {"family": "x", "containerDefinitions": [{"name": "a", "imag": "i", "essential": "yes"}]},
+        _input_shape(),
+    )
+    text = report.generate_report()
+    assert "imag" in text and "essential" in text
+
+
+def test_every_builder_field_is_valid_ecs_input():
+    containers = [
+        Container(
+            "init",
+            "busybox:1.37",
+            essential=False,
+            command=["sh", "-c", "echo ok"],
+            entry_point=["/bin/sh"],
+            mount_points=[MountPoint("certs", "/certs", read_only=False)],
+            user="1000:1000",
+            working_directory="/work",
+            readonly_root_filesystem=True,
+            stop_timeout=10,
+        ),
+        Container(
+            "app",
+            "nginx:1.27",
+            environment={"A": "1"},
+            secrets={"KEY": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf"},
+            port_mappings=[PortMapping(8443, name="https", app_protocol="http")],
+            depends_on=[Dependency("init", "SUCCESS")],
+            health_check=HealthCheck(["CMD-SHELL", "true"], start_period=10),
+            log=LogSettings("/ecs/x", "eu-west-1", "app"),
+        ),
+    ]
+    assert_valid_task_definition(
+        {
+            "family": "builder",
+            "containerDefinitions": json.loads(container_definitions_json(containers)),
+        }
+    )
+
+
+BUILT = [t for t in MINIMAL_CONFIG if topologies.REGISTRY[t] is not None]
+
+
+@pytest.mark.parametrize(
+    "topology",
+    BUILT or [pytest.param(None, marks=pytest.mark.skip(reason="no topology built yet"))],
+)
+def test_task_definitions_of_each_topology_are_valid(program, topology):
+    graph = program(MINIMAL_CONFIG[topology])
+    task_definitions = graph.of_type("aws:ecs/taskDefinition:TaskDefinition")
+    assert task_definitions, f"{topology} registered no task definition"
+    for td in task_definitions:
+        inputs = unwrap(td.inputs)
+        params = {k: inputs[k] for k in TASK_KEYS if k in inputs}
+        params["containerDefinitions"] = json.loads(inputs["containerDefinitions"])
+        assert_valid_task_definition(params)

@@ -1,0 +1,250 @@
+"""Run the real `__main__.py` under Pulumi mocks and return what it registered as a graph.
+
+The mocks answer invokes the way the AWS provider does (camelCase keys) and give every
+resource plausible computed outputs (ARN, ID, DNS name). A `MockMonitor` subclass records
+each registration with its parent and dependencies, so tests query a graph:
+
+    graph.of_type("aws:lb/listener:Listener"), graph.one("aws:ecs/cluster:Cluster"),
+    graph.ancestors(r), graph.depends_on(r, other)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "ecs-tls"
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+AZ_NAMES = [f"{REGION}{c}" for c in "abcdef"]
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    urn: str
+    parent: str | None
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    dependencies: list[str]
+    custom: bool
+
+    def __repr__(self) -> str:
+        return f"<{self.type} {self.name}>"
+
+
+@dataclass
+class Graph:
+    resources: list[Resource] = field(default_factory=list)
+    stack_outputs: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Resource]:
+        return iter(self.resources)
+
+    def __len__(self) -> int:
+        return len(self.resources)
+
+    def by_urn(self, urn: str) -> Resource:
+        for r in self.resources:
+            if r.urn == urn:
+                return r
+        raise KeyError(urn)
+
+    def of_type(self, type_: str, name: str | None = None) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_ and (name is None or r.name == name)]
+
+    def one(self, type_: str, name: str | None = None) -> Resource:
+        found = self.of_type(type_, name)
+        assert len(found) == 1, f"expected one {type_} {name or ''}, found {found}"
+        return found[0]
+
+    def urns(self) -> set[str]:
+        return {r.urn for r in self.resources}
+
+    def ancestors(self, r: Resource) -> list[Resource]:
+        chain = []
+        while r.parent is not None:
+            try:
+                r = self.by_urn(r.parent)
+            except KeyError:
+                break  # the stack itself is not recorded
+            chain.append(r)
+        return chain
+
+    def children(self, r: Resource) -> list[Resource]:
+        return [c for c in self.resources if c.parent == r.urn]
+
+    def descendants(self, r: Resource) -> list[Resource]:
+        out = []
+        for c in self.children(r):
+            out.append(c)
+            out.extend(self.descendants(c))
+        return out
+
+    def depends_on(self, r: Resource, other: Resource) -> bool:
+        """True when `r`, or a component above it, waits for `other` explicitly."""
+        return any(other.urn in x.dependencies for x in [r, *self.ancestors(r)])
+
+
+def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+    """Inputs echoed back plus the computed attributes AWS would return."""
+    digest = hashlib.sha1(f"{args.typ}/{args.name}".encode()).hexdigest()
+    service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "mock"
+    state: dict[str, Any] = dict(args.inputs)
+    state.setdefault("name", args.inputs.get("name", f"{args.name}-{digest[:7]}"))
+    state["arn"] = f"arn:aws:{service}:{REGION}:{ACCOUNT}:{args.name}-{digest[:6]}"
+    resource_id = f"{args.name}-{digest[:8]}"
+    prefixes = {
+        "aws:ec2/vpc:Vpc": "vpc-",
+        "aws:ec2/subnet:Subnet": "subnet-",
+        "aws:ec2/securityGroup:SecurityGroup": "sg-",
+        "aws:ec2/natGateway:NatGateway": "nat-",
+        "aws:ec2/eip:Eip": "eipalloc-",
+        "aws:ec2/internetGateway:InternetGateway": "igw-",
+        "aws:ec2/routeTable:RouteTable": "rtb-",
+    }
+    if args.typ in prefixes:
+        resource_id = prefixes[args.typ] + digest[:17]
+    if args.typ == "aws:lb/loadBalancer:LoadBalancer":
+        state["dnsName"] = f"{args.name}-{digest[:8]}.{REGION}.elb.amazonaws.com"
+        state["zoneId"] = "Z32O12XQLNTSW2"
+        state["arnSuffix"] = f"app/{args.name}/{digest[:16]}"
+    if args.typ == "aws:secretsmanager/secret:Secret":
+        state["arn"] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{args.name}-AbCdEf"
+        resource_id = state["arn"]
+    if args.typ == "aws:ecs/cluster:Cluster":
+        state["arn"] = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{state['name']}"
+    if args.typ == "aws:cloudwatch/logGroup:LogGroup":
+        state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{state['name']}"
+    if args.typ == "aws:iam/role:Role":
+        state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"
+        resource_id = state["name"]
+    return resource_id, state
+
+
+class AwsMocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+        return _resource_outputs(args)
+
+    def call(self, args: pulumi_mocks.MockCallArgs):
+        token = args.token
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": REGION, "region": REGION, "id": REGION, "description": "Europe"}
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                "userId": "AIDAEXAMPLE",
+                "id": ACCOUNT,
+            }
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {
+                "names": AZ_NAMES,
+                "zoneIds": [f"euw1-az{i}" for i in range(1, 7)],
+                "id": REGION,
+            }
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:ec2/getVpc:getVpc":
+            return {"id": args.args.get("id"), "cidrBlock": "172.31.0.0/16", "arn": "arn:vpc"}
+        raise NotImplementedError(f"the test mocks do not answer invoke {token}")
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Keeps each registration's type, parent and dependencies, which the base class drops."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.graph = Graph()
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = rpc.deserialize_properties(request.object)
+            registered = self.resources.get(response.urn)
+            self.graph.resources.append(
+                Resource(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent or None,
+                    inputs=inputs,
+                    outputs=dict(registered.state) if registered else {},
+                    dependencies=list(request.dependencies),
+                    custom=request.custom,
+                )
+            )
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
+            outputs = rpc.deserialize_properties(request.outputs)
+            self.graph.stack_outputs.update(outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+def config_values(config: Mapping[str, Any]) -> dict[str, str]:
+    """Stack config as the engine passes it: namespaced keys, objects as JSON text."""
+    out = {}
+    for key, value in config.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        out[full] = value if isinstance(value, str) else json.dumps(value)
+    out.setdefault("aws:region", REGION)
+    return out
+
+
+def run_program(config: Mapping[str, Any], stack: str = "dev") -> Graph:
+    """Run `__main__.py` with `config` (un-namespaced keys are `ecs-tls:`), return the graph.
+
+    Raises what the program raises (e.g. `settings.ConfigError`); the graph recorded up to
+    then is on the exception as `exc.graph`.
+    """
+    monitor = RecordingMonitor(AwsMocks())
+    pulumi_settings.reset_options()
+    pulumi.runtime.set_mocks(
+        AwsMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor
+    )
+    # set_mocks made a finished root stack; run_in_stack makes the one exports go to.
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_all_config(config_values(config))
+    main = str(ROOT / "__main__.py")
+    try:
+        _sync_await(run_in_stack(lambda: runpy.run_path(main, run_name="__main__")))
+    except Exception as exc:
+        exc.graph = monitor.graph  # type: ignore[attr-defined]
+        raise
+    return monitor.graph
+
+
+def is_secret(value: Any) -> bool:
+    """True for a value the program marked secret (kept wrapped by the recorder)."""
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value, with every secret wrapper removed at any depth."""
+    if rpc.is_rpc_secret(value):
+        return unwrap(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value

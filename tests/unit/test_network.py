@@ -1,0 +1,89 @@
+"""Network: a new VPC in N zones, or an existing one adopted without creating anything."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from components.network import subnet_cidrs
+from tests.harness import AZ_NAMES
+
+BASE = {"topology": "alb-envoy", "domain": "app.example.com"}
+EXISTING = {
+    "vpcId": "vpc-0123456789abcdef0",
+    "publicSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    "privateSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"],
+}
+
+
+def _subnets(graph, tier):
+    return [r for r in graph.of_type("aws:ec2/subnet:Subnet") if r.inputs["tags"]["tier"] == tier]
+
+
+@pytest.mark.parametrize(("zones", "nat"), [(2, 0), (2, 1), (3, 1), (3, 3)])
+def test_new_vpc_spreads_subnets_and_nat(program, stand_in_topologies, zones, nat):
+    graph = program({**BASE, "network": {"availabilityZones": zones, "natGateways": nat}})
+    vpc = graph.one("aws:ec2/vpc:Vpc")
+    assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
+    assert vpc.inputs["enableDnsHostnames"] and vpc.inputs["enableDnsSupport"]
+
+    public, private = _subnets(graph, "public"), _subnets(graph, "private")
+    assert len(public) == len(private) == zones
+    for tier in (public, private):
+        assert sorted(s.inputs["availabilityZone"] for s in tier) == AZ_NAMES[:zones]
+    assert not any(s.inputs.get("mapPublicIpOnLaunch", False) for s in public + private)
+
+    cidrs = [ipaddress.ip_network(s.inputs["cidrBlock"]) for s in public + private]
+    assert all(c.subnet_of(ipaddress.ip_network("10.0.0.0/16")) for c in cidrs)
+    assert not any(a.overlaps(b) for i, a in enumerate(cidrs) for b in cidrs[i + 1 :])
+
+    assert len(graph.of_type("aws:ec2/natGateway:NatGateway")) == nat
+    assert len(graph.of_type("aws:ec2/eip:Eip")) == nat
+    igw = graph.one("aws:ec2/internetGateway:InternetGateway")
+    for gateway in graph.of_type("aws:ec2/natGateway:NatGateway"):
+        assert igw.urn in gateway.dependencies, "a NAT gateway must wait for the IGW"
+
+    tables = {t.name: t for t in graph.of_type("aws:ec2/routeTable:RouteTable")}
+    assert tables["network-public"].inputs["routes"][0]["cidrBlock"] == "0.0.0.0/0"
+    private_routes = [tables[f"network-private-{i}"].inputs.get("routes", []) for i in range(zones)]
+    if nat == 0:
+        assert all(routes == [] for routes in private_routes)
+    else:
+        nat_ids = {r[0]["natGatewayId"] for r in private_routes}
+        assert len(nat_ids) == nat, "one NAT shared, or one per zone"
+    assert len(graph.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")) == 2 * zones
+
+
+def test_existing_vpc_creates_no_network_resources(program, stand_in_topologies):
+    graph = program({**BASE, "network": EXISTING})
+    network = graph.one("ecs-tls:network:Network")
+    assert graph.children(network) == []
+    assert not [r for r in graph if r.type.startswith("aws:ec2/")]
+    outputs = graph.stack_outputs
+    assert outputs["vpcId"] == EXISTING["vpcId"]
+
+
+def test_both_modes_expose_the_same_outputs(program, stand_in_topologies):
+    import pulumi
+
+    from components.network import Network
+
+    created = program(BASE)
+    adopted = program({**BASE, "network": EXISTING})
+    assert set(created.stack_outputs) == set(adopted.stack_outputs)
+    attributes = {k for k, v in Network.__annotations__.items() if "Output" in str(v)}
+    assert attributes == {"vpc_id", "vpc_cidr_block", "public_subnet_ids", "private_subnet_ids"}
+    assert pulumi  # the annotation check above reads the component's declared outputs
+
+
+@pytest.mark.parametrize(
+    ("cidr", "zones", "prefix"),
+    [("10.0.0.0/16", 2, 18), ("10.8.0.0/20", 3, 23), ("192.168.0.0/24", 6, 28)],
+)
+def test_subnet_cidrs_are_equal_and_disjoint(cidr, zones, prefix):
+    public, private = subnet_cidrs(cidr, zones)
+    blocks = [ipaddress.ip_network(b) for b in public + private]
+    assert len(public) == len(private) == zones
+    assert {b.prefixlen for b in blocks} == {prefix}
+    assert len(set(blocks)) == 2 * zones
