@@ -26,6 +26,9 @@ ACME_DIRECTORIES = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
 }
 INGRESS_KINDS = ("alb", "nlb", "none")
+DEFAULT_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
+ENVOY_TLS_VERSIONS = {"1.2": "TLSv1_2", "1.3": "TLSv1_3"}
 # Fargate task sizes: cpu units -> allowed memory (MiB). [ECS task definition parameters]
 FARGATE_MEMORY = {
     256: (512, 1024, 2048),
@@ -80,6 +83,28 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "integer",
         "30",
         "Retention of the cluster's CloudWatch log group, one of the values CloudWatch accepts.",
+    ),
+    ConfigKey(
+        "allowedCidrs",
+        "array",
+        "[0.0.0.0/0]",
+        "IPv4 CIDRs allowed to reach the public load balancer.",
+    ),
+    ConfigKey(
+        "sslPolicy",
+        "string",
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "TLS policy of HTTPS listeners; a TLS13 policy, which also makes the ALB speak "
+        "TLS 1.3 to its targets.",
+    ),
+    ConfigKey("envoy", "object", "see below", "alb-envoy only: the TLS-terminating sidecar."),
+    ConfigKey("envoy.image", "string", ENVOY_IMAGE, "Stock Envoy image (v3 API, >= 1.21)."),
+    ConfigKey("envoy.port", "integer", "8443", "Port of Envoy's TLS listener in the task."),
+    ConfigKey(
+        "envoy.minTlsVersion",
+        "string",
+        "1.2",
+        "Lowest TLS version Envoy accepts from the load balancer: 1.2 or 1.3.",
     ),
     ConfigKey("acme", "object", "see below", "Let's Encrypt (ACME) settings."),
     ConfigKey(
@@ -255,6 +280,17 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class EnvoySettings:
+    image: str = ENVOY_IMAGE  # pinned: a proxy upgrade should be a reviewed change
+    port: int = 8443  # unprivileged: Envoy runs as a non-root user
+    min_tls_version: str = "1.2"  # the ALB's backend side; 1.3 needs a TLS13 listener policy
+
+    @property
+    def envoy_tls_version(self) -> str:
+        return ENVOY_TLS_VERSIONS[self.min_tls_version]
+
+
+@dataclass(frozen=True)
 class Settings:
     topology: str
     domain: str
@@ -267,6 +303,9 @@ class Settings:
     app: AppSettings
     services: tuple[ServiceSettings, ...]
     log_retention_days: int = 30
+    allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    ssl_policy: str = DEFAULT_SSL_POLICY
+    envoy: EnvoySettings = EnvoySettings()
 
 
 # Working workload defaults per topology; `app` overrides them field by field.
@@ -642,6 +681,47 @@ def parse_log_retention(values: Mapping[str, Any]) -> int:
     return value
 
 
+def parse_allowed_cidrs(values: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = values.get("allowedCidrs")
+    if raw is None:
+        return ("0.0.0.0/0",)
+    if isinstance(raw, str):
+        raw = [v.strip() for v in raw.split(",") if v.strip()]
+    if not isinstance(raw, list) or not raw:
+        raise invalid("allowedCidrs", raw, "a non-empty list of IPv4 CIDRs")
+    cidrs = []
+    for item in raw:
+        try:
+            cidrs.append(str(ipaddress.IPv4Network(item, strict=True)))
+        except (ValueError, TypeError):
+            raise invalid("allowedCidrs", item, "an IPv4 CIDR such as 203.0.113.0/24") from None
+    return tuple(cidrs)
+
+
+def parse_ssl_policy(values: Mapping[str, Any]) -> str:
+    value = values.get("sslPolicy", DEFAULT_SSL_POLICY)
+    # Only TLS13 policies: with any other the ALB also drops to TLS 1.2 towards its targets.
+    if not isinstance(value, str) or not re.fullmatch(
+        r"ELBSecurityPolicy-TLS13-[A-Za-z0-9-]+", value
+    ):
+        raise invalid(
+            "sslPolicy", value, "an ELB TLS 1.3 policy such as ELBSecurityPolicy-TLS13-1-2-2021-06"
+        )
+    return value
+
+
+def parse_envoy(values: Mapping[str, Any], topology: str) -> EnvoySettings:
+    raw = _object(values, "envoy")
+    if raw and topology != "alb-envoy":
+        raise ConfigError("envoy", f"applies only to topology 'alb-envoy', not {topology!r}")
+    image = _string(raw.get("image", ENVOY_IMAGE), "envoy.image", "a container image reference")
+    port = _integer(raw.get("port", 8443), "envoy.port", 1024, 65535)
+    version = str(raw.get("minTlsVersion", "1.2"))
+    if version not in ENVOY_TLS_VERSIONS:
+        raise invalid("envoy.minTlsVersion", version, "one of: 1.2, 1.3")
+    return EnvoySettings(image=image, port=port, min_tls_version=version)
+
+
 def check_topology_requirements(s: Settings) -> None:
     """Keys that one topology needs and the others do not."""
     if s.topology in ("nlb-certbot", "direct-task") and s.acme.email is None:
@@ -655,6 +735,8 @@ def check_topology_requirements(s: Settings) -> None:
                 s.acme.challenge,
                 "accepted by 'direct-task' (a wildcard needs dns-01)",
             )
+    if s.topology == "alb-envoy" and s.envoy.port == s.app.port:
+        raise invalid("envoy.port", s.envoy.port, f"free: app.port is also {s.app.port}")
     if s.topology == "nlb-certbot" and s.acme.challenge == "dns-01" and s.hosted_zone_id is None:
         raise missing(
             "hostedZoneId",
@@ -680,6 +762,9 @@ def parse_settings(values: Mapping[str, Any]) -> Settings:
         app=parse_app(values, topology),
         services=parse_services(values),
         log_retention_days=parse_log_retention(values),
+        allowed_cidrs=parse_allowed_cidrs(values),
+        ssl_policy=parse_ssl_policy(values),
+        envoy=parse_envoy(values, topology),
     )
     check_topology_requirements(settings)
     return settings

@@ -232,3 +232,38 @@ def render_bootstrap_yaml(spec: EnvoyProxySpec) -> str:
     and produces byte-identical output for equal specs (stable Pulumi diffs).
     """
     return json.dumps(render_bootstrap(spec), sort_keys=True, separators=(",", ":"))
+
+
+def envoy_args(spec: EnvoyProxySpec, flush_interval_ms: int = 1000) -> list[str]:
+    """Arguments for the stock Envoy image: the whole bootstrap travels in the command.
+
+    `--config-yaml` avoids a custom image or a config file on a volume. The stdout access
+    log is flushed every second instead of Envoy's default ten, so logs reach CloudWatch
+    promptly.
+    """
+    return [
+        "--config-yaml",
+        render_bootstrap_yaml(spec),
+        "--log-level",
+        "info",
+        "--file-flush-interval-msec",
+        str(flush_interval_ms),
+    ]
+
+
+def ready_check_command(admin_port: int) -> list[str]:
+    """ECS health-check command asking the loopback admin API whether Envoy is ready.
+
+    The stock Envoy image has bash but no curl, so the request goes through bash's
+    /dev/tcp. Healthy only on `HTTP/1.1 200`: /ready answers 503 while Envoy initialises
+    or drains.
+    """
+    _check_port("admin_port", admin_port)
+    script = (
+        f"exec 3<>/dev/tcp/127.0.0.1/{admin_port} && "
+        # HTTP/1.1: Envoy answers HTTP/1.0 requests with 426 Upgrade Required.
+        "printf 'GET /ready HTTP/1.1\\r\\nHost: localhost\\r\\n"
+        "Connection: close\\r\\n\\r\\n' >&3 && "
+        "head -n 1 <&3 | grep -q ' 200 '"
+    )
+    return ["CMD", "bash", "-c", script]

@@ -41,6 +41,7 @@ class Resource:
     type: str
     name: str
     urn: str
+    id: str
     parent: str | None
     inputs: dict[str, Any]
     outputs: dict[str, Any]
@@ -104,6 +105,11 @@ class Graph:
         return any(other.urn in x.dependencies for x in [r, *self.ancestors(r)])
 
 
+def _pem(label: str, name: str) -> str:
+    body = hashlib.sha256(f"{label}/{name}".encode()).hexdigest()
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
+
+
 def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
     """Inputs echoed back plus the computed attributes AWS would return."""
     digest = hashlib.sha1(f"{args.typ}/{args.name}".encode()).hexdigest()
@@ -134,6 +140,19 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state["arn"] = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{state['name']}"
     if args.typ == "aws:cloudwatch/logGroup:LogGroup":
         state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{state['name']}"
+    # pulumi-tls: PEM-shaped text. Mocks, unlike the engine, do not mark keys secret, so a
+    # test that finds this text outside a secret proves the program forgot to.
+    if args.typ == "tls:index/privateKey:PrivateKey":
+        state["privateKeyPem"] = _pem("EC PRIVATE KEY", args.name)
+        state["privateKeyPemPkcs8"] = _pem("PRIVATE KEY", args.name)
+        state["publicKeyPem"] = _pem("PUBLIC KEY", args.name)
+    if args.typ in (
+        "tls:index/selfSignedCert:SelfSignedCert",
+        "tls:index/locallySignedCert:LocallySignedCert",
+    ):
+        state["certPem"] = _pem("CERTIFICATE", args.name)
+    if args.typ == "tls:index/certRequest:CertRequest":
+        state["certRequestPem"] = _pem("CERTIFICATE REQUEST", args.name)
     if args.typ == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"
         resource_id = state["name"]
@@ -185,6 +204,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     type=request.type,
                     name=request.name,
                     urn=response.urn,
+                    id=registered.id if registered else "",
                     parent=request.parent or None,
                     inputs=inputs,
                     outputs=dict(registered.state) if registered else {},

@@ -7,37 +7,15 @@ fails before any resource is registered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from settings import TOPOLOGIES, ConfigError
+from topologies import alb_envoy
+from topologies.base import Foundation, TopologyBuilder, TopologyResult
 
-import pulumi
-
-from components.cluster import Cluster
-from components.network import Network
-from settings import TOPOLOGIES, ConfigError, Settings
-
-
-@dataclass(frozen=True)
-class Foundation:
-    """What every topology builds on: created once, outside any topology component."""
-
-    network: Network
-    cluster: Cluster
-
-
-@dataclass(frozen=True)
-class TopologyResult:
-    component: pulumi.ComponentResource
-    endpoint: pulumi.Input[str]
-    # Extra stack outputs that help the user verify the deployment.
-    outputs: Mapping[str, pulumi.Input] = field(default_factory=dict)
-
-
-TopologyBuilder = Callable[[Settings, Foundation], TopologyResult]
+__all__ = ["REGISTRY", "Foundation", "TopologyResult", "available", "builder_for"]
 
 REGISTRY: dict[str, TopologyBuilder | None] = {
     "nlb-certbot": None,
-    "alb-envoy": None,
+    "alb-envoy": alb_envoy.build,
     "service-connect": None,
     "appmesh-efs": None,
     "direct-task": None,

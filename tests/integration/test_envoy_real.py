@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.envoy import EnvoyProxySpec, render_bootstrap_yaml
+from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, render_bootstrap_yaml
 from tests.tools import require_binary
 
 DOMAIN = "app.example.test"
@@ -271,15 +271,11 @@ def _run_envoy(
         process = subprocess.Popen(
             [
                 envoy_bin,
-                "--config-yaml",
-                render_bootstrap_yaml(spec),
+                # The same arguments the ECS container runs with, flushing the access log
+                # faster so tests need not wait.
+                *envoy_args(spec, flush_interval_ms=50),
                 # A dynamic base id keeps parallel test runs' shared-memory regions apart.
                 "--use-dynamic-base-id",
-                "--log-level",
-                "warn",
-                # Flush the stdout access log quickly so tests need not wait 10 s (default).
-                "--file-flush-interval-msec",
-                "50",
                 "--concurrency",
                 "1",
             ],
@@ -461,3 +457,24 @@ def test_access_log_line_is_json(envoy: EnvoyProcess, pki: Pki) -> None:
     assert int(entry["response_code"]) == 200
     assert entry["user_agent"] == f"envoy-test/{marker}"
     assert entry["upstream_host"] == f"127.0.0.1:{envoy.spec.app_port}"
+
+
+def test_container_health_check_command_against_real_admin(envoy: EnvoyProcess) -> None:
+    """The ECS health check (bash /dev/tcp to /ready) passes against a ready Envoy."""
+    bash = require_binary("bash", "apt-get install -y bash")
+    command = ready_check_command(envoy.spec.admin_port)
+    assert command[:2] == ["CMD", "bash"]
+    result = subprocess.run(
+        [bash, *command[2:]], capture_output=True, timeout=IO_TIMEOUT_S, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_container_health_check_fails_when_nothing_listens() -> None:
+    bash = require_binary("bash", "apt-get install -y bash")
+    (closed_port,) = _free_ports(1)
+    command = ready_check_command(closed_port)
+    result = subprocess.run(
+        [bash, *command[2:]], capture_output=True, timeout=IO_TIMEOUT_S, check=False
+    )
+    assert result.returncode != 0

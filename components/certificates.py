@@ -1,0 +1,178 @@
+"""Server certificates: a generated private chain, or the user's own, in ACM and Secrets Manager.
+
+The load balancer presents the ACM copy; the task's TLS endpoint (e.g. an Envoy sidecar)
+reads the Secrets Manager copy through ECS `secrets`, so no key is ever in an image, a
+task definition or an environment variable in plaintext.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_tls as tls
+
+from settings import CertificateSettings
+
+CA_VALIDITY_HOURS = 10 * 365 * 24
+LEAF_VALIDITY_HOURS = 365 * 24
+# `pulumi up` re-issues the leaf once it is within 30 days of expiry.
+LEAF_EARLY_RENEWAL_HOURS = 30 * 24
+
+# JSON keys of the certificate secret; containers select one with `<arn>:<key>::`.
+CHAIN_KEY = "certificateChain"
+PRIVATE_KEY_KEY = "privateKey"
+
+
+def secret_document(leaf_pem: str, chain_pem: str | None, private_key_pem: str) -> str:
+    """The secret's JSON: the leaf followed by its chain (what TLS servers send), and the key."""
+    chain = leaf_pem.rstrip("\n") + "\n" + (chain_pem.rstrip("\n") + "\n" if chain_pem else "")
+    return json.dumps({CHAIN_KEY: chain, PRIVATE_KEY_KEY: private_key_pem}, sort_keys=True)
+
+
+def fingerprint(pem: str) -> str:
+    """A short, public digest of a certificate, to roll tasks when the certificate changes."""
+    return hashlib.sha256(pem.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PrivateChainArgs:
+    domain: str
+    organization: str = "ecs-tls"
+
+
+class PrivateChain(pulumi.ComponentResource):
+    """An ECDSA P-256 root CA and a server certificate for one DNS name, made by pulumi-tls.
+
+    Clients verify it with the CA certificate (a public stack output). The ALB does not
+    validate target certificates, so a private chain also serves ALB -> task encryption.
+    """
+
+    ca_certificate_pem: pulumi.Output[str]
+    certificate_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: PrivateChainArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:certificates:PrivateChain", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ca_key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        ca = tls.SelfSignedCert(
+            f"{name}-ca",
+            private_key_pem=ca_key.private_key_pem,
+            subject={
+                "common_name": f"{args.organization} private root CA",
+                "organization": args.organization,
+            },
+            is_ca_certificate=True,
+            validity_period_hours=CA_VALIDITY_HOURS,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+            opts=child,
+        )
+        leaf_key = tls.PrivateKey(f"{name}-leaf", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            f"{name}-leaf",
+            private_key_pem=leaf_key.private_key_pem,
+            subject={"common_name": args.domain, "organization": args.organization},
+            dns_names=[args.domain],
+            opts=child,
+        )
+        leaf = tls.LocallySignedCert(
+            f"{name}-leaf",
+            cert_request_pem=request.cert_request_pem,
+            ca_cert_pem=ca.cert_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            validity_period_hours=LEAF_VALIDITY_HOURS,
+            early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            opts=child,
+        )
+        self.ca_certificate_pem = ca.cert_pem
+        self.certificate_pem = leaf.cert_pem
+        # The engine marks generated keys secret; mark it here too so nothing depends on that.
+        self.private_key_pem = pulumi.Output.secret(leaf_key.private_key_pem)
+        self.register_outputs(
+            {"caCertificatePem": self.ca_certificate_pem, "certificatePem": self.certificate_pem}
+        )
+
+
+@dataclass(frozen=True)
+class ServerCertificateArgs:
+    domain: str
+    # The user's own certificate; None generates a private chain.
+    provided: CertificateSettings | None = None
+
+
+class ServerCertificate(pulumi.ComponentResource):
+    """One certificate for `domain`, imported into ACM and stored in Secrets Manager."""
+
+    acm_certificate_arn: pulumi.Output[str]
+    secret_arn: pulumi.Output[str]
+    certificate_pem: pulumi.Output[str]
+    # The generated CA (public), None when the user brought the certificate.
+    ca_certificate_pem: pulumi.Output[str] | None
+    fingerprint: pulumi.Output[str]
+    # Tasks that read the secret must start after its value exists.
+    secret_version: aws.secretsmanager.SecretVersion
+
+    def __init__(
+        self, name: str, args: ServerCertificateArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:certificates:ServerCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        if args.provided is None:
+            chain = PrivateChain(f"{name}-chain", PrivateChainArgs(domain=args.domain), opts=child)
+            leaf_pem = chain.certificate_pem
+            chain_pem: pulumi.Input[str] | None = chain.ca_certificate_pem
+            key_pem = chain.private_key_pem
+            self.ca_certificate_pem = chain.ca_certificate_pem
+        else:
+            leaf_pem = pulumi.Output.from_input(args.provided.certificate_pem)
+            chain_pem = args.provided.chain_pem
+            key_pem = args.provided.secret_private_key()
+            self.ca_certificate_pem = None
+
+        # ACM never renews an imported certificate; re-importing keeps the ARN, which is
+        # what an update of this resource does.
+        imported = aws.acm.Certificate(
+            name,
+            certificate_body=leaf_pem,
+            certificate_chain=chain_pem,
+            private_key=key_pem,
+            tags={"Name": args.domain},
+            opts=child,
+        )
+        secret = aws.secretsmanager.Secret(
+            name,
+            description=f"TLS certificate chain and private key of {args.domain} (ecs-tls)",
+            opts=child,
+        )
+        self.secret_version = aws.secretsmanager.SecretVersion(
+            name,
+            secret_id=secret.id,
+            secret_string=pulumi.Output.secret(
+                pulumi.Output.all(leaf_pem, chain_pem, key_pem).apply(
+                    lambda v: secret_document(v[0], v[1], v[2])
+                )
+            ),
+            opts=child,
+        )
+        self.acm_certificate_arn = imported.arn
+        self.secret_arn = secret.arn
+        self.certificate_pem = leaf_pem
+        self.fingerprint = leaf_pem.apply(fingerprint)
+        self.register_outputs(
+            {
+                "acmCertificateArn": imported.arn,
+                "secretArn": secret.arn,
+                "fingerprint": self.fingerprint,
+            }
+        )
+
+    def value_from(self, json_key: str) -> pulumi.Output[str]:
+        """The ECS `valueFrom` that injects one key of the secret as an environment variable."""
+        return self.secret_arn.apply(lambda arn: f"{arn}:{json_key}::")

@@ -1,0 +1,283 @@
+"""Topology `alb-envoy`: ALB HTTPS re-encrypting to an Envoy sidecar in each Fargate task.
+
+    client --TLS--> ALB :443 --TLS--> Envoy :8443 (task) --HTTP on 127.0.0.1--> app
+
+Departures from the seed article: the key is not baked into an Envoy image but injected
+from Secrets Manager through ECS `secrets`; Envoy uses the v3 API from its stock image
+(`--config-yaml`), and its admin interface listens on loopback only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.certificates import (
+    CHAIN_KEY,
+    PRIVATE_KEY_KEY,
+    ServerCertificate,
+    ServerCertificateArgs,
+)
+from components.container_definitions import (
+    Container,
+    Dependency,
+    HealthCheck,
+    LogSettings,
+    PortMapping,
+    container_definitions_json,
+)
+from components.dns import alias_record
+from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
+from components.iam import Statement, policy_document
+from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
+from settings import Settings
+from topologies.base import Foundation, TopologyResult
+
+ENVOY_ADMIN_PORT = 9901
+
+
+@dataclass(frozen=True)
+class TaskValues:
+    """Plain values the task's containers are built from (resolved inside one apply)."""
+
+    app_image: str
+    app_port: int
+    app_environment: tuple[tuple[str, str], ...]
+    envoy_image: str
+    envoy_port: int
+    envoy_min_tls: str
+    chain_value_from: str
+    key_value_from: str
+    certificate_fingerprint: str
+    log_group: str
+    region: str
+
+
+def task_containers(v: TaskValues) -> list[Container]:
+    """The app and its Envoy sidecar. Only Envoy is reachable from outside the task."""
+    spec = EnvoyProxySpec(
+        app_port=v.app_port,
+        listener_port=v.envoy_port,
+        admin_port=ENVOY_ADMIN_PORT,
+        min_tls_version=v.envoy_min_tls,
+    )
+    envoy = Container(
+        name="envoy",
+        image=v.envoy_image,
+        command=envoy_args(spec),
+        secrets={
+            spec.certificate_env: v.chain_value_from,
+            spec.private_key_env: v.key_value_from,
+        },
+        # Public digest of the certificate: a new certificate changes the task definition,
+        # so tasks restart and read the new secret (ECS reads secrets at task start only).
+        environment={"CERTIFICATE_SHA256": v.certificate_fingerprint},
+        port_mappings=[PortMapping(v.envoy_port, name="https")],
+        depends_on=[Dependency("app", "START")],
+        health_check=HealthCheck(command=ready_check_command(ENVOY_ADMIN_PORT), start_period=10),
+        log=LogSettings(v.log_group, v.region, "alb-envoy"),
+    )
+    app = Container(
+        name="app",
+        image=v.app_image,
+        environment=dict(v.app_environment),
+        # No port mapping: the app is reached through Envoy on 127.0.0.1 only, and its
+        # port is not open in the task's security group.
+        log=LogSettings(v.log_group, v.region, "alb-envoy"),
+    )
+    return [app, envoy]
+
+
+class AlbEnvoy(pulumi.ComponentResource):
+    """Certificate, ALB, and a Fargate service whose tasks terminate TLS in Envoy."""
+
+    def __init__(self, name: str, settings: Settings, foundation: Foundation):
+        super().__init__("ecs-tls:alb_envoy:AlbEnvoy", name, None)
+        child = pulumi.ResourceOptions(parent=self)
+        s, network, cluster = settings, foundation.network, foundation.cluster
+        stack = pulumi.get_stack()
+
+        self.certificate = ServerCertificate(
+            f"{name}-certificate",
+            ServerCertificateArgs(domain=s.domain, provided=s.certificate),
+            opts=child,
+        )
+        # The shared execution role may read this topology's secret, and only this one.
+        read_secret = aws.iam.RolePolicy(
+            f"{name}-read-certificate",
+            name=f"{name}-read-certificate",
+            role=cluster.execution_role.id,
+            policy=self.certificate.secret_arn.apply(
+                lambda arn: policy_document(
+                    [Statement("ReadCertificateSecret", ["secretsmanager:GetSecretValue"], [arn])]
+                )
+            ),
+            opts=child,
+        )
+
+        self.load_balancer = HttpsLoadBalancer(
+            name,
+            HttpsLoadBalancerArgs(
+                vpc_id=network.vpc_id,
+                subnet_ids=network.public_subnet_ids,
+                certificate_arn=self.certificate.acm_certificate_arn,
+                target_port=s.envoy.port,
+                health_check_path=s.app.health_check_path,
+                ssl_policy=s.ssl_policy,
+                allowed_cidrs=s.allowed_cidrs,
+            ),
+            opts=child,
+        )
+        tasks_sg = aws.ec2.SecurityGroup(
+            f"{name}-tasks",
+            description="Tasks: Envoy's TLS port from the load balancer only",
+            vpc_id=network.vpc_id,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-tasks-from-alb",
+            security_group_id=tasks_sg.id,
+            description="Envoy TLS listener, from the load balancer",
+            ip_protocol="tcp",
+            from_port=s.envoy.port,
+            to_port=s.envoy.port,
+            referenced_security_group_id=self.load_balancer.security_group.id,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-tasks-https-out",
+            security_group_id=tasks_sg.id,
+            description="HTTPS out: image registries, Secrets Manager, CloudWatch Logs",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
+            opts=child,
+        )
+        self.load_balancer.allow_to_targets(tasks_sg.id, s.envoy.port)
+
+        containers = pulumi.Output.all(
+            self.certificate.value_from(CHAIN_KEY),
+            self.certificate.value_from(PRIVATE_KEY_KEY),
+            self.certificate.fingerprint,
+            cluster.log_group.name,
+            cluster.region,
+        ).apply(
+            lambda v: container_definitions_json(
+                task_containers(
+                    TaskValues(
+                        app_image=s.app.image,
+                        app_port=s.app.port,
+                        app_environment=s.app.environment,
+                        envoy_image=s.envoy.image,
+                        envoy_port=s.envoy.port,
+                        envoy_min_tls=s.envoy.envoy_tls_version,
+                        chain_value_from=v[0],
+                        key_value_from=v[1],
+                        certificate_fingerprint=v[2],
+                        log_group=v[3],
+                        region=v[4],
+                    )
+                )
+            )
+        )
+        task = aws.ecs.TaskDefinition(
+            name,
+            family=f"ecs-tls-{stack}-alb-envoy",
+            cpu=str(s.app.cpu),
+            memory=str(s.app.memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            execution_role_arn=cluster.execution_role.arn,
+            container_definitions=containers,
+            opts=child,
+        )
+        self.service = aws.ecs.Service(
+            name,
+            cluster=cluster.cluster.arn,
+            task_definition=task.arn,
+            desired_count=s.app.desired_count,
+            launch_type="FARGATE",
+            network_configuration={
+                "subnets": network.private_subnet_ids,
+                "security_groups": [tasks_sg.id],
+                "assign_public_ip": False,
+            },
+            load_balancers=[
+                {
+                    "target_group_arn": self.load_balancer.target_group.arn,
+                    "container_name": "envoy",
+                    "container_port": s.envoy.port,
+                }
+            ],
+            health_check_grace_period_seconds=60,
+            deployment_circuit_breaker={"enable": True, "rollback": True},
+            propagate_tags="SERVICE",
+            enable_ecs_managed_tags=True,
+            # `pulumi up` reports a service that never becomes healthy instead of moving on.
+            wait_for_steady_state=True,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # A target group must belong to a load balancer (through its listener) before
+                # a service can use it; tasks need the secret's value and the right to read it.
+                depends_on=[
+                    self.load_balancer.https_listener,
+                    read_secret,
+                    self.certificate.secret_version,
+                ],
+            ),
+        )
+        lb = self.load_balancer.load_balancer
+        if s.hosted_zone_id:
+            alias_record(
+                f"{name}-alias", s.hosted_zone_id, s.domain, lb.dns_name, lb.zone_id, parent=self
+            )
+        self.outputs = verification_outputs(s, lb.dns_name, self.certificate)
+        self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
+
+
+def verify_commands(domain: str, alb_dns: str, has_zone: bool, private_ca: bool) -> dict[str, str]:
+    """Commands that check the certificate clients see.
+
+    The ALB -> Envoy hop is checked by the target group's HTTPS health check.
+    """
+    ca = "--cacert ca.pem " if private_ca else ""
+    connect_to = "" if has_zone else f"--connect-to {domain}:443:{alb_dns}:443 "
+    save_ca = "pulumi stack output caCertificatePem > ca.pem && " if private_ca else ""
+    s_client_ca = " -CAfile ca.pem" if private_ca else ""
+    host = domain if has_zone else alb_dns
+    return {
+        "verifyCommand": f"{save_ca}curl --fail {ca}{connect_to}https://{domain}/",
+        "opensslCommand": (
+            f"openssl s_client -connect {host}:443 -servername {domain}{s_client_ca} "
+            "-verify_return_error -brief </dev/null"
+        ),
+    }
+
+
+def verification_outputs(
+    s: Settings, alb_dns: pulumi.Output[str], certificate: ServerCertificate
+) -> dict[str, pulumi.Input]:
+    private_ca = certificate.ca_certificate_pem is not None
+    commands = alb_dns.apply(
+        lambda dns: verify_commands(s.domain, dns, s.hosted_zone_id is not None, private_ca)
+    )
+    outputs: dict[str, pulumi.Input] = {
+        "albDnsName": alb_dns,
+        "certificateArn": certificate.acm_certificate_arn,
+        "certificateSecretArn": certificate.secret_arn,
+        "verifyCommand": commands.apply(lambda c: c["verifyCommand"]),
+        "opensslCommand": commands.apply(lambda c: c["opensslCommand"]),
+    }
+    if certificate.ca_certificate_pem is not None:
+        outputs["caCertificatePem"] = certificate.ca_certificate_pem
+    return outputs
+
+
+def build(settings: Settings, foundation: Foundation) -> TopologyResult:
+    topology = AlbEnvoy("alb-envoy", settings, foundation)
+    return TopologyResult(
+        component=topology, endpoint=f"https://{settings.domain}", outputs=topology.outputs
+    )

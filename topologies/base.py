@@ -1,0 +1,31 @@
+"""What a topology receives and returns; kept apart so topology modules can import it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.cluster import Cluster
+from components.network import Network
+from settings import Settings
+
+
+@dataclass(frozen=True)
+class Foundation:
+    """What every topology builds on: created once, outside any topology component."""
+
+    network: Network
+    cluster: Cluster
+
+
+@dataclass(frozen=True)
+class TopologyResult:
+    component: pulumi.ComponentResource
+    endpoint: pulumi.Input[str]
+    # Extra stack outputs that help the user verify the deployment.
+    outputs: Mapping[str, pulumi.Input] = field(default_factory=dict)
+
+
+TopologyBuilder = Callable[[Settings, Foundation], TopologyResult]
