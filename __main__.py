@@ -12,7 +12,13 @@ build_topology = topologies.builder_for(settings.topology)
 
 # The foundation's names never depend on the topology, so switching topology keeps it.
 network = Network("network", NetworkArgs(settings.network))
-cluster = Cluster("cluster", ClusterArgs(log_retention_days=settings.log_retention_days))
+cluster = Cluster(
+    "cluster",
+    ClusterArgs(
+        log_retention_days=settings.log_retention_days,
+        namespace_name=settings.service_connect.namespace,
+    ),
+)
 result = build_topology(settings, topologies.Foundation(network=network, cluster=cluster))
 
 pulumi.export("topology", settings.topology)

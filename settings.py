@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -26,6 +26,12 @@ ACME_DIRECTORIES = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
 }
 INGRESS_KINDS = ("alb", "nlb", "none")
+# AWS Private CA key algorithms -> signing algorithms that fit them (first: the default).
+CA_SIGNING_ALGORITHMS = {
+    "EC_prime256v1": ("SHA256WITHECDSA",),
+    "EC_secp384r1": ("SHA384WITHECDSA", "SHA512WITHECDSA"),
+    "RSA_2048": ("SHA256WITHRSA",),
+}
 DEFAULT_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
 ENVOY_TLS_VERSIONS = {"1.2": "TLSv1_2", "1.3": "TLSv1_3"}
@@ -179,6 +185,48 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "[]",
         "Account IDs, OU ARNs or an organization ARN to share the created CA with via RAM.",
     ),
+    ConfigKey(
+        "privateCa.keyAlgorithm",
+        "string",
+        "EC_prime256v1",
+        "Key of a created CA: EC_prime256v1, EC_secp384r1 or RSA_2048.",
+    ),
+    ConfigKey(
+        "privateCa.signingAlgorithm",
+        "string",
+        "SHA256WITHECDSA",
+        "Signing algorithm of a created CA, matching its key (e.g. SHA512WITHECDSA for P-384).",
+    ),
+    ConfigKey(
+        "privateCa.permanentDeletionDays",
+        "integer",
+        "7",
+        "Days a deleted CA stays restorable (7 to 30).",
+    ),
+    ConfigKey(
+        "privateCa.allowExternalPrincipals",
+        "boolean",
+        "false",
+        "Let the RAM share reach accounts outside your AWS Organization.",
+    ),
+    ConfigKey(
+        "serviceConnect",
+        "object",
+        "see below",
+        "The cluster's Service Connect namespace and service-connect's TLS options.",
+    ),
+    ConfigKey(
+        "serviceConnect.namespace",
+        "string",
+        "ecs-tls-<stack>",
+        "Name of the Cloud Map HTTP namespace, the cluster's Service Connect default.",
+    ),
+    ConfigKey(
+        "serviceConnect.customerKmsKey",
+        "boolean",
+        "false",
+        "Encrypt the keys ECS stores for Service Connect TLS with a customer managed KMS key.",
+    ),
     ConfigKey("app", "object", "per topology", "The workload; each field overrides a default."),
     ConfigKey("app.image", "string", "per topology", "Container image of the app."),
     ConfigKey("app.port", "integer", "per topology", "Port the app listens on."),
@@ -191,9 +239,42 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "services",
         "array",
         "demo",
-        "service-connect, appmesh-efs: list of {name, image, port, role}; "
-        "absent: a frontend -> backend demo.",
+        "service-connect, appmesh-efs: the services; absent: a frontend that calls a backend.",
     ),
+    ConfigKey("services[].name", "string", "", "Required. Lowercase DNS label, unique."),
+    ConfigKey("services[].image", "string", "", "Required. Container image."),
+    ConfigKey("services[].port", "integer", "", "Required. Port the container listens on."),
+    ConfigKey(
+        "services[].mode",
+        "string",
+        "server",
+        "server (reachable, TLS by Service Connect) or client (calls others only, e.g. TCP).",
+    ),
+    ConfigKey(
+        "services[].public",
+        "boolean",
+        "frontend",
+        "The one server the ingress sends clients to (default: frontend, else the first).",
+    ),
+    ConfigKey(
+        "services[].appProtocol",
+        "string",
+        "http",
+        "http, http2 or grpc; fixed once the service exists.",
+    ),
+    ConfigKey("services[].discoveryName", "string", "name", "Cloud Map name of the service."),
+    ConfigKey(
+        "services[].clientAlias",
+        "object",
+        "{dnsName: name, port: port}",
+        "Name and port clients use; when given, port is required.",
+    ),
+    ConfigKey("services[].healthCheckPath", "string", "/", "HTTP path the load balancer checks."),
+    ConfigKey("services[].command", "array", "image default", "Container command."),
+    ConfigKey("services[].environment", "object", "{}", "Plain environment variables."),
+    ConfigKey("services[].cpu", "integer", "256", "Fargate task CPU units."),
+    ConfigKey("services[].memory", "integer", "512", "Fargate task memory (MiB)."),
+    ConfigKey("services[].desiredCount", "integer", "2", "Number of tasks."),
 )
 
 KNOWN_TOP_LEVEL = tuple(k.path for k in CONFIG_REFERENCE if "." not in k.path)
@@ -258,6 +339,17 @@ class CertificateSettings:
 class PrivateCaSettings:
     arn: str | None = None  # None: create a CA
     share_with: tuple[str, ...] = ()
+    # P-256/SHA256 is the pair known to work with Service Connect; P-384/SHA512 is allowed.
+    key_algorithm: str = "EC_prime256v1"
+    signing_algorithm: str = "SHA256WITHECDSA"
+    permanent_deletion_days: int = 7  # the minimum: a demo CA should not linger
+    allow_external_principals: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceConnectSettings:
+    namespace: str | None = None  # None: ecs-tls-<stack>
+    customer_kms_key: bool = False  # AWS owned key unless asked
 
 
 @dataclass(frozen=True)
@@ -276,7 +368,22 @@ class ServiceSettings:
     name: str
     image: str
     port: int
-    role: str = "server"
+    mode: str = "server"  # server | client
+    public: bool = False
+    app_protocol: str | None = "http"  # None for client-only TCP services
+    discovery_name: str = ""
+    alias_dns_name: str = ""
+    alias_port: int = 0
+    health_check_path: str = "/"
+    command: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    cpu: int = 256
+    memory: int = 512
+    desired_count: int = 2
+
+    @property
+    def is_server(self) -> bool:
+        return self.mode == "server"
 
 
 @dataclass(frozen=True)
@@ -306,6 +413,7 @@ class Settings:
     allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     ssl_policy: str = DEFAULT_SSL_POLICY
     envoy: EnvoySettings = EnvoySettings()
+    service_connect: ServiceConnectSettings = ServiceConnectSettings()
 
 
 # Working workload defaults per topology; `app` overrides them field by field.
@@ -587,7 +695,40 @@ def parse_private_ca(values: Mapping[str, Any]) -> PrivateCaSettings:
                 "privateCa.shareWith",
                 "shares a CA this stack creates; it cannot share privateCa.arn",
             )
-    return PrivateCaSettings(arn=arn, share_with=share_with)
+    if arn is not None:
+        for creation_only in (
+            "keyAlgorithm",
+            "signingAlgorithm",
+            "permanentDeletionDays",
+            "allowExternalPrincipals",
+        ):
+            if creation_only in raw:
+                raise ConfigError(
+                    f"privateCa.{creation_only}",
+                    "applies to a CA this stack creates, not privateCa.arn",
+                )
+    key = raw.get("keyAlgorithm", "EC_prime256v1")
+    if key not in CA_SIGNING_ALGORITHMS:
+        raise invalid("privateCa.keyAlgorithm", key, f"one of: {', '.join(CA_SIGNING_ALGORITHMS)}")
+    signing = raw.get("signingAlgorithm", CA_SIGNING_ALGORITHMS[key][0])
+    if signing not in CA_SIGNING_ALGORITHMS[key]:
+        raise invalid(
+            "privateCa.signingAlgorithm",
+            signing,
+            f"valid with keyAlgorithm {key}; accepted: {', '.join(CA_SIGNING_ALGORITHMS[key])}",
+        )
+    days = _integer(raw.get("permanentDeletionDays", 7), "privateCa.permanentDeletionDays", 7, 30)
+    external = raw.get("allowExternalPrincipals", False)
+    if not isinstance(external, bool):
+        raise invalid("privateCa.allowExternalPrincipals", external, "true or false")
+    return PrivateCaSettings(
+        arn=arn,
+        share_with=share_with,
+        key_algorithm=key,
+        signing_algorithm=signing,
+        permanent_deletion_days=days,
+        allow_external_principals=external,
+    )
 
 
 def parse_ingress(values: Mapping[str, Any], topology: str) -> str:
@@ -608,20 +749,7 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
     base = APP_DEFAULTS[topology]
     image = _string(raw.get("image", base.image), "app.image", "a container image reference")
     port = _integer(raw.get("port", base.port), "app.port", 1, 65535)
-    cpu = raw.get("cpu", base.cpu)
-    if isinstance(cpu, str) and cpu.isdigit():
-        cpu = int(cpu)
-    if cpu not in FARGATE_MEMORY or isinstance(cpu, bool):
-        raise invalid("app.cpu", cpu, f"a Fargate CPU size: {', '.join(map(str, FARGATE_MEMORY))}")
-    memory = _integer(raw.get("memory", base.memory), "app.memory", 512, 30720)
-    if memory not in FARGATE_MEMORY[cpu]:
-        allowed = FARGATE_MEMORY[cpu]
-        raise invalid(
-            "app.memory",
-            memory,
-            f"valid with app.cpu {cpu}; accepted: {allowed[0]} to {allowed[-1]} MiB"
-            + (" in 1024 steps" if len(allowed) > 3 else f" ({', '.join(map(str, allowed))})"),
-        )
+    cpu, memory = _fargate_size(raw.get("cpu", base.cpu), raw.get("memory", base.memory), "app")
     count = _integer(raw.get("desiredCount", base.desired_count), "app.desiredCount", 0, 100)
     path = raw.get("healthCheckPath", base.health_check_path)
     if not isinstance(path, str) or not path.startswith("/") or " " in path:
@@ -645,27 +773,184 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
     )
 
 
-def parse_services(values: Mapping[str, Any]) -> tuple[ServiceSettings, ...]:
+SERVICE_MODES = ("server", "client")
+APP_PROTOCOLS = ("http", "http2", "grpc")
+SERVICE_KEYS = tuple(
+    k.path.split(".", 1)[1] for k in CONFIG_REFERENCE if k.path.startswith("services[].")
+)
+NGINX_IMAGE = "public.ecr.aws/docker/library/nginx:1.27-alpine"
+# The demo: a frontend (public) whose nginx proxies every request to the backend through
+# its Service Connect alias, so one `curl` proves both hops.
+DEMO_SERVICES = (
+    ServiceSettings(
+        name="frontend",
+        image=NGINX_IMAGE,
+        port=80,
+        public=True,
+        discovery_name="frontend",
+        alias_dns_name="frontend",
+        alias_port=80,
+        command=(
+            "/bin/sh",
+            "-c",
+            "printf 'server { listen 80; location / { proxy_pass http://backend:80; } }\\n' "
+            "> /etc/nginx/conf.d/default.conf && exec nginx -g 'daemon off;'",
+        ),
+    ),
+    ServiceSettings(
+        name="backend",
+        image=NGINX_IMAGE,
+        port=80,
+        discovery_name="backend",
+        alias_dns_name="backend",
+        alias_port=80,
+    ),
+)
+
+
+def _service(item: Any, key: str) -> ServiceSettings:
+    if not isinstance(item, dict):
+        raise invalid(key, item, "an object with name, image and port")
+    for field_name in item:
+        if field_name not in SERVICE_KEYS:
+            raise ConfigError(
+                f"{key}.{field_name}", "is not a known key" + _suggest(field_name, SERVICE_KEYS)
+            )
+    name = item.get("name")
+    if name is None:
+        raise missing(f"{key}.name", "every service needs a name")
+    if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
+        raise invalid(f"{key}.name", name, "a lowercase DNS label such as 'backend'")
+    image = _string(item.get("image"), f"{key}.image", "a container image reference")
+    port = _integer(item.get("port"), f"{key}.port", 1, 65535)
+    mode = item.get("mode", "server")
+    if mode not in SERVICE_MODES:
+        raise invalid(f"{key}.mode", mode, "one of: server, client")
+    public = item.get("public", False)
+    if not isinstance(public, bool):
+        raise invalid(f"{key}.public", public, "true or false")
+    server = mode == "server"
+    if not server:
+        for server_only in ("discoveryName", "clientAlias", "public"):
+            if server_only in item:
+                raise ConfigError(f"{key}.{server_only}", "applies to mode 'server' only")
+    protocol = item.get("appProtocol", "http" if server else None)
+    if protocol is not None and protocol not in APP_PROTOCOLS:
+        raise invalid(f"{key}.appProtocol", protocol, "one of: http, http2, grpc")
+    discovery = item.get("discoveryName", name)
+    if not isinstance(discovery, str) or not SERVICE_NAME_RE.match(discovery):
+        raise invalid(f"{key}.discoveryName", discovery, "a lowercase DNS label")
+    alias = item.get("clientAlias", {"dnsName": name, "port": port})
+    if not isinstance(alias, dict):
+        raise invalid(f"{key}.clientAlias", alias, "an object with dnsName and port")
+    if "port" not in alias:
+        raise missing(f"{key}.clientAlias.port", "the port clients connect to is required")
+    alias_port = _integer(alias["port"], f"{key}.clientAlias.port", 1, 65535)
+    alias_name = alias.get("dnsName", name)
+    if not isinstance(alias_name, str) or (
+        not DOMAIN_RE.match(alias_name) and not SERVICE_NAME_RE.match(alias_name)
+    ):
+        raise invalid(f"{key}.clientAlias.dnsName", alias_name, "a DNS name such as 'backend'")
+    path = item.get("healthCheckPath", "/")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise invalid(f"{key}.healthCheckPath", path, "an absolute HTTP path such as /health")
+    command = item.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+        raise invalid(f"{key}.command", command, "a list of strings")
+    env = item.get("environment", {})
+    if not isinstance(env, dict) or not all(ENV_NAME_RE.match(k) for k in env):
+        raise invalid(f"{key}.environment", env, "an object of NAME: value strings")
+    cpu, memory = _fargate_size(item.get("cpu", 256), item.get("memory", 512), key)
+    return ServiceSettings(
+        name=name,
+        image=image,
+        port=port,
+        mode=mode,
+        public=public,
+        app_protocol=protocol,
+        discovery_name=discovery if server else "",
+        alias_dns_name=alias_name if server else "",
+        alias_port=alias_port if server else 0,
+        health_check_path=path,
+        command=tuple(command),
+        environment=tuple(sorted((k, str(v)) for k, v in env.items())),
+        cpu=cpu,
+        memory=memory,
+        desired_count=_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),
+    )
+
+
+def _unique(services: tuple[ServiceSettings, ...], attribute: str, key: str) -> None:
+    seen: dict[Any, int] = {}
+    for i, service in enumerate(services):
+        value = getattr(service, attribute) if isinstance(attribute, str) else attribute(service)
+        if not value:
+            continue
+        if value in seen:
+            raise ConfigError(
+                f"services[{i}].{key}", f"{value!r} is already used by services[{seen[value]}]"
+            )
+        seen[value] = i
+
+
+def parse_services(values: Mapping[str, Any], topology: str) -> tuple[ServiceSettings, ...]:
     raw = values.get("services")
+    uses_services = topology in ("service-connect", "appmesh-efs")
     if raw is None:
-        return ()
+        return DEMO_SERVICES if uses_services else ()
+    if not uses_services:
+        raise ConfigError(
+            "services", f"applies to service-connect and appmesh-efs, not {topology!r}"
+        )
     if not isinstance(raw, list) or not raw:
         raise invalid("services", raw, "a non-empty list of {name, image, port} objects")
-    services = []
-    for i, item in enumerate(raw):
-        key = f"services[{i}]"
-        if not isinstance(item, dict):
-            raise invalid(key, item, "an object with name, image and port")
-        name = item.get("name")
-        if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
-            raise invalid(f"{key}.name", name, "a lowercase DNS label such as 'backend'")
-        image = _string(item.get("image"), f"{key}.image", "a container image reference")
-        port = _integer(item.get("port"), f"{key}.port", 1, 65535)
-        role = item.get("role", "server")
-        services.append(
-            ServiceSettings(name=name, image=image, port=port, role=_string(role, f"{key}.role"))
+    services = tuple(_service(item, f"services[{i}]") for i, item in enumerate(raw))
+    _unique(services, "name", "name")
+    _unique(services, "discovery_name", "discoveryName")
+    _unique(services, "alias_dns_name", "clientAlias.dnsName")
+    if not any(s.is_server for s in services):
+        raise invalid("services", [s.name for s in services], "a list with at least one server")
+    public = [i for i, s in enumerate(services) if s.public]
+    if len(public) > 1:
+        raise ConfigError(f"services[{public[1]}].public", "only one service can be public")
+    if not public:
+        default = next((s for s in services if s.name == "frontend" and s.is_server), None)
+        default = default or next(s for s in services if s.is_server)
+        services = tuple(replace(s, public=s is default) for s in services)
+    return services
+
+
+def _fargate_size(cpu: Any, memory: Any, key: str) -> tuple[int, int]:
+    if isinstance(cpu, str) and cpu.isdigit():
+        cpu = int(cpu)
+    if cpu not in FARGATE_MEMORY or isinstance(cpu, bool):
+        raise invalid(
+            f"{key}.cpu", cpu, f"a Fargate CPU size: {', '.join(map(str, FARGATE_MEMORY))}"
         )
-    return tuple(services)
+    memory = _integer(memory, f"{key}.memory", 512, 30720)
+    if memory not in FARGATE_MEMORY[cpu]:
+        allowed = FARGATE_MEMORY[cpu]
+        raise invalid(
+            f"{key}.memory",
+            memory,
+            f"valid with {key}.cpu {cpu}; accepted: {allowed[0]} to {allowed[-1]} MiB"
+            + (" in 1024 steps" if len(allowed) > 3 else f" ({', '.join(map(str, allowed))})"),
+        )
+    return cpu, memory
+
+
+def parse_service_connect(values: Mapping[str, Any]) -> ServiceConnectSettings:
+    raw = _object(values, "serviceConnect")
+    namespace = raw.get("namespace")
+    if namespace is not None and (
+        not isinstance(namespace, str)
+        or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,1023}", namespace)
+    ):
+        raise invalid("serviceConnect.namespace", namespace, "a namespace name such as ecs-tls-dev")
+    kms = raw.get("customerKmsKey", False)
+    if not isinstance(kms, bool):
+        raise invalid("serviceConnect.customerKmsKey", kms, "true or false")
+    return ServiceConnectSettings(namespace=namespace, customer_kms_key=kms)
 
 
 def parse_log_retention(values: Mapping[str, Any]) -> int:
@@ -760,11 +1045,12 @@ def parse_settings(values: Mapping[str, Any]) -> Settings:
         private_ca=parse_private_ca(values),
         ingress=parse_ingress(values, topology),
         app=parse_app(values, topology),
-        services=parse_services(values),
+        services=parse_services(values, topology),
         log_retention_days=parse_log_retention(values),
         allowed_cidrs=parse_allowed_cidrs(values),
         ssl_policy=parse_ssl_policy(values),
         envoy=parse_envoy(values, topology),
+        service_connect=parse_service_connect(values),
     )
     check_topology_requirements(settings)
     return settings

@@ -13,12 +13,15 @@ from components.iam import assume_role_policy, execution_role_statements, policy
 @dataclass(frozen=True)
 class ClusterArgs:
     log_retention_days: int = 30
+    # Cloud Map HTTP namespace for Service Connect; None: ecs-tls-<stack>.
+    namespace_name: str | None = None
 
 
 class Cluster(pulumi.ComponentResource):
     """ECS cluster with Container Insights, Fargate capacity providers and shared roles."""
 
     cluster: aws.ecs.Cluster
+    namespace: aws.servicediscovery.HttpNamespace
     log_group: aws.cloudwatch.LogGroup
     execution_role: aws.iam.Role
     region: pulumi.Output[str]
@@ -32,10 +35,19 @@ class Cluster(pulumi.ComponentResource):
         self.region = aws.get_region_output(opts=invoke).region
         self.account_id = aws.get_caller_identity_output(opts=invoke).account_id
 
+        # The namespace costs nothing and is the cluster's Service Connect default, so it
+        # belongs to the foundation: topologies that use Service Connect share it.
+        self.namespace = aws.servicediscovery.HttpNamespace(
+            name,
+            name=args.namespace_name or f"ecs-tls-{stack}",
+            description=f"Service Connect namespace of ecs-tls-{stack}",
+            opts=child,
+        )
         self.cluster = aws.ecs.Cluster(
             name,
             name=f"ecs-tls-{stack}",
             settings=[{"name": "containerInsights", "value": "enabled"}],
+            service_connect_defaults={"namespace": self.namespace.arn},
             opts=child,
         )
         aws.ecs.ClusterCapacityProviders(
@@ -74,6 +86,7 @@ class Cluster(pulumi.ComponentResource):
             {
                 "clusterArn": self.cluster.arn,
                 "clusterName": self.cluster.name,
+                "namespaceArn": self.namespace.arn,
                 "logGroupName": self.log_group.name,
                 "executionRoleArn": self.execution_role.arn,
             }

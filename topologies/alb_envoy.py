@@ -32,6 +32,7 @@ from components.dns import alias_record
 from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
 from components.iam import Statement, policy_document
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
+from components.service import fargate_service, fargate_task_definition, tasks_security_group
 from settings import Settings
 from topologies.base import Foundation, TopologyResult
 
@@ -130,11 +131,11 @@ class AlbEnvoy(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        tasks_sg = aws.ec2.SecurityGroup(
+        tasks_sg = tasks_security_group(
             f"{name}-tasks",
-            description="Tasks: Envoy's TLS port from the load balancer only",
-            vpc_id=network.vpc_id,
-            opts=child,
+            network.vpc_id,
+            "Tasks: Envoy's TLS port from the load balancer only",
+            parent=self,
         )
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-tasks-from-alb",
@@ -144,16 +145,6 @@ class AlbEnvoy(pulumi.ComponentResource):
             from_port=s.envoy.port,
             to_port=s.envoy.port,
             referenced_security_group_id=self.load_balancer.security_group.id,
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-tasks-https-out",
-            security_group_id=tasks_sg.id,
-            description="HTTPS out: image registries, Secrets Manager, CloudWatch Logs",
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            cidr_ipv4="0.0.0.0/0",
             opts=child,
         )
         self.load_balancer.allow_to_targets(tasks_sg.id, s.envoy.port)
@@ -183,28 +174,23 @@ class AlbEnvoy(pulumi.ComponentResource):
                 )
             )
         )
-        task = aws.ecs.TaskDefinition(
+        task = fargate_task_definition(
             name,
             family=f"ecs-tls-{stack}-alb-envoy",
-            cpu=str(s.app.cpu),
-            memory=str(s.app.memory),
-            network_mode="awsvpc",
-            requires_compatibilities=["FARGATE"],
-            execution_role_arn=cluster.execution_role.arn,
+            cpu=s.app.cpu,
+            memory=s.app.memory,
+            cluster=cluster,
             container_definitions=containers,
-            opts=child,
+            parent=self,
         )
-        self.service = aws.ecs.Service(
+        self.service = fargate_service(
             name,
-            cluster=cluster.cluster.arn,
-            task_definition=task.arn,
+            cluster=cluster,
+            task_definition=task,
             desired_count=s.app.desired_count,
-            launch_type="FARGATE",
-            network_configuration={
-                "subnets": network.private_subnet_ids,
-                "security_groups": [tasks_sg.id],
-                "assign_public_ip": False,
-            },
+            subnet_ids=network.private_subnet_ids,
+            security_group_ids=[tasks_sg.id],
+            parent=self,
             load_balancers=[
                 {
                     "target_group_arn": self.load_balancer.target_group.arn,
@@ -212,22 +198,13 @@ class AlbEnvoy(pulumi.ComponentResource):
                     "container_port": s.envoy.port,
                 }
             ],
-            health_check_grace_period_seconds=60,
-            deployment_circuit_breaker={"enable": True, "rollback": True},
-            propagate_tags="SERVICE",
-            enable_ecs_managed_tags=True,
-            # `pulumi up` reports a service that never becomes healthy instead of moving on.
-            wait_for_steady_state=True,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # A target group must belong to a load balancer (through its listener) before
-                # a service can use it; tasks need the secret's value and the right to read it.
-                depends_on=[
-                    self.load_balancer.https_listener,
-                    read_secret,
-                    self.certificate.secret_version,
-                ],
-            ),
+            # A target group must belong to a load balancer (through its listener) before a
+            # service can use it; tasks need the secret's value and the right to read it.
+            depends_on=[
+                self.load_balancer.https_listener,
+                read_secret,
+                self.certificate.secret_version,
+            ],
         )
         lb = self.load_balancer.load_balancer
         if s.hosted_zone_id:
