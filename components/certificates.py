@@ -105,19 +105,21 @@ class ServerCertificateArgs:
     domain: str
     # The user's own certificate; None generates a private chain.
     provided: CertificateSettings | None = None
+    # False when only a load balancer presents it and no task needs the key.
+    store_in_secrets_manager: bool = True
 
 
 class ServerCertificate(pulumi.ComponentResource):
     """One certificate for `domain`, imported into ACM and stored in Secrets Manager."""
 
     acm_certificate_arn: pulumi.Output[str]
-    secret_arn: pulumi.Output[str]
     certificate_pem: pulumi.Output[str]
     # The generated CA (public), None when the user brought the certificate.
     ca_certificate_pem: pulumi.Output[str] | None
     fingerprint: pulumi.Output[str]
-    # Tasks that read the secret must start after its value exists.
-    secret_version: aws.secretsmanager.SecretVersion
+    # Tasks that read the secret must start after its value exists (None: not stored).
+    secret_arn: pulumi.Output[str] | None
+    secret_version: aws.secretsmanager.SecretVersion | None
 
     def __init__(
         self, name: str, args: ServerCertificateArgs, opts: pulumi.ResourceOptions | None = None
@@ -146,9 +148,33 @@ class ServerCertificate(pulumi.ComponentResource):
             tags={"Name": args.domain},
             opts=child,
         )
+        self.secret_arn = None
+        self.secret_version = None
+        if args.store_in_secrets_manager:
+            self._store(name, args.domain, leaf_pem, chain_pem, key_pem)
+        self.acm_certificate_arn = imported.arn
+        self.certificate_pem = leaf_pem
+        self.fingerprint = leaf_pem.apply(fingerprint)
+        self.register_outputs(
+            {
+                "acmCertificateArn": imported.arn,
+                "secretArn": self.secret_arn,
+                "fingerprint": self.fingerprint,
+            }
+        )
+
+    def _store(
+        self,
+        name: str,
+        domain: str,
+        leaf_pem: pulumi.Input[str],
+        chain_pem: pulumi.Input[str] | None,
+        key_pem: pulumi.Input[str],
+    ) -> None:
+        child = pulumi.ResourceOptions(parent=self)
         secret = aws.secretsmanager.Secret(
             name,
-            description=f"TLS certificate chain and private key of {args.domain} (ecs-tls)",
+            description=f"TLS certificate chain and private key of {domain} (ecs-tls)",
             opts=child,
         )
         self.secret_version = aws.secretsmanager.SecretVersion(
@@ -161,18 +187,74 @@ class ServerCertificate(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.acm_certificate_arn = imported.arn
         self.secret_arn = secret.arn
-        self.certificate_pem = leaf_pem
-        self.fingerprint = leaf_pem.apply(fingerprint)
-        self.register_outputs(
-            {
-                "acmCertificateArn": imported.arn,
-                "secretArn": secret.arn,
-                "fingerprint": self.fingerprint,
-            }
-        )
 
     def value_from(self, json_key: str) -> pulumi.Output[str]:
         """The ECS `valueFrom` that injects one key of the secret as an environment variable."""
+        if self.secret_arn is None:
+            raise ValueError("this certificate is not stored in Secrets Manager")
         return self.secret_arn.apply(lambda arn: f"{arn}:{json_key}::")
+
+
+@dataclass(frozen=True)
+class AcmIssuedCertificateArgs:
+    domain: str
+    hosted_zone_id: str
+
+
+class AcmIssuedCertificate(pulumi.ComponentResource):
+    """A public certificate issued and renewed by ACM, validated through Route53 (DNS)."""
+
+    acm_certificate_arn: pulumi.Output[str]
+    ca_certificate_pem = None  # publicly trusted: clients need no CA file
+
+    def __init__(
+        self, name: str, args: AcmIssuedCertificateArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:certificates:AcmIssuedCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        certificate = aws.acm.Certificate(
+            name,
+            domain_name=args.domain,
+            validation_method="DNS",
+            key_algorithm="EC_prime256v1",
+            opts=child,
+        )
+        option = certificate.domain_validation_options[0]
+        record = aws.route53.Record(
+            f"{name}-validation",
+            zone_id=args.hosted_zone_id,
+            name=option.resource_record_name,
+            type=option.resource_record_type,
+            records=[option.resource_record_value],
+            ttl=300,
+            allow_overwrite=True,  # the same record validates every certificate for the name
+            opts=child,
+        )
+        # Waits until ACM has issued the certificate, so listeners never get a pending one.
+        validation = aws.acm.CertificateValidation(
+            name,
+            certificate_arn=certificate.arn,
+            validation_record_fqdns=[record.fqdn],
+            opts=child,
+        )
+        self.acm_certificate_arn = validation.certificate_arn
+        self.register_outputs({"acmCertificateArn": self.acm_certificate_arn})
+
+
+def load_balancer_certificate(
+    name: str,
+    domain: str,
+    hosted_zone_id: str | None,
+    provided: CertificateSettings | None,
+    parent: pulumi.Resource,
+) -> ServerCertificate | AcmIssuedCertificate:
+    """The certificate a load balancer presents: yours, else ACM-issued, else generated."""
+    opts = pulumi.ResourceOptions(parent=parent)
+    if provided is None and hosted_zone_id:
+        return AcmIssuedCertificate(name, AcmIssuedCertificateArgs(domain, hosted_zone_id), opts)
+    return ServerCertificate(
+        name,
+        ServerCertificateArgs(domain=domain, provided=provided, store_in_secrets_manager=False),
+        opts,
+    )

@@ -79,3 +79,48 @@ def execution_role_statements(log_group_arn: str) -> list[Statement]:
             [f"{log_group_arn}:log-stream:*"],
         ),
     ]
+
+
+SERVICE_CONNECT_TLS_POLICY = (
+    "service-role/AmazonECSInfrastructureRolePolicyForServiceConnectTransportLayerSecurity"
+)
+
+
+def managed_policy_arn(partition: str, name: str) -> str:
+    return f"arn:{partition}:iam::aws:policy/{name}"
+
+
+def kms_key_policy(partition: str, account_id: str, user_role_arns: Sequence[str]) -> str:
+    """Key policy: the account administers the key; the given roles may use it.
+
+    In a key policy "Resource": "*" means this key itself, not every key.
+    """
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AccountAdministers",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "ServiceConnectTlsUsesKey",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": sorted(user_role_arns)},
+                    "Action": sorted(
+                        [
+                            "kms:Encrypt",
+                            "kms:Decrypt",
+                            "kms:GenerateDataKey",
+                            "kms:GenerateDataKeyPair",
+                        ]
+                    ),
+                    "Resource": "*",
+                },
+            ],
+        },
+        sort_keys=True,
+    )

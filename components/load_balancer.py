@@ -1,4 +1,4 @@
-"""An internet-facing ALB that only speaks TLS to clients and to its targets."""
+"""Internet-facing load balancers: an ALB that only speaks TLS, and an NLB."""
 
 from __future__ import annotations
 
@@ -7,6 +7,25 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+
+class _LoadBalancer(pulumi.ComponentResource):
+    """What both load balancers share: a security group whose egress is opened per target."""
+
+    security_group: aws.ec2.SecurityGroup
+
+    def allow_to_targets(self, target_security_group_id: pulumi.Input[str], port: int) -> None:
+        """Let the load balancer reach the targets' port, and nothing else."""
+        aws.vpc.SecurityGroupEgressRule(
+            f"{self._name}-out-{port}",
+            security_group_id=self.security_group.id,
+            description="To the targets' port",
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            referenced_security_group_id=target_security_group_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
 
 @dataclass(frozen=True)
@@ -22,7 +41,7 @@ class HttpsLoadBalancerArgs:
     health_check_port: str = "traffic-port"
 
 
-class HttpsLoadBalancer(pulumi.ComponentResource):
+class HttpsLoadBalancer(_LoadBalancer):
     """ALB with an HTTPS:443 listener, an HTTP:80 redirect, and an HTTPS target group.
 
     Targets are IP addresses (awsvpc tasks). The ALB re-encrypts to them; it does not
@@ -119,15 +138,103 @@ class HttpsLoadBalancer(pulumi.ComponentResource):
             }
         )
 
-    def allow_to_targets(self, target_security_group_id: pulumi.Input[str], port: int) -> None:
-        """Let the load balancer reach the targets' port, and nothing else."""
-        aws.vpc.SecurityGroupEgressRule(
-            f"{self._name}-out-{port}",
-            security_group_id=self.security_group.id,
-            description="To the tasks' TLS port",
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            referenced_security_group_id=target_security_group_id,
-            opts=pulumi.ResourceOptions(parent=self),
+
+@dataclass(frozen=True)
+class NlbListener:
+    """One NLB port. TCP passes TLS through untouched; TLS terminates and re-encrypts."""
+
+    port: int
+    target_port: int
+    protocol: str = "TCP"  # TCP | TLS
+    # Health checks are TCP: NLB HTTPS checks validate strictly and fail against private-CA
+    # or TLS-1.3-only targets. A port as text checks another port than the traffic's.
+    health_check_port: str = "traffic-port"
+
+
+@dataclass(frozen=True)
+class NetworkLoadBalancerArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    listeners: Sequence[NlbListener]
+    allowed_cidrs: Sequence[str]
+    certificate_arn: pulumi.Input[str] | None = None  # for TLS listeners
+    ssl_policy: str | None = None  # for TLS listeners
+    target_type: str = "ip"  # ip (awsvpc tasks) | instance (EC2 host networking)
+
+
+class NetworkLoadBalancer(_LoadBalancer):
+    """Internet-facing NLB with security groups, cross-zone, one target group per listener."""
+
+    load_balancer: aws.lb.LoadBalancer
+    security_group: aws.ec2.SecurityGroup
+    target_groups: dict[int, aws.lb.TargetGroup]
+    listeners: list[aws.lb.Listener]
+
+    def __init__(
+        self, name: str, args: NetworkLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:load_balancer:NetworkLoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        if any(lst.protocol == "TLS" for lst in args.listeners) and not (
+            args.certificate_arn and args.ssl_policy
+        ):
+            raise ValueError("TLS listeners need certificate_arn and ssl_policy")
+        self.security_group = aws.ec2.SecurityGroup(
+            name,
+            description="Network load balancer: listener ports from allowed CIDRs",
+            vpc_id=args.vpc_id,
+            opts=child,
         )
+        for listener in args.listeners:
+            for i, cidr in enumerate(args.allowed_cidrs):
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-in-{listener.port}-{i}",
+                    security_group_id=self.security_group.id,
+                    ip_protocol="tcp",
+                    from_port=listener.port,
+                    to_port=listener.port,
+                    cidr_ipv4=cidr,
+                    opts=child,
+                )
+        self.load_balancer = aws.lb.LoadBalancer(
+            name,
+            load_balancer_type="network",
+            internal=False,
+            subnets=args.subnet_ids,
+            security_groups=[self.security_group.id],
+            enable_cross_zone_load_balancing=True,
+            opts=child,
+        )
+        self.target_groups, self.listeners = {}, []
+        for listener in args.listeners:
+            tls = listener.protocol == "TLS"
+            group = aws.lb.TargetGroup(
+                f"{name}-{listener.port}",
+                vpc_id=args.vpc_id,
+                target_type=args.target_type,
+                protocol=listener.protocol,
+                port=listener.target_port,
+                deregistration_delay=30,
+                health_check={
+                    "protocol": "TCP",
+                    "port": listener.health_check_port,
+                    "interval": 10,
+                    "healthy_threshold": 2,
+                    "unhealthy_threshold": 2,
+                },
+                opts=child,
+            )
+            self.target_groups[listener.port] = group
+            self.listeners.append(
+                aws.lb.Listener(
+                    f"{name}-{listener.port}",
+                    load_balancer_arn=self.load_balancer.arn,
+                    port=listener.port,
+                    protocol=listener.protocol,
+                    ssl_policy=args.ssl_policy if tls else None,
+                    certificate_arn=args.certificate_arn if tls else None,
+                    default_actions=[{"type": "forward", "target_group_arn": group.arn}],
+                    opts=child,
+                )
+            )
+        self.register_outputs({"dnsName": self.load_balancer.dns_name})

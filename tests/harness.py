@@ -153,6 +153,25 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state["certPem"] = _pem("CERTIFICATE", args.name)
     if args.typ == "tls:index/certRequest:CertRequest":
         state["certRequestPem"] = _pem("CERTIFICATE REQUEST", args.name)
+    if args.typ == "aws:acm/certificate:Certificate" and "domainName" in args.inputs:
+        state["domainValidationOptions"] = [
+            {
+                "domainName": args.inputs["domainName"],
+                "resourceRecordName": f"_{digest[:12]}.{args.inputs['domainName']}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{digest[12:24]}.acm-validations.aws.",
+            }
+        ]
+    if args.typ == "aws:route53/record:Record":
+        state["fqdn"] = args.inputs.get("name", args.name)
+    if args.typ == "aws:acmpca/certificateAuthority:CertificateAuthority":
+        state["arn"] = (
+            f"arn:aws:acm-pca:{REGION}:{ACCOUNT}:certificate-authority/"
+            f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+        )
+        state["certificateSigningRequest"] = _pem("CERTIFICATE REQUEST", args.name)
+    if args.typ == "aws:acmpca/certificate:Certificate":
+        state["certificate"] = _pem("CERTIFICATE", args.name)
     if args.typ == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"
         resource_id = state["name"]

@@ -8,7 +8,7 @@ fails before any resource is registered.
 from __future__ import annotations
 
 from settings import TOPOLOGIES, ConfigError
-from topologies import alb_envoy
+from topologies import alb_envoy, service_connect
 from topologies.base import Foundation, TopologyBuilder, TopologyResult
 
 __all__ = ["REGISTRY", "Foundation", "TopologyResult", "available", "builder_for"]
@@ -16,7 +16,7 @@ __all__ = ["REGISTRY", "Foundation", "TopologyResult", "available", "builder_for
 REGISTRY: dict[str, TopologyBuilder | None] = {
     "nlb-certbot": None,
     "alb-envoy": alb_envoy.build,
-    "service-connect": None,
+    "service-connect": service_connect.build,
     "appmesh-efs": None,
     "direct-task": None,
 }

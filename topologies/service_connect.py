@@ -1,0 +1,348 @@
+"""Topology `service-connect`: ECS Service Connect TLS from a short-lived AWS Private CA.
+
+    client --TLS--> ALB/NLB :443 --TLS--> Service Connect proxy (public service) --> app
+    app --> local proxy --TLS 1.3 (Private CA)--> proxy of the called service --> app
+
+Service Connect encrypts every hop between services with certificates ECS issues from the
+Private CA and rotates itself. The CA can be this stack's own (optionally shared through
+AWS RAM) or one shared with this account (`privateCa.arn`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.certificates import load_balancer_certificate
+from components.container_definitions import (
+    Container,
+    LogSettings,
+    PortMapping,
+    container_definitions_json,
+)
+from components.dns import alias_record
+from components.load_balancer import (
+    HttpsLoadBalancer,
+    HttpsLoadBalancerArgs,
+    NetworkLoadBalancer,
+    NetworkLoadBalancerArgs,
+    NlbListener,
+)
+from components.private_ca import PrivateCertificateAuthority, PrivateCertificateAuthorityArgs
+from components.service import fargate_service, fargate_task_definition, tasks_security_group
+from components.service_connect import (
+    ServiceConnectTls,
+    ServiceConnectTlsArgs,
+    server_set_fingerprint,
+)
+from settings import ServiceSettings, Settings
+from topologies.base import Foundation, TopologyResult
+
+FINGERPRINT_VARIABLE = "SERVICE_CONNECT_SERVERS"
+
+
+def port_name(service: ServiceSettings) -> str:
+    """The port mapping's name, which Service Connect refers to."""
+    return f"{service.name}-port"
+
+
+@dataclass(frozen=True)
+class ContainerValues:
+    log_group: str
+    region: str
+    servers_fingerprint: str
+
+
+def service_container(service: ServiceSettings, v: ContainerValues) -> Container:
+    return Container(
+        name=service.name,
+        image=service.image,
+        command=service.command,
+        environment={**dict(service.environment), FINGERPRINT_VARIABLE: v.servers_fingerprint},
+        port_mappings=[
+            PortMapping(
+                service.port,
+                name=port_name(service),
+                app_protocol=service.app_protocol,
+            )
+        ],
+        log=LogSettings(v.log_group, v.region, service.name),
+    )
+
+
+def service_connect_configuration(
+    service: ServiceSettings,
+    namespace_arn: pulumi.Input[str],
+    ca_arn: pulumi.Input[str],
+    tls: ServiceConnectTls,
+    log: dict,
+) -> dict:
+    """A server registers its port with TLS from the CA; a client only joins the namespace."""
+    configuration: dict = {"enabled": True, "namespace": namespace_arn, "log_configuration": log}
+    if service.is_server:
+        server_tls: dict = {
+            "issuer_cert_authority": {"aws_pca_authority_arn": ca_arn},
+            "role_arn": tls.role_arn,
+        }
+        if tls.kms_key_arn is not None:
+            server_tls["kms_key"] = tls.kms_key_arn
+        configuration["services"] = [
+            {
+                "port_name": port_name(service),
+                "discovery_name": service.discovery_name,
+                "client_alias": [{"port": service.alias_port, "dns_name": service.alias_dns_name}],
+                "tls": server_tls,
+            }
+        ]
+    return configuration
+
+
+class ServiceConnect(pulumi.ComponentResource):
+    """Private CA, TLS role, one Fargate service per entry of `services`, and the ingress."""
+
+    def __init__(self, name: str, settings: Settings, foundation: Foundation):
+        super().__init__("ecs-tls:service_connect:ServiceConnect", name, None)
+        child = pulumi.ResourceOptions(parent=self)
+        s, network, cluster = settings, foundation.network, foundation.cluster
+        stack = pulumi.get_stack()
+
+        # Services may issue certificates only once the CA's root is installed.
+        ready: list[pulumi.Resource] = []
+        if s.private_ca.arn is None:
+            ca = PrivateCertificateAuthority(
+                f"{name}-ca",
+                PrivateCertificateAuthorityArgs(
+                    common_name=f"ecs-tls {stack} Service Connect",
+                    key_algorithm=s.private_ca.key_algorithm,
+                    signing_algorithm=s.private_ca.signing_algorithm,
+                    permanent_deletion_days=s.private_ca.permanent_deletion_days,
+                    share_with=s.private_ca.share_with,
+                    allow_external_principals=s.private_ca.allow_external_principals,
+                ),
+                opts=child,
+            )
+            ca_arn: pulumi.Input[str] = ca.arn
+            ready.append(ca.installed)
+        else:
+            ca_arn = s.private_ca.arn
+        self.ca_arn = ca_arn
+        tls = ServiceConnectTls(
+            f"{name}-tls",
+            ServiceConnectTlsArgs(customer_kms_key=s.service_connect.customer_kms_key),
+            opts=child,
+        )
+        ready.extend(tls.ready)
+
+        # One group for all services: members reach each other's server ports.
+        members = tasks_security_group(
+            f"{name}-services",
+            network.vpc_id,
+            "Service Connect services: server ports from each other",
+            parent=self,
+        )
+        for port in sorted({svc.port for svc in s.services if svc.is_server}):
+            for direction, rule in (
+                ("in", aws.vpc.SecurityGroupIngressRule),
+                ("out", aws.vpc.SecurityGroupEgressRule),
+            ):
+                rule(
+                    f"{name}-services-{direction}-{port}",
+                    security_group_id=members.id,
+                    description="Service Connect traffic between services (TLS)",
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    referenced_security_group_id=members.id,
+                    opts=child,
+                )
+
+        public = next((svc for svc in s.services if svc.public), None)
+        self.load_balancer: aws.lb.LoadBalancer | None = None
+        self.public_certificate = None
+        target_group, listeners = None, []
+        if s.ingress != "none" and public is not None:
+            target_group, listeners = self._ingress(name, s, foundation, public, members)
+
+        fingerprint = server_set_fingerprint(
+            [(v.discovery_name, v.alias_dns_name, v.alias_port) for v in s.services if v.is_server]
+        )
+        log = {
+            "log_driver": "awslogs",
+            "options": {
+                "awslogs-group": cluster.log_group.name,
+                "awslogs-region": cluster.region,
+                "awslogs-stream-prefix": "service-connect",
+            },
+        }
+        self.services = {}
+        for service in s.services:
+            containers = pulumi.Output.all(cluster.log_group.name, cluster.region).apply(
+                lambda v, service=service: container_definitions_json(
+                    [service_container(service, ContainerValues(v[0], v[1], fingerprint))]
+                )
+            )
+            task = fargate_task_definition(
+                f"{name}-{service.name}",
+                family=f"ecs-tls-{stack}-{service.name}",
+                cpu=service.cpu,
+                memory=service.memory,
+                cluster=cluster,
+                container_definitions=containers,
+                parent=self,
+            )
+            load_balancers = None
+            if service.public and target_group is not None:
+                load_balancers = [
+                    {
+                        "target_group_arn": target_group.arn,
+                        "container_name": service.name,
+                        "container_port": service.port,
+                    }
+                ]
+            self.services[service.name] = fargate_service(
+                f"{name}-{service.name}",
+                cluster=cluster,
+                task_definition=task,
+                desired_count=service.desired_count,
+                subnet_ids=network.private_subnet_ids,
+                security_group_ids=[members.id],
+                parent=self,
+                load_balancers=load_balancers,
+                service_connect=service_connect_configuration(
+                    service, cluster.namespace.arn, ca_arn, tls, log
+                ),
+                # A target group is usable once its listener exists.
+                depends_on=[*ready, *listeners],
+            )
+        self.register_outputs({"privateCaArn": ca_arn})
+
+    def _ingress(
+        self,
+        name: str,
+        s: Settings,
+        foundation: Foundation,
+        public: ServiceSettings,
+        members: aws.ec2.SecurityGroup,
+    ) -> tuple[aws.lb.TargetGroup, list[aws.lb.Listener]]:
+        """The load balancer in front of the public service, re-encrypting to its proxy."""
+        network = foundation.network
+        certificate = load_balancer_certificate(
+            f"{name}-certificate", s.domain, s.hosted_zone_id, s.certificate, parent=self
+        )
+        self.public_certificate = certificate
+        opts = pulumi.ResourceOptions(parent=self)
+        if s.ingress == "alb":
+            lb = HttpsLoadBalancer(
+                name,
+                HttpsLoadBalancerArgs(
+                    vpc_id=network.vpc_id,
+                    subnet_ids=network.public_subnet_ids,
+                    certificate_arn=certificate.acm_certificate_arn,
+                    target_port=public.port,
+                    health_check_path=public.health_check_path,
+                    ssl_policy=s.ssl_policy,
+                    allowed_cidrs=s.allowed_cidrs,
+                    # The Service Connect proxy terminates TLS on the container port.
+                    health_check_port=str(public.port),
+                ),
+                opts=opts,
+            )
+            listeners = [lb.https_listener]
+            group = lb.target_group
+        else:
+            lb = NetworkLoadBalancer(
+                name,
+                NetworkLoadBalancerArgs(
+                    vpc_id=network.vpc_id,
+                    subnet_ids=network.public_subnet_ids,
+                    listeners=[NlbListener(443, public.port, protocol="TLS")],
+                    allowed_cidrs=s.allowed_cidrs,
+                    certificate_arn=certificate.acm_certificate_arn,
+                    ssl_policy=s.ssl_policy,
+                ),
+                opts=opts,
+            )
+            listeners = list(lb.listeners)
+            group = lb.target_groups[443]
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-services-from-lb",
+            security_group_id=members.id,
+            description="The public service's port, from the load balancer",
+            ip_protocol="tcp",
+            from_port=public.port,
+            to_port=public.port,
+            referenced_security_group_id=lb.security_group.id,
+            opts=opts,
+        )
+        lb.allow_to_targets(members.id, public.port)
+        self.load_balancer = lb.load_balancer
+        if s.hosted_zone_id:
+            alias_record(
+                f"{name}-alias",
+                s.hosted_zone_id,
+                s.domain,
+                lb.load_balancer.dns_name,
+                lb.load_balancer.zone_id,
+                parent=self,
+            )
+        return group, listeners
+
+
+def outputs(topology: ServiceConnect, s: Settings, cluster_namespace_arn) -> dict:
+    servers = [svc for svc in s.services if svc.is_server]
+    out: dict[str, pulumi.Input] = {
+        "privateCaArn": topology.ca_arn,
+        "namespaceArn": cluster_namespace_arn,
+        "services": [
+            {
+                "name": svc.name,
+                "mode": svc.mode,
+                "public": svc.public,
+                "clientAlias": f"{svc.alias_dns_name}:{svc.alias_port}" if svc.is_server else None,
+            }
+            for svc in s.services
+        ],
+        "clientAliases": [f"{svc.alias_dns_name}:{svc.alias_port}" for svc in servers],
+    }
+    lb = topology.load_balancer
+    if lb is not None:
+        out["loadBalancerDnsName"] = lb.dns_name
+        certificate = topology.public_certificate
+        out["certificateArn"] = certificate.acm_certificate_arn
+        ca_pem = certificate.ca_certificate_pem
+        if ca_pem is not None:
+            out["caCertificatePem"] = ca_pem
+        cacert = "--cacert ca.pem " if ca_pem is not None else ""
+        save = "pulumi stack output caCertificatePem > ca.pem && " if ca_pem is not None else ""
+        out["verifyCommand"] = lb.dns_name.apply(
+            lambda dns: (
+                f"{save}curl --fail {cacert}"
+                + ("" if s.hosted_zone_id else f"--connect-to {s.domain}:443:{dns}:443 ")
+                + f"https://{s.domain}/"
+            )
+        )
+    out["caVerifyCommand"] = pulumi.Output.from_input(topology.ca_arn).apply(
+        lambda arn: (
+            f"aws acm-pca describe-certificate-authority --certificate-authority-arn {arn} "
+            "--query 'CertificateAuthority.[Status,UsageMode]'"
+        )
+    )
+    return out
+
+
+def build(settings: Settings, foundation: Foundation) -> TopologyResult:
+    topology = ServiceConnect("service-connect", settings, foundation)
+    servers = [svc for svc in settings.services if svc.is_server]
+    if settings.ingress == "none":
+        endpoint: pulumi.Input[str] = ", ".join(
+            f"{svc.alias_dns_name}:{svc.alias_port}" for svc in servers
+        )
+    else:
+        endpoint = f"https://{settings.domain}"
+    return TopologyResult(
+        component=topology,
+        endpoint=endpoint,
+        outputs=outputs(topology, settings, foundation.cluster.namespace.arn),
+    )
