@@ -26,12 +26,26 @@ MINIMAL_CONFIG = {
 }
 
 
+_GRAPHS: dict[tuple, Graph] = {}
+
+
 @pytest.fixture
 def program():
-    """`program(config)` -> resource graph of the real `__main__.py` under mocks."""
+    """`program(config)` -> resource graph of the real `__main__.py` under mocks.
+
+    A run is deterministic for a configuration and a registry, so graphs are shared
+    between tests (read-only by convention); failing runs are not cached.
+    """
+    import json
+
+    import topologies
 
     def run(config: dict, stack: str = "dev") -> Graph:
-        return run_program(config, stack=stack)
+        builders = tuple(id(b) for b in topologies.REGISTRY.values())
+        key = (json.dumps(config, sort_keys=True), stack, builders)
+        if key not in _GRAPHS:
+            _GRAPHS[key] = run_program(config, stack=stack)
+        return _GRAPHS[key]
 
     return run
 
