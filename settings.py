@@ -26,6 +26,9 @@ ACME_DIRECTORIES = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
 }
 INGRESS_KINDS = ("alb", "nlb", "none")
+# Let's Encrypt profiles and their lifetimes in days (classic: 90, 64 from 2027-02-10; the
+# default without a profile follows it down to 45 by 2028, which the schedule assumes).
+ACME_PROFILE_LIFETIMES = {"classic": 64, "tlsserver": 45, "shortlived": 6}
 # AWS Private CA key algorithms -> signing algorithms that fit them (first: the default).
 CA_SIGNING_ALGORITHMS = {
     "EC_prime256v1": ("SHA256WITHECDSA",),
@@ -125,6 +128,19 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "string",
         "staging",
         "ACME directory: staging, production, or an https:// directory URL.",
+    ),
+    ConfigKey(
+        "acme.profile",
+        "string",
+        "unset",
+        "ACME profile to ask for: classic, tlsserver (45 days) or shortlived (~6 days).",
+    ),
+    ConfigKey(
+        "acme.renewEveryDays",
+        "integer",
+        "from the lifetime",
+        "Days between scheduled task restarts that let certbot renew (1 to 30). Default: "
+        "a sixth of the certificate lifetime, 7 days for 45-day certificates.",
     ),
     ConfigKey(
         "network",
@@ -236,6 +252,20 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ConfigKey("app.healthCheckPath", "string", "per topology", "HTTP path used by health checks."),
     ConfigKey("app.environment", "object", "{}", "Plain environment variables (no secrets)."),
     ConfigKey(
+        "app.ports",
+        "array",
+        "[7473, 7687]",
+        "nlb-certbot: TLS ports the app serves and the NLB passes through (TCP).",
+    ),
+    ConfigKey(
+        "app.certificateLayout",
+        "object",
+        "Neo4j",
+        "nlb-certbot: where the copier writes the certificate for the app: directory (/ssl), "
+        "scopes ([bolt, https]), certificateFile (public.crt), privateKeyFile (private.key), "
+        "owner (7474:7474).",
+    ),
+    ConfigKey(
         "services",
         "array",
         "demo",
@@ -305,6 +335,8 @@ class AcmeSettings:
     email: str | None = None
     challenge: str = "dns-01"  # no inbound traffic needed; works with awsvpc tasks
     server: str = "staging"  # staging by default: production limits are per week
+    profile: str | None = None  # the CA's default profile
+    renew_every_days: int = 7  # a sixth of 45 days, the lifetime Let's Encrypt is moving to
 
     @property
     def directory_url(self) -> str:
@@ -353,6 +385,17 @@ class ServiceConnectSettings:
 
 
 @dataclass(frozen=True)
+class CertificateLayout:
+    """Where the copier lays out the certificate for an app that serves TLS itself."""
+
+    scopes: tuple[str, ...] = ("bolt", "https")  # Neo4j: one directory per TLS scope
+    cert_file: str = "public.crt"
+    key_file: str = "private.key"
+    target_dir: str = "/ssl"
+    owner: str | None = "7474:7474"  # uid:gid of the neo4j user in the official image
+
+
+@dataclass(frozen=True)
 class AppSettings:
     image: str
     port: int
@@ -361,6 +404,8 @@ class AppSettings:
     memory: int = 512
     desired_count: int = 2  # two tasks, spread across zones
     environment: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()  # nlb-certbot: the TLS ports passed through
+    certificate_layout: CertificateLayout = CertificateLayout()
 
 
 @dataclass(frozen=True)
@@ -436,6 +481,7 @@ APP_DEFAULTS: dict[str, AppSettings] = {
     "nlb-certbot": AppSettings(
         image="public.ecr.aws/docker/library/neo4j:5",
         port=7687,
+        ports=(7473, 7687),  # HTTPS and bolt; plain HTTP (7474) is not exposed
         health_check_path="/",
         cpu=1024,
         memory=2048,
@@ -584,7 +630,23 @@ def parse_acme(values: Mapping[str, Any]) -> AcmeSettings:
         isinstance(server, str) and re.match(r"^https://[^\s/]+(/\S*)?$", server)
     ):
         raise invalid("acme.server", server, "staging, production or an https:// directory URL")
-    return AcmeSettings(email=email, challenge=challenge, server=server)
+    profile = raw.get("profile")
+    if profile is not None and profile not in ACME_PROFILE_LIFETIMES:
+        raise invalid("acme.profile", profile, f"one of: {', '.join(ACME_PROFILE_LIFETIMES)}")
+    # certbot renews when a third of the lifetime remains; restarting every sixth of it
+    # gives two chances inside that window.
+    lifetime = ACME_PROFILE_LIFETIMES.get(profile or "tlsserver", 45)
+    renew = _integer(raw.get("renewEveryDays", max(1, lifetime // 6)), "acme.renewEveryDays", 1, 30)
+    if renew > lifetime // 3:
+        raise invalid(
+            "acme.renewEveryDays",
+            renew,
+            f"short enough: certbot renews in the last {lifetime // 3} days of a "
+            f"{lifetime}-day certificate",
+        )
+    return AcmeSettings(
+        email=email, challenge=challenge, server=server, profile=profile, renew_every_days=renew
+    )
 
 
 def parse_network(values: Mapping[str, Any]) -> NetworkSettings:
@@ -762,7 +824,16 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
             raise invalid(f"app.environment.{name}", name, "an environment variable name")
         if not isinstance(val, (str, int, float, bool)):
             raise invalid(f"app.environment.{name}", val, "a string")
+    ports, layout = base.ports, base.certificate_layout
+    if "ports" in raw or "certificateLayout" in raw:
+        if topology != "nlb-certbot":
+            key = "app.ports" if "ports" in raw else "app.certificateLayout"
+            raise ConfigError(key, f"applies only to topology 'nlb-certbot', not {topology!r}")
+        ports = _ports(raw.get("ports", list(ports)))
+        layout = _layout(raw.get("certificateLayout", {}), layout)
     return AppSettings(
+        ports=ports,
+        certificate_layout=layout,
         image=image,
         port=port,
         health_check_path=path,
@@ -891,6 +962,57 @@ def _unique(services: tuple[ServiceSettings, ...], attribute: str, key: str) -> 
                 f"services[{i}].{key}", f"{value!r} is already used by services[{seen[value]}]"
             )
         seen[value] = i
+
+
+LAYOUT_KEYS = ("directory", "scopes", "certificateFile", "privateKeyFile", "owner")
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _ports(raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise invalid("app.ports", raw, "a non-empty list of ports")
+    ports = tuple(_integer(p, "app.ports", 1, 65535) for p in raw)
+    if len(set(ports)) != len(ports) or 80 in ports:
+        raise invalid("app.ports", list(ports), "distinct ports other than 80 (ACME HTTP-01)")
+    return ports
+
+
+def _layout(raw: Any, base: CertificateLayout) -> CertificateLayout:
+    key = "app.certificateLayout"
+    if not isinstance(raw, dict):
+        raise invalid(key, raw, "an object")
+    for name in raw:
+        if name not in LAYOUT_KEYS:
+            raise ConfigError(f"{key}.{name}", "is not a known key" + _suggest(name, LAYOUT_KEYS))
+    directory = raw.get("directory", base.target_dir)
+    if not isinstance(directory, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]*", directory):
+        raise invalid(f"{key}.directory", directory, "an absolute path such as /ssl")
+    scopes = raw.get("scopes", list(base.scopes))
+    if (
+        not isinstance(scopes, list)
+        or not scopes
+        or not all(isinstance(x, str) and FILE_NAME_RE.match(x) for x in scopes)
+    ):
+        raise invalid(f"{key}.scopes", scopes, "a non-empty list of directory names")
+    files = {}
+    for field_name, default in (
+        ("certificateFile", base.cert_file),
+        ("privateKeyFile", base.key_file),
+    ):
+        value = raw.get(field_name, default)
+        if not isinstance(value, str) or not FILE_NAME_RE.match(value):
+            raise invalid(f"{key}.{field_name}", value, "a file name such as public.crt")
+        files[field_name] = value
+    owner = raw.get("owner", base.owner)
+    if owner is not None and (not isinstance(owner, str) or not re.fullmatch(r"\d+:\d+", owner)):
+        raise invalid(f"{key}.owner", owner, "uid:gid such as 7474:7474")
+    return CertificateLayout(
+        scopes=tuple(scopes),
+        cert_file=files["certificateFile"],
+        key_file=files["privateKeyFile"],
+        target_dir=directory,
+        owner=owner,
+    )
 
 
 def parse_services(values: Mapping[str, Any], topology: str) -> tuple[ServiceSettings, ...]:

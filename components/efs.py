@@ -1,0 +1,136 @@
+"""An encrypted EFS file system reachable only over TLS, through one access point."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+def file_system_policy(file_system_arn: str, access_point_arn: str, client_role_arn: str) -> str:
+    """Refuse unencrypted mounts; let one role mount and write, through the access point."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyUnencryptedTransport",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": "*"},
+                    "Action": "*",
+                    "Resource": file_system_arn,
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                },
+                {
+                    "Sid": "ClientThroughAccessPoint",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": client_role_arn},
+                    "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                    "Resource": file_system_arn,
+                    "Condition": {
+                        "StringEquals": {"elasticfilesystem:AccessPointArn": access_point_arn}
+                    },
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def efs_volume(name: str, file_system_id: str, access_point_id: str) -> dict:
+    """A task definition volume: TLS in transit, IAM authorization, the access point's root."""
+    return {
+        "name": name,
+        "efs_volume_configuration": {
+            "file_system_id": file_system_id,
+            # Mandatory with an access point and IAM authorization; root_directory must then
+            # be omitted (the access point sets it).
+            "transit_encryption": "ENABLED",
+            "authorization_config": {"access_point_id": access_point_id, "iam": "ENABLED"},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class EncryptedFileSystemArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    subnet_count: int  # known before deployment, so mount targets have stable names
+    client_security_group_id: pulumi.Input[str]
+    client_role_arn: pulumi.Input[str]
+    root_path: str = "/data"
+    # Owner of the access point's root; the clients act as this user (root for certbot).
+    uid: int = 0
+    gid: int = 0
+
+
+class EncryptedFileSystem(pulumi.ComponentResource):
+    """EFS encrypted at rest, mount targets in the given subnets, NFS from clients only."""
+
+    file_system: aws.efs.FileSystem
+    access_point: aws.efs.AccessPoint
+    mount_targets: list[aws.efs.MountTarget]
+
+    def __init__(
+        self, name: str, args: EncryptedFileSystemArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:efs:EncryptedFileSystem", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.file_system = aws.efs.FileSystem(
+            name,
+            encrypted=True,
+            tags={"Name": f"{name}-{pulumi.get_stack()}"},
+            opts=child,
+        )
+        self.access_point = aws.efs.AccessPoint(
+            name,
+            file_system_id=self.file_system.id,
+            posix_user={"uid": args.uid, "gid": args.gid},
+            root_directory={
+                "path": args.root_path,
+                "creation_info": {
+                    "owner_uid": args.uid,
+                    "owner_gid": args.gid,
+                    "permissions": "0700",
+                },
+            },
+            opts=child,
+        )
+        aws.efs.FileSystemPolicy(
+            name,
+            file_system_id=self.file_system.id,
+            policy=pulumi.Output.all(
+                self.file_system.arn, self.access_point.arn, args.client_role_arn
+            ).apply(lambda v: file_system_policy(v[0], v[1], v[2])),
+            opts=child,
+        )
+        security_group = aws.ec2.SecurityGroup(
+            name, description="EFS: NFS from its clients only", vpc_id=args.vpc_id, opts=child
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-nfs",
+            security_group_id=security_group.id,
+            description="NFS over TLS from the clients",
+            ip_protocol="tcp",
+            from_port=2049,
+            to_port=2049,
+            referenced_security_group_id=args.client_security_group_id,
+            opts=child,
+        )
+        subnets = pulumi.Output.from_input(args.subnet_ids)
+        self.mount_targets = [
+            aws.efs.MountTarget(
+                f"{name}-{i}",
+                file_system_id=self.file_system.id,
+                subnet_id=subnets.apply(lambda ids, i=i: ids[i]),
+                security_groups=[security_group.id],
+                opts=child,
+            )
+            for i in range(args.subnet_count)
+        ]
+        self.register_outputs(
+            {"fileSystemId": self.file_system.id, "accessPointId": self.access_point.id}
+        )
