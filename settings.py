@@ -532,7 +532,10 @@ def raw_config() -> dict[str, Any]:
 def _suggest(name: str, known: tuple[str, ...]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name, known, n=1)
+    close = (
+        difflib.get_close_matches(name, known, n=1)
+        or [k for k in known if name.lower() in k.lower()][:1]
+    )
     return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
 
 

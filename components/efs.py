@@ -73,6 +73,7 @@ class EncryptedFileSystem(pulumi.ComponentResource):
     file_system: aws.efs.FileSystem
     access_point: aws.efs.AccessPoint
     mount_targets: list[aws.efs.MountTarget]
+    security_group: aws.ec2.SecurityGroup
 
     def __init__(
         self, name: str, args: EncryptedFileSystemArgs, opts: pulumi.ResourceOptions | None = None
@@ -107,7 +108,7 @@ class EncryptedFileSystem(pulumi.ComponentResource):
             ).apply(lambda v: file_system_policy(v[0], v[1], v[2])),
             opts=child,
         )
-        security_group = aws.ec2.SecurityGroup(
+        self.security_group = security_group = aws.ec2.SecurityGroup(
             name, description="EFS: NFS from its clients only", vpc_id=args.vpc_id, opts=child
         )
         aws.vpc.SecurityGroupIngressRule(

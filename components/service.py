@@ -49,6 +49,7 @@ def fargate_service(
     load_balancers: Sequence[dict] | None = None,
     service_connect: dict | None = None,
     assign_public_ip: bool = False,
+    health_check_grace_seconds: int = 60,
 ) -> aws.ecs.Service:
     """A Fargate service that rolls back a failed deployment and makes `pulumi up` wait.
 
@@ -68,7 +69,7 @@ def fargate_service(
         },
         load_balancers=load_balancers,
         # Only with a load balancer: ECS rejects a grace period without one.
-        health_check_grace_period_seconds=60 if load_balancers else None,
+        health_check_grace_period_seconds=health_check_grace_seconds if load_balancers else None,
         service_connect_configuration=service_connect,
         deployment_circuit_breaker={"enable": True, "rollback": True},
         propagate_tags="SERVICE",

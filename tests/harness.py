@@ -201,6 +201,10 @@ class AwsMocks(pulumi.runtime.Mocks):
             }
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
+            return {"randomPassword": "mock-password-" + "x" * 18, "id": "password"}
+        if token == "aws:ssm/getParameter:getParameter":
+            return {"name": args.args["name"], "value": "ami-0123456789abcdef0", "id": "p"}
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": args.args.get("id"), "cidrBlock": "172.31.0.0/16", "arn": "arn:vpc"}
         raise NotImplementedError(f"the test mocks do not answer invoke {token}")

@@ -8,13 +8,13 @@ fails before any resource is registered.
 from __future__ import annotations
 
 from settings import TOPOLOGIES, ConfigError
-from topologies import alb_envoy, service_connect
+from topologies import alb_envoy, nlb_certbot, service_connect
 from topologies.base import Foundation, TopologyBuilder, TopologyResult
 
 __all__ = ["REGISTRY", "Foundation", "TopologyResult", "available", "builder_for"]
 
 REGISTRY: dict[str, TopologyBuilder | None] = {
-    "nlb-certbot": None,
+    "nlb-certbot": nlb_certbot.build,
     "alb-envoy": alb_envoy.build,
     "service-connect": service_connect.build,
     "appmesh-efs": None,

@@ -35,6 +35,7 @@ TASK_KEYS = (
     "requiresCompatibilities",
     "executionRoleArn",
     "taskRoleArn",
+    "volumes",
 )
 
 
@@ -92,17 +93,30 @@ def test_every_builder_field_is_valid_ecs_input():
     )
 
 
-BUILT = [t for t in MINIMAL_CONFIG if topologies.REGISTRY[t] is not None]
+# Every built topology's minimal stack, plus the variants that change task definitions.
+CONFIGS = {t: MINIMAL_CONFIG[t] for t in MINIMAL_CONFIG if topologies.REGISTRY[t] is not None}
+VARIANTS = {
+    "nlb-certbot-http-01": {
+        "topology": "nlb-certbot",
+        "domain": "db.example.com",
+        "acme": {"email": "ops@example.com", "challenge": "http-01"},
+    },
+    "service-connect-client-mode": {
+        **MINIMAL_CONFIG["service-connect"],
+        "services": [
+            {"name": "api", "image": "ghcr.io/acme/api:1", "port": 8080, "appProtocol": "http2"},
+            {"name": "worker", "image": "ghcr.io/acme/worker:1", "port": 9000, "mode": "client"},
+        ],
+    },
+}
+CASES = {**CONFIGS, **{k: v for k, v in VARIANTS.items() if v["topology"] in CONFIGS}}
 
 
-@pytest.mark.parametrize(
-    "topology",
-    BUILT or [pytest.param(None, marks=pytest.mark.skip(reason="no topology built yet"))],
-)
-def test_task_definitions_of_each_topology_are_valid(program, topology):
-    graph = program(MINIMAL_CONFIG[topology])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_task_definitions_of_each_topology_are_valid(program, case):
+    graph = program(CASES[case])
     task_definitions = graph.of_type("aws:ecs/taskDefinition:TaskDefinition")
-    assert task_definitions, f"{topology} registered no task definition"
+    assert task_definitions, f"{case} registered no task definition"
     for td in task_definitions:
         inputs = unwrap(td.inputs)
         params = {k: inputs[k] for k in TASK_KEYS if k in inputs}
