@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.firewall import allow_tcp
+
 
 def file_system_policy(file_system_arn: str, access_point_arn: str, client_role_arn: str) -> str:
     """Refuse unencrypted mounts; let one role mount and write, through the access point."""
@@ -111,15 +113,13 @@ class EncryptedFileSystem(pulumi.ComponentResource):
         self.security_group = security_group = aws.ec2.SecurityGroup(
             name, description="EFS: NFS from its clients only", vpc_id=args.vpc_id, opts=child
         )
-        aws.vpc.SecurityGroupIngressRule(
+        allow_tcp(
             f"{name}-nfs",
-            security_group_id=security_group.id,
+            security_group.id,
+            2049,
+            self,
             description="NFS over TLS from the clients",
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            referenced_security_group_id=args.client_security_group_id,
-            opts=child,
+            peer_group_id=args.client_security_group_id,
         )
         subnets = pulumi.Output.from_input(args.subnet_ids)
         self.mount_targets = [

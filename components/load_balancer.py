@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.firewall import allow_tcp
+
 
 class _LoadBalancer(pulumi.ComponentResource):
     """What both load balancers share: a security group whose egress is opened per target."""
@@ -16,16 +18,26 @@ class _LoadBalancer(pulumi.ComponentResource):
 
     def allow_to_targets(self, target_security_group_id: pulumi.Input[str], port: int) -> None:
         """Let the load balancer reach the targets' port, and nothing else."""
-        aws.vpc.SecurityGroupEgressRule(
+        allow_tcp(
             f"{self._name}-out-{port}",
-            security_group_id=self.security_group.id,
+            self.security_group.id,
+            port,
+            self,
             description="To the targets' port",
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            referenced_security_group_id=target_security_group_id,
-            opts=pulumi.ResourceOptions(parent=self),
+            peer_group_id=target_security_group_id,
+            egress=True,
         )
+
+    def _allow_clients(self, port: int, cidrs: Sequence[str], description: str) -> None:
+        for i, cidr in enumerate(cidrs):
+            allow_tcp(
+                f"{self._name}-in-{port}-{i}",
+                self.security_group.id,
+                port,
+                self,
+                description=description,
+                cidr=cidr,
+            )
 
 
 @dataclass(frozen=True)
@@ -64,18 +76,8 @@ class HttpsLoadBalancer(_LoadBalancer):
             vpc_id=args.vpc_id,
             opts=child,
         )
-        for port in (443, 80):
-            for i, cidr in enumerate(args.allowed_cidrs):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-in-{port}-{i}",
-                    security_group_id=self.security_group.id,
-                    description="HTTPS" if port == 443 else "HTTP, redirected to HTTPS",
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    cidr_ipv4=cidr,
-                    opts=child,
-                )
+        self._allow_clients(443, args.allowed_cidrs, "HTTPS")
+        self._allow_clients(80, args.allowed_cidrs, "HTTP, redirected to HTTPS")
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="application",
@@ -186,16 +188,7 @@ class NetworkLoadBalancer(_LoadBalancer):
             opts=child,
         )
         for listener in args.listeners:
-            for i, cidr in enumerate(args.allowed_cidrs):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-in-{listener.port}-{i}",
-                    security_group_id=self.security_group.id,
-                    ip_protocol="tcp",
-                    from_port=listener.port,
-                    to_port=listener.port,
-                    cidr_ipv4=cidr,
-                    opts=child,
-                )
+            self._allow_clients(listener.port, args.allowed_cidrs, "Listener port")
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="network",

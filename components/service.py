@@ -8,9 +8,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components.cluster import Cluster
+from components.firewall import allow_tcp
 
 
-def fargate_task_definition(
+def task_definition(
     name: str,
     family: str,
     cpu: int,
@@ -19,16 +20,17 @@ def fargate_task_definition(
     container_definitions: pulumi.Input[str],
     parent: pulumi.Resource,
     task_role_arn: pulumi.Input[str] | None = None,
-    volumes: Sequence[dict] | None = None,
+    volumes: pulumi.Input[Sequence[dict]] | None = None,
+    launch_type: str = "FARGATE",
 ) -> aws.ecs.TaskDefinition:
-    """An awsvpc Fargate task run by the cluster's shared execution role."""
+    """A task run by the cluster's shared execution role: awsvpc on Fargate, host on EC2."""
     return aws.ecs.TaskDefinition(
         name,
         family=family,
         cpu=str(cpu),
         memory=str(memory),
-        network_mode="awsvpc",
-        requires_compatibilities=["FARGATE"],
+        network_mode="awsvpc" if launch_type == "FARGATE" else "host",
+        requires_compatibilities=[launch_type],
         execution_role_arn=cluster.execution_role.arn,
         task_role_arn=task_role_arn,
         volumes=volumes,
@@ -91,14 +93,13 @@ def tasks_security_group(
     group = aws.ec2.SecurityGroup(
         name, description=description, vpc_id=vpc_id, opts=pulumi.ResourceOptions(parent=parent)
     )
-    aws.vpc.SecurityGroupEgressRule(
+    allow_tcp(
         f"{name}-https-out",
-        security_group_id=group.id,
+        group.id,
+        443,
+        parent,
         description="HTTPS out: image registries, Secrets Manager, CloudWatch Logs",
-        ip_protocol="tcp",
-        from_port=443,
-        to_port=443,
-        cidr_ipv4="0.0.0.0/0",
-        opts=pulumi.ResourceOptions(parent=parent),
+        cidr="0.0.0.0/0",
+        egress=True,
     )
     return group

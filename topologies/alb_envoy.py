@@ -30,9 +30,10 @@ from components.container_definitions import (
 )
 from components.dns import alias_record
 from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
+from components.firewall import allow_tcp
 from components.iam import Statement, policy_document
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
-from components.service import fargate_service, fargate_task_definition, tasks_security_group
+from components.service import fargate_service, task_definition, tasks_security_group
 from settings import Settings
 from topologies.base import Foundation, TopologyResult
 
@@ -137,15 +138,13 @@ class AlbEnvoy(pulumi.ComponentResource):
             "Tasks: Envoy's TLS port from the load balancer only",
             parent=self,
         )
-        aws.vpc.SecurityGroupIngressRule(
+        allow_tcp(
             f"{name}-tasks-from-alb",
-            security_group_id=tasks_sg.id,
+            tasks_sg.id,
+            s.envoy.port,
+            self,
             description="Envoy TLS listener, from the load balancer",
-            ip_protocol="tcp",
-            from_port=s.envoy.port,
-            to_port=s.envoy.port,
-            referenced_security_group_id=self.load_balancer.security_group.id,
-            opts=child,
+            peer_group_id=self.load_balancer.security_group.id,
         )
         self.load_balancer.allow_to_targets(tasks_sg.id, s.envoy.port)
 
@@ -174,7 +173,7 @@ class AlbEnvoy(pulumi.ComponentResource):
                 )
             )
         )
-        task = fargate_task_definition(
+        task = task_definition(
             name,
             family=f"ecs-tls-{stack}-alb-envoy",
             cpu=s.app.cpu,

@@ -39,11 +39,12 @@ from components.container_definitions import (
 from components.dns import alias_record
 from components.ec2_capacity import ContainerInstances, ContainerInstancesArgs
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
+from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
 from components.neo4j import neo4j_tls_environment
 from components.renewal import RenewalSchedule
-from components.service import fargate_service, fargate_task_definition, tasks_security_group
+from components.service import fargate_service, task_definition, tasks_security_group
 from settings import Settings
 from topologies.base import Foundation, TopologyResult
 
@@ -210,14 +211,13 @@ class NlbCertbot(pulumi.ComponentResource):
         if http01:
             open_ports.append(RESPONDER_PORT)
         for port in open_ports:
-            aws.vpc.SecurityGroupIngressRule(
+            allow_tcp(
                 f"{name}-tasks-in-{port}",
-                security_group_id=tasks_sg.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                referenced_security_group_id=lb.security_group.id,
-                opts=child,
+                tasks_sg.id,
+                port,
+                self,
+                description="From the load balancer",
+                peer_group_id=lb.security_group.id,
             )
             lb.allow_to_targets(tasks_sg.id, port)
 
@@ -234,15 +234,14 @@ class NlbCertbot(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.vpc.SecurityGroupEgressRule(
+        allow_tcp(
             f"{name}-tasks-nfs-out",
-            security_group_id=tasks_sg.id,
+            tasks_sg.id,
+            2049,
+            self,
             description="NFS over TLS to the ACME state on EFS",
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            referenced_security_group_id=efs.security_group.id,
-            opts=child,
+            peer_group_id=efs.security_group.id,
+            egress=True,
         )
         containers = pulumi.Output.all(auth.arn, cluster.log_group.name, cluster.region).apply(
             lambda v: container_definitions_json(task_containers(s, TaskValues(v[0], v[1], v[2])))
@@ -256,7 +255,7 @@ class NlbCertbot(pulumi.ComponentResource):
                 name, s, foundation, lb, tasks_sg.id, containers, volumes, task_role.arn, ready
             )
         else:
-            task = fargate_task_definition(
+            task = task_definition(
                 name,
                 family=f"ecs-tls-{stack}-nlb-certbot",
                 cpu=s.app.cpu,
@@ -335,18 +334,17 @@ class NlbCertbot(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        task = aws.ecs.TaskDefinition(
+        task = task_definition(
             name,
             family=f"ecs-tls-{pulumi.get_stack()}-nlb-certbot",
-            cpu=str(s.app.cpu),
-            memory=str(s.app.memory),
-            network_mode="host",
-            requires_compatibilities=["EC2"],
-            execution_role_arn=cluster.execution_role.arn,
+            cpu=s.app.cpu,
+            memory=s.app.memory,
+            cluster=cluster,
+            container_definitions=containers,
+            parent=self,
             task_role_arn=task_role_arn,
             volumes=volumes,
-            container_definitions=containers,
-            opts=pulumi.ResourceOptions(parent=self),
+            launch_type="EC2",
         )
         return aws.ecs.Service(
             name,

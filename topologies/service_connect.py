@@ -23,6 +23,7 @@ from components.container_definitions import (
     container_definitions_json,
 )
 from components.dns import alias_record
+from components.firewall import allow_tcp
 from components.load_balancer import (
     HttpsLoadBalancer,
     HttpsLoadBalancerArgs,
@@ -31,7 +32,7 @@ from components.load_balancer import (
     NlbListener,
 )
 from components.private_ca import PrivateCertificateAuthority, PrivateCertificateAuthorityArgs
-from components.service import fargate_service, fargate_task_definition, tasks_security_group
+from components.service import fargate_service, task_definition, tasks_security_group
 from components.service_connect import (
     ServiceConnectTls,
     ServiceConnectTlsArgs,
@@ -143,19 +144,15 @@ class ServiceConnect(pulumi.ComponentResource):
             parent=self,
         )
         for port in sorted({svc.port for svc in s.services if svc.is_server}):
-            for direction, rule in (
-                ("in", aws.vpc.SecurityGroupIngressRule),
-                ("out", aws.vpc.SecurityGroupEgressRule),
-            ):
-                rule(
+            for direction in ("in", "out"):
+                allow_tcp(
                     f"{name}-services-{direction}-{port}",
-                    security_group_id=members.id,
+                    members.id,
+                    port,
+                    self,
                     description="Service Connect traffic between services (TLS)",
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    referenced_security_group_id=members.id,
-                    opts=child,
+                    peer_group_id=members.id,
+                    egress=direction == "out",
                 )
 
         public = next((svc for svc in s.services if svc.public), None)
@@ -183,7 +180,7 @@ class ServiceConnect(pulumi.ComponentResource):
                     [service_container(service, ContainerValues(v[0], v[1], fingerprint))]
                 )
             )
-            task = fargate_task_definition(
+            task = task_definition(
                 f"{name}-{service.name}",
                 family=f"ecs-tls-{stack}-{service.name}",
                 cpu=service.cpu,
@@ -266,15 +263,13 @@ class ServiceConnect(pulumi.ComponentResource):
             )
             listeners = list(lb.listeners)
             group = lb.target_groups[443]
-        aws.vpc.SecurityGroupIngressRule(
+        allow_tcp(
             f"{name}-services-from-lb",
-            security_group_id=members.id,
+            members.id,
+            public.port,
+            self,
             description="The public service's port, from the load balancer",
-            ip_protocol="tcp",
-            from_port=public.port,
-            to_port=public.port,
-            referenced_security_group_id=lb.security_group.id,
-            opts=opts,
+            peer_group_id=lb.security_group.id,
         )
         lb.allow_to_targets(members.id, public.port)
         self.load_balancer = lb.load_balancer
