@@ -6,6 +6,8 @@ Locally a missing binary skips the test with the command that installs it; in CI
 
 import os
 import shutil
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,3 +30,47 @@ def require_binary(name: str, install_hint: str) -> str:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+def free_loopback_ports(count: int = 1, udp: bool = False) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 right now (and for UDP too, with `udp`).
+
+    The sockets are held open together while probing, so the ports differ; a race with
+    another process remains possible, as with any free-port probe.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        for _ in range(count * 50):
+            if len(ports) == count:
+                break
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.bind(("127.0.0.1", 0))
+            held.append(tcp)
+            port = tcp.getsockname()[1]
+            if udp:
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                finally:
+                    probe.close()
+            ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    if len(ports) < count:
+        raise RuntimeError("no free loopback port")
+    return ports
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate a process started by a test, kill it if it lingers, and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)

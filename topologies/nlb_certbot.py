@@ -250,22 +250,21 @@ class NlbCertbot(pulumi.ComponentResource):
             lambda v: [efs_volume("letsencrypt", v[0], v[1]), {"name": "certificates"}]
         )
         ready = [read_auth, auth_version, *efs.mount_targets, *lb.listeners]
+        task = task_definition(
+            name,
+            family=f"ecs-tls-{stack}-nlb-certbot",
+            cpu=s.app.cpu,
+            memory=s.app.memory,
+            cluster=cluster,
+            container_definitions=containers,
+            parent=self,
+            task_role_arn=task_role.arn,
+            volumes=volumes,
+            launch_type="EC2" if http01 else "FARGATE",
+        )
         if http01:
-            service = self._ec2_service(
-                name, s, foundation, lb, tasks_sg.id, containers, volumes, task_role.arn, ready
-            )
+            service = self._ec2_service(name, foundation, lb, tasks_sg.id, task, ready)
         else:
-            task = task_definition(
-                name,
-                family=f"ecs-tls-{stack}-nlb-certbot",
-                cpu=s.app.cpu,
-                memory=s.app.memory,
-                cluster=cluster,
-                container_definitions=containers,
-                parent=self,
-                task_role_arn=task_role.arn,
-                volumes=volumes,
-            )
             service = fargate_service(
                 name,
                 cluster=cluster,
@@ -309,13 +308,10 @@ class NlbCertbot(pulumi.ComponentResource):
     def _ec2_service(
         self,
         name: str,
-        s: Settings,
         foundation: Foundation,
         lb: NetworkLoadBalancer,
         tasks_sg_id: pulumi.Output[str],
-        containers: pulumi.Output[str],
-        volumes: pulumi.Output[list],
-        task_role_arn: pulumi.Output[str],
+        task: aws.ecs.TaskDefinition,
         ready: list[pulumi.Resource],
     ) -> aws.ecs.Service:
         """http-01: host networking on an instance the NLB targets, as in the seed."""
@@ -333,18 +329,6 @@ class NlbCertbot(pulumi.ComponentResource):
                 responder_port=RESPONDER_PORT,
             ),
             opts=pulumi.ResourceOptions(parent=self),
-        )
-        task = task_definition(
-            name,
-            family=f"ecs-tls-{pulumi.get_stack()}-nlb-certbot",
-            cpu=s.app.cpu,
-            memory=s.app.memory,
-            cluster=cluster,
-            container_definitions=containers,
-            parent=self,
-            task_role_arn=task_role_arn,
-            volumes=volumes,
-            launch_type="EC2",
         )
         return aws.ecs.Service(
             name,

@@ -51,7 +51,7 @@ from components.certbot import (
     copier_environment,
     copy_script,
 )
-from tests.tools import in_ci, require_binary
+from tests.tools import free_loopback_ports, in_ci, require_binary, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -72,31 +72,6 @@ PEBBLE_HINT = "apt-get install pebble"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _free_port() -> int:
-    """A TCP port on loopback that is free right now (and free for UDP too)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free loopback port")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
@@ -240,8 +215,9 @@ def acme(tmp_path_factory) -> Iterator[Acme]:
     base = tmp_path_factory.mktemp("pebble")
     api_cert, api_key = _api_certificate(base)
 
-    dns_port, chall_mgmt_port = _free_port(), _free_port()
-    acme_port, mgmt_port, http_port, tls_port = (_free_port() for _ in range(4))
+    dns_port, chall_mgmt_port, acme_port, mgmt_port, http_port, tls_port = free_loopback_ports(
+        6, udp=True
+    )
     config = base / "pebble-config.json"
     config.write_text(
         json.dumps(
@@ -325,7 +301,7 @@ def acme(tmp_path_factory) -> Iterator[Acme]:
         )
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc, timeout=5)
 
 
 @dataclass
@@ -523,7 +499,7 @@ def test_tls_server_presents_a_chain_trusted_by_pebble_root(
 
 
 def test_certbot_fails_when_the_acme_server_is_unreachable(acme: Acme, tmp_path: Path) -> None:
-    closed = _free_port()  # nothing listens here
+    closed = free_loopback_ports(udp=True)[0]  # nothing listens here
     spec = acme.spec(tmp_path / "le", directory_url=f"https://{LOOPBACK}:{closed}/dir")
     run = acme.run_certbot(spec)
     assert run.returncode != 0, run.output

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, render_bootstrap_yaml
-from tests.tools import require_binary
+from tests.tools import free_loopback_ports, require_binary, stop_process
 
 DOMAIN = "app.example.test"
 ROOT_BODY = b"hello from the app behind envoy\n"
@@ -133,20 +133,6 @@ def _make_pki(directory: Path) -> Pki:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ask the kernel for `count` distinct free loopback ports (held open together)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _client_context(
@@ -252,16 +238,6 @@ def _wait_ready(envoy: EnvoyProcess) -> None:
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def _run_envoy(
     envoy_bin: str, spec: EnvoyProxySpec, pki: Pki, workdir: Path
 ) -> Iterator[EnvoyProcess]:
@@ -289,11 +265,11 @@ def _run_envoy(
         _wait_ready(envoy)
         yield envoy
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _spec(upstream_port: int, **overrides: object) -> EnvoyProxySpec:
-    listener_port, admin_port = _free_ports(2)
+    listener_port, admin_port = free_loopback_ports(2)
     spec = EnvoyProxySpec(
         app_port=upstream_port,
         listener_port=listener_port,
@@ -472,7 +448,7 @@ def test_container_health_check_command_against_real_admin(envoy: EnvoyProcess) 
 
 def test_container_health_check_fails_when_nothing_listens() -> None:
     bash = require_binary("bash", "apt-get install -y bash")
-    (closed_port,) = _free_ports(1)
+    (closed_port,) = free_loopback_ports(1)
     command = ready_check_command(closed_port)
     result = subprocess.run(
         [bash, *command[2:]], capture_output=True, timeout=IO_TIMEOUT_S, check=False
