@@ -1,0 +1,25 @@
+"""The one error type of bad configuration: it names the key, the value and what is accepted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from settings.constants import NAMESPACE
+
+
+class ConfigError(pulumi.RunError):
+    """A configuration problem, reported by Pulumi without a stack trace."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{NAMESPACE}:{key}: {message}")
+
+
+def invalid(key: str, value: Any, accepted: str) -> ConfigError:
+    return ConfigError(key, f"{value!r} is not {accepted}")
+
+
+def missing(key: str, why: str) -> ConfigError:
+    return ConfigError(key, f"missing; {why}")

@@ -1,0 +1,203 @@
+"""The settings objects: frozen, typed, each default stated next to its field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+from settings.constants import (
+    ACME_DIRECTORIES,
+    DEFAULT_SSL_POLICY,
+    ENVOY_IMAGE,
+    ENVOY_TLS_VERSIONS,
+    NGINX_IMAGE,
+)
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    email: str | None = None
+    challenge: str = "dns-01"  # no inbound traffic needed; works with awsvpc tasks
+    server: str = "staging"  # staging by default: production limits are per week
+    profile: str | None = None  # the CA's default profile
+    renew_every_days: int = 7  # a sixth of 45 days, the lifetime Let's Encrypt is moving to
+
+    @property
+    def directory_url(self) -> str:
+        return ACME_DIRECTORIES.get(self.server, self.server)
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    vpc_id: str | None = None  # None: create a VPC
+    public_subnet_ids: tuple[str, ...] = ()
+    private_subnet_ids: tuple[str, ...] = ()
+    cidr_block: str = "10.0.0.0/16"
+    availability_zones: int = 2  # load balancers need two zones
+    nat_gateways: int = 1  # tasks in private subnets pull public images through NAT
+
+    @property
+    def creates_vpc(self) -> bool:
+        return self.vpc_id is None
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    certificate_pem: str
+    private_key_pem: str = field(repr=False)  # never printed; wrap in Output.secret to use
+    chain_pem: str | None = None
+
+    def secret_private_key(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.private_key_pem)
+
+
+@dataclass(frozen=True)
+class PrivateCaSettings:
+    arn: str | None = None  # None: create a CA
+    share_with: tuple[str, ...] = ()
+    # P-256/SHA256 is the pair known to work with Service Connect; P-384/SHA512 is allowed.
+    key_algorithm: str = "EC_prime256v1"
+    signing_algorithm: str = "SHA256WITHECDSA"
+    permanent_deletion_days: int = 7  # the minimum: a demo CA should not linger
+    allow_external_principals: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceConnectSettings:
+    namespace: str | None = None  # None: ecs-tls-<stack>
+    customer_kms_key: bool = False  # AWS owned key unless asked
+
+
+@dataclass(frozen=True)
+class CertificateLayout:
+    """Where the copier lays out the certificate for an app that serves TLS itself."""
+
+    scopes: tuple[str, ...] = ("bolt", "https")  # Neo4j: one directory per TLS scope
+    cert_file: str = "public.crt"
+    key_file: str = "private.key"
+    target_dir: str = "/ssl"
+    owner: str | None = "7474:7474"  # uid:gid of the neo4j user in the official image
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    image: str
+    port: int
+    health_check_path: str
+    cpu: int = 256
+    memory: int = 512
+    desired_count: int = 2  # two tasks, spread across zones
+    environment: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()  # nlb-certbot: the TLS ports passed through
+    certificate_layout: CertificateLayout = CertificateLayout()
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    name: str
+    image: str
+    port: int
+    mode: str = "server"  # server | client
+    public: bool = False
+    app_protocol: str | None = "http"  # None for client-only TCP services
+    discovery_name: str = ""
+    alias_dns_name: str = ""
+    alias_port: int = 0
+    health_check_path: str = "/"
+    command: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    cpu: int = 256
+    memory: int = 512
+    desired_count: int = 2
+
+    @property
+    def is_server(self) -> bool:
+        return self.mode == "server"
+
+
+@dataclass(frozen=True)
+class EnvoySettings:
+    image: str = ENVOY_IMAGE  # pinned: a proxy upgrade should be a reviewed change
+    port: int = 8443  # unprivileged: Envoy runs as a non-root user
+    min_tls_version: str = "1.2"  # the ALB's backend side; 1.3 needs a TLS13 listener policy
+
+    @property
+    def envoy_tls_version(self) -> str:
+        return ENVOY_TLS_VERSIONS[self.min_tls_version]
+
+
+@dataclass(frozen=True)
+class Settings:
+    topology: str
+    domain: str
+    hosted_zone_id: str | None
+    acme: AcmeSettings
+    network: NetworkSettings
+    certificate: CertificateSettings | None
+    private_ca: PrivateCaSettings
+    ingress: str
+    app: AppSettings
+    services: tuple[ServiceSettings, ...]
+    log_retention_days: int = 30
+    allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    ssl_policy: str = DEFAULT_SSL_POLICY
+    envoy: EnvoySettings = EnvoySettings()
+    service_connect: ServiceConnectSettings = ServiceConnectSettings()
+
+
+# Working workload defaults per topology; `app` overrides them field by field.
+APP_DEFAULTS: dict[str, AppSettings] = {
+    "alb-envoy": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
+    ),
+    "service-connect": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
+    ),
+    "appmesh-efs": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
+    ),
+    "direct-task": AppSettings(
+        image="public.ecr.aws/docker/library/nginx:1.27-alpine",
+        port=443,
+        health_check_path="/",
+        desired_count=1,
+    ),
+    "nlb-certbot": AppSettings(
+        image="public.ecr.aws/docker/library/neo4j:5",
+        port=7687,
+        ports=(7473, 7687),  # HTTPS and bolt; plain HTTP (7474) is not exposed
+        health_check_path="/",
+        cpu=1024,
+        memory=2048,
+        desired_count=1,  # one Neo4j server: community edition does not cluster
+    ),
+}
+
+# The demo: a frontend (public) whose nginx proxies every request to the backend through
+# its Service Connect alias, so one `curl` proves both hops.
+DEMO_SERVICES = (
+    ServiceSettings(
+        name="frontend",
+        image=NGINX_IMAGE,
+        port=80,
+        public=True,
+        discovery_name="frontend",
+        alias_dns_name="frontend",
+        alias_port=80,
+        command=(
+            "/bin/sh",
+            "-c",
+            "printf 'server { listen 80; location / { proxy_pass http://backend:80; } }\\n' "
+            "> /etc/nginx/conf.d/default.conf && exec nginx -g 'daemon off;'",
+        ),
+    ),
+    ServiceSettings(
+        name="backend",
+        image=NGINX_IMAGE,
+        port=80,
+        discovery_name="backend",
+        alias_dns_name="backend",
+        alias_port=80,
+    ),
+)

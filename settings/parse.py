@@ -1,0 +1,395 @@
+"""Parsers of the top-level keys and the whole configuration."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from settings.constants import (
+    ACME_CHALLENGES,
+    ACME_DIRECTORIES,
+    ACME_PROFILE_LIFETIMES,
+    CA_SIGNING_ALGORITHMS,
+    DEFAULT_SSL_POLICY,
+    ENVOY_IMAGE,
+    ENVOY_TLS_VERSIONS,
+    INGRESS_KINDS,
+    LOG_RETENTION_DAYS,
+    MAX_AZS,
+    MIN_AZS,
+    TOPOLOGIES,
+)
+from settings.errors import ConfigError, invalid, missing
+from settings.model import (
+    AcmeSettings,
+    CertificateSettings,
+    EnvoySettings,
+    NetworkSettings,
+    PrivateCaSettings,
+    ServiceConnectSettings,
+    Settings,
+)
+from settings.readers import (
+    ACCOUNT_RE,
+    DOMAIN_RE,
+    EMAIL_RE,
+    HOSTED_ZONE_RE,
+    ORG_ARN_RE,
+    OU_ARN_RE,
+    PCA_ARN_RE,
+    SUBNET_RE,
+    VPC_RE,
+    preview,
+    raw_config,
+    read_integer,
+    read_object,
+    read_string,
+    read_string_list,
+    suggest,
+)
+from settings.reference import KNOWN_TOP_LEVEL
+from settings.workloads import parse_app, parse_services
+
+
+def parse_topology(values: Mapping[str, Any]) -> str:
+    value = values.get("topology")
+    if value is None:
+        raise missing("topology", f"set it to one of: {', '.join(TOPOLOGIES)}")
+    if value not in TOPOLOGIES:
+        raise invalid("topology", value, f"one of: {', '.join(TOPOLOGIES)}")
+    return value
+
+
+def parse_domain(values: Mapping[str, Any]) -> str:
+    value = values.get("domain")
+    if value is None:
+        raise missing("domain", "set it to the DNS name clients use, e.g. app.example.com")
+    if not isinstance(value, str):
+        raise invalid("domain", value, "a DNS name such as app.example.com")
+    name = value.strip().rstrip(".").lower()
+    if len(name) > 253 or not DOMAIN_RE.match(name):
+        raise invalid("domain", value, "a DNS name such as app.example.com")
+    return name
+
+
+def parse_hosted_zone_id(values: Mapping[str, Any]) -> str | None:
+    value = values.get("hostedZoneId")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not HOSTED_ZONE_RE.match(value.strip()):
+        raise invalid("hostedZoneId", value, "a Route53 hosted zone ID such as Z0123456789ABC")
+    return value.strip()
+
+
+def parse_acme(values: Mapping[str, Any]) -> AcmeSettings:
+    raw = read_object(values, "acme")
+    email = raw.get("email")
+    if email is not None and (not isinstance(email, str) or not EMAIL_RE.match(email)):
+        raise invalid("acme.email", email, "an e-mail address such as ops@example.com")
+    challenge = raw.get("challenge", "dns-01")
+    if challenge not in ACME_CHALLENGES:
+        raise invalid("acme.challenge", challenge, f"one of: {', '.join(ACME_CHALLENGES)}")
+    server = raw.get("server", "staging")
+    if server not in ACME_DIRECTORIES and not (
+        isinstance(server, str) and re.match(r"^https://[^\s/]+(/\S*)?$", server)
+    ):
+        raise invalid("acme.server", server, "staging, production or an https:// directory URL")
+    profile = raw.get("profile")
+    if profile is not None and profile not in ACME_PROFILE_LIFETIMES:
+        raise invalid("acme.profile", profile, f"one of: {', '.join(ACME_PROFILE_LIFETIMES)}")
+    # certbot renews when a third of the lifetime remains; restarting every sixth of it
+    # gives two chances inside that window.
+    lifetime = ACME_PROFILE_LIFETIMES.get(profile or "tlsserver", 45)
+    renew = read_integer(
+        raw.get("renewEveryDays", max(1, lifetime // 6)), "acme.renewEveryDays", 1, 30
+    )
+    if renew > lifetime // 3:
+        raise invalid(
+            "acme.renewEveryDays",
+            renew,
+            f"short enough: certbot renews in the last {lifetime // 3} days of a "
+            f"{lifetime}-day certificate",
+        )
+    return AcmeSettings(
+        email=email, challenge=challenge, server=server, profile=profile, renew_every_days=renew
+    )
+
+
+def parse_network(values: Mapping[str, Any]) -> NetworkSettings:
+    raw = read_object(values, "network")
+    if "vpcId" in raw:
+        return _existing_network(raw)
+    for key in ("publicSubnetIds", "privateSubnetIds"):
+        if key in raw:
+            raise missing("network.vpcId", f"network.{key} is set, which needs the VPC's ID")
+    cidr = raw.get("cidrBlock", "10.0.0.0/16")
+    try:
+        network = ipaddress.ip_network(cidr, strict=True) if isinstance(cidr, str) else None
+    except ValueError:
+        network = None
+    if network is None or network.version != 4 or not 16 <= network.prefixlen <= 24:
+        raise invalid(
+            "network.cidrBlock", cidr, "an IPv4 network from /16 to /24, e.g. 10.0.0.0/16"
+        )
+    azs = read_integer(
+        raw.get("availabilityZones", 2), "network.availabilityZones", MIN_AZS, MAX_AZS
+    )
+    nat = raw.get("natGateways", 1)
+    if isinstance(nat, str) and nat.isdigit():
+        nat = int(nat)
+    if isinstance(nat, bool) or nat not in (0, 1, azs):
+        raise invalid("network.natGateways", nat, f"0, 1 or {azs} (one per availability zone)")
+    return NetworkSettings(cidr_block=str(network), availability_zones=azs, nat_gateways=nat)
+
+
+def _existing_network(raw: Mapping[str, Any]) -> NetworkSettings:
+    for key in ("cidrBlock", "availabilityZones", "natGateways"):
+        if key in raw:
+            raise ConfigError(f"network.{key}", "applies to a new VPC and cannot be set with vpcId")
+    vpc_id = raw["vpcId"]
+    if not isinstance(vpc_id, str) or not VPC_RE.match(vpc_id):
+        raise invalid("network.vpcId", vpc_id, "a VPC ID such as vpc-0123456789abcdef0")
+    subnets = {}
+    for key in ("publicSubnetIds", "privateSubnetIds"):
+        if key not in raw:
+            raise missing(f"network.{key}", "an existing VPC (network.vpcId) needs its subnet IDs")
+        subnets[key] = read_string_list(
+            raw[key], f"network.{key}", SUBNET_RE, "subnet IDs such as subnet-0123456789abcdef0"
+        )
+    if len(subnets["publicSubnetIds"]) < MIN_AZS:
+        raise invalid(
+            "network.publicSubnetIds",
+            list(subnets["publicSubnetIds"]),
+            "at least two subnets (load balancers need two availability zones)",
+        )
+    return NetworkSettings(
+        vpc_id=vpc_id,
+        public_subnet_ids=subnets["publicSubnetIds"],
+        private_subnet_ids=subnets["privateSubnetIds"],
+    )
+
+
+def parse_certificate(values: Mapping[str, Any]) -> CertificateSettings | None:
+    raw = read_object(values, "certificate")
+    if not raw:
+        return None
+    pems = {}
+    for key, marker, required in (
+        ("certificatePem", "CERTIFICATE", True),
+        ("privateKeyPem", "PRIVATE KEY", True),
+        ("chainPem", "CERTIFICATE", False),
+    ):
+        value = raw.get(key)
+        if value is None:
+            if required:
+                raise missing(f"certificate.{key}", "a certificate needs both its PEM and its key")
+            continue
+        if not isinstance(value, str) or f"-----BEGIN {marker}" not in value.replace(
+            "-----BEGIN EC PRIVATE KEY", "-----BEGIN PRIVATE KEY"
+        ).replace("-----BEGIN RSA PRIVATE KEY", "-----BEGIN PRIVATE KEY"):
+            # Never echo a private key back: name the key, not the value.
+            shown = "<redacted>" if key == "privateKeyPem" else preview(value)
+            raise ConfigError(f"certificate.{key}", f"{shown} is not a PEM block ({marker})")
+        pems[key] = value
+    return CertificateSettings(
+        certificate_pem=pems["certificatePem"],
+        private_key_pem=pems["privateKeyPem"],
+        chain_pem=pems.get("chainPem"),
+    )
+
+
+def parse_private_ca(values: Mapping[str, Any]) -> PrivateCaSettings:
+    raw = read_object(values, "privateCa")
+    arn = raw.get("arn")
+    if arn is not None and (not isinstance(arn, str) or not PCA_ARN_RE.match(arn)):
+        raise invalid(
+            "privateCa.arn",
+            arn,
+            "an ACM Private CA ARN (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)",
+        )
+    share_with: tuple[str, ...] = ()
+    if "shareWith" in raw:
+        share_with = read_string_list(
+            raw["shareWith"],
+            "privateCa.shareWith",
+            re.compile(f"{ACCOUNT_RE.pattern}|{ORG_ARN_RE.pattern}|{OU_ARN_RE.pattern}"),
+            "12-digit account IDs, OU ARNs or an organization ARN",
+        )
+        if arn is not None:
+            raise ConfigError(
+                "privateCa.shareWith",
+                "shares a CA this stack creates; it cannot share privateCa.arn",
+            )
+    if arn is not None:
+        for creation_only in (
+            "keyAlgorithm",
+            "signingAlgorithm",
+            "permanentDeletionDays",
+            "allowExternalPrincipals",
+        ):
+            if creation_only in raw:
+                raise ConfigError(
+                    f"privateCa.{creation_only}",
+                    "applies to a CA this stack creates, not privateCa.arn",
+                )
+    key = raw.get("keyAlgorithm", "EC_prime256v1")
+    if key not in CA_SIGNING_ALGORITHMS:
+        raise invalid("privateCa.keyAlgorithm", key, f"one of: {', '.join(CA_SIGNING_ALGORITHMS)}")
+    signing = raw.get("signingAlgorithm", CA_SIGNING_ALGORITHMS[key][0])
+    if signing not in CA_SIGNING_ALGORITHMS[key]:
+        raise invalid(
+            "privateCa.signingAlgorithm",
+            signing,
+            f"valid with keyAlgorithm {key}; accepted: {', '.join(CA_SIGNING_ALGORITHMS[key])}",
+        )
+    days = read_integer(
+        raw.get("permanentDeletionDays", 7), "privateCa.permanentDeletionDays", 7, 30
+    )
+    external = raw.get("allowExternalPrincipals", False)
+    if not isinstance(external, bool):
+        raise invalid("privateCa.allowExternalPrincipals", external, "true or false")
+    return PrivateCaSettings(
+        arn=arn,
+        share_with=share_with,
+        key_algorithm=key,
+        signing_algorithm=signing,
+        permanent_deletion_days=days,
+        allow_external_principals=external,
+    )
+
+
+def parse_ingress(values: Mapping[str, Any], topology: str) -> str:
+    value = values.get("ingress")
+    if value is None:
+        return "alb"
+    if value not in INGRESS_KINDS:
+        raise invalid("ingress", value, f"one of: {', '.join(INGRESS_KINDS)}")
+    if topology != "service-connect":
+        raise ConfigError(
+            "ingress", f"applies only to topology 'service-connect', not {topology!r}"
+        )
+    return value
+
+
+def parse_service_connect(values: Mapping[str, Any]) -> ServiceConnectSettings:
+    raw = read_object(values, "serviceConnect")
+    namespace = raw.get("namespace")
+    if namespace is not None and (
+        not isinstance(namespace, str)
+        or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,1023}", namespace)
+    ):
+        raise invalid("serviceConnect.namespace", namespace, "a namespace name such as ecs-tls-dev")
+    kms = raw.get("customerKmsKey", False)
+    if not isinstance(kms, bool):
+        raise invalid("serviceConnect.customerKmsKey", kms, "true or false")
+    return ServiceConnectSettings(namespace=namespace, customer_kms_key=kms)
+
+
+def parse_log_retention(values: Mapping[str, Any]) -> int:
+    value = values.get("logRetentionDays", 30)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if value not in LOG_RETENTION_DAYS or isinstance(value, bool):
+        raise invalid(
+            "logRetentionDays",
+            value,
+            f"a CloudWatch retention: {', '.join(map(str, LOG_RETENTION_DAYS))}",
+        )
+    return value
+
+
+def parse_allowed_cidrs(values: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = values.get("allowedCidrs")
+    if raw is None:
+        return ("0.0.0.0/0",)
+    if isinstance(raw, str):
+        raw = [v.strip() for v in raw.split(",") if v.strip()]
+    if not isinstance(raw, list) or not raw:
+        raise invalid("allowedCidrs", raw, "a non-empty list of IPv4 CIDRs")
+    cidrs = []
+    for item in raw:
+        try:
+            cidrs.append(str(ipaddress.IPv4Network(item, strict=True)))
+        except (ValueError, TypeError):
+            raise invalid("allowedCidrs", item, "an IPv4 CIDR such as 203.0.113.0/24") from None
+    return tuple(cidrs)
+
+
+def parse_ssl_policy(values: Mapping[str, Any]) -> str:
+    value = values.get("sslPolicy", DEFAULT_SSL_POLICY)
+    # Only TLS13 policies: with any other the ALB also drops to TLS 1.2 towards its targets.
+    if not isinstance(value, str) or not re.fullmatch(
+        r"ELBSecurityPolicy-TLS13-[A-Za-z0-9-]+", value
+    ):
+        raise invalid(
+            "sslPolicy", value, "an ELB TLS 1.3 policy such as ELBSecurityPolicy-TLS13-1-2-2021-06"
+        )
+    return value
+
+
+def parse_envoy(values: Mapping[str, Any], topology: str) -> EnvoySettings:
+    raw = read_object(values, "envoy")
+    if raw and topology != "alb-envoy":
+        raise ConfigError("envoy", f"applies only to topology 'alb-envoy', not {topology!r}")
+    image = read_string(raw.get("image", ENVOY_IMAGE), "envoy.image", "a container image reference")
+    port = read_integer(raw.get("port", 8443), "envoy.port", 1024, 65535)
+    version = str(raw.get("minTlsVersion", "1.2"))
+    if version not in ENVOY_TLS_VERSIONS:
+        raise invalid("envoy.minTlsVersion", version, "one of: 1.2, 1.3")
+    return EnvoySettings(image=image, port=port, min_tls_version=version)
+
+
+def check_topology_requirements(s: Settings) -> None:
+    """Keys that one topology needs and the others do not."""
+    if s.topology in ("nlb-certbot", "direct-task") and s.acme.email is None:
+        raise missing("acme.email", f"required by topology {s.topology!r} for the ACME account")
+    if s.topology == "direct-task":
+        if s.hosted_zone_id is None:
+            raise missing("hostedZoneId", "required by topology 'direct-task' (per-task DNS names)")
+        if s.acme.challenge != "dns-01":
+            raise invalid(
+                "acme.challenge",
+                s.acme.challenge,
+                "accepted by 'direct-task' (a wildcard needs dns-01)",
+            )
+    if s.topology == "alb-envoy" and s.envoy.port == s.app.port:
+        raise invalid("envoy.port", s.envoy.port, f"free: app.port is also {s.app.port}")
+    if s.topology == "nlb-certbot" and s.acme.challenge == "dns-01" and s.hosted_zone_id is None:
+        raise missing(
+            "hostedZoneId",
+            "required by acme.challenge 'dns-01' (or set acme.challenge to http-01)",
+        )
+
+
+def parse_settings(values: Mapping[str, Any]) -> Settings:
+    """Build `Settings` from raw values; raise `ConfigError` on the first problem."""
+    for name in values:
+        if name not in KNOWN_TOP_LEVEL:
+            raise ConfigError(name, "is not a known key" + suggest(name, KNOWN_TOP_LEVEL))
+    topology = parse_topology(values)
+    settings = Settings(
+        topology=topology,
+        domain=parse_domain(values),
+        hosted_zone_id=parse_hosted_zone_id(values),
+        acme=parse_acme(values),
+        network=parse_network(values),
+        certificate=parse_certificate(values),
+        private_ca=parse_private_ca(values),
+        ingress=parse_ingress(values, topology),
+        app=parse_app(values, topology),
+        services=parse_services(values, topology),
+        log_retention_days=parse_log_retention(values),
+        allowed_cidrs=parse_allowed_cidrs(values),
+        ssl_policy=parse_ssl_policy(values),
+        envoy=parse_envoy(values, topology),
+        service_connect=parse_service_connect(values),
+    )
+    check_topology_requirements(settings)
+    return settings
+
+
+def load_settings() -> Settings:
+    """Read and validate the stack configuration of the running program."""
+    return parse_settings(raw_config())

@@ -1,0 +1,274 @@
+"""Every configuration key, documented once.
+
+Pulumi.yaml's schema and the README's configuration table are checked against
+`CONFIG_REFERENCE` by the tests; unknown keys are rejected against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from settings.constants import ENVOY_IMAGE
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One documented configuration key (dotted path inside the namespace)."""
+
+    path: str
+    type: str  # string | integer | boolean | array | object
+    default: str  # human-readable default, "" when required or absent by default
+    description: str
+
+
+CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
+    ConfigKey(
+        "topology",
+        "string",
+        "",
+        "Required. One of: nlb-certbot, alb-envoy, service-connect, appmesh-efs, direct-task.",
+    ),
+    ConfigKey(
+        "domain",
+        "string",
+        "",
+        "Required. DNS name clients use; for direct-task the parent of the per-task names.",
+    ),
+    ConfigKey(
+        "hostedZoneId",
+        "string",
+        "unset",
+        "Route53 zone holding `domain`; when set the program creates the DNS records. "
+        "Required by DNS-01 and direct-task.",
+    ),
+    ConfigKey(
+        "ingress",
+        "string",
+        "alb",
+        "service-connect only: how clients reach the public service: alb, nlb or none.",
+    ),
+    ConfigKey(
+        "logRetentionDays",
+        "integer",
+        "30",
+        "Retention of the cluster's CloudWatch log group, one of the values CloudWatch accepts.",
+    ),
+    ConfigKey(
+        "allowedCidrs",
+        "array",
+        "[0.0.0.0/0]",
+        "IPv4 CIDRs allowed to reach the public load balancer.",
+    ),
+    ConfigKey(
+        "sslPolicy",
+        "string",
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "TLS policy of HTTPS listeners; a TLS13 policy, which also makes the ALB speak "
+        "TLS 1.3 to its targets.",
+    ),
+    ConfigKey("envoy", "object", "see below", "alb-envoy only: the TLS-terminating sidecar."),
+    ConfigKey("envoy.image", "string", ENVOY_IMAGE, "Stock Envoy image (v3 API, >= 1.21)."),
+    ConfigKey("envoy.port", "integer", "8443", "Port of Envoy's TLS listener in the task."),
+    ConfigKey(
+        "envoy.minTlsVersion",
+        "string",
+        "1.2",
+        "Lowest TLS version Envoy accepts from the load balancer: 1.2 or 1.3.",
+    ),
+    ConfigKey("acme", "object", "see below", "Let's Encrypt (ACME) settings."),
+    ConfigKey(
+        "acme.email",
+        "string",
+        "unset",
+        "ACME account e-mail; required by nlb-certbot and direct-task.",
+    ),
+    ConfigKey("acme.challenge", "string", "dns-01", "ACME challenge: dns-01 or http-01."),
+    ConfigKey(
+        "acme.server",
+        "string",
+        "staging",
+        "ACME directory: staging, production, or an https:// directory URL.",
+    ),
+    ConfigKey(
+        "acme.profile",
+        "string",
+        "unset",
+        "ACME profile to ask for: classic, tlsserver (45 days) or shortlived (~6 days).",
+    ),
+    ConfigKey(
+        "acme.renewEveryDays",
+        "integer",
+        "from the lifetime",
+        "Days between scheduled task restarts that let certbot renew (1 to 30). Default: "
+        "a sixth of the certificate lifetime, 7 days for 45-day certificates.",
+    ),
+    ConfigKey(
+        "network",
+        "object",
+        "new VPC",
+        "Absent: create a VPC. Set vpcId and subnet IDs to use an existing one instead.",
+    ),
+    ConfigKey("network.cidrBlock", "string", "10.0.0.0/16", "CIDR of a new VPC (/16 to /24)."),
+    ConfigKey(
+        "network.availabilityZones",
+        "integer",
+        "2",
+        "Number of availability zones of a new VPC (2 to 6).",
+    ),
+    ConfigKey(
+        "network.natGateways",
+        "integer",
+        "1",
+        "NAT gateways of a new VPC: 0, 1, or one per availability zone.",
+    ),
+    ConfigKey("network.vpcId", "string", "unset", "ID of an existing VPC to use."),
+    ConfigKey(
+        "network.publicSubnetIds",
+        "array",
+        "unset",
+        "Existing public subnet IDs (load balancers); required with vpcId.",
+    ),
+    ConfigKey(
+        "network.privateSubnetIds",
+        "array",
+        "unset",
+        "Existing private subnet IDs (tasks); required with vpcId.",
+    ),
+    ConfigKey(
+        "certificate",
+        "object",
+        "generated",
+        "Bring your own certificate. Absent: a private chain is generated with pulumi-tls.",
+    ),
+    ConfigKey("certificate.certificatePem", "string", "", "PEM of the leaf certificate."),
+    ConfigKey(
+        "certificate.privateKeyPem",
+        "string",
+        "",
+        "PEM of the leaf's private key; set it with --secret.",
+    ),
+    ConfigKey("certificate.chainPem", "string", "unset", "PEM of the intermediate chain."),
+    ConfigKey(
+        "privateCa",
+        "object",
+        "created",
+        "AWS Private CA for service-connect. Absent: a short-lived CA is created.",
+    ),
+    ConfigKey("privateCa.arn", "string", "unset", "ARN of an existing (e.g. RAM-shared) CA."),
+    ConfigKey(
+        "privateCa.shareWith",
+        "array",
+        "[]",
+        "Account IDs, OU ARNs or an organization ARN to share the created CA with via RAM.",
+    ),
+    ConfigKey(
+        "privateCa.keyAlgorithm",
+        "string",
+        "EC_prime256v1",
+        "Key of a created CA: EC_prime256v1, EC_secp384r1 or RSA_2048.",
+    ),
+    ConfigKey(
+        "privateCa.signingAlgorithm",
+        "string",
+        "SHA256WITHECDSA",
+        "Signing algorithm of a created CA, matching its key (e.g. SHA512WITHECDSA for P-384).",
+    ),
+    ConfigKey(
+        "privateCa.permanentDeletionDays",
+        "integer",
+        "7",
+        "Days a deleted CA stays restorable (7 to 30).",
+    ),
+    ConfigKey(
+        "privateCa.allowExternalPrincipals",
+        "boolean",
+        "false",
+        "Let the RAM share reach accounts outside your AWS Organization.",
+    ),
+    ConfigKey(
+        "serviceConnect",
+        "object",
+        "see below",
+        "The cluster's Service Connect namespace and service-connect's TLS options.",
+    ),
+    ConfigKey(
+        "serviceConnect.namespace",
+        "string",
+        "ecs-tls-<stack>",
+        "Name of the Cloud Map HTTP namespace, the cluster's Service Connect default.",
+    ),
+    ConfigKey(
+        "serviceConnect.customerKmsKey",
+        "boolean",
+        "false",
+        "Encrypt the keys ECS stores for Service Connect TLS with a customer managed KMS key.",
+    ),
+    ConfigKey("app", "object", "per topology", "The workload; each field overrides a default."),
+    ConfigKey("app.image", "string", "per topology", "Container image of the app."),
+    ConfigKey("app.port", "integer", "per topology", "Port the app listens on."),
+    ConfigKey("app.cpu", "integer", "256", "Fargate task CPU units."),
+    ConfigKey("app.memory", "integer", "512", "Fargate task memory (MiB), valid for app.cpu."),
+    ConfigKey("app.desiredCount", "integer", "2", "Number of tasks."),
+    ConfigKey("app.healthCheckPath", "string", "per topology", "HTTP path used by health checks."),
+    ConfigKey("app.environment", "object", "{}", "Plain environment variables (no secrets)."),
+    ConfigKey(
+        "app.ports",
+        "array",
+        "[7473, 7687]",
+        "nlb-certbot: TLS ports the app serves and the NLB passes through (TCP).",
+    ),
+    ConfigKey(
+        "app.certificateLayout",
+        "object",
+        "Neo4j",
+        "nlb-certbot: where the copier writes the certificate for the app: directory (/ssl), "
+        "scopes ([bolt, https]), certificateFile (public.crt), privateKeyFile (private.key), "
+        "owner (7474:7474).",
+    ),
+    ConfigKey(
+        "services",
+        "array",
+        "demo",
+        "service-connect, appmesh-efs: the services; absent: a frontend that calls a backend.",
+    ),
+    ConfigKey("services[].name", "string", "", "Required. Lowercase DNS label, unique."),
+    ConfigKey("services[].image", "string", "", "Required. Container image."),
+    ConfigKey("services[].port", "integer", "", "Required. Port the container listens on."),
+    ConfigKey(
+        "services[].mode",
+        "string",
+        "server",
+        "server (reachable, TLS by Service Connect) or client (calls others only, e.g. TCP).",
+    ),
+    ConfigKey(
+        "services[].public",
+        "boolean",
+        "frontend",
+        "The one server the ingress sends clients to (default: frontend, else the first).",
+    ),
+    ConfigKey(
+        "services[].appProtocol",
+        "string",
+        "http",
+        "http, http2 or grpc; fixed once the service exists.",
+    ),
+    ConfigKey("services[].discoveryName", "string", "name", "Cloud Map name of the service."),
+    ConfigKey(
+        "services[].clientAlias",
+        "object",
+        "{dnsName: name, port: port}",
+        "Name and port clients use; when given, port is required.",
+    ),
+    ConfigKey("services[].healthCheckPath", "string", "/", "HTTP path the load balancer checks."),
+    ConfigKey("services[].command", "array", "image default", "Container command."),
+    ConfigKey("services[].environment", "object", "{}", "Plain environment variables."),
+    ConfigKey("services[].cpu", "integer", "256", "Fargate task CPU units."),
+    ConfigKey("services[].memory", "integer", "512", "Fargate task memory (MiB)."),
+    ConfigKey("services[].desiredCount", "integer", "2", "Number of tasks."),
+)
+
+KNOWN_TOP_LEVEL = tuple(k.path for k in CONFIG_REFERENCE if "." not in k.path)
+
+SERVICE_KEYS = tuple(
+    k.path.split(".", 1)[1] for k in CONFIG_REFERENCE if k.path.startswith("services[].")
+)

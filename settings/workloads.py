@@ -1,0 +1,233 @@
+"""Settings of the workload: `app` (one container) and `services` (several)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from settings.constants import (
+    APP_PROTOCOLS,
+    SERVICE_MODES,
+)
+from settings.errors import ConfigError, invalid, missing
+from settings.model import (
+    APP_DEFAULTS,
+    DEMO_SERVICES,
+    AppSettings,
+    CertificateLayout,
+    ServiceSettings,
+)
+from settings.readers import (
+    DOMAIN_RE,
+    ENV_NAME_RE,
+    FILE_NAME_RE,
+    SERVICE_NAME_RE,
+    read_fargate_size,
+    read_integer,
+    read_object,
+    read_string,
+    suggest,
+)
+from settings.reference import SERVICE_KEYS
+
+
+def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
+    raw = read_object(values, "app")
+    base = APP_DEFAULTS[topology]
+    image = read_string(raw.get("image", base.image), "app.image", "a container image reference")
+    port = read_integer(raw.get("port", base.port), "app.port", 1, 65535)
+    cpu, memory = read_fargate_size(raw.get("cpu", base.cpu), raw.get("memory", base.memory), "app")
+    count = read_integer(raw.get("desiredCount", base.desired_count), "app.desiredCount", 0, 100)
+    path = raw.get("healthCheckPath", base.health_check_path)
+    if not isinstance(path, str) or not path.startswith("/") or " " in path:
+        raise invalid("app.healthCheckPath", path, "an absolute HTTP path such as /health")
+    env = raw.get("environment", {})
+    if not isinstance(env, dict):
+        raise invalid("app.environment", env, "an object of NAME: value strings")
+    for name, val in env.items():
+        if not ENV_NAME_RE.match(name):
+            raise invalid(f"app.environment.{name}", name, "an environment variable name")
+        if not isinstance(val, (str, int, float, bool)):
+            raise invalid(f"app.environment.{name}", val, "a string")
+    ports, layout = base.ports, base.certificate_layout
+    if "ports" in raw or "certificateLayout" in raw:
+        if topology != "nlb-certbot":
+            key = "app.ports" if "ports" in raw else "app.certificateLayout"
+            raise ConfigError(key, f"applies only to topology 'nlb-certbot', not {topology!r}")
+        ports = _ports(raw.get("ports", list(ports)))
+        layout = _layout(raw.get("certificateLayout", {}), layout)
+    return AppSettings(
+        ports=ports,
+        certificate_layout=layout,
+        image=image,
+        port=port,
+        health_check_path=path,
+        cpu=cpu,
+        memory=memory,
+        desired_count=count,
+        environment=tuple(sorted((k, str(v)) for k, v in env.items())),
+    )
+
+
+LAYOUT_KEYS = ("directory", "scopes", "certificateFile", "privateKeyFile", "owner")
+
+
+def _ports(raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise invalid("app.ports", raw, "a non-empty list of ports")
+    ports = tuple(read_integer(p, "app.ports", 1, 65535) for p in raw)
+    if len(set(ports)) != len(ports) or 80 in ports:
+        raise invalid("app.ports", list(ports), "distinct ports other than 80 (ACME HTTP-01)")
+    return ports
+
+
+def _layout(raw: Any, base: CertificateLayout) -> CertificateLayout:
+    key = "app.certificateLayout"
+    if not isinstance(raw, dict):
+        raise invalid(key, raw, "an object")
+    for name in raw:
+        if name not in LAYOUT_KEYS:
+            raise ConfigError(f"{key}.{name}", "is not a known key" + suggest(name, LAYOUT_KEYS))
+    directory = raw.get("directory", base.target_dir)
+    if not isinstance(directory, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]*", directory):
+        raise invalid(f"{key}.directory", directory, "an absolute path such as /ssl")
+    scopes = raw.get("scopes", list(base.scopes))
+    if (
+        not isinstance(scopes, list)
+        or not scopes
+        or not all(isinstance(x, str) and FILE_NAME_RE.match(x) for x in scopes)
+    ):
+        raise invalid(f"{key}.scopes", scopes, "a non-empty list of directory names")
+    files = {}
+    for field_name, default in (
+        ("certificateFile", base.cert_file),
+        ("privateKeyFile", base.key_file),
+    ):
+        value = raw.get(field_name, default)
+        if not isinstance(value, str) or not FILE_NAME_RE.match(value):
+            raise invalid(f"{key}.{field_name}", value, "a file name such as public.crt")
+        files[field_name] = value
+    owner = raw.get("owner", base.owner)
+    if owner is not None and (not isinstance(owner, str) or not re.fullmatch(r"\d+:\d+", owner)):
+        raise invalid(f"{key}.owner", owner, "uid:gid such as 7474:7474")
+    return CertificateLayout(
+        scopes=tuple(scopes),
+        cert_file=files["certificateFile"],
+        key_file=files["privateKeyFile"],
+        target_dir=directory,
+        owner=owner,
+    )
+
+
+def _service(item: Any, key: str) -> ServiceSettings:
+    if not isinstance(item, dict):
+        raise invalid(key, item, "an object with name, image and port")
+    for field_name in item:
+        if field_name not in SERVICE_KEYS:
+            raise ConfigError(
+                f"{key}.{field_name}", "is not a known key" + suggest(field_name, SERVICE_KEYS)
+            )
+    name = item.get("name")
+    if name is None:
+        raise missing(f"{key}.name", "every service needs a name")
+    if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
+        raise invalid(f"{key}.name", name, "a lowercase DNS label such as 'backend'")
+    image = read_string(item.get("image"), f"{key}.image", "a container image reference")
+    port = read_integer(item.get("port"), f"{key}.port", 1, 65535)
+    mode = item.get("mode", "server")
+    if mode not in SERVICE_MODES:
+        raise invalid(f"{key}.mode", mode, "one of: server, client")
+    public = item.get("public", False)
+    if not isinstance(public, bool):
+        raise invalid(f"{key}.public", public, "true or false")
+    server = mode == "server"
+    if not server:
+        for server_only in ("discoveryName", "clientAlias", "public"):
+            if server_only in item:
+                raise ConfigError(f"{key}.{server_only}", "applies to mode 'server' only")
+    protocol = item.get("appProtocol", "http" if server else None)
+    if protocol is not None and protocol not in APP_PROTOCOLS:
+        raise invalid(f"{key}.appProtocol", protocol, "one of: http, http2, grpc")
+    discovery = item.get("discoveryName", name)
+    if not isinstance(discovery, str) or not SERVICE_NAME_RE.match(discovery):
+        raise invalid(f"{key}.discoveryName", discovery, "a lowercase DNS label")
+    alias = item.get("clientAlias", {"dnsName": name, "port": port})
+    if not isinstance(alias, dict):
+        raise invalid(f"{key}.clientAlias", alias, "an object with dnsName and port")
+    if "port" not in alias:
+        raise missing(f"{key}.clientAlias.port", "the port clients connect to is required")
+    alias_port = read_integer(alias["port"], f"{key}.clientAlias.port", 1, 65535)
+    alias_name = alias.get("dnsName", name)
+    if not isinstance(alias_name, str) or (
+        not DOMAIN_RE.match(alias_name) and not SERVICE_NAME_RE.match(alias_name)
+    ):
+        raise invalid(f"{key}.clientAlias.dnsName", alias_name, "a DNS name such as 'backend'")
+    path = item.get("healthCheckPath", "/")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise invalid(f"{key}.healthCheckPath", path, "an absolute HTTP path such as /health")
+    command = item.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+        raise invalid(f"{key}.command", command, "a list of strings")
+    env = item.get("environment", {})
+    if not isinstance(env, dict) or not all(ENV_NAME_RE.match(k) for k in env):
+        raise invalid(f"{key}.environment", env, "an object of NAME: value strings")
+    cpu, memory = read_fargate_size(item.get("cpu", 256), item.get("memory", 512), key)
+    return ServiceSettings(
+        name=name,
+        image=image,
+        port=port,
+        mode=mode,
+        public=public,
+        app_protocol=protocol,
+        discovery_name=discovery if server else "",
+        alias_dns_name=alias_name if server else "",
+        alias_port=alias_port if server else 0,
+        health_check_path=path,
+        command=tuple(command),
+        environment=tuple(sorted((k, str(v)) for k, v in env.items())),
+        cpu=cpu,
+        memory=memory,
+        desired_count=read_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),
+    )
+
+
+def _unique(services: tuple[ServiceSettings, ...], attribute: str, key: str) -> None:
+    seen: dict[Any, int] = {}
+    for i, service in enumerate(services):
+        value = getattr(service, attribute) if isinstance(attribute, str) else attribute(service)
+        if not value:
+            continue
+        if value in seen:
+            raise ConfigError(
+                f"services[{i}].{key}", f"{value!r} is already used by services[{seen[value]}]"
+            )
+        seen[value] = i
+
+
+def parse_services(values: Mapping[str, Any], topology: str) -> tuple[ServiceSettings, ...]:
+    raw = values.get("services")
+    uses_services = topology in ("service-connect", "appmesh-efs")
+    if raw is None:
+        return DEMO_SERVICES if uses_services else ()
+    if not uses_services:
+        raise ConfigError(
+            "services", f"applies to service-connect and appmesh-efs, not {topology!r}"
+        )
+    if not isinstance(raw, list) or not raw:
+        raise invalid("services", raw, "a non-empty list of {name, image, port} objects")
+    services = tuple(_service(item, f"services[{i}]") for i, item in enumerate(raw))
+    _unique(services, "name", "name")
+    _unique(services, "discovery_name", "discoveryName")
+    _unique(services, "alias_dns_name", "clientAlias.dnsName")
+    if not any(s.is_server for s in services):
+        raise invalid("services", [s.name for s in services], "a list with at least one server")
+    public = [i for i, s in enumerate(services) if s.public]
+    if len(public) > 1:
+        raise ConfigError(f"services[{public[1]}].public", "only one service can be public")
+    if not public:
+        default = next((s for s in services if s.name == "frontend" and s.is_server), None)
+        default = default or next(s for s in services if s.is_server)
+        services = tuple(replace(s, public=s is default) for s in services)
+    return services
