@@ -30,7 +30,13 @@ def file_system_policy(file_system_arn: str, access_point_arn: str, client_role_
                     "Sid": "ClientThroughAccessPoint",
                     "Effect": "Allow",
                     "Principal": {"AWS": client_role_arn},
-                    "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                    # ClientRootAccess: the access point acts as uid 0 (certbot's user);
+                    # without it, IAM-authorized clients have root squashed.
+                    "Action": [
+                        "elasticfilesystem:ClientMount",
+                        "elasticfilesystem:ClientRootAccess",
+                        "elasticfilesystem:ClientWrite",
+                    ],
                     "Resource": file_system_arn,
                     "Condition": {
                         "StringEquals": {"elasticfilesystem:AccessPointArn": access_point_arn}

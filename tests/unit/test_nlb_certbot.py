@@ -81,6 +81,14 @@ def test_acme_state_is_on_encrypted_efs_with_transit_encryption(mode):
     policy = json.loads(graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy").inputs["policy"])
     deny = next(s for s in policy["Statement"] if s["Effect"] == "Deny")
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
+    assert allow["Principal"] == {
+        "AWS": graph.one("aws:iam/role:Role", "nlb-certbot-task").outputs["arn"]
+    }
+    assert allow["Condition"]["StringEquals"] == {
+        "elasticfilesystem:AccessPointArn": access_point.outputs["arn"]
+    }
+    assert "elasticfilesystem:ClientRootAccess" in allow["Action"]
     private = {
         s.id
         for s in graph.of_type("aws:ec2/subnet:Subnet")
