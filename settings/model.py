@@ -115,6 +115,11 @@ class ServiceSettings:
     def is_server(self) -> bool:
         return self.mode == "server"
 
+    @property
+    def client_alias(self) -> str | None:
+        """`name:port` clients call, for a server."""
+        return f"{self.alias_dns_name}:{self.alias_port}" if self.is_server else None
+
 
 @dataclass(frozen=True)
 class EnvoySettings:

@@ -34,6 +34,7 @@ from components.firewall import allow_tcp
 from components.iam import Statement, policy_document
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
 from components.service import fargate_service, task_definition, tasks_security_group
+from components.verify import verify_outputs
 from settings import Settings
 from topologies.base import Foundation, TopologyResult
 
@@ -214,38 +215,15 @@ class AlbEnvoy(pulumi.ComponentResource):
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 
 
-def verify_commands(domain: str, alb_dns: str, has_zone: bool, private_ca: bool) -> dict[str, str]:
-    """Commands that check the certificate clients see.
-
-    The ALB -> Envoy hop is checked by the target group's HTTPS health check.
-    """
-    ca = "--cacert ca.pem " if private_ca else ""
-    connect_to = "" if has_zone else f"--connect-to {domain}:443:{alb_dns}:443 "
-    save_ca = "pulumi stack output caCertificatePem > ca.pem && " if private_ca else ""
-    s_client_ca = " -CAfile ca.pem" if private_ca else ""
-    host = domain if has_zone else alb_dns
-    return {
-        "verifyCommand": f"{save_ca}curl --fail {ca}{connect_to}https://{domain}/",
-        "opensslCommand": (
-            f"openssl s_client -connect {host}:443 -servername {domain}{s_client_ca} "
-            "-verify_return_error -brief </dev/null"
-        ),
-    }
-
-
 def verification_outputs(
     s: Settings, alb_dns: pulumi.Output[str], certificate: ServerCertificate
 ) -> dict[str, pulumi.Input]:
     private_ca = certificate.ca_certificate_pem is not None
-    commands = alb_dns.apply(
-        lambda dns: verify_commands(s.domain, dns, s.hosted_zone_id is not None, private_ca)
-    )
     outputs: dict[str, pulumi.Input] = {
         "albDnsName": alb_dns,
         "certificateArn": certificate.acm_certificate_arn,
         "certificateSecretArn": certificate.secret_arn,
-        "verifyCommand": commands.apply(lambda c: c["verifyCommand"]),
-        "opensslCommand": commands.apply(lambda c: c["opensslCommand"]),
+        **verify_outputs(s.domain, alb_dns, s.hosted_zone_id is not None, private_ca),
     }
     if certificate.ca_certificate_pem is not None:
         outputs["caCertificatePem"] = certificate.ca_certificate_pem

@@ -38,6 +38,7 @@ from components.service_connect import (
     ServiceConnectTlsArgs,
     server_set_fingerprint,
 )
+from components.verify import verify_outputs
 from settings import ServiceSettings, Settings
 from topologies.base import Foundation, TopologyResult
 
@@ -295,11 +296,11 @@ def outputs(topology: ServiceConnect, s: Settings, cluster_namespace_arn) -> dic
                 "name": svc.name,
                 "mode": svc.mode,
                 "public": svc.public,
-                "clientAlias": f"{svc.alias_dns_name}:{svc.alias_port}" if svc.is_server else None,
+                "clientAlias": svc.client_alias,
             }
             for svc in s.services
         ],
-        "clientAliases": [f"{svc.alias_dns_name}:{svc.alias_port}" for svc in servers],
+        "clientAliases": [svc.client_alias for svc in servers],
     }
     lb = topology.load_balancer
     if lb is not None:
@@ -309,14 +310,8 @@ def outputs(topology: ServiceConnect, s: Settings, cluster_namespace_arn) -> dic
         ca_pem = certificate.ca_certificate_pem
         if ca_pem is not None:
             out["caCertificatePem"] = ca_pem
-        cacert = "--cacert ca.pem " if ca_pem is not None else ""
-        save = "pulumi stack output caCertificatePem > ca.pem && " if ca_pem is not None else ""
-        out["verifyCommand"] = lb.dns_name.apply(
-            lambda dns: (
-                f"{save}curl --fail {cacert}"
-                + ("" if s.hosted_zone_id else f"--connect-to {s.domain}:443:{dns}:443 ")
-                + f"https://{s.domain}/"
-            )
+        out.update(
+            verify_outputs(s.domain, lb.dns_name, s.hosted_zone_id is not None, ca_pem is not None)
         )
     out["caVerifyCommand"] = pulumi.Output.from_input(topology.ca_arn).apply(
         lambda arn: (
@@ -331,9 +326,7 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
     topology = ServiceConnect("service-connect", settings, foundation)
     servers = [svc for svc in settings.services if svc.is_server]
     if settings.ingress == "none":
-        endpoint: pulumi.Input[str] = ", ".join(
-            f"{svc.alias_dns_name}:{svc.alias_port}" for svc in servers
-        )
+        endpoint: pulumi.Input[str] = ", ".join(svc.client_alias for svc in servers)
     else:
         endpoint = f"https://{settings.domain}"
     return TopologyResult(

@@ -1,0 +1,35 @@
+"""Commands a user runs after `pulumi up` to see the certificate clients get."""
+
+from __future__ import annotations
+
+import pulumi
+
+
+def verify_commands(domain: str, lb_dns: str, has_zone: bool, private_ca: bool) -> dict[str, str]:
+    """curl and openssl checks of the chain a load balancer presents for `domain`.
+
+    Without a hosted zone, DNS may not point at the load balancer yet, so curl connects to
+    it by name (`--connect-to`) while still checking the certificate for `domain`.
+    """
+    ca = "--cacert ca.pem " if private_ca else ""
+    connect_to = "" if has_zone else f"--connect-to {domain}:443:{lb_dns}:443 "
+    save_ca = "pulumi stack output caCertificatePem > ca.pem && " if private_ca else ""
+    s_client_ca = " -CAfile ca.pem" if private_ca else ""
+    host = domain if has_zone else lb_dns
+    return {
+        "verifyCommand": f"{save_ca}curl --fail {ca}{connect_to}https://{domain}/",
+        "opensslCommand": (
+            f"openssl s_client -connect {host}:443 -servername {domain}{s_client_ca} "
+            "-verify_return_error -brief </dev/null"
+        ),
+    }
+
+
+def verify_outputs(
+    domain: str, lb_dns: pulumi.Output[str], has_zone: bool, private_ca: bool
+) -> dict[str, pulumi.Output[str]]:
+    commands = lb_dns.apply(lambda dns: verify_commands(domain, dns, has_zone, private_ca))
+    return {
+        key: commands.apply(lambda c, key=key: c[key])
+        for key in ("verifyCommand", "opensslCommand")
+    }
