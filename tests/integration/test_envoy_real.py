@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, render_bootstrap_yaml
+from components.verify import verify_commands
 from tests.tools import free_loopback_ports, require_binary, stop_process
 
 DOMAIN = "app.example.test"
@@ -454,3 +455,55 @@ def test_container_health_check_fails_when_nothing_listens() -> None:
         [bash, *command[2:]], capture_output=True, timeout=IO_TIMEOUT_S, check=False
     )
     assert result.returncode != 0
+
+
+def test_verification_commands_of_the_outputs_pass_against_real_envoy(
+    envoy: EnvoyProcess, pki: Pki, tmp_path: Path
+) -> None:
+    """The curl and openssl lines the stack outputs succeed against Envoy serving the chain."""
+    bash = require_binary("bash", "apt-get install -y bash")
+    require_binary("curl", "apt-get install -y curl")
+    require_binary("openssl", "apt-get install -y openssl")
+    commands = verify_commands(
+        DOMAIN, "127.0.0.1", has_zone=False, private_ca=True, port=envoy.spec.listener_port
+    )
+    save_ca = "pulumi stack output caCertificatePem > ca.pem && "
+    assert commands["verifyCommand"].startswith(save_ca)
+    (tmp_path / "ca.pem").write_bytes(pki.ca_file.read_bytes())
+    for command in (commands["verifyCommand"].removeprefix(save_ca), commands["opensslCommand"]):
+        result = subprocess.run(
+            [bash, "-c", command],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=IO_TIMEOUT_S,
+            check=False,
+        )
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    # The same check fails against a CA that did not sign the chain.
+    (tmp_path / "ca.pem").write_text(_other_ca_pem())
+    result = subprocess.run(
+        [bash, "-c", commands["opensslCommand"]],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=IO_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode != 0
+
+
+def _other_ca_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("unrelated CA"))
+        .issuer_name(_name("unrelated CA"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
