@@ -806,3 +806,72 @@ def test_dns01_fails_when_the_record_never_reaches_dns(
     assert "Some challenges have failed." in run.output, run.output
     assert not (tmp_path / "le" / "live" / domain).exists()
     assert route53.zone_values(f"_acme-challenge.{domain}.") == []  # cleaned up anyway
+
+
+def _relocate(argv: list[str], flag: str, value: str) -> None:
+    argv[argv.index(flag) + 1] = value
+
+
+def test_the_deployed_task_obtains_and_lays_out_a_certificate(acme: Acme, tmp_path: Path) -> None:
+    """The certbot and copier commands of the program's task definition, run for real.
+
+    Only what cannot hold on this machine changes: /etc/letsencrypt and /ssl become
+    temporary directories, and certbot's port 80 becomes Pebble's HTTP-01 port on loopback.
+    """
+    from tests.harness import run_program, unwrap
+
+    graph = run_program(
+        {
+            "topology": "nlb-certbot",
+            "domain": DOMAIN,
+            "acme": {"email": EMAIL, "challenge": "http-01", "server": acme.directory_url},
+        }
+    )
+    task = graph.one("aws:ecs/taskDefinition:TaskDefinition")
+    containers = {c["name"]: c for c in json.loads(unwrap(task.inputs["containerDefinitions"]))}
+    deployed = containers["certbot"]["command"]
+
+    state = tmp_path / "letsencrypt"
+    argv = list(deployed)
+    _relocate(argv, "--config-dir", str(state))
+    _relocate(argv, "--work-dir", str(state / ".work"))
+    _relocate(argv, "--logs-dir", str(state / ".logs"))
+    _relocate(argv, "--http-01-port", str(acme.http_port))
+    argv += ["--http-01-address", LOOPBACK]
+    changed = {i for i, (a, b) in enumerate(zip(argv, deployed, strict=False)) if a != b}
+    assert len(changed) == 4, "only the four relocated values may differ"
+
+    result = subprocess.run(
+        [acme.certbot, *argv],
+        env=acme.env(),
+        capture_output=True,
+        text=True,
+        timeout=CERTBOT_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (state / "live" / DOMAIN / "fullchain.pem").is_file()
+
+    copier = containers["copier"]
+    env = {e["name"]: e["value"] for e in copier["environment"]}
+    assert env["SOURCE_DIR"] == f"/etc/letsencrypt/live/{DOMAIN}"
+    ssl = tmp_path / "ssl"
+    env["SOURCE_DIR"] = str(state / "live" / DOMAIN)
+    env["TARGET_DIR"] = str(ssl)
+    if os.geteuid() != 0:
+        env.pop("OWNER")  # chown to Neo4j's uid needs root
+    shell = require_binary("sh", "apt-get install dash")
+    assert copier["command"][:2] == ["sh", "-c"]
+    copied = subprocess.run(
+        [shell, "-c", copier["command"][2]],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=IO_TIMEOUT_S,
+        check=False,
+    )
+    assert copied.returncode == 0, copied.stderr
+    for scope in ("bolt", "https"):
+        assert (ssl / scope / "public.crt").read_text().count("BEGIN CERTIFICATE") >= 2
+        assert (ssl / scope / "private.key").read_text().startswith("-----BEGIN PRIVATE KEY-----")
+        assert (ssl / scope / "trusted").is_dir() and (ssl / scope / "revoked").is_dir()
