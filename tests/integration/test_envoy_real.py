@@ -358,6 +358,36 @@ def test_validate_mode_accepts_bootstrap(envoy_bin: str, pki: Pki, upstream: int
     assert result.returncode == 0, result.stderr[-4000:]
 
 
+@pytest.mark.parametrize("min_tls", ["1.2", "1.3"])
+def test_validate_mode_accepts_the_deployed_command(envoy_bin: str, pki: Pki, min_tls: str) -> None:
+    """The envoy container's command from the program's task definition, as ECS runs it."""
+    from tests.harness import run_program, unwrap
+
+    graph = run_program(
+        {"topology": "alb-envoy", "domain": DOMAIN, "envoy": {"minTlsVersion": min_tls}}
+    )
+    task = graph.one("aws:ecs/taskDefinition:TaskDefinition")
+    (envoy,) = [
+        c for c in json.loads(unwrap(task.inputs["containerDefinitions"])) if c["name"] == "envoy"
+    ]
+    secrets = {s["name"] for s in envoy["secrets"]}
+    env = {
+        **os.environ,
+        "ENVOY_TLS_CERTIFICATE_CHAIN": pki.chain_pem,
+        "ENVOY_TLS_PRIVATE_KEY": pki.key_pem,
+    }
+    assert secrets == {"ENVOY_TLS_CERTIFICATE_CHAIN", "ENVOY_TLS_PRIVATE_KEY"}
+    result = subprocess.run(
+        [envoy_bin, "--mode", "validate", *envoy["command"]],
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 def test_https_get_root_reaches_app(envoy: EnvoyProcess, pki: Pki) -> None:
     status, body = _https_get(_client_context(pki), envoy.spec.listener_port, "/")
     assert status == 200, envoy.stderr()
