@@ -291,3 +291,14 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, list):
         return [unwrap(v) for v in value]
     return value
+
+
+def plaintext(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every string outside a Pulumi secret, with the path where it was found."""
+    if is_secret(value):
+        return []
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in plaintext(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in plaintext(v, f"{path}[{i}]")]
+    return [(path, value)] if isinstance(value, str) else []

@@ -8,7 +8,7 @@ import pytest
 
 from settings import ConfigError
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import is_secret, unwrap
+from tests.harness import is_secret, plaintext, unwrap
 
 MINIMAL = MINIMAL_CONFIG["alb-envoy"]
 CERT = "-----BEGIN CERTIFICATE-----\nTUlJQnVzZXJjZXJ0\n-----END CERTIFICATE-----\n"
@@ -18,17 +18,6 @@ BRING_YOUR_OWN = {
     **MINIMAL,
     "certificate": {"certificatePem": CERT, "privateKeyPem": KEY, "chainPem": CHAIN},
 }
-
-
-def plaintext(value, path="") -> list[tuple[str, str]]:
-    """Every string outside a Pulumi secret, with where it was found."""
-    if is_secret(value):
-        return []
-    if isinstance(value, dict):
-        return [x for k, v in value.items() for x in plaintext(v, f"{path}.{k}")]
-    if isinstance(value, list):
-        return [x for i, v in enumerate(value) for x in plaintext(v, f"{path}[{i}]")]
-    return [(path, value)] if isinstance(value, str) else []
 
 
 def containers(graph) -> dict[str, dict]:
