@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import Graph, run_program
+from tests.harness import run_program
 
 # The minimal configuration the design names for each topology.
 MINIMAL_CONFIG = {
@@ -26,60 +26,40 @@ MINIMAL_CONFIG = {
 }
 
 
-_GRAPHS: dict[tuple, Graph] = {}
-
-
 @pytest.fixture
 def program():
-    """`program(config)` -> resource graph of the real `__main__.py` under mocks.
-
-    A run is deterministic for a configuration and a registry, so graphs are shared
-    between tests (read-only by convention); failing runs are not cached.
-    """
-    import json
-
-    import topologies
-
-    def run(config: dict, stack: str = "dev") -> Graph:
-        builders = tuple(id(b) for b in topologies.REGISTRY.values())
-        key = (json.dumps(config, sort_keys=True), stack, builders)
-        if key not in _GRAPHS:
-            _GRAPHS[key] = run_program(config, stack=stack)
-        return _GRAPHS[key]
-
-    return run
+    """`program(config)` -> resource graph of the real `__main__.py` under mocks."""
+    return run_program
 
 
-@pytest.fixture
-def stand_in_topologies(monkeypatch):
-    """Make every topology that is not built yet selectable, as a tiny stand-in.
+def build_stand_in(settings, foundation):
+    """A tiny topology: a component with one child whose name depends on the topology.
 
-    Each stand-in is a component with one child whose name depends on the topology, so
-    tests can tell topology resources from foundation resources. Built topologies are
-    left as they are.
+    Tests use it to tell topology resources from foundation resources for topologies that
+    are not built yet. Defined once, so graphs built with it are shared between tests.
     """
     import pulumi
     import pulumi_aws as aws
 
     import topologies
 
-    class StandIn(pulumi.ComponentResource):
-        def __init__(self, topology: str) -> None:
-            super().__init__("ecs-tls:test:StandIn", topology)
-            aws.ssm.Parameter(
-                f"{topology}-marker",
-                type="String",
-                value=topology,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.register_outputs({})
+    component = pulumi.ComponentResource("ecs-tls:test:StandIn", settings.topology)
+    aws.ssm.Parameter(
+        f"{settings.topology}-marker",
+        type="String",
+        value=settings.topology,
+        opts=pulumi.ResourceOptions(parent=component),
+    )
+    component.register_outputs({})
+    return topologies.TopologyResult(component=component, endpoint=f"https://{settings.domain}")
 
-    def build(settings, foundation):
-        return topologies.TopologyResult(
-            component=StandIn(settings.topology), endpoint=f"https://{settings.domain}"
-        )
+
+@pytest.fixture
+def stand_in_topologies(monkeypatch):
+    """Make every topology that is not built yet selectable, as `build_stand_in`."""
+    import topologies
 
     for name, builder in list(topologies.REGISTRY.items()):
         if builder is None:
-            monkeypatch.setitem(topologies.REGISTRY, name, build)
+            monkeypatch.setitem(topologies.REGISTRY, name, build_stand_in)
     return topologies.REGISTRY

@@ -254,12 +254,29 @@ def config_values(config: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+_GRAPHS: dict[tuple, Graph] = {}
+
+
 def run_program(config: Mapping[str, Any], stack: str = "dev") -> Graph:
     """Run `__main__.py` with `config` (un-namespaced keys are `ecs-tls:`), return the graph.
 
     Raises what the program raises (e.g. `settings.ConfigError`); the graph recorded up to
-    then is on the exception as `exc.graph`.
+    then is on the exception as `exc.graph`. A run is deterministic for a configuration and
+    a topology registry, so successful graphs are shared (tests treat them as read-only).
     """
+    import topologies
+
+    key = (
+        json.dumps(config, sort_keys=True),
+        stack,
+        tuple(id(b) for b in topologies.REGISTRY.values()),
+    )
+    if key not in _GRAPHS:
+        _GRAPHS[key] = _run(config, stack)
+    return _GRAPHS[key]
+
+
+def _run(config: Mapping[str, Any], stack: str) -> Graph:
     monitor = RecordingMonitor(AwsMocks())
     pulumi_settings.reset_options()
     pulumi.runtime.set_mocks(
