@@ -194,9 +194,10 @@ def _service(item: Any, key: str) -> ServiceSettings:
 
 
 def _unique(services: tuple[ServiceSettings, ...], attribute: str, key: str) -> None:
+    """Reject a value of `attribute` that two services share (empty values are not compared)."""
     seen: dict[Any, int] = {}
     for i, service in enumerate(services):
-        value = getattr(service, attribute) if isinstance(attribute, str) else attribute(service)
+        value = getattr(service, attribute)
         if not value:
             continue
         if value in seen:
