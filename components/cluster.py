@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import assume_role_policy, execution_role_statements, policy_document
+from components.iam import (
+    Statement,
+    assume_role_policy,
+    execution_role_statements,
+    policy_document,
+)
 
 
 @dataclass(frozen=True)
@@ -90,4 +95,24 @@ class Cluster(pulumi.ComponentResource):
                 "logGroupName": self.log_group.name,
                 "executionRoleArn": self.execution_role.arn,
             }
+        )
+
+    def allow_secret_read(
+        self, name: str, sid: str, secret_arn: pulumi.Input[str], parent: pulumi.Resource
+    ) -> aws.iam.RolePolicy:
+        """Let the shared execution role read one secret, which ECS injects at task start.
+
+        Each topology grants its own secrets, so the role never reads more than the
+        topology in place needs.
+        """
+        return aws.iam.RolePolicy(
+            name,
+            name=name,
+            role=self.execution_role.id,
+            policy=pulumi.Output.from_input(secret_arn).apply(
+                lambda arn: policy_document(
+                    [Statement(sid, ["secretsmanager:GetSecretValue"], [arn])]
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=parent),
         )

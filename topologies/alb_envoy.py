@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 
 from components.certificates import (
     CHAIN_KEY,
@@ -31,7 +30,6 @@ from components.container_definitions import (
 from components.dns import alias_record
 from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
 from components.firewall import allow_tcp
-from components.iam import Statement, policy_document
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.verify import verify_outputs
@@ -108,16 +106,8 @@ class AlbEnvoy(pulumi.ComponentResource):
             opts=child,
         )
         # The shared execution role may read this topology's secret, and only this one.
-        read_secret = aws.iam.RolePolicy(
-            f"{name}-read-certificate",
-            name=f"{name}-read-certificate",
-            role=cluster.execution_role.id,
-            policy=self.certificate.secret_arn.apply(
-                lambda arn: policy_document(
-                    [Statement("ReadCertificateSecret", ["secretsmanager:GetSecretValue"], [arn])]
-                )
-            ),
-            opts=child,
+        read_secret = cluster.allow_secret_read(
+            f"{name}-read-certificate", "ReadCertificateSecret", self.certificate.secret_arn, self
         )
 
         self.load_balancer = HttpsLoadBalancer(

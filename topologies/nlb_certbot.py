@@ -158,17 +158,7 @@ class NlbCertbot(pulumi.ComponentResource):
             # A new random value on every run must not rotate the password.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secret_string"]),
         )
-        read_auth = aws.iam.RolePolicy(
-            f"{name}-read-auth",
-            name=f"{name}-read-auth",
-            role=cluster.execution_role.id,
-            policy=auth.arn.apply(
-                lambda arn: policy_document(
-                    [Statement("ReadNeo4jAuth", ["secretsmanager:GetSecretValue"], [arn])]
-                )
-            ),
-            opts=child,
-        )
+        read_auth = cluster.allow_secret_read(f"{name}-read-auth", "ReadNeo4jAuth", auth.arn, self)
 
         task_role = aws.iam.Role(
             f"{name}-task",
