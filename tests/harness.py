@@ -319,3 +319,16 @@ def plaintext(value: Any, path: str = "") -> list[tuple[str, str]]:
     if isinstance(value, list):
         return [x for i, v in enumerate(value) for x in plaintext(v, f"{path}[{i}]")]
     return [(path, value)] if isinstance(value, str) else []
+
+
+def config_error(config: Mapping[str, Any]) -> str:
+    """The message of the error `config` stops the program with, asserting that nothing
+    was registered before it."""
+    import pytest
+
+    from settings import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        run_program(config)
+    assert len(caught.value.graph) == 0, "resources were registered before the error"
+    return str(caught.value)
