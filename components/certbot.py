@@ -26,6 +26,10 @@ from pathlib import Path
 
 from settings import CertificateLayout
 
+# The domain becomes certbot's certificate name and a directory name: the same lowercase,
+# no-wildcard, no-trailing-dot DNS name the settings accept.
+from settings.readers import DOMAIN_RE
+
 __all__ = [
     "CERTBOT_VERSION",
     "CHALLENGES",
@@ -60,10 +64,6 @@ KEY_TYPES = ("ecdsa", "rsa")
 
 _SCRIPT_PATH = Path(__file__).with_name("copy_certificates.sh")
 
-# A DNS name certbot can use as the certificate name (it becomes a directory name):
-# lowercase LDH labels, at least two labels, no wildcard, no trailing dot.
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})+$")
 # Deliberately loose (the ACME server has the final word), but rejects anything that could
 # be taken for another option or split into several arguments.
 _EMAIL_RE = re.compile(r"^[^@\s-][^@\s]*@[^@\s]+\.[^@\s]+$")
@@ -102,7 +102,7 @@ def _check(condition: bool, field: str, value: object, expected: str) -> None:
 
 def _check_domain(domain: object) -> None:
     _check(
-        isinstance(domain, str) and len(domain) <= 253 and bool(_DOMAIN_RE.match(domain)),
+        isinstance(domain, str) and len(domain) <= 253 and bool(DOMAIN_RE.match(domain)),
         "domain",
         domain,
         "a lowercase DNS name such as db.example.com (no wildcard, no trailing dot)",
