@@ -9,6 +9,7 @@ import yaml
 
 import topologies
 from scripts.config_reference import END, START, render_table
+from scripts.stack_config import TYPES, cli_text
 from settings import CONFIG_REFERENCE, TOPOLOGIES, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,14 +22,25 @@ def test_readme_configuration_table_is_generated_from_the_reference():
     assert table == render_table(), "run: python -m scripts.config_reference --write"
 
 
-def test_pulumi_yaml_declares_every_scalar_key_with_its_type_and_description():
-    scalar = {k.path: k for k in CONFIG_REFERENCE if "." not in k.path and k.type != "object"}
-    scalar.pop("services")  # a list of objects: Pulumi's schema cannot type its items
+def test_pulumi_yaml_declares_the_project_schema_keys_with_their_type_and_description():
+    # The CLI requires every declared key without default in every stack and merges every
+    # declared default into every stack (tests/unit/test_cli_config.py), so Pulumi.yaml
+    # declares only the keys the reference marks; all others live in README's table.
+    marked = {k.path: k for k in CONFIG_REFERENCE if k.project_schema}
     declared = PROJECT["config"]
-    assert set(declared) == set(scalar)
-    for path, key in scalar.items():
+    assert set(declared) == set(marked)
+    for path, key in marked.items():
+        assert "." not in path and key.type in TYPES, f"{path}: Pulumi.yaml cannot type it"
         assert declared[path]["type"] == key.type, path
         assert declared[path]["description"] == key.description, path
+        assert "value" not in declared[path], f"{path}: use `default`, which README documents"
+        if "default" in declared[path]:
+            # Compared as the text the program receives, which is what README documents.
+            assert cli_text(declared[path]["default"]) == key.default, path
+        else:
+            assert key.default == "", f"{path}: required in Pulumi.yaml, defaulted in README"
+    required = {path for path, decl in declared.items() if "default" not in decl}
+    assert required == {"topology", "domain"}
 
 
 def test_pulumi_yaml_installs_dependencies_by_itself():
