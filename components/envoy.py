@@ -4,6 +4,12 @@ The sidecar accepts TLS on ``listener_port`` and forwards plain HTTP to the appl
 container over the task's loopback interface (``127.0.0.1:app_port``), so the application
 never handles certificates and the traffic is encrypted everywhere it leaves the task.
 
+All containers of an awsvpc task share one network namespace, so anything Envoy binds on
+127.0.0.1 is reachable by the application container too. Envoy therefore binds only two TCP
+ports: the TLS listener and a health listener that can do nothing but answer health checks.
+The unauthenticated admin API lives on a Unix socket in Envoy's own container file system,
+which the application container cannot see.
+
 This module is deliberately pure (no Pulumi, no I/O): the same dictionary is rendered into
 the ECS container definition and fed to a real ``envoy`` binary by the integration tests,
 so what is tested is exactly what is deployed. Only the Envoy v3 API is used.
@@ -16,8 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ADMIN_SOCKET_MODE",
+    "DEFAULT_ADMIN_SOCKET_PATH",
+    "DEFAULT_HEALTH_PORT",
+    "DEFAULT_ROUTE_TIMEOUT_SECONDS",
+    "HEALTH_PATH",
     "TLS_VERSIONS",
     "EnvoyProxySpec",
+    "envoy_args",
+    "envoy_bound_ports",
+    "ready_check_command",
     "render_bootstrap",
     "render_bootstrap_yaml",
 ]
@@ -29,11 +43,31 @@ TLS_VERSIONS = ("TLSv1_2", "TLSv1_3")
 
 APP_CLUSTER = "app"
 
+# /tmp of the Envoy container: writable by the image's unprivileged envoy user and private
+# to that container, as long as no task volume is mounted there.
+DEFAULT_ADMIN_SOCKET_PATH = "/tmp/envoy-admin.sock"
+# Owner read/write only: whoever else shares the container cannot connect either.
+ADMIN_SOCKET_MODE = 0o600
+DEFAULT_HEALTH_PORT = 9902
+HEALTH_PATH = "/health"
+# The ALB waits for a target's response for its idle timeout, 60 s by default
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html#connection-idle-timeout).
+# Envoy's own route default is 15 s
+# (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto,
+# RouteAction.timeout): anything shorter than the ALB's budget turns a slow but valid
+# answer into an Envoy 504. Envoy's timeout runs until the response is complete, so a
+# response streamed for longer than this is cut even while data flows.
+DEFAULT_ROUTE_TIMEOUT_SECONDS = 60
+
+# sun_path holds 108 bytes on Linux, one of them the terminating NUL.
+_MAX_SOCKET_PATH_BYTES = 107
+
 _TYPE_PREFIX = "type.googleapis.com/"
 _HCM_TYPE = _TYPE_PREFIX + (
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
 _ROUTER_TYPE = _TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
+_HEALTH_CHECK_TYPE = _TYPE_PREFIX + "envoy.extensions.filters.http.health_check.v3.HealthCheck"
 _DOWNSTREAM_TLS_TYPE = (
     _TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 )
@@ -62,15 +96,30 @@ _ACCESS_LOG_FORMAT = {
 
 @dataclass(frozen=True)
 class EnvoyProxySpec:
-    """What the sidecar needs to know; defaults suit a Fargate task behind an ALB."""
+    """What the sidecar needs to know; defaults suit a Fargate task behind an ALB.
+
+    ``admin_socket_path=None`` starts no admin server at all: serving and health checks do
+    not need it; it only helps an operator who execs into the Envoy container.
+    """
 
     app_port: int
     listener_port: int = 8443
     listener_address: str = "0.0.0.0"
-    admin_port: int = 9901
+    health_port: int = DEFAULT_HEALTH_PORT
+    admin_socket_path: str | None = DEFAULT_ADMIN_SOCKET_PATH
+    route_timeout_seconds: int = DEFAULT_ROUTE_TIMEOUT_SECONDS
     min_tls_version: str = "TLSv1_2"
     certificate_env: str = "ENVOY_TLS_CERTIFICATE_CHAIN"
     private_key_env: str = "ENVOY_TLS_PRIVATE_KEY"
+
+
+def envoy_bound_ports(spec: EnvoyProxySpec) -> dict[str, int]:
+    """Every TCP port Envoy listens on for ``spec``, keyed by the spec field that sets it.
+
+    Nothing else in the task may bind these (the app included: it shares the network
+    namespace). Not validated, so callers can use it to explain a collision.
+    """
+    return {"listener_port": spec.listener_port, "health_port": spec.health_port}
 
 
 def _check_port(name: str, value: object) -> None:
@@ -79,14 +128,39 @@ def _check_port(name: str, value: object) -> None:
         raise ValueError(f"{name} must be an integer in 1..65535, got {value!r}")
 
 
-def _validate(spec: EnvoyProxySpec) -> None:
-    _check_port("app_port", spec.app_port)
-    _check_port("listener_port", spec.listener_port)
-    _check_port("admin_port", spec.admin_port)
-    if spec.admin_port == spec.listener_port:
+def _check_distinct_ports(spec: EnvoyProxySpec) -> None:
+    ports = {"app_port": spec.app_port, **envoy_bound_ports(spec)}
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        _check_port(name, port)
+        if port in seen:
+            raise ValueError(
+                f"{seen[port]} and {name} must differ (both are {port}): "
+                "app_port, listener_port and health_port share one network namespace"
+            )
+        seen[port] = name
+
+
+def _check_admin_socket(path: str | None) -> None:
+    if path is None:
+        return
+    # Filesystem sockets only: an abstract socket ('@...') belongs to the network
+    # namespace, which the app container shares, and ignores the file mode.
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"admin_socket_path must be an absolute file path, got {path!r}")
+    if len(path.encode()) > _MAX_SOCKET_PATH_BYTES:
         raise ValueError(
-            f"admin_port and listener_port must differ (both are {spec.listener_port})"
+            f"admin_socket_path must be at most {_MAX_SOCKET_PATH_BYTES} bytes, got {path!r}"
         )
+
+
+def _validate(spec: EnvoyProxySpec) -> None:
+    _check_distinct_ports(spec)
+    _check_admin_socket(spec.admin_socket_path)
+    timeout = spec.route_timeout_seconds
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        # 0 would disable Envoy's timeout entirely: a hung app would hold streams forever.
+        raise ValueError(f"route_timeout_seconds must be a positive integer, got {timeout!r}")
     if spec.min_tls_version not in TLS_VERSIONS:
         raise ValueError(
             f"min_tls_version must be one of {', '.join(TLS_VERSIONS)}, "
@@ -153,7 +227,10 @@ def _http_connection_manager(spec: EnvoyProxySpec) -> dict[str, Any]:
                         "routes": [
                             {
                                 "match": {"prefix": "/"},
-                                "route": {"cluster": APP_CLUSTER, "timeout": "30s"},
+                                "route": {
+                                    "cluster": APP_CLUSTER,
+                                    "timeout": f"{spec.route_timeout_seconds}s",
+                                },
                             }
                         ],
                     }
@@ -175,16 +252,79 @@ def _http_connection_manager(spec: EnvoyProxySpec) -> dict[str, Any]:
     }
 
 
+def _health_listener(spec: EnvoyProxySpec) -> dict[str, Any]:
+    # The ECS health check runs inside the Envoy container, so loopback is enough; and as
+    # the app can reach this port too, it must expose nothing but a yes/no answer: no route
+    # leads to the app cluster and no admin endpoint is served here.
+    return {
+        "name": "health",
+        "address": _socket_address("127.0.0.1", spec.health_port),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": _HCM_TYPE,
+                            "stat_prefix": "health",
+                            "codec_type": "AUTO",
+                            "route_config": {
+                                "name": "health_only",
+                                "virtual_hosts": [
+                                    {
+                                        "name": "health_only",
+                                        "domains": ["*"],
+                                        "routes": [
+                                            {
+                                                "match": {"prefix": "/"},
+                                                "direct_response": {"status": 404},
+                                            }
+                                        ],
+                                    }
+                                ],
+                            },
+                            "http_filters": [
+                                {
+                                    "name": "envoy.filters.http.health_check",
+                                    "typed_config": {
+                                        "@type": _HEALTH_CHECK_TYPE,
+                                        # Envoy answers itself: 200 while serving, 503 once
+                                        # it is draining or marked failed. Nothing is
+                                        # forwarded to the app.
+                                        "pass_through_mode": False,
+                                        "headers": [
+                                            {
+                                                "name": ":path",
+                                                "string_match": {"exact": HEALTH_PATH},
+                                            }
+                                        ],
+                                    },
+                                },
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {"@type": _ROUTER_TYPE},
+                                },
+                            ],
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _admin(spec: EnvoyProxySpec) -> dict[str, Any]:
+    # The admin API is unauthenticated and can dump config, flip runtime flags and stop the
+    # proxy. On 127.0.0.1 the app container could reach it; a file-system socket in this
+    # container cannot be reached from another container of the task. No access_log is
+    # configured, so admin requests are not written anywhere.
+    return {"address": {"pipe": {"path": spec.admin_socket_path, "mode": ADMIN_SOCKET_MODE}}}
+
+
 def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
     """Return the Envoy v3 bootstrap for ``spec`` as plain data; raises ValueError if invalid."""
     _validate(spec)
-    return {
-        "admin": {
-            # The admin API is unauthenticated and can dump config, flip runtime flags and
-            # stop the proxy: bind it to loopback only, whatever listener_address is. No
-            # access_log is configured, so admin requests are not written anywhere.
-            "address": _socket_address("127.0.0.1", spec.admin_port),
-        },
+    bootstrap: dict[str, Any] = {
         "static_resources": {
             "listeners": [
                 {
@@ -196,7 +336,8 @@ def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
                             "transport_socket": _downstream_tls(spec),
                         }
                     ],
-                }
+                },
+                _health_listener(spec),
             ],
             "clusters": [
                 {
@@ -223,6 +364,10 @@ def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
             ],
         },
     }
+    # Without an admin address Envoy starts no admin server at all.
+    if spec.admin_socket_path is not None:
+        bootstrap["admin"] = _admin(spec)
+    return bootstrap
 
 
 def render_bootstrap_yaml(spec: EnvoyProxySpec) -> str:
@@ -251,18 +396,18 @@ def envoy_args(spec: EnvoyProxySpec, flush_interval_ms: int = 1000) -> list[str]
     ]
 
 
-def ready_check_command(admin_port: int) -> list[str]:
-    """ECS health-check command asking the loopback admin API whether Envoy is ready.
+def ready_check_command(health_port: int) -> list[str]:
+    """ECS health-check command asking Envoy's loopback health listener whether it serves.
 
     The stock Envoy image has bash but no curl, so the request goes through bash's
-    /dev/tcp. Healthy only on `HTTP/1.1 200`: /ready answers 503 while Envoy initialises
-    or drains.
+    /dev/tcp. Healthy only on `HTTP/1.1 200`: the listener is not bound until Envoy has
+    initialised, and it answers 503 once Envoy drains or is marked failed.
     """
-    _check_port("admin_port", admin_port)
+    _check_port("health_port", health_port)
     script = (
-        f"exec 3<>/dev/tcp/127.0.0.1/{admin_port} && "
+        f"exec 3<>/dev/tcp/127.0.0.1/{health_port} && "
         # HTTP/1.1: Envoy answers HTTP/1.0 requests with 426 Upgrade Required.
-        "printf 'GET /ready HTTP/1.1\\r\\nHost: localhost\\r\\n"
+        f"printf 'GET {HEALTH_PATH} HTTP/1.1\\r\\nHost: localhost\\r\\n"
         "Connection: close\\r\\n\\r\\n' >&3 && "
         "head -n 1 <&3 | grep -q ' 200 '"
     )

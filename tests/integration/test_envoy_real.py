@@ -1,19 +1,22 @@
 """Run the real Envoy binary with the bootstrap from ``components.envoy`` on loopback.
 
 A throw-away ECDSA P-256 CA and a leaf for ``app.example.test`` are generated per module;
-the PEMs reach Envoy through the same environment variables ECS would inject. Every socket
-binds or connects to 127.0.0.0/8 only, and every process started here is terminated and
-reaped in a fixture finalizer.
+the PEMs reach Envoy through the same environment variables ECS would inject. Every TCP
+socket binds or connects to 127.0.0.0/8 only, each Envoy's admin socket lives in its own
+pytest tmp dir (parallel runs never share one), and every process started here is
+terminated and reaped in a fixture finalizer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import json
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -30,7 +33,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, render_bootstrap_yaml
+from components.envoy import (
+    HEALTH_PATH,
+    EnvoyProxySpec,
+    envoy_args,
+    envoy_bound_ports,
+    ready_check_command,
+    render_bootstrap,
+    render_bootstrap_yaml,
+)
 from components.verify import verify_commands
 from tests.tools import free_loopback_ports, require_binary, stop_process
 
@@ -38,6 +49,8 @@ DOMAIN = "app.example.test"
 ROOT_BODY = b"hello from the app behind envoy\n"
 READY_TIMEOUT_S = 20.0
 IO_TIMEOUT_S = 5.0
+# Long enough to outlast a 1 s route timeout with margin, short enough to keep the module fast.
+SLOW_UPSTREAM_S = 1.5
 
 # Python's OpenSSL flags TLS < 1.2 enum members as deprecated; using them is the point here.
 legacy_tls = pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
@@ -182,14 +195,90 @@ def _https_get(
             response.close()
 
 
-def _admin_get(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(host, port, timeout=IO_TIMEOUT_S)
+def _request(conn: http.client.HTTPConnection, path: str, method: str = "GET") -> tuple[int, bytes]:
     try:
-        conn.request("GET", path)
+        conn.request(method, path)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def _http_get(port: int, path: str, host: str = "127.0.0.1", method: str = "GET"):
+    return _request(http.client.HTTPConnection(host, port, timeout=IO_TIMEOUT_S), path, method)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a Unix domain socket, the way an operator would reach the admin API."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__("localhost", timeout=IO_TIMEOUT_S)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _admin(envoy: EnvoyProcess, path: str, method: str = "GET") -> tuple[int, bytes]:
+    assert envoy.spec.admin_socket_path is not None
+    return _request(_UnixHTTPConnection(envoy.spec.admin_socket_path), path, method)
+
+
+def _run_bash(command: list[str]) -> subprocess.CompletedProcess[bytes]:
+    bash = require_binary("bash", "apt-get install -y bash")
+    assert command[:3] == ["CMD", "bash", "-c"]
+    return subprocess.run(
+        [bash, *command[2:]], capture_output=True, timeout=IO_TIMEOUT_S, check=False
+    )
+
+
+def _decode_proc_address(hex_address: str) -> tuple[str, int]:
+    """/proc/net/tcp{,6} "ADDR:PORT": the address in host (little-endian) 32-bit words."""
+    address, port = hex_address.split(":")
+    words = [bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8)]
+    family = socket.AF_INET if len(words) == 1 else socket.AF_INET6
+    return socket.inet_ntop(family, b"".join(words)), int(port, 16)
+
+
+def _listening_sockets(pid: int) -> tuple[set[tuple[str, int]], set[str]]:
+    """TCP (address, port) pairs and Unix socket paths the process itself listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed while we looked
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    tcp = set()
+    for table in ("tcp", "tcp6"):
+        lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        for fields in (line.split() for line in lines):
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                tcp.add(_decode_proc_address(fields[1]))
+    unix = set()
+    for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        # Flags 00010000 (__SO_ACCEPTCON): a listening socket.
+        if len(fields) >= 8 and fields[3] == "00010000" and fields[6] in inodes:
+            unix.add(fields[7])
+    return tcp, unix
+
+
+def _values_under(value: object, key: str) -> list[object]:
+    if isinstance(value, dict):
+        here = [value[key]] if key in value else []
+        return here + [v for child in value.values() for v in _values_under(child, key)]
+    if isinstance(value, list):
+        return [v for child in value for v in _values_under(child, key)]
+    return []
 
 
 # --------------------------------------------------------------------------- processes
@@ -227,10 +316,10 @@ def _wait_ready(envoy: EnvoyProcess) -> None:
                 f"{envoy.stderr()}"
             )
         try:
-            status, _ = _admin_get(envoy.spec.admin_port, "/ready")
+            status, _ = _http_get(envoy.spec.health_port, HEALTH_PATH)
             if status == 200:
                 return
-            last_error = f"/ready answered {status}"
+            last_error = f"{HEALTH_PATH} answered {status}"
         except OSError as exc:
             last_error = repr(exc)
         time.sleep(0.05)
@@ -269,13 +358,15 @@ def _run_envoy(
         stop_process(process)
 
 
-def _spec(upstream_port: int, **overrides: object) -> EnvoyProxySpec:
-    listener_port, admin_port = free_loopback_ports(2)
+def _spec(upstream_port: int, workdir: Path, **overrides: object) -> EnvoyProxySpec:
+    listener_port, health_port = free_loopback_ports(2)
+    workdir.mkdir(parents=True, exist_ok=True)
     spec = EnvoyProxySpec(
         app_port=upstream_port,
         listener_port=listener_port,
         listener_address="127.0.0.1",
-        admin_port=admin_port,
+        health_port=health_port,
+        admin_socket_path=str(workdir / "admin.sock"),
     )
     return replace(spec, **overrides)
 
@@ -286,6 +377,11 @@ class _AppHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/healthz":
             self._reply(200, b"ok")
+        elif self.path == "/slow":
+            time.sleep(SLOW_UPSTREAM_S)
+            # Envoy may have given up first (the timeout test wants it to): the peer is gone.
+            with contextlib.suppress(OSError):
+                self._reply(200, b"slow but fine")
         elif self.path == "/" or self.path.startswith("/log-probe/"):
             self._reply(200, ROOT_BODY)
         else:
@@ -333,20 +429,40 @@ def upstream() -> Iterator[int]:
 def envoy(
     envoy_bin: str, pki: Pki, upstream: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EnvoyProcess]:
-    yield from _run_envoy(envoy_bin, _spec(upstream), pki, tmp_path_factory.mktemp("envoy"))
+    workdir = tmp_path_factory.mktemp("envoy")
+    yield from _run_envoy(envoy_bin, _spec(upstream, workdir), pki, workdir)
 
 
 @pytest.fixture
 def envoy_tls13(envoy_bin: str, pki: Pki, upstream: int, tmp_path: Path) -> Iterator[EnvoyProcess]:
-    spec = _spec(upstream, min_tls_version="TLSv1_3")
-    yield from _run_envoy(envoy_bin, spec, pki, tmp_path / "envoy-tls13")
+    spec = _spec(upstream, tmp_path, min_tls_version="TLSv1_3")
+    yield from _run_envoy(envoy_bin, spec, pki, tmp_path)
+
+
+@pytest.fixture
+def own_envoy(envoy_bin: str, pki: Pki, upstream: int, tmp_path: Path) -> Iterator[EnvoyProcess]:
+    """A private Envoy (starts in ~0.1 s) for tests that change its state."""
+    yield from _run_envoy(envoy_bin, _spec(upstream, tmp_path), pki, tmp_path)
+
+
+@pytest.fixture
+def envoy_1s_route_timeout(
+    envoy_bin: str, pki: Pki, upstream: int, tmp_path: Path
+) -> Iterator[EnvoyProcess]:
+    spec = _spec(upstream, tmp_path, route_timeout_seconds=1)
+    yield from _run_envoy(envoy_bin, spec, pki, tmp_path)
 
 
 # --------------------------------------------------------------------------- tests
 
 
-def test_validate_mode_accepts_bootstrap(envoy_bin: str, pki: Pki, upstream: int) -> None:
-    spec = _spec(upstream)
+@pytest.mark.parametrize("admin", ["socket", "none"])
+def test_validate_mode_accepts_bootstrap(
+    envoy_bin: str, pki: Pki, upstream: int, tmp_path: Path, admin: str
+) -> None:
+    spec = _spec(upstream, tmp_path)
+    if admin == "none":
+        spec = replace(spec, admin_socket_path=None)
     result = subprocess.run(
         [envoy_bin, "--mode", "validate", "--config-yaml", render_bootstrap_yaml(spec)],
         env=_envoy_env(spec, pki),
@@ -425,13 +541,102 @@ def test_tls13_minimum_refuses_tls12_and_accepts_tls13(envoy_tls13: EnvoyProcess
     assert (status, body) == (200, ROOT_BODY)
 
 
-def test_admin_only_on_loopback_127_0_0_1(envoy: EnvoyProcess) -> None:
-    admin_port = envoy.spec.admin_port
-    assert _admin_get(admin_port, "/ready")[0] == 200
-    # Another loopback address on the same port must not reach the admin listener.
+def test_admin_answers_on_its_private_unix_socket(envoy: EnvoyProcess) -> None:
+    socket_path = envoy.spec.admin_socket_path
+    assert socket_path is not None
+    info = os.stat(socket_path)
+    assert stat.S_ISSOCK(info.st_mode)
+    assert stat.S_IMODE(info.st_mode) == 0o600, oct(info.st_mode)
+    assert info.st_uid == os.getuid()
+    assert _admin(envoy, "/ready") == (200, b"LIVE\n")
+    status, body = _admin(envoy, "/server_info")
+    assert status == 200
+    assert json.loads(body)["state"] == "LIVE"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_envoy_listens_on_its_two_tcp_ports_and_the_admin_socket_only(
+    envoy: EnvoyProcess,
+) -> None:
+    tcp, unix = _listening_sockets(envoy.process.pid)
+    assert tcp == {("127.0.0.1", port) for port in envoy_bound_ports(envoy.spec).values()}
+    assert unix == {envoy.spec.admin_socket_path}
+
+
+ADMIN_PATHS = ["/config_dump", "/server_info", "/stats", "/runtime", "/clusters", "/ready"]
+
+
+@pytest.mark.parametrize("path", ADMIN_PATHS)
+def test_no_admin_endpoint_on_the_health_port(envoy: EnvoyProcess, path: str) -> None:
+    # Envoy's own direct 404 with an empty body: neither admin content nor the app.
+    assert _http_get(envoy.spec.health_port, path) == (404, b"")
+
+
+@pytest.mark.parametrize("path", ADMIN_PATHS)
+def test_no_admin_endpoint_on_the_tls_listener(envoy: EnvoyProcess, pki: Pki, path: str) -> None:
+    # Everything on the TLS listener goes to the app, which does not know these paths.
+    assert _https_get(_client_context(pki), envoy.spec.listener_port, path) == (
+        404,
+        b"not found",
+    )
+
+
+def test_admin_actions_over_tcp_change_nothing(own_envoy: EnvoyProcess) -> None:
+    for path in ("/quitquitquit", "/healthcheck/fail", "/drain_listeners"):
+        assert _http_get(own_envoy.spec.health_port, path, method="POST") == (404, b"")
+    assert own_envoy.process.poll() is None
+    assert _http_get(own_envoy.spec.health_port, HEALTH_PATH)[0] == 200
+
+
+def test_health_listener_answers_its_path_and_404_elsewhere(envoy: EnvoyProcess) -> None:
+    assert _http_get(envoy.spec.health_port, HEALTH_PATH)[0] == 200
+    # "/" and "/healthz" are served by the app on the TLS listener, never here.
+    for path in ("/", "/healthz", HEALTH_PATH + "/x"):
+        assert _http_get(envoy.spec.health_port, path) == (404, b""), path
+
+
+def test_health_listener_only_on_127_0_0_1(envoy: EnvoyProcess) -> None:
+    # Another loopback address on the same port must not reach the health listener.
     expected = ConnectionRefusedError if sys.platform.startswith("linux") else OSError
     with pytest.raises(expected):
-        socket.create_connection(("127.0.0.2", admin_port), timeout=2).close()
+        socket.create_connection(("127.0.0.2", envoy.spec.health_port), timeout=2).close()
+
+
+def test_health_answers_503_while_envoy_is_marked_failed(own_envoy: EnvoyProcess) -> None:
+    """The ECS check follows Envoy's own state, changed here through the admin socket."""
+    port = own_envoy.spec.health_port
+    assert _run_bash(ready_check_command(port)).returncode == 0
+    assert _admin(own_envoy, "/healthcheck/fail", method="POST")[0] == 200
+    assert _http_get(port, HEALTH_PATH)[0] == 503
+    assert _run_bash(ready_check_command(port)).returncode != 0
+    assert _admin(own_envoy, "/healthcheck/ok", method="POST")[0] == 200
+    assert _http_get(port, HEALTH_PATH)[0] == 200
+
+
+def test_running_route_timeout_is_not_shorter_than_the_alb_idle_timeout(
+    envoy: EnvoyProcess,
+) -> None:
+    status, body = _admin(envoy, "/config_dump?resource=static_listeners")
+    assert status == 200
+    timeouts = _values_under(json.loads(body), "timeout")
+    assert timeouts == ["60s"], timeouts  # the app route only; ALB idle timeout is 60 s
+    rendered = _values_under(render_bootstrap(envoy.spec), "timeout")
+    assert rendered == timeouts
+
+
+def test_default_route_timeout_lets_a_slow_app_answer(envoy: EnvoyProcess, pki: Pki) -> None:
+    status, body = _https_get(_client_context(pki), envoy.spec.listener_port, "/slow")
+    assert (status, body) == (200, b"slow but fine")
+
+
+def test_short_route_timeout_cuts_a_slower_app_with_504(
+    envoy_1s_route_timeout: EnvoyProcess, pki: Pki
+) -> None:
+    started = time.monotonic()
+    status, _ = _https_get(_client_context(pki), envoy_1s_route_timeout.spec.listener_port, "/slow")
+    elapsed = time.monotonic() - started
+    assert status == 504
+    assert 0.9 <= elapsed < SLOW_UPSTREAM_S, elapsed
 
 
 def test_healthz_through_envoy(envoy: EnvoyProcess, pki: Pki) -> None:
@@ -466,25 +671,17 @@ def test_access_log_line_is_json(envoy: EnvoyProcess, pki: Pki) -> None:
     assert entry["upstream_host"] == f"127.0.0.1:{envoy.spec.app_port}"
 
 
-def test_container_health_check_command_against_real_admin(envoy: EnvoyProcess) -> None:
-    """The ECS health check (bash /dev/tcp to /ready) passes against a ready Envoy."""
-    bash = require_binary("bash", "apt-get install -y bash")
-    command = ready_check_command(envoy.spec.admin_port)
-    assert command[:2] == ["CMD", "bash"]
-    result = subprocess.run(
-        [bash, *command[2:]], capture_output=True, timeout=IO_TIMEOUT_S, check=False
-    )
+def test_container_health_check_command_against_real_health_listener(
+    envoy: EnvoyProcess,
+) -> None:
+    """The ECS health check (bash /dev/tcp, HTTP/1.1) passes against a serving Envoy."""
+    result = _run_bash(ready_check_command(envoy.spec.health_port))
     assert result.returncode == 0, result.stderr.decode()
 
 
 def test_container_health_check_fails_when_nothing_listens() -> None:
-    bash = require_binary("bash", "apt-get install -y bash")
     (closed_port,) = free_loopback_ports(1)
-    command = ready_check_command(closed_port)
-    result = subprocess.run(
-        [bash, *command[2:]], capture_output=True, timeout=IO_TIMEOUT_S, check=False
-    )
-    assert result.returncode != 0
+    assert _run_bash(ready_check_command(closed_port)).returncode != 0
 
 
 def test_verification_commands_of_the_outputs_pass_against_real_envoy(

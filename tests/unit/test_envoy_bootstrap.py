@@ -8,16 +8,41 @@ import pytest
 import yaml
 
 from components.envoy import (
+    ADMIN_SOCKET_MODE,
+    DEFAULT_ADMIN_SOCKET_PATH,
+    DEFAULT_HEALTH_PORT,
+    HEALTH_PATH,
     TLS_VERSIONS,
     EnvoyProxySpec,
+    envoy_bound_ports,
+    ready_check_command,
     render_bootstrap,
     render_bootstrap_yaml,
 )
 
 
+def _listeners(bootstrap: dict) -> dict[str, dict]:
+    return {entry["name"]: entry for entry in bootstrap["static_resources"]["listeners"]}
+
+
 def _listener(bootstrap: dict) -> dict:
-    (listener,) = bootstrap["static_resources"]["listeners"]
-    return listener
+    return _listeners(bootstrap)["ingress_tls"]
+
+
+def _health_hcm(bootstrap: dict) -> dict:
+    (chain,) = _listeners(bootstrap)["health"]["filter_chains"]
+    (hcm,) = chain["filters"]
+    return hcm["typed_config"]
+
+
+def _socket_addresses(value: object) -> list[dict]:
+    """Every socket_address anywhere in the bootstrap, however deep."""
+    if isinstance(value, dict):
+        found = [value["socket_address"]] if "socket_address" in value else []
+        return found + [a for v in value.values() for a in _socket_addresses(v)]
+    if isinstance(value, list):
+        return [a for v in value for a in _socket_addresses(v)]
+    return []
 
 
 def _common_tls(bootstrap: dict) -> dict:
@@ -31,17 +56,100 @@ def _hcm(bootstrap: dict) -> dict:
     return hcm["typed_config"]
 
 
-def test_admin_is_bound_to_loopback_even_with_wildcard_listener() -> None:
-    bootstrap = render_bootstrap(EnvoyProxySpec(app_port=8080, admin_port=9999))
-    assert bootstrap["admin"]["address"]["socket_address"] == {
-        "address": "127.0.0.1",
-        "port_value": 9999,
+def test_admin_is_a_private_unix_socket_not_a_tcp_port() -> None:
+    bootstrap = render_bootstrap(EnvoyProxySpec(app_port=8080))
+    assert bootstrap["admin"] == {
+        "address": {"pipe": {"path": DEFAULT_ADMIN_SOCKET_PATH, "mode": 0o600}}
     }
-    assert "access_log_path" not in bootstrap["admin"]
-    assert _listener(bootstrap)["address"]["socket_address"] == {
-        "address": "0.0.0.0",
-        "port_value": 8443,
+    assert ADMIN_SOCKET_MODE == 0o600
+    assert DEFAULT_ADMIN_SOCKET_PATH == "/tmp/envoy-admin.sock"
+    # Only the two listeners and the app endpoint are TCP addresses; none is the admin.
+    assert sorted((a["address"], a["port_value"]) for a in _socket_addresses(bootstrap)) == [
+        ("0.0.0.0", 8443),
+        ("127.0.0.1", 8080),
+        ("127.0.0.1", DEFAULT_HEALTH_PORT),
+    ]
+
+
+def test_admin_socket_path_is_configurable_and_admin_can_be_disabled() -> None:
+    spec = EnvoyProxySpec(app_port=8080, admin_socket_path="/run/envoy/admin.sock")
+    assert render_bootstrap(spec)["admin"]["address"]["pipe"]["path"] == "/run/envoy/admin.sock"
+    assert "admin" not in render_bootstrap(EnvoyProxySpec(app_port=8080, admin_socket_path=None))
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["@envoy-admin", "envoy-admin.sock", "", "/tmp/" + "x" * 103],
+    ids=["abstract", "relative", "empty", "too-long"],
+)
+def test_admin_socket_must_be_an_absolute_filesystem_path(path: str) -> None:
+    # An abstract socket would belong to the network namespace the app shares.
+    with pytest.raises(ValueError, match="admin_socket_path"):
+        render_bootstrap(EnvoyProxySpec(app_port=8080, admin_socket_path=path))
+
+
+def test_health_listener_is_loopback_only_and_never_reaches_the_app() -> None:
+    spec = EnvoyProxySpec(app_port=8080, health_port=9999)
+    bootstrap = render_bootstrap(spec)
+    health = _listeners(bootstrap)["health"]
+    assert health["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9999}
+    (chain,) = health["filter_chains"]
+    assert "transport_socket" not in chain  # plain HTTP for bash /dev/tcp
+    hcm = _health_hcm(bootstrap)
+    check, router = hcm["http_filters"]
+    assert check["name"] == "envoy.filters.http.health_check"
+    assert check["typed_config"]["pass_through_mode"] is False
+    assert check["typed_config"]["headers"] == [
+        {"name": ":path", "string_match": {"exact": HEALTH_PATH}}
+    ]
+    assert router["name"] == "envoy.filters.http.router"
+    (vhost,) = hcm["route_config"]["virtual_hosts"]
+    assert vhost["routes"] == [{"match": {"prefix": "/"}, "direct_response": {"status": 404}}]
+    assert "cluster" not in json.dumps(hcm["route_config"])
+
+
+def test_bound_ports_are_exactly_the_tcp_listeners() -> None:
+    spec = EnvoyProxySpec(app_port=3000, listener_port=9443, health_port=9500)
+    assert envoy_bound_ports(spec) == {"listener_port": 9443, "health_port": 9500}
+    bootstrap = render_bootstrap(spec)
+    listening = {
+        entry["address"]["socket_address"]["port_value"]
+        for entry in bootstrap["static_resources"]["listeners"]
     }
+    assert listening == set(envoy_bound_ports(spec).values())
+    assert envoy_bound_ports(EnvoyProxySpec(app_port=80)) == {
+        "listener_port": 8443,
+        "health_port": DEFAULT_HEALTH_PORT,
+    }
+
+
+def test_route_timeout_is_not_shorter_than_the_alb_idle_timeout() -> None:
+    (vhost,) = _hcm(render_bootstrap(EnvoyProxySpec(app_port=8080)))["route_config"][
+        "virtual_hosts"
+    ]
+    (route,) = vhost["routes"]
+    # 60 s: the ALB's default idle timeout, which Envoy must not undercut.
+    assert route["route"]["timeout"] == "60s"
+    spec = EnvoyProxySpec(app_port=8080, route_timeout_seconds=300)
+    (vhost,) = _hcm(render_bootstrap(spec))["route_config"]["virtual_hosts"]
+    assert vhost["routes"][0]["route"]["timeout"] == "300s"
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "60s"])
+def test_bad_route_timeout_raises(value: object) -> None:
+    with pytest.raises(ValueError, match="route_timeout_seconds"):
+        render_bootstrap(EnvoyProxySpec(app_port=8080, route_timeout_seconds=value))
+
+
+def test_ready_check_asks_the_health_listener_not_the_admin() -> None:
+    command = ready_check_command(9902)
+    assert command[:3] == ["CMD", "bash", "-c"]
+    (script,) = command[3:]
+    assert "/dev/tcp/127.0.0.1/9902" in script
+    assert f"GET {HEALTH_PATH} HTTP/1.1" in script
+    assert "grep -q ' 200 '" in script
+    with pytest.raises(ValueError, match="health_port"):
+        ready_check_command(0)
 
 
 def test_certificate_and_key_come_from_environment_variables() -> None:
@@ -90,14 +198,24 @@ def test_bad_tls_version_raises(version: str) -> None:
         render_bootstrap(EnvoyProxySpec(app_port=8080, min_tls_version=version))
 
 
-def test_same_admin_and_listener_port_raises() -> None:
-    with pytest.raises(ValueError, match="must differ"):
-        render_bootstrap(EnvoyProxySpec(app_port=8080, listener_port=9000, admin_port=9000))
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"listener_port": 9000, "health_port": 9000}, "listener_port and health_port"),
+        ({"app_port": 9902}, "app_port and health_port"),
+        ({"app_port": 8443}, "app_port and listener_port"),
+        ({"app_port": 7000, "listener_port": 7000}, "app_port and listener_port"),
+    ],
+)
+def test_colliding_ports_raise(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"{message} must differ") as excinfo:
+        render_bootstrap(EnvoyProxySpec(**{"app_port": 8080, **overrides}))
+    assert "network namespace" in str(excinfo.value)
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"app_port": 0}, {"app_port": 65536}, {"listener_port": -1}, {"admin_port": True}],
+    [{"app_port": 0}, {"app_port": 65536}, {"listener_port": -1}, {"health_port": True}],
 )
 def test_out_of_range_ports_raise(overrides: dict) -> None:
     spec = EnvoyProxySpec(**{"app_port": 8080, **overrides})
