@@ -3,7 +3,9 @@
 import pulumi
 
 import topologies
+from components.alerts import Alerts
 from components.cluster import Cluster, ClusterArgs
+from components.dns import DomainAlias, DomainAliasArgs
 from components.network import Network, NetworkArgs
 from settings import load_settings
 
@@ -19,12 +21,22 @@ cluster = Cluster(
         namespace_name=settings.service_connect.namespace,
     ),
 )
-result = build_topology(settings, topologies.Foundation(network=network, cluster=cluster))
+alerts = Alerts("alerts")
+result = build_topology(
+    settings, topologies.Foundation(network=network, cluster=cluster, alerts=alerts)
+)
+# One record for the domain whatever the topology, so a switch updates it in place.
+if settings.hosted_zone_id and result.alias_target is not None:
+    DomainAlias(
+        "domain",
+        DomainAliasArgs(settings.hosted_zone_id, settings.domain, result.alias_target),
+    )
 
 pulumi.export("topology", settings.topology)
 pulumi.export("endpoint", result.endpoint)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("logGroupName", cluster.log_group.name)
+pulumi.export("alertsTopicArn", alerts.topic.arn)
 for key, value in result.outputs.items():
     pulumi.export(key, value)

@@ -19,8 +19,13 @@ from settings import CertificateSettings
 
 CA_VALIDITY_HOURS = 10 * 365 * 24
 LEAF_VALIDITY_HOURS = 365 * 24
-# `pulumi up` re-issues the leaf once it is within 30 days of expiry.
-LEAF_EARLY_RENEWAL_HOURS = 30 * 24
+# Any `pulumi up` in the leaf's last 60 days issues a new one. The expiry alarm fires at
+# most 45 days before expiry (settings: certificateExpiryAlarmDays), so it only fires when
+# no `up` ran in the 15 or more days before.
+LEAF_EARLY_RENEWAL_HOURS = 60 * 24
+# An ECDSA key signs; it cannot encipher a key, so keyEncipherment does not belong in the
+# certificate (RFC 5480, section 3). TLS 1.2 and 1.3 ECDHE suites only need the signature.
+LEAF_ALLOWED_USES = ("digital_signature", "server_auth")
 
 # JSON keys of the certificate secret; containers select one with `<arn>:<key>::`.
 CHAIN_KEY = "certificateChain"
@@ -88,7 +93,7 @@ class PrivateChain(pulumi.ComponentResource):
             ca_private_key_pem=ca_key.private_key_pem,
             validity_period_hours=LEAF_VALIDITY_HOURS,
             early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
-            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            allowed_uses=list(LEAF_ALLOWED_USES),
             opts=child,
         )
         self.ca_certificate_pem = ca.cert_pem

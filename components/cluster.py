@@ -13,12 +13,13 @@ from components.iam import (
     execution_role_statements,
     policy_document,
 )
+from components.naming import physical_name
 
 
 @dataclass(frozen=True)
 class ClusterArgs:
     log_retention_days: int = 30
-    # Cloud Map HTTP namespace for Service Connect; None: ecs-tls-<stack>.
+    # Cloud Map HTTP namespace for Service Connect; None: <project>-<stack>.
     namespace_name: str | None = None
 
 
@@ -36,7 +37,7 @@ class Cluster(pulumi.ComponentResource):
         super().__init__("ecs-tls:cluster:Cluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
-        stack = pulumi.get_stack()
+        stack_name = physical_name()
         self.region = aws.get_region_output(opts=invoke).region
         self.account_id = aws.get_caller_identity_output(opts=invoke).account_id
 
@@ -44,13 +45,13 @@ class Cluster(pulumi.ComponentResource):
         # belongs to the foundation: topologies that use Service Connect share it.
         self.namespace = aws.servicediscovery.HttpNamespace(
             name,
-            name=args.namespace_name or f"ecs-tls-{stack}",
-            description=f"Service Connect namespace of ecs-tls-{stack}",
+            name=args.namespace_name or stack_name,
+            description=f"Service Connect namespace of {stack_name}",
             opts=child,
         )
         self.cluster = aws.ecs.Cluster(
             name,
-            name=f"ecs-tls-{stack}",
+            name=stack_name,
             settings=[{"name": "containerInsights", "value": "enabled"}],
             service_connect_defaults={"namespace": self.namespace.arn},
             opts=child,
@@ -66,13 +67,13 @@ class Cluster(pulumi.ComponentResource):
         )
         self.log_group = aws.cloudwatch.LogGroup(
             name,
-            name=f"/ecs/ecs-tls-{stack}",
+            name=f"/ecs/{stack_name}",
             retention_in_days=args.log_retention_days,
             opts=child,
         )
         self.execution_role = aws.iam.Role(
             f"{name}-execution",
-            description=f"ECS agent role of ecs-tls-{stack}: pull images, write logs, read secrets",
+            description=f"ECS agent role of {stack_name}: pull images, write logs, read secrets",
             assume_role_policy=self.account_id.apply(
                 lambda account: assume_role_policy("ecs-tasks.amazonaws.com", account)
             ),

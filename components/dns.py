@@ -1,27 +1,56 @@
-"""Route53 records pointing the user's domain at what the topology exposes."""
+"""The Route53 record that points the user's domain at whatever the topology exposes.
+
+It belongs to the foundation, under one name whatever the topology: a switch of topology
+then updates the record in place. If each topology owned its own record, Pulumi would
+create the new one before deleting the old one, and Route53 refuses a second A record with
+the same name ("InvalidChangeBatch ... already exists"); `allow_overwrite` would let the
+create pass, and the later delete of the old record would then remove the live one.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 
-def alias_record(
-    name: str,
-    zone_id: str,
-    domain: str,
-    target_dns_name: pulumi.Input[str],
-    target_zone_id: pulumi.Input[str],
-    parent: pulumi.Resource,
-) -> aws.route53.Record:
-    """An alias A record for `domain` to a load balancer (IPv4: the VPC has no IPv6)."""
-    return aws.route53.Record(
-        name,
-        zone_id=zone_id,
-        name=domain,
-        type="A",
-        aliases=[
-            {"name": target_dns_name, "zone_id": target_zone_id, "evaluate_target_health": True}
-        ],
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+@dataclass(frozen=True)
+class AliasTarget:
+    """A load balancer's DNS name and its canonical hosted zone."""
+
+    dns_name: pulumi.Input[str]
+    zone_id: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class DomainAliasArgs:
+    hosted_zone_id: str
+    domain: str
+    target: AliasTarget
+
+
+class DomainAlias(pulumi.ComponentResource):
+    """An alias A record for `domain` (IPv4 only: the VPC has no IPv6)."""
+
+    record: aws.route53.Record
+
+    def __init__(
+        self, name: str, args: DomainAliasArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:dns:DomainAlias", name, None, opts)
+        self.record = aws.route53.Record(
+            name,
+            zone_id=args.hosted_zone_id,
+            name=args.domain,
+            type="A",
+            aliases=[
+                {
+                    "name": args.target.dns_name,
+                    "zone_id": args.target.zone_id,
+                    "evaluate_target_health": True,
+                }
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"fqdn": self.record.fqdn})

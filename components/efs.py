@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.firewall import allow_tcp
+from components.naming import physical_name
 
 
 def file_system_policy(file_system_arn: str, access_point_arn: str, client_role_arn: str) -> str:
@@ -91,7 +92,7 @@ class EncryptedFileSystem(pulumi.ComponentResource):
         self.file_system = aws.efs.FileSystem(
             name,
             encrypted=True,
-            tags={"Name": f"{name}-{pulumi.get_stack()}"},
+            tags={"Name": physical_name(name)},
             opts=child,
         )
         self.access_point = aws.efs.AccessPoint(

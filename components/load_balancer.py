@@ -40,6 +40,36 @@ class _LoadBalancer(pulumi.ComponentResource):
             )
 
 
+# What a load balancer must speak to a target whose app protocol (ECS `appProtocol`) is
+# http, http2 or grpc. ALB: the target group's protocol version. NLB TLS listener: the
+# ALPN policy it offers clients (None: no ALPN, as before HTTP/2 existed).
+ALB_PROTOCOL_VERSIONS = {"http": "HTTP1", "http2": "HTTP2", "grpc": "GRPC"}
+NLB_ALPN_POLICIES = {"http": None, "http2": "HTTP2Preferred", "grpc": "HTTP2Only"}
+
+# ALB's own gRPC health check: a call to this method answers UNIMPLEMENTED (12) from any
+# gRPC server, which proves the server speaks gRPC. [ELB API Matcher: GrpcCode default 12]
+GRPC_DEFAULT_HEALTH_PATH = "/AWS.ALB/healthcheck"
+
+
+def alb_health_check(protocol_version: str, path: str, port: str) -> dict:
+    """HTTPS health check through the target's TLS; gRPC targets get gRPC status codes."""
+    matcher = "200-399"
+    if protocol_version == "GRPC":
+        # "/" (the default) cannot be a gRPC method: use ALB's own probe. A given path is
+        # a health method (e.g. /grpc.health.v1.Health/Check) that must answer OK (0).
+        path, matcher = (GRPC_DEFAULT_HEALTH_PATH, "12") if path == "/" else (path, "0")
+    return {
+        "protocol": "HTTPS",
+        "port": port,
+        "path": path,
+        "matcher": matcher,
+        "interval": 15,
+        "timeout": 5,
+        "healthy_threshold": 2,
+        "unhealthy_threshold": 3,
+    }
+
+
 @dataclass(frozen=True)
 class HttpsLoadBalancerArgs:
     vpc_id: pulumi.Input[str]
@@ -51,6 +81,7 @@ class HttpsLoadBalancerArgs:
     allowed_cidrs: Sequence[str]
     # "traffic-port" or a port number as text (pulumi-aws takes a string).
     health_check_port: str = "traffic-port"
+    protocol_version: str = "HTTP1"  # HTTP1 | HTTP2 | GRPC, towards the targets
 
 
 class HttpsLoadBalancer(_LoadBalancer):
@@ -93,18 +124,12 @@ class HttpsLoadBalancer(_LoadBalancer):
             vpc_id=args.vpc_id,
             target_type="ip",
             protocol="HTTPS",
+            protocol_version=args.protocol_version,
             port=args.target_port,
             deregistration_delay=30,
-            health_check={
-                "protocol": "HTTPS",
-                "port": args.health_check_port,
-                "path": args.health_check_path,
-                "matcher": "200-399",
-                "interval": 15,
-                "timeout": 5,
-                "healthy_threshold": 2,
-                "unhealthy_threshold": 3,
-            },
+            health_check=alb_health_check(
+                args.protocol_version, args.health_check_path, args.health_check_port
+            ),
             opts=child,
         )
         self.https_listener = aws.lb.Listener(
@@ -151,6 +176,7 @@ class NlbListener:
     # Health checks are TCP: NLB HTTPS checks validate strictly and fail against private-CA
     # or TLS-1.3-only targets. A port as text checks another port than the traffic's.
     health_check_port: str = "traffic-port"
+    alpn_policy: str | None = None  # TLS listeners: see NLB_ALPN_POLICIES
 
 
 @dataclass(frozen=True)
@@ -226,6 +252,7 @@ class NetworkLoadBalancer(_LoadBalancer):
                     protocol=listener.protocol,
                     ssl_policy=args.ssl_policy if tls else None,
                     certificate_arn=args.certificate_arn if tls else None,
+                    alpn_policy=listener.alpn_policy if tls else None,
                     default_actions=[{"type": "forward", "target_group_arn": group.arn}],
                     opts=child,
                 )

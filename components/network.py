@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.naming import physical_name
 from settings import NetworkSettings
 
 
@@ -68,17 +69,17 @@ class Network(pulumi.ComponentResource):
         zones = aws.get_availability_zones_output(
             state="available", opts=pulumi.InvokeOutputOptions(parent=self)
         ).names
-        stack = pulumi.get_stack()
+        prefix = physical_name()
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=s.cidr_block,
             enable_dns_support=True,
             enable_dns_hostnames=True,  # needed for EFS and private DNS of VPC endpoints
-            tags={"Name": f"ecs-tls-{stack}"},
+            tags={"Name": prefix},
             opts=child,
         )
         igw = aws.ec2.InternetGateway(
-            f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"ecs-tls-{stack}"}, opts=child
+            f"{name}-igw", vpc_id=vpc.id, tags={"Name": prefix}, opts=child
         )
         public_cidrs, private_cidrs = subnet_cidrs(s.cidr_block, s.availability_zones)
 
@@ -86,7 +87,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-public",
             vpc_id=vpc.id,
             routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
-            tags={"Name": f"ecs-tls-{stack}-public"},
+            tags={"Name": f"{prefix}-public"},
             opts=child,
         )
         public_subnets, private_subnets, nat_ids = [], [], []
@@ -99,25 +100,25 @@ class Network(pulumi.ComponentResource):
                 availability_zone=zone,
                 # Tasks that need a public IP (direct-task) ask for one explicitly.
                 map_public_ip_on_launch=False,
-                tags={"Name": f"ecs-tls-{stack}-public-{i}", "tier": "public"},
+                tags={"Name": f"{prefix}-public-{i}", "tier": "public"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
+            routed = aws.ec2.RouteTableAssociation(
                 f"{name}-public-{i}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
             )
-            public_subnets.append(public)
+            public_subnets.append((public, routed))
             if i < s.nat_gateways:
                 eip = aws.ec2.Eip(
                     f"{name}-nat-{i}",
                     domain="vpc",
-                    tags={"Name": f"ecs-tls-{stack}-nat-{i}"},
+                    tags={"Name": f"{prefix}-nat-{i}"},
                     opts=child,
                 )
                 nat = aws.ec2.NatGateway(
                     f"{name}-nat-{i}",
                     allocation_id=eip.id,
                     subnet_id=public.id,
-                    tags={"Name": f"ecs-tls-{stack}-nat-{i}"},
+                    tags={"Name": f"{prefix}-nat-{i}"},
                     # A NAT gateway needs the VPC to be attached to the internet first.
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
                 )
@@ -129,7 +130,7 @@ class Network(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 cidr_block=private_cidrs[i],
                 availability_zone=zones.apply(lambda names, i=i: names[i]),
-                tags={"Name": f"ecs-tls-{stack}-private-{i}", "tier": "private"},
+                tags={"Name": f"{prefix}-private-{i}", "tier": "private"},
                 opts=child,
             )
             # With one NAT per zone each private subnet keeps its egress in its zone;
@@ -141,15 +142,30 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{i}",
                 vpc_id=vpc.id,
                 routes=routes,
-                tags={"Name": f"ecs-tls-{stack}-private-{i}"},
+                tags={"Name": f"{prefix}-private-{i}"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
+            routed = aws.ec2.RouteTableAssociation(
                 f"{name}-private-{i}", subnet_id=private.id, route_table_id=rt.id, opts=child
             )
-            private_subnets.append(private)
+            private_subnets.append((private, routed))
 
         self.vpc_id = vpc.id
         self.vpc_cidr_block = vpc.cidr_block
-        self.public_subnet_ids = pulumi.Output.all(*[sn.id for sn in public_subnets])
-        self.private_subnet_ids = pulumi.Output.all(*[sn.id for sn in private_subnets])
+        self.public_subnet_ids = _routed_ids(public_subnets)
+        self.private_subnet_ids = _routed_ids(private_subnets)
+
+
+def _routed_ids(
+    subnets: list[tuple[aws.ec2.Subnet, aws.ec2.RouteTableAssociation]],
+) -> pulumi.Output[list[str]]:
+    """The subnet IDs, available only once each subnet has its routes.
+
+    A task started in a subnet whose route table is not associated yet (or whose NAT
+    gateway is still being created) cannot pull its image, read its secrets or ship logs,
+    and its service fails the first deployment. Resources that take these IDs therefore
+    wait for the associations, and through them for the route tables and NAT gateways.
+    """
+    ids = [subnet.id for subnet, _ in subnets]
+    routes = [association.id for _, association in subnets]
+    return pulumi.Output.all(*ids, *routes).apply(lambda values: list(values[: len(ids)]))

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.naming import physical_name
+
 CA_VALIDITY_YEARS = "10"
 
 
@@ -84,22 +86,31 @@ class PrivateCertificateAuthority(pulumi.ComponentResource):
         self.arn = ca.arn
         self.certificate_pem = root.certificate
         if args.share_with:
-            self._share(name, args, partition)
+            self._share(name, args, partition, self.installed)
         self.register_outputs({"arn": ca.arn, "certificatePem": root.certificate})
 
     def _share(
-        self, name: str, args: PrivateCertificateAuthorityArgs, partition: pulumi.Output[str]
+        self,
+        name: str,
+        args: PrivateCertificateAuthorityArgs,
+        partition: pulumi.Output[str],
+        installed: pulumi.Resource,
     ) -> None:
         child = pulumi.ResourceOptions(parent=self)
         share = aws.ram.ResourceShare(
             name,
-            name=f"{name}-{pulumi.get_stack()}",
+            name=physical_name(name),
             allow_external_principals=args.allow_external_principals,
             permission_arns=[partition.apply(ram_permission_arn)],
             opts=child,
         )
+        # Shared only once its root certificate is installed: an account that receives a CA
+        # still PENDING_CERTIFICATE cannot issue from it, and ECS there would fail to start.
         aws.ram.ResourceAssociation(
-            name, resource_arn=self.arn, resource_share_arn=share.arn, opts=child
+            name,
+            resource_arn=self.arn,
+            resource_share_arn=share.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[installed]),
         )
         for principal in args.share_with:
             # Named by a digest of the principal, so reordering the list replaces nothing.

@@ -52,6 +52,7 @@ def fargate_service(
     service_connect: dict | None = None,
     assign_public_ip: bool = False,
     health_check_grace_seconds: int = 60,
+    delete_before_replace: bool = False,
 ) -> aws.ecs.Service:
     """A Fargate service that rolls back a failed deployment and makes `pulumi up` wait.
 
@@ -78,7 +79,11 @@ def fargate_service(
         enable_ecs_managed_tags=True,
         # `pulumi up` reports a service that never becomes healthy instead of moving on.
         wait_for_steady_state=True,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=list(depends_on),
+            delete_before_replace=delete_before_replace,
+        ),
     )
 
 

@@ -55,7 +55,10 @@ class ServiceConnectTls(pulumi.ComponentResource):
         role = aws.iam.Role(
             name,
             description="ECS infrastructure role: issues Service Connect TLS certificates",
-            assume_role_policy=assume_role_policy("ecs.amazonaws.com"),
+            # Only for this account's ECS: another account's cluster cannot use the role.
+            assume_role_policy=account.apply(
+                lambda account_id: assume_role_policy("ecs.amazonaws.com", account_id)
+            ),
             opts=child,
         )
         attachment = aws.iam.RolePolicyAttachment(

@@ -34,6 +34,7 @@ from settings.model import (
 )
 from settings.parse import load_settings, parse_settings
 from settings.reference import CONFIG_REFERENCE, ConfigKey
+from settings.workloads import creation_order
 
 __all__ = [
     "ACME_DIRECTORIES",
@@ -55,6 +56,7 @@ __all__ = [
     "ServiceConnectSettings",
     "ServiceSettings",
     "Settings",
+    "creation_order",
     "load_settings",
     "parse_settings",
 ]

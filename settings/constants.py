@@ -15,6 +15,12 @@ ACME_DIRECTORIES = {
 
 INGRESS_KINDS = ("alb", "nlb", "none")
 
+# Topologies whose tasks run in private subnets, which reach the internet only through NAT.
+PRIVATE_SUBNET_TOPOLOGIES = ("nlb-certbot", "alb-envoy", "service-connect", "appmesh-efs")
+
+# Topologies whose load balancer presents an ACM certificate that gets an expiry alarm.
+LOAD_BALANCER_CERTIFICATE_TOPOLOGIES = ("alb-envoy", "service-connect")
+
 # Let's Encrypt profiles and their lifetimes in days (classic: 90, 64 from 2027-02-10; the
 # default without a profile follows it down to 45 by 2028, which the schedule assumes).
 ACME_PROFILE_LIFETIMES = {"classic": 64, "tlsserver": 45, "shortlived": 6}

@@ -105,6 +105,8 @@ class ServiceSettings:
     alias_dns_name: str = ""
     alias_port: int = 0
     health_check_path: str = "/"
+    # Servers this service calls: they are created first (names resolve at task start).
+    calls: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     cpu: int = 256
@@ -145,6 +147,7 @@ class Settings:
     app: AppSettings
     services: tuple[ServiceSettings, ...]
     log_retention_days: int = 30
+    certificate_expiry_alarm_days: int = 30
     allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     ssl_policy: str = DEFAULT_SSL_POLICY
     envoy: EnvoySettings = EnvoySettings()
@@ -180,7 +183,10 @@ APP_DEFAULTS: dict[str, AppSettings] = {
 }
 
 # The demo: a frontend (public) whose nginx proxies every request to the backend through
-# its Service Connect alias, so one `curl` proves both hops.
+# its Service Connect alias, so one `curl` proves both hops. The load balancer checks
+# /healthz, which the frontend answers itself: a health check that went through to the
+# backend would mark every frontend unhealthy whenever the backend is slow.
+DEMO_HEALTH_PATH = "/healthz"
 DEMO_SERVICES = (
     ServiceSettings(
         name="frontend",
@@ -190,10 +196,14 @@ DEMO_SERVICES = (
         discovery_name="frontend",
         alias_dns_name="frontend",
         alias_port=80,
+        health_check_path=DEMO_HEALTH_PATH,
+        calls=("backend",),
         command=(
             "/bin/sh",
             "-c",
-            "printf 'server { listen 80; location / { proxy_pass http://backend:80; } }\\n' "
+            "printf 'server { listen 80; "
+            f"location = {DEMO_HEALTH_PATH} {{ return 200 ok; }} "
+            "location / { proxy_pass http://backend:80; } }\\n' "
             "> /etc/nginx/conf.d/default.conf && exec nginx -g 'daemon off;'",
         ),
     ),

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from components.envoy import EnvoyProxySpec, envoy_bound_ports
 from settings.constants import (
     ACME_CHALLENGES,
     ACME_DIRECTORIES,
@@ -16,9 +17,11 @@ from settings.constants import (
     ENVOY_IMAGE,
     ENVOY_TLS_VERSIONS,
     INGRESS_KINDS,
+    LOAD_BALANCER_CERTIFICATE_TOPOLOGIES,
     LOG_RETENTION_DAYS,
     MAX_AZS,
     MIN_AZS,
+    PRIVATE_SUBNET_TOPOLOGIES,
     TOPOLOGIES,
 )
 from settings.errors import ConfigError, invalid, missing
@@ -300,6 +303,19 @@ def parse_log_retention(values: Mapping[str, Any]) -> int:
     return value
 
 
+def parse_certificate_expiry_alarm_days(values: Mapping[str, Any], topology: str) -> int:
+    key = "certificateExpiryAlarmDays"
+    if key in values and topology not in LOAD_BALANCER_CERTIFICATE_TOPOLOGIES:
+        raise ConfigError(
+            key,
+            "applies to the ACM certificate of "
+            f"{' and '.join(LOAD_BALANCER_CERTIFICATE_TOPOLOGIES)}, not {topology!r}",
+        )
+    # At most 45: a generated certificate is re-issued by any `pulumi up` in its last 60
+    # days (components/certificates.py), so the alarm only fires when no `up` ran since.
+    return read_integer(values.get(key, 30), key, 1, 45)
+
+
 def parse_allowed_cidrs(values: Mapping[str, Any]) -> tuple[str, ...]:
     raw = values.get("allowedCidrs")
     if raw is None:
@@ -341,6 +357,16 @@ def parse_envoy(values: Mapping[str, Any], topology: str) -> EnvoySettings:
     return EnvoySettings(image=image, port=port, min_tls_version=version)
 
 
+def check_envoy_ports(envoy_port: int, app_port: int) -> None:
+    """The sidecar and the app share the task's network: no port may be bound twice."""
+    if envoy_port == app_port:
+        raise invalid("envoy.port", envoy_port, f"free: app.port is also {app_port}")
+    health = envoy_bound_ports(EnvoyProxySpec(app_port=app_port, listener_port=envoy_port))
+    for key, port in (("envoy.port", envoy_port), ("app.port", app_port)):
+        if port == health["health_port"]:
+            raise invalid(key, port, "free: Envoy's health listener binds it on 127.0.0.1")
+
+
 def check_topology_requirements(s: Settings) -> None:
     """Keys that one topology needs and the others do not."""
     if s.topology in ("nlb-certbot", "direct-task") and s.acme.email is None:
@@ -354,8 +380,19 @@ def check_topology_requirements(s: Settings) -> None:
                 s.acme.challenge,
                 "accepted by 'direct-task' (a wildcard needs dns-01)",
             )
-    if s.topology == "alb-envoy" and s.envoy.port == s.app.port:
-        raise invalid("envoy.port", s.envoy.port, f"free: app.port is also {s.app.port}")
+    if (
+        s.network.creates_vpc
+        and s.network.nat_gateways == 0
+        and s.topology in PRIVATE_SUBNET_TOPOLOGIES
+    ):
+        raise invalid(
+            "network.natGateways",
+            0,
+            f"enough for topology {s.topology!r}: its tasks run in private subnets and need "
+            "NAT to pull images and reach Secrets Manager, CloudWatch Logs and ECS; use 1",
+        )
+    if s.topology == "alb-envoy":
+        check_envoy_ports(s.envoy.port, s.app.port)
     if s.topology == "nlb-certbot" and s.acme.challenge == "dns-01" and s.hosted_zone_id is None:
         raise missing(
             "hostedZoneId",
@@ -381,6 +418,7 @@ def parse_settings(values: Mapping[str, Any]) -> Settings:
         app=parse_app(values, topology),
         services=parse_services(values, topology),
         log_retention_days=parse_log_retention(values),
+        certificate_expiry_alarm_days=parse_certificate_expiry_alarm_days(values, topology),
         allowed_cidrs=parse_allowed_cidrs(values),
         ssl_policy=parse_ssl_policy(values),
         envoy=parse_envoy(values, topology),

@@ -19,6 +19,10 @@ class ConfigKey:
     type: str  # string | integer | boolean | array | object
     default: str  # human-readable default, "" when required or absent by default
     description: str
+    # Declared in Pulumi.yaml too. The CLI makes a declared key without default required in
+    # every stack and merges a declared default into every stack, so only keys every stack
+    # sets and keys whose default suits every topology qualify (tests/unit/test_docs.py).
+    project_schema: bool = False
 
 
 CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
@@ -27,12 +31,14 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "string",
         "",
         "Required. One of: nlb-certbot, alb-envoy, service-connect, appmesh-efs, direct-task.",
+        project_schema=True,
     ),
     ConfigKey(
         "domain",
         "string",
         "",
         "Required. DNS name clients use; for direct-task the parent of the per-task names.",
+        project_schema=True,
     ),
     ConfigKey(
         "hostedZoneId",
@@ -52,6 +58,7 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "integer",
         "30",
         "Retention of the cluster's CloudWatch log group, one of the values CloudWatch accepts.",
+        project_schema=True,
     ),
     ConfigKey(
         "allowedCidrs",
@@ -65,6 +72,13 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "ELBSecurityPolicy-TLS13-1-2-2021-06",
         "TLS policy of HTTPS listeners; a TLS13 policy, which also makes the ALB speak "
         "TLS 1.3 to its targets.",
+    ),
+    ConfigKey(
+        "certificateExpiryAlarmDays",
+        "integer",
+        "30",
+        "Days before the load balancer's certificate expires when the alerts topic is told "
+        "(1 to 45); alb-envoy and service-connect.",
     ),
     ConfigKey("envoy", "object", "see below", "alb-envoy only: the TLS-terminating sidecar."),
     ConfigKey("envoy.image", "string", ENVOY_IMAGE, "Stock Envoy image (v3 API, >= 1.21)."),
@@ -119,7 +133,8 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "network.natGateways",
         "integer",
         "1",
-        "NAT gateways of a new VPC: 0, 1, or one per availability zone.",
+        "NAT gateways of a new VPC: 1, or one per availability zone; 0 only where no task "
+        "runs in the private subnets.",
     ),
     ConfigKey("network.vpcId", "string", "unset", "ID of an existing VPC to use."),
     ConfigKey(
@@ -194,7 +209,7 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ConfigKey(
         "serviceConnect.namespace",
         "string",
-        "ecs-tls-<stack>",
+        "<project>-<stack>",
         "Name of the Cloud Map HTTP namespace, the cluster's Service Connect default.",
     ),
     ConfigKey(
@@ -259,7 +274,20 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "{dnsName: name, port: port}",
         "Name and port clients use; when given, port is required.",
     ),
-    ConfigKey("services[].healthCheckPath", "string", "/", "HTTP path the load balancer checks."),
+    ConfigKey(
+        "services[].calls",
+        "array",
+        "see text",
+        "Names of the servers this service calls; ECS creates them first, because a task "
+        "resolves Service Connect names once, at start. Default: the public service and "
+        "clients call every other server; other servers call none.",
+    ),
+    ConfigKey(
+        "services[].healthCheckPath",
+        "string",
+        "/",
+        "HTTP path the load balancer checks; the demo answers /healthz itself.",
+    ),
     ConfigKey("services[].command", "array", "image default", "Container command."),
     ConfigKey("services[].environment", "object", "{}", "Plain environment variables."),
     ConfigKey("services[].cpu", "integer", "256", "Fargate task CPU units."),

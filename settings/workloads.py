@@ -167,6 +167,11 @@ def _service(item: Any, key: str) -> ServiceSettings:
     path = item.get("healthCheckPath", "/")
     if not isinstance(path, str) or not path.startswith("/"):
         raise invalid(f"{key}.healthCheckPath", path, "an absolute HTTP path such as /health")
+    calls = item.get("calls", [])
+    if not isinstance(calls, list) or not all(
+        isinstance(c, str) and SERVICE_NAME_RE.match(c) for c in calls
+    ):
+        raise invalid(f"{key}.calls", calls, "a list of service names")
     command = item.get("command", [])
     if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
         raise invalid(f"{key}.command", command, "a list of strings")
@@ -185,6 +190,7 @@ def _service(item: Any, key: str) -> ServiceSettings:
         alias_dns_name=alias_name if server else "",
         alias_port=alias_port if server else 0,
         health_check_path=path,
+        calls=tuple(calls),
         command=tuple(command),
         environment=tuple(sorted((k, str(v)) for k, v in env.items())),
         cpu=cpu,
@@ -231,4 +237,55 @@ def parse_services(values: Mapping[str, Any], topology: str) -> tuple[ServiceSet
         default = next((s for s in services if s.name == "frontend" and s.is_server), None)
         default = default or next(s for s in services if s.is_server)
         services = tuple(replace(s, public=s is default) for s in services)
+    services = tuple(
+        replace(s, calls=_default_calls(s, services)) if "calls" not in raw[i] else s
+        for i, s in enumerate(services)
+    )
+    creation_order(services)  # rejects unknown names and cycles now, naming the key
     return services
+
+
+def _default_calls(service: ServiceSettings, services: tuple[ServiceSettings, ...]) -> tuple:
+    """The entry point and client-only services call the other servers; servers call none."""
+    if service.is_server and not service.public:
+        return ()
+    return tuple(s.name for s in services if s.is_server and s is not service)
+
+
+def creation_order(services: tuple[ServiceSettings, ...]) -> list[ServiceSettings]:
+    """The services in the order to create them: each after the servers it calls.
+
+    A task resolves Service Connect names once, when it starts: a client whose servers do
+    not exist yet would never reach them. Rejects unknown names, calls to a client-only
+    service and cycles, each naming the key.
+    """
+    index = {s.name: i for i, s in enumerate(services)}
+    for i, service in enumerate(services):
+        for name in service.calls:
+            key = f"services[{i}].calls"
+            if name not in index:
+                raise invalid(key, name, f"a service name: {', '.join(index)}")
+            if name == service.name:
+                raise invalid(key, name, "another service's name")
+            if not services[index[name]].is_server:
+                raise invalid(key, name, "a server (client-only services receive no calls)")
+    ordered: list[ServiceSettings] = []
+    placing: set[str] = set()
+
+    def place(service: ServiceSettings) -> None:
+        if service in ordered:
+            return
+        if service.name in placing:
+            raise ConfigError(
+                f"services[{index[service.name]}].calls",
+                f"{service.name!r} is part of a cycle of calls; ECS cannot start either first",
+            )
+        placing.add(service.name)
+        for name in service.calls:
+            place(services[index[name]])
+        placing.discard(service.name)
+        ordered.append(service)
+
+    for service in services:
+        place(service)
+    return ordered

@@ -47,6 +47,10 @@ class Resource:
     outputs: dict[str, Any]
     dependencies: list[str]
     custom: bool
+    # Resource options the engine acts on: replacement order and what `destroy` keeps.
+    delete_before_replace: bool = False
+    protect: bool = False
+    retain_on_delete: bool = False
 
     def __repr__(self) -> str:
         return f"<{self.type} {self.name}>"
@@ -233,6 +237,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     outputs=dict(registered.state) if registered else {},
                     dependencies=list(request.dependencies),
                     custom=request.custom,
+                    delete_before_replace=request.deleteBeforeReplace,
+                    protect=request.protect,
+                    retain_on_delete=request.retainOnDelete,
                 )
             )
         return response

@@ -4,7 +4,9 @@
 
 Departures from the seed article: the key is not baked into an Envoy image but injected
 from Secrets Manager through ECS `secrets`; Envoy uses the v3 API from its stock image
-(`--config-yaml`), and its admin interface listens on loopback only.
+(`--config-yaml`); its admin interface is a Unix socket inside Envoy's own container, out
+of the app's reach (the app shares the task's loopback), and the container health check
+asks a loopback listener that only answers health.
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
-from components.dns import alias_record
+from components.dns import AliasTarget
 from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
+from components.naming import physical_name
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.verify import verify_outputs
 from settings import Settings
 from topologies.base import Foundation, TopologyResult
-
-ENVOY_ADMIN_PORT = 9901
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,11 @@ class TaskValues:
 
 def task_containers(v: TaskValues) -> list[Container]:
     """The app and its Envoy sidecar. Only Envoy is reachable from outside the task."""
+    # Health port, admin socket and route timeout keep the spec's defaults: nothing outside
+    # the Envoy container uses them. The health port gets no port mapping on purpose.
     spec = EnvoyProxySpec(
         app_port=v.app_port,
         listener_port=v.envoy_port,
-        admin_port=ENVOY_ADMIN_PORT,
         min_tls_version=v.envoy_min_tls,
     )
     envoy = Container(
@@ -77,7 +79,7 @@ def task_containers(v: TaskValues) -> list[Container]:
         environment={"CERTIFICATE_SHA256": v.certificate_fingerprint},
         port_mappings=[PortMapping(v.envoy_port, name="https")],
         depends_on=[Dependency("app", "START")],
-        health_check=HealthCheck(command=ready_check_command(ENVOY_ADMIN_PORT), start_period=10),
+        health_check=HealthCheck(command=ready_check_command(spec.health_port), start_period=10),
         log=LogSettings(v.log_group, v.region, "alb-envoy"),
     )
     app = Container(
@@ -98,7 +100,6 @@ class AlbEnvoy(pulumi.ComponentResource):
         super().__init__("ecs-tls:alb_envoy:AlbEnvoy", name, None)
         child = pulumi.ResourceOptions(parent=self)
         s, network, cluster = settings, foundation.network, foundation.cluster
-        stack = pulumi.get_stack()
 
         self.certificate = ServerCertificate(
             f"{name}-certificate",
@@ -166,7 +167,7 @@ class AlbEnvoy(pulumi.ComponentResource):
         )
         task = task_definition(
             name,
-            family=f"ecs-tls-{stack}-alb-envoy",
+            family=physical_name("alb-envoy"),
             cpu=s.app.cpu,
             memory=s.app.memory,
             cluster=cluster,
@@ -197,10 +198,14 @@ class AlbEnvoy(pulumi.ComponentResource):
             ],
         )
         lb = self.load_balancer.load_balancer
-        if s.hosted_zone_id:
-            alias_record(
-                f"{name}-alias", s.hosted_zone_id, s.domain, lb.dns_name, lb.zone_id, parent=self
-            )
+        self.alias_target = AliasTarget(lb.dns_name, lb.zone_id)
+        foundation.alerts.certificate_expiry_alarm(
+            f"{name}-certificate-expiry",
+            self.certificate.acm_certificate_arn,
+            s.domain,
+            s.certificate_expiry_alarm_days,
+            parent=self,
+        )
         self.outputs = verification_outputs(s, lb.dns_name, self.certificate)
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 
@@ -223,5 +228,8 @@ def verification_outputs(
 def build(settings: Settings, foundation: Foundation) -> TopologyResult:
     topology = AlbEnvoy("alb-envoy", settings, foundation)
     return TopologyResult(
-        component=topology, endpoint=f"https://{settings.domain}", outputs=topology.outputs
+        component=topology,
+        endpoint=f"https://{settings.domain}",
+        alias_target=topology.alias_target,
+        outputs=topology.outputs,
     )

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from components.alerts import Alerts
 from components.cluster import Cluster
+from components.dns import AliasTarget
 from components.network import Network
 from settings import Settings
 
@@ -18,12 +20,16 @@ class Foundation:
 
     network: Network
     cluster: Cluster
+    # Where alarms (certificate expiry, renewal failures) notify the operators.
+    alerts: Alerts
 
 
 @dataclass(frozen=True)
 class TopologyResult:
     component: pulumi.ComponentResource
     endpoint: pulumi.Input[str]
+    # What `domain` should point at; the foundation owns the record (components/dns.py).
+    alias_target: AliasTarget | None = None
     # Extra stack outputs that help the user verify the deployment.
     outputs: Mapping[str, pulumi.Input] = field(default_factory=dict)
 

@@ -36,12 +36,13 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
-from components.dns import alias_record
+from components.dns import AliasTarget
 from components.ec2_capacity import ContainerInstances, ContainerInstancesArgs
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
+from components.naming import physical_name
 from components.neo4j import neo4j_tls_environment
 from components.renewal import RenewalSchedule
 from components.service import fargate_service, task_definition, tasks_security_group
@@ -139,7 +140,6 @@ class NlbCertbot(pulumi.ComponentResource):
         super().__init__("ecs-tls:nlb_certbot:NlbCertbot", name, None)
         child = pulumi.ResourceOptions(parent=self)
         s, network, cluster = settings, foundation.network, foundation.cluster
-        stack = pulumi.get_stack()
         http01 = s.acme.challenge == "http-01"
 
         # The app's initial password: generated once, kept in Secrets Manager, never shown.
@@ -242,7 +242,7 @@ class NlbCertbot(pulumi.ComponentResource):
         ready = [read_auth, auth_version, *efs.mount_targets, *lb.listeners]
         task = task_definition(
             name,
-            family=f"ecs-tls-{stack}-nlb-certbot",
+            family=physical_name("nlb-certbot"),
             cpu=s.app.cpu,
             memory=s.app.memory,
             cluster=cluster,
@@ -282,15 +282,7 @@ class NlbCertbot(pulumi.ComponentResource):
             s.acme.renew_every_days,
             opts=child,
         )
-        if s.hosted_zone_id:
-            alias_record(
-                f"{name}-alias",
-                s.hosted_zone_id,
-                s.domain,
-                lb.load_balancer.dns_name,
-                lb.load_balancer.zone_id,
-                parent=self,
-            )
+        self.alias_target = AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
         self.load_balancer = lb.load_balancer
         self.file_system_id = efs.file_system.id
         self.register_outputs({"nlbDnsName": lb.load_balancer.dns_name})
@@ -354,4 +346,9 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
             "-verify_return_error -brief </dev/null"
         ),
     }
-    return TopologyResult(component=topology, endpoint=" ".join(endpoints), outputs=outputs)
+    return TopologyResult(
+        component=topology,
+        endpoint=" ".join(endpoints),
+        alias_target=topology.alias_target,
+        outputs=outputs,
+    )

@@ -22,15 +22,18 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
-from components.dns import alias_record
+from components.dns import AliasTarget
 from components.firewall import allow_tcp
 from components.load_balancer import (
+    ALB_PROTOCOL_VERSIONS,
+    NLB_ALPN_POLICIES,
     HttpsLoadBalancer,
     HttpsLoadBalancerArgs,
     NetworkLoadBalancer,
     NetworkLoadBalancerArgs,
     NlbListener,
 )
+from components.naming import physical_name
 from components.private_ca import PrivateCertificateAuthority, PrivateCertificateAuthorityArgs
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.service_connect import (
@@ -39,7 +42,7 @@ from components.service_connect import (
     server_set_fingerprint,
 )
 from components.verify import verify_outputs
-from settings import ServiceSettings, Settings
+from settings import ServiceSettings, Settings, creation_order
 from topologies.base import Foundation, TopologyResult
 
 FINGERPRINT_VARIABLE = "SERVICE_CONNECT_SERVERS"
@@ -108,7 +111,6 @@ class ServiceConnect(pulumi.ComponentResource):
         super().__init__("ecs-tls:service_connect:ServiceConnect", name, None)
         child = pulumi.ResourceOptions(parent=self)
         s, network, cluster = settings, foundation.network, foundation.cluster
-        stack = pulumi.get_stack()
 
         # Services may issue certificates only once the CA's root is installed.
         ready: list[pulumi.Resource] = []
@@ -116,7 +118,7 @@ class ServiceConnect(pulumi.ComponentResource):
             ca = PrivateCertificateAuthority(
                 f"{name}-ca",
                 PrivateCertificateAuthorityArgs(
-                    common_name=f"ecs-tls {stack} Service Connect",
+                    common_name=f"{physical_name()} Service Connect",
                     key_algorithm=s.private_ca.key_algorithm,
                     signing_algorithm=s.private_ca.signing_algorithm,
                     permanent_deletion_days=s.private_ca.permanent_deletion_days,
@@ -158,6 +160,7 @@ class ServiceConnect(pulumi.ComponentResource):
 
         public = next((svc for svc in s.services if svc.public), None)
         self.load_balancer: aws.lb.LoadBalancer | None = None
+        self.alias_target: AliasTarget | None = None
         self.public_certificate = None
         target_group, listeners = None, []
         if s.ingress != "none" and public is not None:
@@ -175,7 +178,7 @@ class ServiceConnect(pulumi.ComponentResource):
             },
         }
         self.services = {}
-        for service in s.services:
+        for service in creation_order(s.services):
             containers = pulumi.Output.all(cluster.log_group.name, cluster.region).apply(
                 lambda v, service=service: container_definitions_json(
                     [service_container(service, ContainerValues(v[0], v[1], fingerprint))]
@@ -183,7 +186,7 @@ class ServiceConnect(pulumi.ComponentResource):
             )
             task = task_definition(
                 f"{name}-{service.name}",
-                family=f"ecs-tls-{stack}-{service.name}",
+                family=physical_name(service.name),
                 cpu=service.cpu,
                 memory=service.memory,
                 cluster=cluster,
@@ -211,8 +214,12 @@ class ServiceConnect(pulumi.ComponentResource):
                 service_connect=service_connect_configuration(
                     service, cluster.namespace.arn, ca_arn, tls, log
                 ),
-                # A target group is usable once its listener exists.
-                depends_on=[*ready, *listeners],
+                # A target group is usable once its listener exists. A task resolves the
+                # namespace's services once, at start: the servers it calls come first.
+                depends_on=[*ready, *listeners, *(self.services[c] for c in service.calls)],
+                # ECS refuses a second service with the same discovery name, so a
+                # replacement must delete the old service before creating the new one.
+                delete_before_replace=True,
             )
         self.register_outputs({"privateCaArn": ca_arn})
 
@@ -244,6 +251,7 @@ class ServiceConnect(pulumi.ComponentResource):
                     allowed_cidrs=s.allowed_cidrs,
                     # The Service Connect proxy terminates TLS on the container port.
                     health_check_port=str(public.port),
+                    protocol_version=ALB_PROTOCOL_VERSIONS[public.app_protocol or "http"],
                 ),
                 opts=opts,
             )
@@ -255,7 +263,14 @@ class ServiceConnect(pulumi.ComponentResource):
                 NetworkLoadBalancerArgs(
                     vpc_id=network.vpc_id,
                     subnet_ids=network.public_subnet_ids,
-                    listeners=[NlbListener(443, public.port, protocol="TLS")],
+                    listeners=[
+                        NlbListener(
+                            443,
+                            public.port,
+                            protocol="TLS",
+                            alpn_policy=NLB_ALPN_POLICIES[public.app_protocol or "http"],
+                        )
+                    ],
                     allowed_cidrs=s.allowed_cidrs,
                     certificate_arn=certificate.acm_certificate_arn,
                     ssl_policy=s.ssl_policy,
@@ -274,15 +289,14 @@ class ServiceConnect(pulumi.ComponentResource):
         )
         lb.allow_to_targets(members.id, public.port)
         self.load_balancer = lb.load_balancer
-        if s.hosted_zone_id:
-            alias_record(
-                f"{name}-alias",
-                s.hosted_zone_id,
-                s.domain,
-                lb.load_balancer.dns_name,
-                lb.load_balancer.zone_id,
-                parent=self,
-            )
+        self.alias_target = AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
+        foundation.alerts.certificate_expiry_alarm(
+            f"{name}-certificate-expiry",
+            certificate.acm_certificate_arn,
+            s.domain,
+            s.certificate_expiry_alarm_days,
+            parent=self,
+        )
         return group, listeners
 
 
@@ -332,5 +346,6 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
     return TopologyResult(
         component=topology,
         endpoint=endpoint,
+        alias_target=topology.alias_target,
         outputs=outputs(topology, settings, foundation.cluster.namespace.arn),
     )

@@ -176,16 +176,25 @@ def test_service_waits_for_listener_secret_and_permission(case):
         assert graph.depends_on(service, needed), needed
 
 
-def test_envoy_container_runs_the_v3_bootstrap_with_loopback_admin(case):
+def test_envoy_container_runs_the_v3_bootstrap_with_socket_admin_and_loopback_health(case):
     _, graph = case
     envoy, app = containers(graph)["envoy"], containers(graph)["app"]
     assert envoy["image"] == "docker.io/envoyproxy/envoy:v1.40.0"
     assert envoy["command"][0] == "--config-yaml"
     bootstrap = json.loads(envoy["command"][1])
-    admin = bootstrap["admin"]["address"]["socket_address"]
-    assert admin["address"] == "127.0.0.1"
-    (listener,) = bootstrap["static_resources"]["listeners"]
-    assert listener["address"]["socket_address"]["port_value"] == 8443
+    # The app shares the task's loopback: the admin API must not be a TCP port.
+    assert bootstrap["admin"] == {
+        "address": {"pipe": {"path": "/tmp/envoy-admin.sock", "mode": 0o600}}
+    }
+    listeners = {entry["name"]: entry for entry in bootstrap["static_resources"]["listeners"]}
+    assert set(listeners) == {"ingress_tls", "health"}
+    assert listeners["ingress_tls"]["address"]["socket_address"]["port_value"] == 8443
+    assert listeners["health"]["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": 9902,
+    }
+    hcm = listeners["ingress_tls"]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["timeout"] == "60s"
     (cluster,) = bootstrap["static_resources"]["clusters"]
     endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 80}
@@ -193,6 +202,7 @@ def test_envoy_container_runs_the_v3_bootstrap_with_loopback_admin(case):
         {"containerPort": 8443, "hostPort": 8443, "protocol": "tcp", "name": "https"}
     ]
     assert envoy["healthCheck"]["command"][:2] == ["CMD", "bash"]
+    assert "/dev/tcp/127.0.0.1/9902" in envoy["healthCheck"]["command"][-1]
     assert "portMappings" not in app
     assert envoy["dependsOn"] == [{"containerName": "app", "condition": "START"}]
     for c in (envoy, app):
@@ -313,6 +323,14 @@ def test_new_certificate_rolls_the_tasks(program):
         (
             {**MINIMAL, "envoy": {"port": 8080}, "app": {"port": 8080}},
             "ecs-tls:envoy.port: 8080 is not free: app.port is also 8080",
+        ),
+        (
+            {**MINIMAL, "app": {"port": 9902}},
+            "ecs-tls:app.port: 9902 is not free: Envoy's health listener binds it on 127.0.0.1",
+        ),
+        (
+            {**MINIMAL, "envoy": {"port": 9902}},
+            "ecs-tls:envoy.port: 9902 is not free: Envoy's health listener binds it on 127.0.0.1",
         ),
         (
             {**MINIMAL_CONFIG["service-connect"], "envoy": {"port": 9443}},

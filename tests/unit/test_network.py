@@ -7,7 +7,9 @@ import ipaddress
 import pytest
 
 from components.network import subnet_cidrs
-from tests.harness import AZ_NAMES
+from settings.constants import PRIVATE_SUBNET_TOPOLOGIES
+from tests.conftest import MINIMAL_CONFIG
+from tests.harness import AZ_NAMES, config_error
 
 BASE = {"topology": "alb-envoy", "domain": "app.example.com"}
 EXISTING = {
@@ -23,7 +25,9 @@ def _subnets(graph, tier):
 
 @pytest.mark.parametrize(("zones", "nat"), [(2, 0), (2, 1), (3, 1), (3, 3)])
 def test_new_vpc_spreads_subnets_and_nat(program, stand_in_topologies, zones, nat):
-    graph = program({**BASE, "network": {"availabilityZones": zones, "natGateways": nat}})
+    # Without NAT only a topology whose tasks sit in public subnets is accepted.
+    base = MINIMAL_CONFIG["direct-task"] if nat == 0 else BASE
+    graph = program({**base, "network": {"availabilityZones": zones, "natGateways": nat}})
     vpc = graph.one("aws:ec2/vpc:Vpc")
     assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
     assert vpc.inputs["enableDnsHostnames"] and vpc.inputs["enableDnsSupport"]
@@ -96,3 +100,39 @@ def test_subnet_cidrs_are_equal_and_disjoint(cidr, zones, prefix):
     assert len(public) == len(private) == zones
     assert {b.prefixlen for b in blocks} == {prefix}
     assert len(set(blocks)) == 2 * zones
+
+
+@pytest.mark.parametrize("topology", PRIVATE_SUBNET_TOPOLOGIES)
+def test_no_nat_is_refused_where_tasks_run_in_private_subnets(stand_in_topologies, topology):
+    message = config_error({**MINIMAL_CONFIG[topology], "network": {"natGateways": 0}})
+    assert message.startswith("ecs-tls:network.natGateways: 0 is not enough for topology")
+    assert "pull images" in message and "use 1" in message
+
+
+def test_tasks_wait_for_the_routes_of_their_subnets(program):
+    """A task started before its subnet has a NAT route cannot pull its image."""
+    graph = program({**BASE, "network": {"availabilityZones": 3, "natGateways": 3}})
+    associations = [
+        a
+        for a in graph.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+        if a.name.startswith("network-private-")
+    ]
+    nat_gateways = graph.of_type("aws:ec2/natGateway:NatGateway")
+    (service,) = graph.of_type("aws:ecs/service:Service")
+    assert len(associations) == 3
+    for association in associations:
+        assert association.urn in service.dependencies
+        table = next(
+            t
+            for t in graph.of_type("aws:ec2/routeTable:RouteTable")
+            if t.urn in association.dependencies
+        )
+        # Each private table routes through a NAT gateway, so it waits for one.
+        assert any(nat.urn in table.dependencies for nat in nat_gateways)
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer")
+    public = [
+        a
+        for a in graph.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+        if a.name.startswith("network-public-")
+    ]
+    assert all(a.urn in lb.dependencies for a in public)

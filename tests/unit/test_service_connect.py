@@ -147,7 +147,11 @@ def test_with_a_zone_the_public_certificate_is_acm_issued(program):
     https = graph.one("aws:lb/listener:Listener", "service-connect-https")
     assert https.inputs["certificateArn"] == validation.outputs["certificateArn"]
     records = {r.name: r for r in graph.of_type("aws:route53/record:Record")}
-    assert records["service-connect-alias"].inputs["name"] == "app.example.com"
+    # The foundation owns the domain's record; it points at this topology's load balancer.
+    alias = records["domain"]
+    assert alias.inputs["name"] == "app.example.com"
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer")
+    assert alias.inputs["aliases"][0]["name"] == lb.outputs["dnsName"]
     assert records["service-connect-certificate-validation"].inputs["type"] == "CNAME"
     assert "caCertificatePem" not in graph.stack_outputs
 
@@ -391,3 +395,143 @@ def test_seed_p384_sha512_ca_is_allowed(program):
     assert ca.inputs["certificateAuthorityConfiguration"]["signingAlgorithm"] == "SHA512WITHECDSA"
     root = graph.one("aws:acmpca/certificate:Certificate")
     assert root.inputs["signingAlgorithm"] == "SHA512WITHECDSA"
+
+
+# ----------------------------------------------------------------- first deployment
+
+
+def test_servers_are_created_before_the_services_that_call_them(minimal):
+    """A task resolves Service Connect names once, at start (aws-facts, seed 002)."""
+    found = services(minimal)
+    assert minimal.depends_on(found["frontend"], found["backend"])
+    assert not minimal.depends_on(found["backend"], found["frontend"])
+
+
+def test_default_calls_make_the_entry_point_and_clients_wait_for_every_other_server(program):
+    shop = [
+        {"name": "web", "image": "ghcr.io/acme/web:1", "port": 80, "public": True},
+        {"name": "orders", "image": "ghcr.io/acme/orders:1", "port": 9000},
+        {"name": "stock", "image": "ghcr.io/acme/stock:1", "port": 9100, "calls": ["orders"]},
+        {"name": "worker", "image": "ghcr.io/acme/worker:1", "port": 9200, "mode": "client"},
+    ]
+    graph = program({**MINIMAL, "services": shop})
+    found = services(graph)
+
+    def waits(name: str) -> set[str]:
+        return {other for other in found if graph.depends_on(found[name], found[other])}
+
+    assert waits("web") == {"orders", "stock"}
+    assert waits("worker") == {"web", "orders", "stock"}
+    assert waits("stock") == {"orders"}
+    assert waits("orders") == set()
+    # The user's order is kept where the user sees it.
+    assert [s["name"] for s in graph.stack_outputs["services"]] == [s["name"] for s in shop]
+
+
+@pytest.mark.parametrize(
+    ("calls", "message"),
+    [
+        (
+            [["backend"], ["frontend"]],
+            "ecs-tls:services[0].calls: 'frontend' is part of a cycle of calls; ECS cannot "
+            "start either first",
+        ),
+        (
+            [["payments"], []],
+            "ecs-tls:services[0].calls: 'payments' is not a service name: frontend, backend",
+        ),
+        ([["frontend"], []], "ecs-tls:services[0].calls: 'frontend' is not another service's name"),
+        ([[], "backend"], "ecs-tls:services[1].calls: 'backend' is not a list of service names"),
+    ],
+)
+def test_bad_calls_are_refused(calls, message):
+    listed = [{**svc, "calls": c} for svc, c in zip(BASE_SERVICES, calls, strict=True)]
+    assert config_error({**MINIMAL, "services": listed}) == message
+
+
+def test_a_call_to_a_client_only_service_is_refused():
+    listed = [
+        {**BASE_SERVICES[0], "calls": ["worker"]},
+        {"name": "worker", "image": "ghcr.io/acme/worker:1", "port": 9200, "mode": "client"},
+    ]
+    assert config_error({**MINIMAL, "services": listed}) == (
+        "ecs-tls:services[0].calls: 'worker' is not a server (client-only services receive "
+        "no calls)"
+    )
+
+
+def test_services_are_deleted_before_they_are_replaced(minimal):
+    """A replacement under the same discovery name fails while the old service exists."""
+    assert all(s.delete_before_replace for s in services(minimal).values())
+
+
+def test_demo_health_check_is_answered_by_the_frontend_itself(minimal):
+    group = minimal.one("aws:lb/targetGroup:TargetGroup")
+    assert group.inputs["healthCheck"]["path"] == "/healthz"
+    (frontend,) = task_containers(minimal, "frontend")
+    script = frontend["command"][-1]
+    assert "location = /healthz { return 200 ok; }" in script
+    assert "proxy_pass http://backend:80" in script
+
+
+def test_tls_role_trusts_only_this_accounts_ecs(minimal):
+    role = minimal.one("aws:iam/role:Role", "service-connect-tls")
+    (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+def test_the_ca_is_shared_only_once_its_certificate_is_installed(program):
+    graph = program({**MINIMAL, "privateCa": {"shareWith": PRINCIPALS}})
+    installed = graph.one(
+        "aws:acmpca/certificateAuthorityCertificate:CertificateAuthorityCertificate"
+    )
+    association = graph.one("aws:ram/resourceAssociation:ResourceAssociation")
+    assert installed.urn in association.dependencies
+
+
+def _public_api(app_protocol: str, **extra) -> list[dict]:
+    return [
+        {
+            "name": "api",
+            "image": "ghcr.io/acme/api:1",
+            "port": 8080,
+            "appProtocol": app_protocol,
+            **extra,
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("app_protocol", "extra", "version", "path", "matcher"),
+    [
+        ("http", {}, "HTTP1", "/", "200-399"),
+        ("http2", {}, "HTTP2", "/", "200-399"),
+        ("grpc", {}, "GRPC", "/AWS.ALB/healthcheck", "12"),
+        (
+            "grpc",
+            {"healthCheckPath": "/grpc.health.v1.Health/Check"},
+            "GRPC",
+            "/grpc.health.v1.Health/Check",
+            "0",
+        ),
+    ],
+)
+def test_alb_target_group_speaks_the_public_services_protocol(
+    program, app_protocol, extra, version, path, matcher
+):
+    graph = program({**MINIMAL, "services": _public_api(app_protocol, **extra)})
+    group = graph.one("aws:lb/targetGroup:TargetGroup")
+    assert group.inputs["protocolVersion"] == version
+    assert (group.inputs["healthCheck"]["path"], group.inputs["healthCheck"]["matcher"]) == (
+        path,
+        matcher,
+    )
+
+
+@pytest.mark.parametrize(
+    ("app_protocol", "alpn"), [("http", None), ("http2", "HTTP2Preferred"), ("grpc", "HTTP2Only")]
+)
+def test_nlb_offers_http2_to_clients_of_an_http2_or_grpc_service(program, app_protocol, alpn):
+    graph = program({**MINIMAL, "ingress": "nlb", "services": _public_api(app_protocol)})
+    (listener,) = graph.of_type("aws:lb/listener:Listener")
+    assert listener.inputs.get("alpnPolicy") == alpn
