@@ -5,7 +5,7 @@ import pulumi
 import topologies
 from components.alerts import Alerts
 from components.cluster import Cluster, ClusterArgs
-from components.dns import DomainAlias, DomainAliasArgs
+from components.dns import DomainName
 from components.network import Network, NetworkArgs
 from settings import load_settings
 
@@ -22,15 +22,12 @@ cluster = Cluster(
     ),
 )
 alerts = Alerts("alerts")
-result = build_topology(
-    settings, topologies.Foundation(network=network, cluster=cluster, alerts=alerts)
-)
 # One record for the domain whatever the topology, so a switch updates it in place.
-if settings.hosted_zone_id and result.alias_target is not None:
-    DomainAlias(
-        "domain",
-        DomainAliasArgs(settings.hosted_zone_id, settings.domain, result.alias_target),
-    )
+domain_name = DomainName(settings.domain, settings.hosted_zone_id)
+result = build_topology(
+    settings,
+    topologies.Foundation(network=network, cluster=cluster, alerts=alerts, domain_name=domain_name),
+)
 
 pulumi.export("topology", settings.topology)
 pulumi.export("endpoint", result.endpoint)

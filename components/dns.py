@@ -54,3 +54,27 @@ class DomainAlias(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"fqdn": self.record.fqdn})
+
+
+class DomainName:
+    """Gives the topology in place the one record of `domain` (when a zone is configured).
+
+    The record is created on the topology's request, not after it, so that a topology can
+    wait for it (HTTP-01 validation needs the name to resolve to the load balancer), yet it
+    keeps one name and no parent whatever the topology: its URN never changes.
+    """
+
+    def __init__(self, domain: str, hosted_zone_id: str | None):
+        self.domain = domain
+        self.hosted_zone_id = hosted_zone_id
+        self.alias: DomainAlias | None = None
+
+    def point_at(self, target: AliasTarget) -> DomainAlias | None:
+        """Create the alias record to `target`; None when the program manages no DNS."""
+        if self.alias is not None:
+            raise RuntimeError(f"{self.domain} already points at another target")
+        if self.hosted_zone_id:
+            self.alias = DomainAlias(
+                "domain", DomainAliasArgs(self.hosted_zone_id, self.domain, target)
+            )
+        return self.alias

@@ -198,7 +198,7 @@ class AlbEnvoy(pulumi.ComponentResource):
             ],
         )
         lb = self.load_balancer.load_balancer
-        self.alias_target = AliasTarget(lb.dns_name, lb.zone_id)
+        foundation.domain_name.point_at(AliasTarget(lb.dns_name, lb.zone_id))
         foundation.alerts.certificate_expiry_alarm(
             f"{name}-certificate-expiry",
             self.certificate.acm_certificate_arn,
@@ -230,6 +230,5 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
     return TopologyResult(
         component=topology,
         endpoint=f"https://{settings.domain}",
-        alias_target=topology.alias_target,
         outputs=topology.outputs,
     )

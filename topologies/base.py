@@ -9,7 +9,7 @@ import pulumi
 
 from components.alerts import Alerts
 from components.cluster import Cluster
-from components.dns import AliasTarget
+from components.dns import DomainName
 from components.network import Network
 from settings import Settings
 
@@ -22,14 +22,14 @@ class Foundation:
     cluster: Cluster
     # Where alarms (certificate expiry, renewal failures) notify the operators.
     alerts: Alerts
+    # The record of `domain`: the topology points it at its load balancer.
+    domain_name: DomainName
 
 
 @dataclass(frozen=True)
 class TopologyResult:
     component: pulumi.ComponentResource
     endpoint: pulumi.Input[str]
-    # What `domain` should point at; the foundation owns the record (components/dns.py).
-    alias_target: AliasTarget | None = None
     # Extra stack outputs that help the user verify the deployment.
     outputs: Mapping[str, pulumi.Input] = field(default_factory=dict)
 

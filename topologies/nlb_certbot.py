@@ -282,7 +282,9 @@ class NlbCertbot(pulumi.ComponentResource):
             s.acme.renew_every_days,
             opts=child,
         )
-        self.alias_target = AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
+        foundation.domain_name.point_at(
+            AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
+        )
         self.load_balancer = lb.load_balancer
         self.file_system_id = efs.file_system.id
         self.register_outputs({"nlbDnsName": lb.load_balancer.dns_name})
@@ -349,6 +351,5 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
     return TopologyResult(
         component=topology,
         endpoint=" ".join(endpoints),
-        alias_target=topology.alias_target,
         outputs=outputs,
     )

@@ -160,7 +160,6 @@ class ServiceConnect(pulumi.ComponentResource):
 
         public = next((svc for svc in s.services if svc.public), None)
         self.load_balancer: aws.lb.LoadBalancer | None = None
-        self.alias_target: AliasTarget | None = None
         self.public_certificate = None
         target_group, listeners = None, []
         if s.ingress != "none" and public is not None:
@@ -289,7 +288,9 @@ class ServiceConnect(pulumi.ComponentResource):
         )
         lb.allow_to_targets(members.id, public.port)
         self.load_balancer = lb.load_balancer
-        self.alias_target = AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
+        foundation.domain_name.point_at(
+            AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
+        )
         foundation.alerts.certificate_expiry_alarm(
             f"{name}-certificate-expiry",
             certificate.acm_certificate_arn,
@@ -346,6 +347,5 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
     return TopologyResult(
         component=topology,
         endpoint=endpoint,
-        alias_target=topology.alias_target,
         outputs=outputs(topology, settings, foundation.cluster.namespace.arn),
     )
