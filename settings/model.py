@@ -91,6 +91,23 @@ class AppSettings:
     environment: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()  # nlb-certbot: the TLS ports passed through
     certificate_layout: CertificateLayout = CertificateLayout()
+    # nlb-certbot: where the app runs. EC2 keeps `data_path` on an EBS volume that outlives
+    # tasks and instances; Fargate has no persistent block storage (stateless apps only).
+    capacity: str = "fargate"
+    instance_type: str = "t3.large"  # 8 GiB: Neo4j's default heap and page cache fit
+    data_path: str | None = None  # the container path kept on the data volume (EC2)
+    data_volume_gib: int = 20
+    snapshot_retention_days: int = 7  # daily snapshots kept; 0 turns them off
+
+    @property
+    def is_neo4j(self) -> bool:
+        return is_neo4j_image(self.image)
+
+
+def is_neo4j_image(image: str) -> bool:
+    """The default database's image (any registry or tag), which runs as one instance."""
+    repository = image.split("@")[0].rsplit("/", 1)[-1]
+    return repository.split(":")[0] == "neo4j"
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,8 @@ APP_DEFAULTS: dict[str, AppSettings] = {
         cpu=1024,
         memory=2048,
         desired_count=1,  # one Neo4j server: community edition does not cluster
+        capacity="ec2",  # the seed's design, and the only one where /data persists
+        data_path="/data",  # the image's VOLUME: the store, transaction logs and plugins
     ),
 }
 

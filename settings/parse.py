@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from components.envoy import EnvoyProxySpec, envoy_bound_ports
@@ -425,7 +426,31 @@ def parse_settings(values: Mapping[str, Any]) -> Settings:
         service_connect=parse_service_connect(values),
     )
     check_topology_requirements(settings)
-    return settings
+    return with_http01_start(settings, values)
+
+
+# nlb-certbot, http-01: what answers the port-80 target group's health check on the instance.
+HTTP01_RESPONDER_PORT = 8081
+
+
+def with_http01_start(s: Settings, values: Mapping[str, Any]) -> Settings:
+    """HTTP-01 without a zone: the service starts with no task until the user points DNS.
+
+    Let's Encrypt can only validate once `domain` resolves to the load balancer. A task
+    started earlier burns one of the five failed validations per hostname and hour, and
+    its circuit breaker fails the deployment.
+    """
+    if s.topology != "nlb-certbot" or s.acme.challenge != "http-01":
+        return s
+    if HTTP01_RESPONDER_PORT in s.app.ports:
+        raise invalid(
+            "app.ports",
+            list(s.app.ports),
+            f"free of {HTTP01_RESPONDER_PORT}, where the HTTP-01 health responder listens",
+        )
+    if s.hosted_zone_id is None and "desiredCount" not in (values.get("app") or {}):
+        return replace(s, app=replace(s.app, desired_count=0))
+    return s
 
 
 def load_settings() -> Settings:

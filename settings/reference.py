@@ -223,7 +223,12 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ConfigKey("app.port", "integer", "per topology", "Port the app listens on."),
     ConfigKey("app.cpu", "integer", "256", "Fargate task CPU units."),
     ConfigKey("app.memory", "integer", "512", "Fargate task memory (MiB), valid for app.cpu."),
-    ConfigKey("app.desiredCount", "integer", "2", "Number of tasks."),
+    ConfigKey(
+        "app.desiredCount",
+        "integer",
+        "2",
+        "Number of tasks; nlb-certbot: 0 or 1 (1; 0 with http-01 until DNS points at the NLB).",
+    ),
     ConfigKey("app.healthCheckPath", "string", "per topology", "HTTP path used by health checks."),
     ConfigKey("app.environment", "object", "{}", "Plain environment variables (no secrets)."),
     ConfigKey(
@@ -239,6 +244,32 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "nlb-certbot: where the copier writes the certificate for the app: directory (/ssl), "
         "scopes ([bolt, https]), certificateFile (public.crt), privateKeyFile (private.key), "
         "owner (7474:7474).",
+    ),
+    ConfigKey(
+        "app.capacity",
+        "string",
+        "ec2",
+        "nlb-certbot: ec2 (one instance; app.dataPath on an EBS volume that survives tasks "
+        "and instances) or fargate (stateless TLS apps: nothing persists).",
+    ),
+    ConfigKey("app.instanceType", "string", "t3.large", "nlb-certbot on EC2: instance type."),
+    ConfigKey(
+        "app.dataPath",
+        "string",
+        "/data",
+        "nlb-certbot on EC2: the container path kept on the data volume (Neo4j's store).",
+    ),
+    ConfigKey(
+        "app.dataVolumeGiB",
+        "integer",
+        "20",
+        "nlb-certbot on EC2: size of the encrypted gp3 data volume; it can grow, not shrink.",
+    ),
+    ConfigKey(
+        "app.snapshotRetentionDays",
+        "integer",
+        "7",
+        "nlb-certbot on EC2: daily snapshots of the data volume kept (0: no snapshots).",
     ),
     ConfigKey(
         "services",

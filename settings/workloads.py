@@ -18,6 +18,7 @@ from settings.model import (
     AppSettings,
     CertificateLayout,
     ServiceSettings,
+    is_neo4j_image,
 )
 from settings.readers import (
     DOMAIN_RE,
@@ -52,13 +53,17 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         if not isinstance(val, (str, int, float, bool)):
             raise invalid(f"app.environment.{name}", val, "a string")
     ports, layout = base.ports, base.certificate_layout
+    for key in NLB_CERTBOT_APP_KEYS:
+        if key in raw and topology != "nlb-certbot":
+            raise ConfigError(
+                f"app.{key}", f"applies only to topology 'nlb-certbot', not {topology!r}"
+            )
     if "ports" in raw or "certificateLayout" in raw:
-        if topology != "nlb-certbot":
-            key = "app.ports" if "ports" in raw else "app.certificateLayout"
-            raise ConfigError(key, f"applies only to topology 'nlb-certbot', not {topology!r}")
         ports = _ports(raw.get("ports", list(ports)))
         layout = _layout(raw.get("certificateLayout", {}), layout)
+    host = _host(raw, base, image, count)
     return AppSettings(
+        **host,
         ports=ports,
         certificate_layout=layout,
         image=image,
@@ -72,6 +77,62 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
 
 
 LAYOUT_KEYS = ("directory", "scopes", "certificateFile", "privateKeyFile", "owner")
+
+NLB_CERTBOT_APP_KEYS = (
+    "ports",
+    "certificateLayout",
+    "capacity",
+    "instanceType",
+    "dataPath",
+    "dataVolumeGiB",
+    "snapshotRetentionDays",
+)
+EC2_ONLY_APP_KEYS = ("instanceType", "dataPath", "dataVolumeGiB", "snapshotRetentionDays")
+
+
+def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> dict[str, Any]:
+    """Where the app of nlb-certbot runs and what of it persists."""
+    capacity = raw.get("capacity", base.capacity)
+    if capacity not in ("ec2", "fargate"):
+        raise invalid("app.capacity", capacity, "one of: ec2, fargate")
+    if capacity == "fargate":
+        for key in EC2_ONLY_APP_KEYS:
+            if key in raw:
+                raise ConfigError(f"app.{key}", "applies to app.capacity 'ec2' only")
+    instance_type = raw.get("instanceType", base.instance_type)
+    if not isinstance(instance_type, str) or not re.fullmatch(
+        r"[a-z0-9-]+\.[a-z0-9]+", instance_type
+    ):
+        raise invalid("app.instanceType", instance_type, "an EC2 instance type such as t3.large")
+    data_path = raw.get("dataPath", base.data_path)
+    if data_path is not None and (
+        not isinstance(data_path, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]+", data_path)
+    ):
+        raise invalid("app.dataPath", data_path, "an absolute container path such as /data")
+    size = read_integer(
+        raw.get("dataVolumeGiB", base.data_volume_gib), "app.dataVolumeGiB", 1, 16384
+    )
+    retention = read_integer(
+        raw.get("snapshotRetentionDays", base.snapshot_retention_days),
+        "app.snapshotRetentionDays",
+        0,
+        1000,
+    )
+    single = capacity == "ec2" or is_neo4j_image(image)
+    if single and count > 1:
+        why = (
+            "(its data volume attaches to one instance)"
+            if capacity == "ec2"
+            else "(Neo4j Community runs as one instance)"
+        )
+        raise invalid("app.desiredCount", count, f"0 or 1 {why}")
+    return {
+        "capacity": capacity,
+        "instance_type": instance_type,
+        "data_path": data_path if capacity == "ec2" else None,
+        "data_volume_gib": size,
+        "snapshot_retention_days": retention,
+    }
 
 
 def _ports(raw: Any) -> tuple[int, ...]:
