@@ -1,22 +1,37 @@
-"""Commands of the ``certbot`` and ``copier`` containers of the ``nlb-certbot`` topology.
+"""Commands of certbot and the copier in the ``nlb-certbot`` topology, and of its renewal task.
 
-The task runs three containers chained with ``dependsOn``::
+The app's task runs three containers chained with ``dependsOn``::
 
-    certbot (essential=false) --SUCCESS--> copier (essential=false) --SUCCESS--> app
+    certbot (essential=false) --COMPLETE--> copier (essential=false) --SUCCESS--> app
 
-``certbot`` obtains (or keeps) a Let's Encrypt certificate under ``/etc/letsencrypt``, which
-lives on EFS so the certificate and the ACME account survive task replacements and are not
-re-issued on every start. ``copier`` then lays the certificate out the way the application
-(Neo4j 5) expects it on a task scratch volume (``/ssl``), see ``copy_certificates.sh``.
+``certbot`` obtains a Let's Encrypt certificate under ``/etc/letsencrypt`` (EFS, so the
+certificate and the ACME account outlive tasks) or keeps the one there. ``copier`` then lays
+it out the way the application (Neo4j 5) expects on a task scratch volume (``/ssl``), see
+``copy_certificates.sh``. The copier waits for certbot to *complete*, not to succeed: it
+succeeds on its own with an unexpired certificate on EFS, so an ACME outage at start-up does
+not keep the database down.
 
-This module is pure (no Pulumi, no I/O besides reading the script that ships next to it):
-the task definition is built from these functions, and the integration tests run the very
-same argv and script against a real ACME server (Pebble), so what is tested is what is
+Renewal happens out of band: a scheduled standalone task runs the very same certbot argv
+(``certbot_args``) on the same state, plus a ``--deploy-hook`` that restarts the app's ECS
+service only when certbot actually issued a certificate (``renewal_command``,
+``renewal_hook.py``).
+
+Each ACME server has its own lineage (``lineage_name``): switching ``acme.server`` obtains a
+certificate from the new server on the next run, and switching back finds the old lineage.
+
+Every certbot run holds an exclusive lock on a file next to the state (``lock_file``), so two
+runs on one state (a task start and the schedule, two tasks) wait for each other instead of
+failing on certbot's own lock.
+
+This module is pure (no Pulumi, no I/O besides reading the scripts that ship next to it):
+the task definitions are built from these functions, and the integration tests run the very
+same argv and scripts against a real ACME server (Pebble), so what is tested is what is
 deployed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import posixpath
 import re
@@ -24,7 +39,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from settings import CertificateLayout
+from settings import ACME_DIRECTORIES, CertificateLayout
 
 # The domain becomes certbot's certificate name and a directory name: the same lowercase,
 # no-wildcard, no-trailing-dot DNS name the settings accept.
@@ -34,15 +49,27 @@ __all__ = [
     "CERTBOT_VERSION",
     "CHALLENGES",
     "COPIER_IMAGE",
+    "DEPLOY_HOOK",
     "KEY_TYPES",
+    "LOCK_FILE_NAME",
+    "RENEWAL_IMAGE",
+    "RESTART_PENDING_NAME",
+    "SHELL_ENTRY_POINT",
     "CertbotSpec",
     "CertificateLayout",
     "certbot_args",
+    "certbot_command",
     "certbot_image",
     "copier_command",
     "copier_environment",
     "copy_script",
+    "hook_program",
+    "lineage_name",
     "live_dir",
+    "lock_file",
+    "renewal_command",
+    "renewal_environment",
+    "restart_pending_file",
 ]
 
 # Assumption: the certbot project publishes Docker Hub images tagged ``v<version>`` for every
@@ -56,6 +83,26 @@ _IMAGES = {
 }
 CHALLENGES = tuple(_IMAGES)
 
+# The renewal task restarts the app from a deploy hook written in Python with boto3: the
+# Route53 plugin's image ships boto3, and certbot's standalone plugin (HTTP-01) is in every
+# certbot image, so this one image renews with either challenge.
+RENEWAL_IMAGE = _IMAGES["dns-01"]
+
+# Both certbot images set ENTRYPOINT ["certbot"] (certbot/certbot tools/docker/Dockerfile);
+# the lock wrapper needs a shell first, so the containers replace the entry point.
+SHELL_ENTRY_POINT = ("sh", "-c")
+
+# Not certbot's own ".certbot.lock": over NFS, flock() is emulated with fcntl() locks and the
+# two kinds interact (flock(2), "NFS details"), so sharing certbot's file would block certbot
+# on its own wrapper.
+LOCK_FILE_NAME = ".certbot-run.lock"
+RESTART_PENDING_NAME = ".restart-pending"
+
+# certbot runs a deploy hook through /bin/sh with the task's environment, to which the renewal
+# wrapper adds the program's source: the hook stays one short line, which is also what certbot
+# writes into renewal/<name>.conf as ``renew_hook``.
+DEPLOY_HOOK = 'python3 -c "$ECS_RESTART_PROGRAM"'
+
 # The copier only needs a POSIX shell with cp/mv/mkdir/mktemp/chmod/chown. Alpine's are
 # busybox applets; the integration tests run the script under busybox as well.
 COPIER_IMAGE = "public.ecr.aws/docker/library/alpine:3.20"
@@ -63,6 +110,39 @@ COPIER_IMAGE = "public.ecr.aws/docker/library/alpine:3.20"
 KEY_TYPES = ("ecdsa", "rsa")
 
 _SCRIPT_PATH = Path(__file__).with_name("copy_certificates.sh")
+_HOOK_PATH = Path(__file__).with_name("renewal_hook.py")
+
+# A lineage name is a file name (renewal/<name>.conf): at most 255 bytes with ".conf".
+_MAX_LINEAGE_NAME = 250
+_SERVER_NAMES = {url: name for name, url in ACME_DIRECTORIES.items()}
+
+# Lock on fd 9, opened for appending: an exclusive lock over NFS (EFS) needs a file opened for
+# writing (flock(2), "NFS details"), and busybox's "flock FILE PROG" opens FILE read-only.
+# The descriptor survives the exec, so the lock lasts as long as certbot runs and is released
+# by the kernel however certbot ends. "flock FD" is common to busybox and util-linux. The
+# directory is created first, as certbot itself would create its config directory.
+_LOCKED_CERTBOT = """\
+mkdir -p "${1%/*}" || exit 1
+exec 9>>"$1" || exit 1
+flock 9 || exit 1
+shift
+exec "$@"
+"""
+
+# As above, then the hook program once more after certbot: it restarts the service if a deploy
+# hook recorded a restart it could not do (certbot ignores a hook's exit status).
+_LOCKED_RENEWAL = """\
+ECS_RESTART_PENDING=$2 ECS_RESTART_PROGRAM=$3
+export ECS_RESTART_PENDING ECS_RESTART_PROGRAM
+mkdir -p "${1%/*}" || exit 1
+exec 9>>"$1" || exit 1
+flock 9 || exit 1
+shift 3
+"$@"
+status=$?
+python3 -c "$ECS_RESTART_PROGRAM" || status=1
+exit "$status"
+"""
 
 # Deliberately loose (the ACME server has the final word), but rejects anything that could
 # be taken for another option or split into several arguments.
@@ -71,6 +151,8 @@ _PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _URL_RE = re.compile(r"^https://[^\s/?#]+(/\S*)?$")
 _SCOPE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _OWNER_RE = re.compile(r"^[0-9]+(:[0-9]+)?$")
+_CLUSTER_ARN_RE = re.compile(r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_-]+$")
+_ECS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
 @dataclass(frozen=True)
@@ -121,6 +203,15 @@ def _check_config_dir(config_dir: object) -> None:
     )
 
 
+def _check_directory_url(directory_url: object) -> None:
+    _check(
+        isinstance(directory_url, str) and bool(_URL_RE.match(directory_url)),
+        "directory_url",
+        directory_url,
+        "an https:// ACME directory URL",
+    )
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -137,12 +228,8 @@ def _validate(spec: CertbotSpec) -> None:
         "an e-mail address such as ops@example.com",
     )
     _check_domain(spec.domain)
-    _check(
-        isinstance(spec.directory_url, str) and bool(_URL_RE.match(spec.directory_url)),
-        "directory_url",
-        spec.directory_url,
-        "an https:// ACME directory URL",
-    )
+    _check_directory_url(spec.directory_url)
+    lineage_name(spec.domain, spec.directory_url)  # fits in a file name
     _check(
         spec.challenge in CHALLENGES, "challenge", spec.challenge, f"one of {', '.join(CHALLENGES)}"
     )
@@ -175,15 +262,53 @@ def _validate(spec: CertbotSpec) -> None:
     )
 
 
-def certbot_args(spec: CertbotSpec) -> list[str]:
-    """Argv after the ``certbot`` executable (the image's entrypoint): ``["certonly", ...]``.
+def lineage_name(domain: str, directory_url: str) -> str:
+    """certbot's ``--cert-name`` for ``domain`` from ``directory_url``: one lineage per server.
 
-    ``--keep-until-expiring`` makes a task restart a no-op while the certificate stored on
-    EFS is not due for renewal, so restarts neither hit Let's Encrypt rate limits nor need
-    the CA to be reachable. ``--cert-name`` pins the lineage name, so the files always are
-    in ``<config_dir>/live/<domain>/`` (see ``live_dir``).
+    certbot's ``--keep-until-expiring`` never looks at which server issued the lineage's
+    certificate, so with one lineage per domain a switch from staging to production kept the
+    staging certificate until it was due, and switching back needed ``--break-my-certs``.
+    With the server in the name, each server's certificate is kept, renewed and found on its
+    own: ``db.example.com-staging``, ``db.example.com-production`` for Let's Encrypt, and
+    ``db.example.com-<12 hex digits of the URL's SHA-256>`` for any other directory.
+    """
+    _check_domain(domain)
+    _check_directory_url(directory_url)
+    server = _SERVER_NAMES.get(directory_url)
+    if server is None:
+        server = hashlib.sha256(directory_url.encode()).hexdigest()[:12]
+    name = f"{domain}-{server}"
+    _check(
+        len(name) <= _MAX_LINEAGE_NAME,
+        "domain",
+        domain,
+        f"short enough for a certificate name ({_MAX_LINEAGE_NAME} characters with the server)",
+    )
+    return name
+
+
+def certbot_args(spec: CertbotSpec, *, deploy_hook: str | None = None) -> list[str]:
+    """certbot's arguments (after the ``certbot`` executable): ``["certonly", ...]``.
+
+    The one request of the stack: the app's init container and the renewal task both run it,
+    the renewal task with ``deploy_hook``, which certbot runs only after it issued a
+    certificate (``--deploy-hook``: "once for each successfully issued certificate";
+    ``certbot certonly --help``).
+
+    ``--keep-until-expiring`` makes a run a no-op while the certificate on EFS is not due for
+    renewal, so task starts neither hit Let's Encrypt rate limits nor need the CA.
+    ``--cert-name`` pins the lineage, ``<config_dir>/live/<lineage_name>/`` (see ``live_dir``).
     """
     _validate(spec)
+    _check(
+        deploy_hook is None
+        or (
+            isinstance(deploy_hook, str) and deploy_hook.strip() != "" and deploy_hook.isprintable()
+        ),
+        "deploy_hook",
+        deploy_hook,
+        "None or a one-line shell command",
+    )
     config_dir = spec.config_dir.rstrip("/") or "/"
     args = [
         "certonly",
@@ -195,7 +320,7 @@ def certbot_args(spec: CertbotSpec) -> list[str]:
         "-d",
         spec.domain,
         "--cert-name",
-        spec.domain,
+        lineage_name(spec.domain, spec.directory_url),
         "--server",
         spec.directory_url,
         "--keep-until-expiring",
@@ -230,7 +355,84 @@ def certbot_args(spec: CertbotSpec) -> list[str]:
         ]
         if spec.http_address is not None:
             args += ["--http-01-address", spec.http_address]
+    if deploy_hook is not None:
+        args += ["--deploy-hook", deploy_hook]
     return args
+
+
+def lock_file(config_dir: str = "/etc/letsencrypt") -> str:
+    """The file every certbot run of the stack locks: next to the state it protects."""
+    _check_config_dir(config_dir)
+    return posixpath.join(config_dir.rstrip("/") or "/", LOCK_FILE_NAME)
+
+
+def restart_pending_file(config_dir: str = "/etc/letsencrypt") -> str:
+    """Where the renewal task records a service restart that is still due (on EFS)."""
+    _check_config_dir(config_dir)
+    return posixpath.join(config_dir.rstrip("/") or "/", RESTART_PENDING_NAME)
+
+
+def certbot_command(spec: CertbotSpec) -> list[str]:
+    """Command of the app task's ``certbot`` container, after ``SHELL_ENTRY_POINT``.
+
+    ``sh -c <lock wrapper> certbot-init <lock file> certbot <certbot_args>``: certbot runs
+    once the lock is free, so a task start waits for a renewal in progress (and the other
+    way round) instead of failing with certbot's "Another instance of Certbot is already
+    running". No deploy hook: a task that starts has the newest certificate anyway.
+    """
+    return [
+        _LOCKED_CERTBOT,
+        "certbot-init",
+        lock_file(spec.config_dir),
+        "certbot",
+        *certbot_args(spec),
+    ]
+
+
+@cache
+def hook_program() -> str:
+    """Source of ``renewal_hook.py``, which the renewal task runs with the image's python3."""
+    return _HOOK_PATH.read_text(encoding="utf-8")
+
+
+def renewal_command(spec: CertbotSpec) -> list[str]:
+    """Command of the renewal task's only container (image ``RENEWAL_IMAGE``), after
+    ``SHELL_ENTRY_POINT``.
+
+    The same certbot arguments as the app's init container plus ``--deploy-hook
+    DEPLOY_HOOK``, under the same lock; the hook program restarts the app's service (see
+    ``renewal_hook.py``). The container's environment comes from ``renewal_environment``.
+    Exit status: certbot's, or 1 if a due restart failed.
+    """
+    return [
+        _LOCKED_RENEWAL,
+        "certbot-renewal",
+        lock_file(spec.config_dir),
+        restart_pending_file(spec.config_dir),
+        hook_program(),
+        "certbot",
+        *certbot_args(spec, deploy_hook=DEPLOY_HOOK),
+    ]
+
+
+def renewal_environment(cluster_arn: str, service_name: str) -> dict[str, str]:
+    """Environment of the renewal container: which ECS service the deploy hook restarts.
+
+    The cluster is an ARN so that the hook knows the API's region without more settings.
+    """
+    _check(
+        isinstance(cluster_arn, str) and bool(_CLUSTER_ARN_RE.match(cluster_arn)),
+        "cluster_arn",
+        cluster_arn,
+        "an ECS cluster ARN (arn:aws:ecs:<region>:<account>:cluster/<name>)",
+    )
+    _check(
+        isinstance(service_name, str) and bool(_ECS_NAME_RE.match(service_name)),
+        "service_name",
+        service_name,
+        "an ECS service name",
+    )
+    return {"ECS_CLUSTER": cluster_arn, "ECS_SERVICE": service_name}
 
 
 def certbot_image(challenge: str) -> str:
@@ -243,11 +445,11 @@ def certbot_image(challenge: str) -> str:
         ) from None
 
 
-def live_dir(domain: str, config_dir: str = "/etc/letsencrypt") -> str:
-    """Directory where certbot keeps the current certificate of ``domain``."""
-    _check_domain(domain)
-    _check_config_dir(config_dir)
-    return posixpath.join(config_dir.rstrip("/") or "/", "live", domain)
+def live_dir(spec: CertbotSpec) -> str:
+    """Directory where certbot keeps the current certificate of ``spec``'s lineage."""
+    _validate(spec)
+    config_dir = spec.config_dir.rstrip("/") or "/"
+    return posixpath.join(config_dir, "live", lineage_name(spec.domain, spec.directory_url))
 
 
 @cache
@@ -261,10 +463,12 @@ def copier_command() -> list[str]:
     return ["sh", "-c", copy_script()]
 
 
-def copier_environment(
-    layout: CertificateLayout, domain: str, config_dir: str = "/etc/letsencrypt"
-) -> dict[str, str]:
-    """Environment of the copier container (the variables ``copy_certificates.sh`` reads)."""
+def copier_environment(layout: CertificateLayout, spec: CertbotSpec) -> dict[str, str]:
+    """Environment of the copier container (the variables ``copy_certificates.sh`` reads).
+
+    Takes the certbot request itself, so the copier reads the lineage of the configured
+    ACME server, the one certbot writes.
+    """
     _check(
         isinstance(layout.scopes, tuple)
         and len(layout.scopes) > 0
@@ -302,7 +506,8 @@ def copier_environment(
         "None or a numeric uid[:gid]",
     )
     env = {
-        "SOURCE_DIR": live_dir(domain, config_dir),
+        "DOMAIN": spec.domain,
+        "SOURCE_DIR": live_dir(spec),
         "TARGET_DIR": layout.target_dir.rstrip("/"),
         "SCOPES": " ".join(layout.scopes),
         "CERT_FILE": layout.cert_file,

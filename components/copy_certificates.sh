@@ -2,11 +2,16 @@
 # copy_certificates.sh - lay a certbot certificate out for an application's TLS scopes.
 #
 # Runs in the "copier" container of the nlb-certbot task (POSIX sh; works with busybox /
-# alpine and dash) after certbot succeeded, and before the application starts.
+# alpine and dash) after certbot exited, whether it succeeded or not, and before the
+# application starts. It is what decides whether the app may start: it succeeds when the
+# lineage holds an unexpired certificate (so an ACME outage at start-up does not keep the
+# app down) and fails with one line naming the domain and the file when there is none.
 #
 # Environment:
-#   SOURCE_DIR  certbot's live directory, e.g. /etc/letsencrypt/live/db.example.com; must
-#               hold fullchain.pem and privkey.pem (symlinks into ../../archive are fine).
+#   DOMAIN      the certificate's domain, e.g. db.example.com (for the messages).
+#   SOURCE_DIR  certbot's live directory of the lineage, e.g.
+#               /etc/letsencrypt/live/db.example.com-production; must hold fullchain.pem
+#               and privkey.pem (symlinks into ../../archive are fine).
 #   TARGET_DIR  directory shared with the application, e.g. /ssl.
 #   SCOPES      space-separated scope names, e.g. "bolt https"; each becomes
 #               TARGET_DIR/<scope>/ with CERT_FILE, KEY_FILE and empty trusted/ and revoked/
@@ -16,6 +21,11 @@
 #   OWNER       optional uid[:gid], e.g. 7474:7474; everything written is chown'ed to it.
 #
 # Modes: directories 0755, certificate 0644, key 0600 (readable by OWNER only).
+#
+# The expiry date is read from the first certificate of fullchain.pem (the leaf) without
+# openssl, which busybox/alpine base images do not ship: base64 -d, od and awk walk the DER
+# down to tbsCertificate.validity.notAfter (RFC 5280, section 4.1), a UTCTime (YYMMDDHHMMSSZ,
+# years 50-99 are 19xx) or GeneralizedTime (YYYYMMDDHHMMSSZ), and compare it with `date -u`.
 #
 # The key must be an unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY"), which is what certbot
 # writes for both ECDSA and RSA keys. Anything else (e.g. a SEC1 "BEGIN EC PRIVATE KEY")
@@ -39,6 +49,47 @@ require() {
     [ -n "$value" ] || die "environment variable $1 is not set"
 }
 
+# Prints notAfter of the first certificate in PEM file $1 as YYYYMMDDHHMMSS (UTC); fails (and
+# prints nothing) if the file holds no certificate that parses that far.
+not_after() {
+    awk '/^-----BEGIN CERTIFICATE-----/ { inside = 1; next }
+        /^-----END CERTIFICATE-----/ { exit }
+        inside' "$1" | tr -d '\r' | base64 -d 2>/dev/null | od -An -v -tu1 | awk '
+        function header(   first, count) {
+            if (pos + 2 > n) exit 1
+            tag = der[pos]; first = der[pos + 1]; pos += 2
+            len = first
+            if (first >= 128) {
+                count = first - 128
+                if (count < 1 || count > 3) exit 1
+                for (len = 0; count > 0; count--) len = len * 256 + der[pos++]
+            }
+            if (pos + len > n) exit 1
+        }
+        function expect(wanted) { header(); if (tag != wanted) exit 1 }
+        { for (i = 1; i <= NF; i++) der[n++] = $i + 0 }
+        END {
+            pos = 0                                     # a number: der[""] is not der[0]
+            expect(48); expect(48)                      # Certificate, tbsCertificate
+            if (der[pos] == 160) { header(); pos += len }   # [0] version
+            expect(2); pos += len                       # serialNumber
+            expect(48); pos += len                      # signature
+            expect(48); pos += len                      # issuer
+            expect(48)                                  # validity
+            header(); pos += len                        # notBefore
+            header()                                    # notAfter
+            utc = tag == 23 && len == 13
+            if (!(utc || (tag == 24 && len == 15)) || der[pos + len - 1] != 90) exit 1
+            out = ""
+            for (i = pos; i < pos + len - 1; i++) {
+                if (der[i] < 48 || der[i] > 57) exit 1
+                out = out sprintf("%c", der[i])
+            }
+            if (utc) out = (substr(out, 1, 2) + 0 >= 50 ? "19" : "20") out
+            print out
+        }'
+}
+
 plain_name() {
     # $1 = variable name, $2 = value: a single path component, no option-like leading dash.
     case "$2" in
@@ -46,11 +97,14 @@ plain_name() {
     esac
 }
 
-for var in SOURCE_DIR TARGET_DIR SCOPES CERT_FILE KEY_FILE; do
+for var in DOMAIN SOURCE_DIR TARGET_DIR SCOPES CERT_FILE KEY_FILE; do
     require "$var"
 done
 OWNER=${OWNER:-}
 
+case "$DOMAIN" in
+    -* | *[!a-z0-9.-]*) die "DOMAIN must be a lowercase DNS name, got '$DOMAIN'" ;;
+esac
 plain_name CERT_FILE "$CERT_FILE"
 plain_name KEY_FILE "$KEY_FILE"
 [ "$CERT_FILE" != "$KEY_FILE" ] || die "CERT_FILE and KEY_FILE must differ"
@@ -73,6 +127,9 @@ done
 
 cert_src="$SOURCE_DIR/fullchain.pem"
 key_src="$SOURCE_DIR/privkey.pem"
+# certbot failed or never ran for this lineage (first start during an ACME outage, a new
+# ACME server, a wrong path): nothing the app could serve.
+[ -e "$cert_src" ] || die "no certificate for $DOMAIN: $cert_src does not exist"
 for file in "$cert_src" "$key_src"; do
     [ -e "$file" ] || die "$file does not exist"
     [ -f "$file" ] || die "$file is not a regular file"
@@ -88,6 +145,15 @@ key_header=$(printf '%s' "$key_header" | tr -d '\r')
 [ "$key_header" = "-----BEGIN PRIVATE KEY-----" ] ||
     die "$key_src is not an unencrypted PKCS#8 PEM key (first line: '$key_header')"
 grep -q -e '^-----END PRIVATE KEY-----' "$key_src" || die "$key_src is a truncated PEM key"
+
+expiry=$(not_after "$cert_src") || expiry=""
+[ -n "$expiry" ] || die "cannot read the expiry date of the certificate for $DOMAIN in $cert_src"
+expiry_text=$(printf '%s\n' "$expiry" |
+    sed 's/^\(....\)\(..\)\(..\)\(..\)\(..\)\(..\)$/\1-\2-\3T\4:\5:\6Z/')
+now=$(date -u +%Y%m%d%H%M%S)
+[ "$expiry" -gt "$now" ] ||
+    die "the certificate for $DOMAIN in $cert_src expired on $expiry_text"
+log "certificate for $DOMAIN valid until $expiry_text"
 
 mkdir -p "$TARGET_DIR"
 staging=$(mktemp -d "$TARGET_DIR/.copy-certificates.XXXXXX")

@@ -1,5 +1,9 @@
-"""ECS container instances for host-networked tasks: an Auto Scaling group of ECS-optimised
-instances registered with NLB target groups as instance targets."""
+"""One ECS container instance for host-networked tasks, kept in one availability zone.
+
+The instance sits in the zone of the app's data volume, which it attaches at boot; the
+Auto Scaling group replaces it there if it fails, and registers it with the NLB's target
+groups as an instance target.
+"""
 
 from __future__ import annotations
 
@@ -11,93 +15,152 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, managed_policy_arn
+from components.naming import physical_name
 
-ECS_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+# Resolved by EC2 when it launches an instance, not by `pulumi up`: a new ECS-optimised AMI
+# changes nothing in the stack, and the next instance (a replacement, or an instance
+# refresh: README) starts from it. [EC2 Auto Scaling user guide, "Use AWS Systems Manager
+# parameters instead of AMI IDs in launch templates"]
+ECS_AMI = "resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+
+# The tag every instance of the group carries; the instance role may attach the data
+# volume only to instances that carry it.
+INSTANCE_TAG = "ecs-tls:instance-of"
 
 
-def instance_user_data(cluster_name: str, responder_port: int) -> str:
-    """Join the cluster and answer health checks on `responder_port` from boot.
+def health_responder_unit(port: int) -> str:
+    """A systemd unit answering the port-80 target group's health checks from boot.
 
-    The responder keeps the port-80 target group healthy before certbot listens there:
-    an NLB sends no traffic to an unhealthy target, so an ACME HTTP-01 request could not
-    reach certbot otherwise (the seed's health-check trick).
+    An NLB sends no traffic to an unhealthy target, so an ACME HTTP-01 request could not
+    reach certbot (which listens only while it runs) without it: the seed's trick.
     """
-    return f"""#!/bin/bash
-set -euo pipefail
-cat >>/etc/ecs/ecs.config <<'CONFIG'
-ECS_CLUSTER={cluster_name}
-ECS_ENABLE_CONTAINER_METADATA=true
-CONFIG
-cat >/etc/systemd/system/health-responder.service <<'UNIT'
-[Unit]
+    return f"""[Unit]
 Description=Answers NLB health checks for the ACME HTTP-01 target group
 After=network-online.target
 [Service]
-ExecStart=/usr/bin/python3 -m http.server {responder_port} --directory /var/empty
+ExecStart=/usr/bin/python3 -m http.server {port} --directory /var/empty
 DynamicUser=yes
 Restart=always
 [Install]
 WantedBy=multi-user.target
-UNIT
-systemctl daemon-reload
-systemctl enable --now health-responder.service
 """
+
+
+def instance_user_data(
+    cluster_name: str, responder_port: int | None = None, before_agent: str = ""
+) -> str:
+    """Join the cluster; `before_agent` (e.g. mounting the data volume) runs first.
+
+    The ECS agent's unit is only ordered after cloud-init; it starts even when user data
+    fails (and then joins the `default` cluster). So `before_agent` must make the agent
+    itself depend on what it sets up: the data volume script installs a systemd drop-in
+    that requires the mount (components/data_volume.sh).
+    """
+    parts = ["#!/bin/bash", "set -euo pipefail"]
+    if before_agent:
+        parts.append(before_agent.rstrip("\n"))
+    parts.append(
+        "cat >>/etc/ecs/ecs.config <<'CONFIG'\n"
+        f"ECS_CLUSTER={cluster_name}\n"
+        "ECS_ENABLE_CONTAINER_METADATA=true\n"
+        "CONFIG"
+    )
+    if responder_port is not None:
+        parts.append(
+            "cat >/etc/systemd/system/health-responder.service <<'UNIT'\n"
+            f"{health_responder_unit(responder_port)}UNIT\n"
+            "systemctl daemon-reload\n"
+            "systemctl enable --now health-responder.service"
+        )
+    return "\n".join(parts) + "\n"
 
 
 @dataclass(frozen=True)
 class ContainerInstancesArgs:
     cluster_name: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[str]]
+    subnet_id: pulumi.Input[str]  # one subnet: the zone of the data volume
     security_group_id: pulumi.Input[str]
     target_group_arns: Sequence[pulumi.Input[str]]
     instance_type: str
-    responder_port: int
+    responder_port: int | None = None  # http-01 only
+    # Shell run before the instance joins the cluster, from plain values (an Output).
+    before_agent: pulumi.Input[str] = ""
+    # Extra permissions of the instance role (a policy document), e.g. attaching the volume.
+    instance_policy: pulumi.Input[str] | None = None
 
 
 class ContainerInstances(pulumi.ComponentResource):
-    """One ECS-optimised instance (IMDSv2 only, encrypted disk) kept by an Auto Scaling group."""
+    """One ECS-optimised instance (IMDSv2, hop limit 1, encrypted root disk, Session
+    Manager for debugging instead of SSH) kept by an Auto Scaling group."""
+
+    group: aws.autoscaling.Group
+    role: aws.iam.Role
 
     def __init__(
         self, name: str, args: ContainerInstancesArgs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("ecs-tls:ec2_capacity:ContainerInstances", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        partition = aws.get_partition_output(opts=invoke).partition
-        ami = aws.ssm.get_parameter_output(name=ECS_AMI_PARAMETER, opts=invoke).value
-        role = aws.iam.Role(
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        self.role = role = aws.iam.Role(
             name,
-            description="ECS container instance: register with the cluster",
+            description="ECS container instance: join the cluster, attach the data volume",
             assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
             opts=child,
         )
-        aws.iam.RolePolicyAttachment(
-            name,
-            role=role.name,
-            policy_arn=partition.apply(
-                lambda p: managed_policy_arn(p, "service-role/AmazonEC2ContainerServiceforEC2Role")
-            ),
-            opts=child,
-        )
+        for suffix, policy in (
+            ("ecs", "service-role/AmazonEC2ContainerServiceforEC2Role"),
+            # Session Manager: a shell for debugging without SSH keys or an open port.
+            ("ssm", "AmazonSSMManagedInstanceCore"),
+        ):
+            aws.iam.RolePolicyAttachment(
+                f"{name}-{suffix}",
+                role=role.name,
+                policy_arn=partition.partition.apply(
+                    lambda p, policy=policy: managed_policy_arn(p, policy)
+                ),
+                opts=child,
+            )
+        if args.instance_policy is not None:
+            aws.iam.RolePolicy(
+                name,
+                name="attach-data-volume",
+                role=role.id,
+                policy=args.instance_policy,
+                opts=child,
+            )
         profile = aws.iam.InstanceProfile(name, role=role.name, opts=child)
+        user_data = pulumi.Output.all(args.cluster_name, args.before_agent).apply(
+            lambda v: base64.b64encode(
+                instance_user_data(v[0], args.responder_port, v[1]).encode()
+            ).decode()
+        )
         template = aws.ec2.LaunchTemplate(
             name,
-            image_id=ami,
+            image_id=ECS_AMI,
             instance_type=args.instance_type,
             iam_instance_profile={"arn": profile.arn},
             vpc_security_group_ids=[args.security_group_id],
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
+            # IMDSv2 only, one hop: host-networked containers share the instance's network
+            # namespace and still reach it; nothing behind a further hop does.
+            metadata_options={
+                "http_tokens": "required",
+                "http_endpoint": "enabled",
+                "http_put_response_hop_limit": 1,
+            },
             block_device_mappings=[
                 {
                     "device_name": "/dev/xvda",
                     "ebs": {"encrypted": "true", "volume_type": "gp3", "volume_size": 30},
                 }
             ],
-            user_data=pulumi.Output.from_input(args.cluster_name).apply(
-                lambda cluster: base64.b64encode(
-                    instance_user_data(cluster, args.responder_port).encode()
-                ).decode()
-            ),
+            tag_specifications=[
+                {
+                    "resource_type": "instance",
+                    "tags": {INSTANCE_TAG: physical_name(name), "Name": physical_name(name)},
+                }
+            ],
+            user_data=user_data,
             opts=child,
         )
         self.group = aws.autoscaling.Group(
@@ -105,7 +168,7 @@ class ContainerInstances(pulumi.ComponentResource):
             min_size=1,
             max_size=1,
             desired_capacity=1,
-            vpc_zone_identifiers=args.subnet_ids,
+            vpc_zone_identifiers=[args.subnet_id],
             target_group_arns=list(args.target_group_arns),
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             health_check_type="EC2",

@@ -11,10 +11,14 @@ import pulumi_aws as aws
 
 from components.firewall import allow_tcp
 from components.naming import physical_name
+from components.network import ZonalSubnet
 
 
-def file_system_policy(file_system_arn: str, access_point_arn: str, client_role_arn: str) -> str:
-    """Refuse unencrypted mounts; let one role mount and write, through the access point."""
+def file_system_policy(
+    file_system_arn: str, access_point_arn: str, client_role_arns: Sequence[str]
+) -> str:
+    """Refuse unencrypted mounts; let the client roles mount and write, through the access
+    point only."""
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -30,7 +34,7 @@ def file_system_policy(file_system_arn: str, access_point_arn: str, client_role_
                 {
                     "Sid": "ClientThroughAccessPoint",
                     "Effect": "Allow",
-                    "Principal": {"AWS": client_role_arn},
+                    "Principal": {"AWS": sorted(client_role_arns)},
                     # ClientRootAccess: the access point acts as uid 0 (certbot's user);
                     # without it, IAM-authorized clients have root squashed.
                     "Action": [
@@ -66,10 +70,10 @@ def efs_volume(name: str, file_system_id: str, access_point_id: str) -> dict:
 @dataclass(frozen=True)
 class EncryptedFileSystemArgs:
     vpc_id: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[str]]
-    subnet_count: int  # known before deployment, so mount targets have stable names
+    # One mount target per availability zone (EFS allows no more).
+    zonal_subnets: Sequence[ZonalSubnet]
     client_security_group_id: pulumi.Input[str]
-    client_role_arn: pulumi.Input[str]
+    client_role_arns: Sequence[pulumi.Input[str]]
     root_path: str = "/data"
     # Owner of the access point's root; the clients act as this user (root for certbot).
     uid: int = 0
@@ -109,12 +113,12 @@ class EncryptedFileSystem(pulumi.ComponentResource):
             },
             opts=child,
         )
-        aws.efs.FileSystemPolicy(
+        self.policy = aws.efs.FileSystemPolicy(
             name,
             file_system_id=self.file_system.id,
             policy=pulumi.Output.all(
-                self.file_system.arn, self.access_point.arn, args.client_role_arn
-            ).apply(lambda v: file_system_policy(v[0], v[1], v[2])),
+                self.file_system.arn, self.access_point.arn, *args.client_role_arns
+            ).apply(lambda v: file_system_policy(v[0], v[1], v[2:])),
             opts=child,
         )
         self.security_group = security_group = aws.ec2.SecurityGroup(
@@ -128,16 +132,15 @@ class EncryptedFileSystem(pulumi.ComponentResource):
             description="NFS over TLS from the clients",
             peer_group_id=args.client_security_group_id,
         )
-        subnets = pulumi.Output.from_input(args.subnet_ids)
         self.mount_targets = [
             aws.efs.MountTarget(
                 f"{name}-{i}",
                 file_system_id=self.file_system.id,
-                subnet_id=subnets.apply(lambda ids, i=i: ids[i]),
+                subnet_id=subnet.subnet_id,
                 security_groups=[security_group.id],
                 opts=child,
             )
-            for i in range(args.subnet_count)
+            for i, subnet in enumerate(args.zonal_subnets)
         ]
         self.register_outputs(
             {"fileSystemId": self.file_system.id, "accessPointId": self.access_point.id}

@@ -7,8 +7,9 @@ so the documents stay testable without Pulumi.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,16 +19,21 @@ class Statement:
     resources: Sequence[str]
     # A reason is required where a statement grants on "*", so a reviewer sees why.
     why_wildcard: str = ""
+    # IAM condition block, e.g. {"StringEquals": {"aws:ResourceTag/x": "y"}}.
+    condition: Mapping[str, Mapping[str, Any]] | None = None
 
     def to_dict(self) -> dict:
         if "*" in self.resources and not self.why_wildcard:
             raise ValueError(f"statement {self.sid!r} grants on '*' without saying why")
-        return {
+        out = {
             "Sid": self.sid,
             "Effect": "Allow",
             "Action": sorted(self.actions),
             "Resource": sorted(self.resources),
         }
+        if self.condition:
+            out["Condition"] = {k: dict(v) for k, v in self.condition.items()}
+        return out
 
 
 def policy_document(statements: Sequence[Statement]) -> str:

@@ -177,6 +177,9 @@ class NlbListener:
     # or TLS-1.3-only targets. A port as text checks another port than the traffic's.
     health_check_port: str = "traffic-port"
     alpn_policy: str | None = None  # TLS listeners: see NLB_ALPN_POLICIES
+    # ACME HTTP-01 only: Let's Encrypt validates from addresses it does not publish, so a
+    # port limited to `allowed_cidrs` would never validate.
+    open_to_internet: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,10 @@ class NetworkLoadBalancer(_LoadBalancer):
             opts=child,
         )
         for listener in args.listeners:
-            self._allow_clients(listener.port, args.allowed_cidrs, "Listener port")
+            if listener.open_to_internet:
+                self._allow_clients(listener.port, ["0.0.0.0/0"], "ACME HTTP-01 from anywhere")
+            else:
+                self._allow_clients(listener.port, args.allowed_cidrs, "Listener port")
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="network",

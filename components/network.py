@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -29,6 +30,30 @@ def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
 
 
 @dataclass(frozen=True)
+class ZonalSubnet:
+    """A private subnet and its availability zone."""
+
+    subnet_id: pulumi.Output[str]
+    availability_zone: pulumi.Output[str]
+
+
+def one_per_zone(subnets: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first (subnet, zone) of each zone, in the given order.
+
+    EFS accepts one mount target per availability zone, and a zonal resource (an EBS
+    volume) pairs with one subnet of its zone: an existing VPC may have several private
+    subnets in one zone.
+    """
+    seen: set[str] = set()
+    out = []
+    for subnet, zone in subnets:
+        if zone not in seen:
+            seen.add(zone)
+            out.append((subnet, zone))
+    return out
+
+
+@dataclass(frozen=True)
 class NetworkArgs:
     settings: NetworkSettings
 
@@ -40,6 +65,8 @@ class Network(pulumi.ComponentResource):
     vpc_cidr_block: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[list[str]]
     private_subnet_ids: pulumi.Output[list[str]]
+    # One private subnet per availability zone; how many is known before deployment.
+    private_zonal_subnets: list[ZonalSubnet]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ecs-tls:network:Network", name, None, opts)
@@ -63,6 +90,18 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr_block = vpc.cidr_block
         self.public_subnet_ids = pulumi.Output.from_input(list(s.public_subnet_ids))
         self.private_subnet_ids = pulumi.Output.from_input(list(s.private_subnet_ids))
+        # The zones of existing subnets are read now (a plain invoke), so the number of
+        # per-zone resources is known when they are registered.
+        zones = [
+            (subnet, aws.ec2.get_subnet(id=subnet, opts=pulumi.InvokeOptions(parent=self)))
+            for subnet in s.private_subnet_ids
+        ]
+        self.private_zonal_subnets = [
+            ZonalSubnet(pulumi.Output.from_input(subnet), pulumi.Output.from_input(zone))
+            for subnet, zone in one_per_zone(
+                [(subnet, found.availability_zone) for subnet, found in zones]
+            )
+        ]
 
     def _create(self, name: str, s: NetworkSettings) -> None:
         child = pulumi.ResourceOptions(parent=self)
@@ -154,6 +193,10 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr_block = vpc.cidr_block
         self.public_subnet_ids = _routed_ids(public_subnets)
         self.private_subnet_ids = _routed_ids(private_subnets)
+        self.private_zonal_subnets = [
+            ZonalSubnet(_routed_ids([pair]).apply(lambda ids: ids[0]), pair[0].availability_zone)
+            for pair in private_subnets
+        ]
 
 
 def _routed_ids(

@@ -1,9 +1,10 @@
-"""A schedule that restarts a service's tasks so their init container can renew a certificate."""
+"""Certificate renewal out of band: a scheduled standalone task, sized to the lifetime."""
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -12,73 +13,102 @@ from components.iam import Statement, assume_role_policy, policy_document
 
 
 def renewal_interval_days(lifetime_days: int, checks_per_window: int = 2) -> int:
-    """How often to restart so certbot sees the certificate at least `checks_per_window`
+    """How often to run certbot so it sees the certificate at least `checks_per_window`
     times inside its renewal window.
 
-    certbot renews once a third of the lifetime remains (lifetime / 3 days), so restarting
+    certbot renews once a third of the lifetime remains (lifetime / 3 days), so running it
     every lifetime / (3 * checks) days gives that many chances before expiry:
     90-day certificates -> every 15 days, 64 -> 10, 45 -> 7, 6 (shortlived) -> 1.
     """
     if lifetime_days < 3:
-        raise ValueError("certificates shorter than 3 days cannot be renewed by restarts")
+        raise ValueError("certificates shorter than 3 days cannot be renewed on a schedule")
     return max(1, math.floor(lifetime_days / (3 * checks_per_window)))
 
 
-def update_service_input(cluster_arn: str, service_name: str) -> str:
-    return json.dumps(
-        {"Cluster": cluster_arn, "Service": service_name, "ForceNewDeployment": True},
-        sort_keys=True,
-    )
+def run_task_statements(
+    task_definition_arn: str, cluster_arn: str, pass_role_arns: list[str]
+) -> list[Statement]:
+    """What EventBridge Scheduler needs to start one task definition in one cluster."""
+    return [
+        Statement(
+            "RunRenewalTask",
+            ["ecs:RunTask"],
+            [task_definition_arn],
+            condition={"ArnEquals": {"ecs:cluster": cluster_arn}},
+        ),
+        # RunTask hands the task its roles; the scheduler may pass those and no other.
+        Statement("PassTaskRoles", ["iam:PassRole"], sorted(set(pass_role_arns))),
+    ]
 
 
-class RenewalSchedule(pulumi.ComponentResource):
-    """EventBridge Scheduler calls ECS UpdateService(forceNewDeployment) every N days."""
+@dataclass(frozen=True)
+class ScheduledTaskArgs:
+    cluster_arn: pulumi.Input[str]
+    task_definition: aws.ecs.TaskDefinition
+    interval_days: int
+    launch_type: str  # EC2 | FARGATE
+    # Roles the task definition names (task role, execution role).
+    pass_role_arns: Sequence[pulumi.Input[str]]
+    # awsvpc tasks (Fargate) only.
+    subnet_ids: pulumi.Input[Sequence[str]] | None = None
+    security_group_ids: Sequence[pulumi.Input[str]] = ()
+
+
+class ScheduledTask(pulumi.ComponentResource):
+    """EventBridge Scheduler runs a standalone task every N days (certbot's renewal).
+
+    The renewal runs beside the app, not in it: the app keeps serving while certbot talks
+    to the CA, and a failed renewal (CA outage, registry limit) changes nothing.
+    """
 
     def __init__(
-        self,
-        name: str,
-        cluster_arn: pulumi.Input[str],
-        service: aws.ecs.Service,
-        interval_days: int,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: ScheduledTaskArgs, opts: pulumi.ResourceOptions | None = None
     ):
-        super().__init__("ecs-tls:renewal:RenewalSchedule", name, None, opts)
+        super().__init__("ecs-tls:renewal:ScheduledTask", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        account = aws.get_caller_identity_output(
-            opts=pulumi.InvokeOutputOptions(parent=self)
-        ).account_id
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
         role = aws.iam.Role(
             name,
-            description="EventBridge Scheduler: restart the certificate-renewing service",
+            description="EventBridge Scheduler: start the certificate renewal task",
             assume_role_policy=account.apply(
                 lambda a: assume_role_policy("scheduler.amazonaws.com", a)
             ),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        task_arn = args.task_definition.arn
+        policy = aws.iam.RolePolicy(
             name,
-            name="update-one-service",
+            name="run-renewal-task",
             role=role.id,
-            policy=service.id.apply(
-                lambda arn: policy_document(
-                    [Statement("ForceNewDeployment", ["ecs:UpdateService"], [arn])]
-                )
+            policy=pulumi.Output.all(task_arn, args.cluster_arn, *args.pass_role_arns).apply(
+                lambda v: policy_document(run_task_statements(v[0], v[1], list(v[2:])))
             ),
             opts=child,
         )
+        ecs_parameters: dict = {
+            "task_definition_arn": task_arn,
+            "launch_type": args.launch_type,
+            "task_count": 1,
+        }
+        if args.subnet_ids is not None:
+            ecs_parameters["network_configuration"] = {
+                "subnets": args.subnet_ids,
+                "security_groups": list(args.security_group_ids),
+                "assign_public_ip": False,
+            }
         self.schedule = aws.scheduler.Schedule(
             name,
-            description=f"Restart tasks every {interval_days} days so certbot renews in time",
-            schedule_expression=f"rate({interval_days} days)",
+            description=f"Renew the certificate every {args.interval_days} days (certbot)",
+            schedule_expression=f"rate({args.interval_days} days)",
             flexible_time_window={"mode": "FLEXIBLE", "maximum_window_in_minutes": 60},
             target={
-                "arn": "arn:aws:scheduler:::aws-sdk:ecs:updateService",
+                "arn": args.cluster_arn,
                 "role_arn": role.arn,
-                "input": pulumi.Output.all(cluster_arn, service.name).apply(
-                    lambda v: update_service_input(v[0], v[1])
-                ),
+                "ecs_parameters": ecs_parameters,
                 "retry_policy": {"maximum_retry_attempts": 3},
             },
-            opts=child,
+            # The first run must find the role able to start the task.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
         self.register_outputs({"scheduleExpression": self.schedule.schedule_expression})

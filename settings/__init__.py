@@ -4,9 +4,12 @@
 `ConfigError` with one message that names the key, the value given and what is accepted.
 
     constants.py   accepted values and shared defaults
-    reference.py   CONFIG_REFERENCE: every key, its type, default and meaning
+    reference.py   CONFIG_REFERENCE: every key, its type, default and meaning; APPLIES_TO:
+                   which topologies read a key
     model.py       the frozen settings objects and per-topology defaults
     readers.py     raw configuration and single-value checks
+    redaction.py   what an error may show of a value (never a key or a --secret value)
+    certificate_check.py  a bring-your-own certificate, key and chain, with cryptography
     workloads.py   `app` and `services`
     parse.py       the other keys and the whole configuration
 """

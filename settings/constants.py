@@ -18,9 +18,6 @@ INGRESS_KINDS = ("alb", "nlb", "none")
 # Topologies whose tasks run in private subnets, which reach the internet only through NAT.
 PRIVATE_SUBNET_TOPOLOGIES = ("nlb-certbot", "alb-envoy", "service-connect", "appmesh-efs")
 
-# Topologies whose load balancer presents an ACM certificate that gets an expiry alarm.
-LOAD_BALANCER_CERTIFICATE_TOPOLOGIES = ("alb-envoy", "service-connect")
-
 # Let's Encrypt profiles and their lifetimes in days (classic: 90, 64 from 2027-02-10; the
 # default without a profile follows it down to 45 by 2028, which the schedule assumes).
 ACME_PROFILE_LIFETIMES = {"classic": 64, "tlsserver": 45, "shortlived": 6}
@@ -33,6 +30,61 @@ CA_SIGNING_ALGORITHMS = {
 }
 
 DEFAULT_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+# The predefined ELB security policies that offer TLS 1.3. Only these: with any other the
+# ALB also speaks TLS 1.2 at most to its targets. Names from the security policy tables of
+# the ELB guides, where ALB and NLB list the same TLS 1.3 policies:
+#   https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html
+#   https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html
+# A name pattern would let a typo through to `pulumi up`; the price of a list is that a
+# policy AWS adds later is refused until it is added here.
+# Kept per load balancer type, so a policy that only one of them offers is refused on the
+# other before a listener is created.
+TLS13_SSL_POLICIES = tuple(
+    f"ELBSecurityPolicy-TLS13-{name}"
+    for name in (
+        # TLS 1.3 (2021)
+        "1-0-2021-06",
+        "1-1-2021-06",
+        "1-2-2021-06",
+        "1-2-Res-2021-06",
+        "1-2-Ext1-2021-06",
+        "1-2-Ext2-2021-06",
+        "1-3-2021-06",
+        # FIPS 140 ciphers (2023)
+        "1-0-FIPS-2023-04",
+        "1-1-FIPS-2023-04",
+        "1-2-FIPS-2023-04",
+        "1-2-Res-FIPS-2023-04",
+        "1-2-Ext0-FIPS-2023-04",
+        "1-2-Ext1-FIPS-2023-04",
+        "1-2-Ext2-FIPS-2023-04",
+        "1-3-FIPS-2023-04",
+        # RFC 9151 (CNSA 1.0): strict, and interoperable ones for the migration
+        "1-2-RFC9151-FIPS-2023-07",
+        "1-2-Ext0-RFC9151-FIPS-2023-07",
+        "1-3-RFC9151-FIPS-2023-07",
+        "1-2-RFC9151-INTEROP1-FIPS-2023-07",
+        "1-2-RFC9151-INTEROP2-FIPS-2023-07",
+        "1-2-RFC9151-INTEROP3-FIPS-2023-07",
+        "1-2-RFC9151-INTEROP4-FIPS-2023-07",
+        # Hybrid post-quantum key exchange (ML-KEM, 2025)
+        "1-0-PQ-2025-09",
+        "1-2-PQ-2025-09",
+        "1-2-Res-PQ-2025-09",
+        "1-2-Ext1-PQ-2025-09",
+        "1-2-Ext2-PQ-2025-09",
+        "1-3-PQ-2025-09",
+        "1-0-FIPS-PQ-2025-09",
+        "1-2-FIPS-PQ-2025-09",
+        "1-2-Res-FIPS-PQ-2025-09",
+        "1-2-Ext0-FIPS-PQ-2025-09",
+        "1-2-Ext1-FIPS-PQ-2025-09",
+        "1-2-Ext2-FIPS-PQ-2025-09",
+        "1-3-FIPS-PQ-2025-09",
+    )
+)
+SSL_POLICIES = {"alb": TLS13_SSL_POLICIES, "nlb": TLS13_SSL_POLICIES}
 
 ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
 

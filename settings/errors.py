@@ -7,18 +7,23 @@ from typing import Any
 import pulumi
 
 from settings.constants import NAMESPACE
+from settings.redaction import scrub, shown
 
 
 class ConfigError(pulumi.RunError):
-    """A configuration problem, reported by Pulumi without a stack trace."""
+    """A configuration problem, reported by Pulumi without a stack trace.
+
+    The text goes through `scrub()`: a message composed without `shown()` still cannot
+    print a private key.
+    """
 
     def __init__(self, key: str, message: str) -> None:
         self.key = key
-        super().__init__(f"{NAMESPACE}:{key}: {message}")
+        super().__init__(scrub(f"{NAMESPACE}:{key}: {message}"))
 
 
 def invalid(key: str, value: Any, accepted: str) -> ConfigError:
-    return ConfigError(key, f"{value!r} is not {accepted}")
+    return ConfigError(key, f"{shown(key, value)} is not {accepted}")
 
 
 def missing(key: str, why: str) -> ConfigError:

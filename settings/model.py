@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pulumi
 
@@ -47,6 +48,7 @@ class CertificateSettings:
     certificate_pem: str
     private_key_pem: str = field(repr=False)  # never printed; wrap in Output.secret to use
     chain_pem: str | None = None
+    not_valid_after: datetime | None = None  # read from certificate_pem by the checks
 
     def secret_private_key(self) -> pulumi.Output[str]:
         return pulumi.Output.secret(self.private_key_pem)

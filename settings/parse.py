@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
+import pulumi
+
 from components.envoy import EnvoyProxySpec, envoy_bound_ports
+from settings.certificate_check import check_certificate
 from settings.constants import (
     ACME_CHALLENGES,
     ACME_DIRECTORIES,
@@ -18,11 +23,11 @@ from settings.constants import (
     ENVOY_IMAGE,
     ENVOY_TLS_VERSIONS,
     INGRESS_KINDS,
-    LOAD_BALANCER_CERTIFICATE_TOPOLOGIES,
     LOG_RETENTION_DAYS,
     MAX_AZS,
     MIN_AZS,
     PRIVATE_SUBNET_TOPOLOGIES,
+    SSL_POLICIES,
     TOPOLOGIES,
 )
 from settings.errors import ConfigError, invalid, missing
@@ -45,15 +50,17 @@ from settings.readers import (
     PCA_ARN_RE,
     SUBNET_RE,
     VPC_RE,
-    preview,
     raw_config,
     read_integer,
     read_object,
     read_string,
     read_string_list,
+    secret_config_keys,
+    set_command,
     suggest,
 )
-from settings.reference import KNOWN_TOP_LEVEL
+from settings.redaction import is_secret, shown, top_level, treating_as_secret
+from settings.reference import APPLIES_TO, KNOWN_TOP_LEVEL, LOAD_BALANCER_KEYS
 from settings.workloads import parse_app, parse_services
 
 
@@ -96,12 +103,15 @@ def parse_acme(values: Mapping[str, Any]) -> AcmeSettings:
     if challenge not in ACME_CHALLENGES:
         raise invalid("acme.challenge", challenge, f"one of: {', '.join(ACME_CHALLENGES)}")
     server = raw.get("server", "staging")
-    if server not in ACME_DIRECTORIES and not (
-        isinstance(server, str) and re.match(r"^https://[^\s/]+(/\S*)?$", server)
+    if not isinstance(server, str) or (
+        server not in ACME_DIRECTORIES and not re.match(r"^https://[^\s/]+(/\S*)?$", server)
     ):
         raise invalid("acme.server", server, "staging, production or an https:// directory URL")
     profile = raw.get("profile")
-    if profile is not None and profile not in ACME_PROFILE_LIFETIMES:
+    # A string first: a list or an object is not hashable, so `in` a dict would raise.
+    if profile is not None and (
+        not isinstance(profile, str) or profile not in ACME_PROFILE_LIFETIMES
+    ):
         raise invalid("acme.profile", profile, f"one of: {', '.join(ACME_PROFILE_LIFETIMES)}")
     # certbot renews when a third of the lifetime remains; restarting every sixth of it
     # gives two chances inside that window.
@@ -175,32 +185,40 @@ def _existing_network(raw: Mapping[str, Any]) -> NetworkSettings:
     )
 
 
-def parse_certificate(values: Mapping[str, Any]) -> CertificateSettings | None:
+def parse_certificate(values: Mapping[str, Any], domain: str) -> CertificateSettings | None:
+    """The user's certificate, checked (certificate_check.py) before anything is registered."""
     raw = read_object(values, "certificate")
     if not raw:
         return None
+    # Before any other check: a key stored in plaintext is already in the stack file. The
+    # engine marks the whole of `certificate` secret once any field of it is set with
+    # `--path --secret`; it cannot tell which field was.
+    if raw.get("privateKeyPem") is not None and not is_secret("certificate"):
+        raise ConfigError(
+            "certificate.privateKeyPem",
+            "must be set as a secret: " + set_command("certificate.privateKeyPem"),
+        )
     pems = {}
-    for key, marker, required in (
-        ("certificatePem", "CERTIFICATE", True),
-        ("privateKeyPem", "PRIVATE KEY", True),
-        ("chainPem", "CERTIFICATE", False),
-    ):
-        value = raw.get(key)
+    for field_name in ("certificatePem", "privateKeyPem", "chainPem"):
+        key = f"certificate.{field_name}"
+        value = raw.get(field_name)
         if value is None:
-            if required:
-                raise missing(f"certificate.{key}", "a certificate needs both its PEM and its key")
+            if field_name != "chainPem":
+                raise missing(
+                    key, f"a certificate needs both its PEM and its key: {set_command(key)}"
+                )
             continue
-        if not isinstance(value, str) or f"-----BEGIN {marker}" not in value.replace(
-            "-----BEGIN EC PRIVATE KEY", "-----BEGIN PRIVATE KEY"
-        ).replace("-----BEGIN RSA PRIVATE KEY", "-----BEGIN PRIVATE KEY"):
-            # Never echo a private key back: name the key, not the value.
-            shown = "<redacted>" if key == "privateKeyPem" else preview(value)
-            raise ConfigError(f"certificate.{key}", f"{shown} is not a PEM block ({marker})")
-        pems[key] = value
+        if not isinstance(value, str) or not value.strip():
+            raise invalid(key, value, f"PEM text; set it from its file: {set_command(key)}")
+        pems[field_name] = value
+    checked = check_certificate(
+        pems["certificatePem"], pems["privateKeyPem"], pems.get("chainPem"), domain
+    )
     return CertificateSettings(
         certificate_pem=pems["certificatePem"],
         private_key_pem=pems["privateKeyPem"],
         chain_pem=pems.get("chainPem"),
+        not_valid_after=checked.not_valid_after,
     )
 
 
@@ -239,7 +257,7 @@ def parse_private_ca(values: Mapping[str, Any]) -> PrivateCaSettings:
                     "applies to a CA this stack creates, not privateCa.arn",
                 )
     key = raw.get("keyAlgorithm", "EC_prime256v1")
-    if key not in CA_SIGNING_ALGORITHMS:
+    if not isinstance(key, str) or key not in CA_SIGNING_ALGORITHMS:
         raise invalid("privateCa.keyAlgorithm", key, f"one of: {', '.join(CA_SIGNING_ALGORITHMS)}")
     signing = raw.get("signingAlgorithm", CA_SIGNING_ALGORITHMS[key][0])
     if signing not in CA_SIGNING_ALGORITHMS[key]:
@@ -270,10 +288,6 @@ def parse_ingress(values: Mapping[str, Any], topology: str) -> str:
         return "alb"
     if value not in INGRESS_KINDS:
         raise invalid("ingress", value, f"one of: {', '.join(INGRESS_KINDS)}")
-    if topology != "service-connect":
-        raise ConfigError(
-            "ingress", f"applies only to topology 'service-connect', not {topology!r}"
-        )
     return value
 
 
@@ -306,12 +320,6 @@ def parse_log_retention(values: Mapping[str, Any]) -> int:
 
 def parse_certificate_expiry_alarm_days(values: Mapping[str, Any], topology: str) -> int:
     key = "certificateExpiryAlarmDays"
-    if key in values and topology not in LOAD_BALANCER_CERTIFICATE_TOPOLOGIES:
-        raise ConfigError(
-            key,
-            "applies to the ACM certificate of "
-            f"{' and '.join(LOAD_BALANCER_CERTIFICATE_TOPOLOGIES)}, not {topology!r}",
-        )
     # At most 45: a generated certificate is re-issued by any `pulumi up` in its last 60
     # days (components/certificates.py), so the alarm only fires when no `up` ran since.
     return read_integer(values.get(key, 30), key, 1, 45)
@@ -334,26 +342,30 @@ def parse_allowed_cidrs(values: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
-def parse_ssl_policy(values: Mapping[str, Any]) -> str:
+def parse_ssl_policy(values: Mapping[str, Any], topology: str, ingress: str) -> str:
     value = values.get("sslPolicy", DEFAULT_SSL_POLICY)
-    # Only TLS13 policies: with any other the ALB also drops to TLS 1.2 towards its targets.
-    if not isinstance(value, str) or not re.fullmatch(
-        r"ELBSecurityPolicy-TLS13-[A-Za-z0-9-]+", value
-    ):
-        raise invalid(
-            "sslPolicy", value, "an ELB TLS 1.3 policy such as ELBSecurityPolicy-TLS13-1-2-2021-06"
-        )
-    return value
+    kind = "nlb" if topology == "service-connect" and ingress == "nlb" else "alb"
+    accepted = SSL_POLICIES[kind]
+    if isinstance(value, str) and value in accepted:
+        return value
+    # Only a near-identical name (a typo) earns a suggestion, not a different policy.
+    close = difflib.get_close_matches(value, accepted, 1, 0.95) if isinstance(value, str) else []
+    raise invalid(
+        "sslPolicy",
+        value,
+        f"a TLS 1.3 security policy of the {kind.upper()}, such as {DEFAULT_SSL_POLICY}"
+        + (f"; did you mean {close[0]!r}?" if close else ""),
+    )
 
 
 def parse_envoy(values: Mapping[str, Any], topology: str) -> EnvoySettings:
     raw = read_object(values, "envoy")
-    if raw and topology != "alb-envoy":
-        raise ConfigError("envoy", f"applies only to topology 'alb-envoy', not {topology!r}")
     image = read_string(raw.get("image", ENVOY_IMAGE), "envoy.image", "a container image reference")
     port = read_integer(raw.get("port", 8443), "envoy.port", 1024, 65535)
-    version = str(raw.get("minTlsVersion", "1.2"))
-    if version not in ENVOY_TLS_VERSIONS:
+    version = raw.get("minTlsVersion", "1.2")
+    if isinstance(version, float):  # 1.3 written without quotes in YAML
+        version = str(version)
+    if not isinstance(version, str) or version not in ENVOY_TLS_VERSIONS:
         raise invalid("envoy.minTlsVersion", version, "one of: 1.2, 1.3")
     return EnvoySettings(image=image, port=port, min_tls_version=version)
 
@@ -361,7 +373,8 @@ def parse_envoy(values: Mapping[str, Any], topology: str) -> EnvoySettings:
 def check_envoy_ports(envoy_port: int, app_port: int) -> None:
     """The sidecar and the app share the task's network: no port may be bound twice."""
     if envoy_port == app_port:
-        raise invalid("envoy.port", envoy_port, f"free: app.port is also {app_port}")
+        shown_port = shown("app.port", app_port)  # `app` may be a secret key
+        raise invalid("envoy.port", envoy_port, f"free: app.port is also {shown_port}")
     health = envoy_bound_ports(EnvoyProxySpec(app_port=app_port, listener_port=envoy_port))
     for key, port in (("envoy.port", envoy_port), ("app.port", app_port)):
         if port == health["health_port"]:
@@ -394,6 +407,13 @@ def check_topology_requirements(s: Settings) -> None:
         )
     if s.topology == "alb-envoy":
         check_envoy_ports(s.envoy.port, s.app.port)
+    if s.topology == "nlb-certbot" and s.acme.challenge == "http-01" and s.app.capacity != "ec2":
+        raise invalid(
+            "app.capacity",
+            s.app.capacity,
+            "usable with acme.challenge 'http-01': a Fargate task's init container never "
+            "receives load-balanced traffic; use 'ec2' or acme.challenge 'dns-01'",
+        )
     if s.topology == "nlb-certbot" and s.acme.challenge == "dns-01" and s.hosted_zone_id is None:
         raise missing(
             "hostedZoneId",
@@ -401,27 +421,83 @@ def check_topology_requirements(s: Settings) -> None:
         )
 
 
-def parse_settings(values: Mapping[str, Any]) -> Settings:
-    """Build `Settings` from raw values; raise `ConfigError` on the first problem."""
+def check_key_names(values: Mapping[str, Any]) -> None:
+    """Every top-level name is a key; `app.port` set without `--path` gets the command."""
     for name in values:
-        if name not in KNOWN_TOP_LEVEL:
-            raise ConfigError(name, "is not a known key" + suggest(name, KNOWN_TOP_LEVEL))
+        if name in KNOWN_TOP_LEVEL:
+            continue
+        top = top_level(name)
+        if top != name and top in KNOWN_TOP_LEVEL:
+            # The CLI stores `pulumi config set ecs-tls:app.port 8080` as a key named
+            # "app.port"; only --path makes it the field `port` of `app`.
+            field_path = name[len(top) :].removeprefix(".")
+            raise ConfigError(
+                name,
+                f"is not a key; to set field {field_path} of {top} use: "
+                + set_command(name, values[name]),
+            )
+        raise ConfigError(name, "is not a known key" + suggest(top, KNOWN_TOP_LEVEL))
+
+
+def _is_set(values: Mapping[str, Any], path: str) -> bool:
+    node: Any = values
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def check_applies(values: Mapping[str, Any], topology: str, ingress: str) -> None:
+    """Refuse a key the selected topology does not read (settings/reference.py APPLIES_TO)."""
+    for path, readers in APPLIES_TO.items():
+        if topology in readers or not _is_set(values, path):
+            continue
+        if len(readers) == 1:
+            where = f"only to topology {readers[0]!r}"
+        else:
+            where = "to " + ", ".join(readers[:-1]) + f" and {readers[-1]}"
+        raise ConfigError(path, f"applies {where}, not {topology!r}")
+    if topology == "service-connect" and ingress == "none":
+        for key in LOAD_BALANCER_KEYS:
+            if key in values:
+                raise ConfigError(
+                    key, "applies to the public load balancer, which ingress 'none' does not create"
+                )
+
+
+def parse_settings(values: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> Settings:
+    """Build `Settings` from raw values; raise `ConfigError` on the first problem.
+
+    `secret_keys`: the top-level keys the user set with `--secret`. Errors show their
+    values as `<redacted>`, and a certificate's private key must be one of them.
+    """
+    with treating_as_secret(secret_keys):
+        return _parse_settings(values)
+
+
+def _parse_settings(values: Mapping[str, Any]) -> Settings:
+    check_key_names(values)
     topology = parse_topology(values)
+    # The value first, so a misspelt ingress is reported as such on any topology.
+    ingress = parse_ingress(values, topology)
+    check_applies(values, topology, ingress)
+    domain = parse_domain(values)
     settings = Settings(
         topology=topology,
-        domain=parse_domain(values),
+        domain=domain,
         hosted_zone_id=parse_hosted_zone_id(values),
         acme=parse_acme(values),
         network=parse_network(values),
-        certificate=parse_certificate(values),
+        certificate=parse_certificate(values, domain),
         private_ca=parse_private_ca(values),
-        ingress=parse_ingress(values, topology),
+        ingress=ingress,
         app=parse_app(values, topology),
         services=parse_services(values, topology),
         log_retention_days=parse_log_retention(values),
         certificate_expiry_alarm_days=parse_certificate_expiry_alarm_days(values, topology),
         allowed_cidrs=parse_allowed_cidrs(values),
-        ssl_policy=parse_ssl_policy(values),
+        ssl_policy=parse_ssl_policy(values, topology, ingress),
         envoy=parse_envoy(values, topology),
         service_connect=parse_service_connect(values),
     )
@@ -453,6 +529,29 @@ def with_http01_start(s: Settings, values: Mapping[str, Any]) -> Settings:
     return s
 
 
+def certificate_expiry_warning(s: Settings, now: datetime | None = None) -> str | None:
+    """A warning when the user's certificate expires within certificateExpiryAlarmDays.
+
+    Not an error: the stack may be deployed to roll out a renewed certificate next. But the
+    expiry alarm would fire at once, so the user hears it here first.
+    """
+    if s.certificate is None or s.certificate.not_valid_after is None:
+        return None
+    expires = s.certificate.not_valid_after
+    days = (expires - (now or datetime.now(UTC))).days
+    if days >= s.certificate_expiry_alarm_days:
+        return None
+    return (
+        f"ecs-tls:certificate.certificatePem: expires on {expires:%Y-%m-%d} UTC, in {days} "
+        f"days (certificateExpiryAlarmDays is {s.certificate_expiry_alarm_days}); ACM does "
+        "not renew an imported certificate, so import a renewed one soon"
+    )
+
+
 def load_settings() -> Settings:
     """Read and validate the stack configuration of the running program."""
-    return parse_settings(raw_config())
+    settings = parse_settings(raw_config(), secret_config_keys())
+    warning = certificate_expiry_warning(settings)
+    if warning:
+        pulumi.log.warn(warning)
+    return settings

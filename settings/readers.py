@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from settings.constants import (
     NAMESPACE,
 )
 from settings.errors import ConfigError, invalid
+from settings.redaction import holds_key_material, is_secret, shown
 from settings.reference import CONFIG_REFERENCE
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
@@ -64,6 +66,54 @@ def raw_config() -> dict[str, Any]:
         except (TypeError, ValueError):
             values[full_key[len(prefix) :]] = text
     return values
+
+
+def secret_config_keys() -> frozenset[str]:
+    """Top-level `ecs-tls:*` keys whose values the engine marks secret.
+
+    `pulumi up` lists them in PULUMI_CONFIG_SECRET_KEYS; mocks and the Automation API pass
+    them to `set_all_config`, which `is_config_secret` reads. A value set with
+    `--path --secret` makes its whole top-level key secret: the engine lists
+    `ecs-tls:certificate`, never `ecs-tls:certificate.privateKeyPem`.
+    """
+    merged = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    names = set(pulumi.runtime.get_config_secret_keys_env())
+    names.update(k for k in merged if pulumi.runtime.is_config_secret(k))
+    prefix = f"{NAMESPACE}:"
+    return frozenset(k[len(prefix) :] for k in names if k.startswith(prefix))
+
+
+# The file a PEM field is usually kept in, for the commands that errors suggest.
+PEM_FILES = {
+    "certificate.certificatePem": "cert.pem",
+    "certificate.chainPem": "chain.pem",
+    "certificate.privateKeyPem": "key.pem",
+}
+
+
+# Fields that hold key material: always stored with --secret.
+SECRET_FIELDS = ("certificate.privateKeyPem",)
+
+
+def set_command(path: str, value: Any = None, secret: bool = False) -> str:
+    """The `pulumi config set --path` line that stores `value` at `path`.
+
+    A PEM field is piped from its file: its text starts with dashes, which the CLI would
+    take for a flag, and a piped key stays out of shell history and the process list.
+    A value that may not be shown becomes `<value>`.
+    """
+    secret = secret or is_secret(path) or path in SECRET_FIELDS
+    flags = "--path --secret" if secret else "--path"
+    target = shlex.quote(f"{NAMESPACE}:{path}")
+    if path in PEM_FILES:
+        return f"pulumi config set {flags} {target} < {PEM_FILES[path]}"
+    if secret or holds_key_material(value) or not isinstance(value, (str, int, float)):
+        text = "<value>"
+    elif isinstance(value, bool):
+        text = json.dumps(value)
+    else:
+        text = shlex.quote(str(value))
+    return f"pulumi config set {flags} {target} {text}"
 
 
 def suggest(name: str, known: tuple[str, ...]) -> str:
@@ -124,7 +174,8 @@ def read_string_list(value: Any, key: str, pattern: re.Pattern[str], what: str) 
 def read_fargate_size(cpu: Any, memory: Any, key: str) -> tuple[int, int]:
     if isinstance(cpu, str) and cpu.isdigit():
         cpu = int(cpu)
-    if cpu not in FARGATE_MEMORY or isinstance(cpu, bool):
+    # Checked as an int first: a list or an object is not hashable, so `in` would raise.
+    if not isinstance(cpu, int) or isinstance(cpu, bool) or cpu not in FARGATE_MEMORY:
         raise invalid(
             f"{key}.cpu", cpu, f"a Fargate CPU size: {', '.join(map(str, FARGATE_MEMORY))}"
         )
@@ -140,6 +191,6 @@ def read_fargate_size(cpu: Any, memory: Any, key: str) -> tuple[int, int]:
     return cpu, memory
 
 
-def preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "...'"
+def preview(value: Any, key: str = "") -> str:
+    """A short form of `value` for a message, redacted like every value an error shows."""
+    return shown(key, value, limit=40)

@@ -51,7 +51,7 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "ingress",
         "string",
         "alb",
-        "service-connect only: how clients reach the public service: alb, nlb or none.",
+        "How clients reach the public service: alb, nlb or none.",
     ),
     ConfigKey(
         "logRetentionDays",
@@ -78,9 +78,9 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "integer",
         "30",
         "Days before the load balancer's certificate expires when the alerts topic is told "
-        "(1 to 45); alb-envoy and service-connect.",
+        "(1 to 45).",
     ),
-    ConfigKey("envoy", "object", "see below", "alb-envoy only: the TLS-terminating sidecar."),
+    ConfigKey("envoy", "object", "see below", "The TLS-terminating sidecar."),
     ConfigKey("envoy.image", "string", ENVOY_IMAGE, "Stock Envoy image (v3 API, >= 1.21)."),
     ConfigKey("envoy.port", "integer", "8443", "Port of Envoy's TLS listener in the task."),
     ConfigKey(
@@ -113,8 +113,9 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "acme.renewEveryDays",
         "integer",
         "from the lifetime",
-        "Days between scheduled task restarts that let certbot renew (1 to 30). Default: "
-        "a sixth of the certificate lifetime, 7 days for 45-day certificates.",
+        "Days between runs of the renewal task (1 to 30); a run that issues a certificate "
+        "restarts the app once. Default: a sixth of the certificate lifetime, 7 days for "
+        "45-day certificates.",
     ),
     ConfigKey(
         "network",
@@ -235,13 +236,13 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "app.ports",
         "array",
         "[7473, 7687]",
-        "nlb-certbot: TLS ports the app serves and the NLB passes through (TCP).",
+        "TLS ports the app serves and the NLB passes through (TCP).",
     ),
     ConfigKey(
         "app.certificateLayout",
         "object",
         "Neo4j",
-        "nlb-certbot: where the copier writes the certificate for the app: directory (/ssl), "
+        "Where the copier writes the certificate for the app: directory (/ssl), "
         "scopes ([bolt, https]), certificateFile (public.crt), privateKeyFile (private.key), "
         "owner (7474:7474).",
     ),
@@ -249,33 +250,33 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "app.capacity",
         "string",
         "ec2",
-        "nlb-certbot: ec2 (one instance; app.dataPath on an EBS volume that survives tasks "
+        "ec2 (one instance; app.dataPath on an EBS volume that survives tasks "
         "and instances) or fargate (stateless TLS apps: nothing persists).",
     ),
-    ConfigKey("app.instanceType", "string", "t3.large", "nlb-certbot on EC2: instance type."),
+    ConfigKey("app.instanceType", "string", "t3.large", "With capacity ec2: the instance type."),
     ConfigKey(
         "app.dataPath",
         "string",
         "/data",
-        "nlb-certbot on EC2: the container path kept on the data volume (Neo4j's store).",
+        "With capacity ec2: the container path kept on the data volume (Neo4j's store).",
     ),
     ConfigKey(
         "app.dataVolumeGiB",
         "integer",
         "20",
-        "nlb-certbot on EC2: size of the encrypted gp3 data volume; it can grow, not shrink.",
+        "With capacity ec2: size of the encrypted gp3 data volume; it can grow, not shrink.",
     ),
     ConfigKey(
         "app.snapshotRetentionDays",
         "integer",
         "7",
-        "nlb-certbot on EC2: daily snapshots of the data volume kept (0: no snapshots).",
+        "With capacity ec2: daily snapshots of the data volume kept (0: no snapshots).",
     ),
     ConfigKey(
         "services",
         "array",
         "demo",
-        "service-connect, appmesh-efs: the services; absent: a frontend that calls a backend.",
+        "The services; absent: a frontend that calls a backend.",
     ),
     ConfigKey("services[].name", "string", "", "Required. Lowercase DNS label, unique."),
     ConfigKey("services[].image", "string", "", "Required. Container image."),
@@ -331,3 +332,31 @@ KNOWN_TOP_LEVEL = tuple(k.path for k in CONFIG_REFERENCE if "." not in k.path)
 SERVICE_KEYS = tuple(
     k.path.split(".", 1)[1] for k in CONFIG_REFERENCE if k.path.startswith("services[].")
 )
+
+# Which topologies read a key. A key set on a topology that does not read it is refused,
+# as a silently ignored key hides a mistake (a certificate the user believes the NLB
+# serves, a CA that is never created). Keys not listed apply to every topology; that
+# includes `serviceConnect.namespace` (the cluster's namespace, part of the foundation)
+# and every key Pulumi.yaml declares with a default, which the CLI merges into every stack.
+APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "acme": ("nlb-certbot", "direct-task"),
+    "privateCa": ("service-connect",),
+    "serviceConnect.customerKmsKey": ("service-connect",),
+    "ingress": ("service-connect",),
+    "services": ("service-connect", "appmesh-efs"),
+    "envoy": ("alb-envoy",),
+    "certificate": ("alb-envoy", "service-connect", "appmesh-efs"),
+    "sslPolicy": ("alb-envoy", "service-connect"),
+    "certificateExpiryAlarmDays": ("alb-envoy", "service-connect"),
+    "app.ports": ("nlb-certbot",),
+    "app.certificateLayout": ("nlb-certbot",),
+    "app.capacity": ("nlb-certbot",),
+    "app.instanceType": ("nlb-certbot",),
+    "app.dataPath": ("nlb-certbot",),
+    "app.dataVolumeGiB": ("nlb-certbot",),
+    "app.snapshotRetentionDays": ("nlb-certbot",),
+}
+
+# Keys about the public load balancer's listener, which service-connect only has with
+# `ingress` alb or nlb.
+LOAD_BALANCER_KEYS = ("certificate", "sslPolicy", "certificateExpiryAlarmDays")

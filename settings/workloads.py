@@ -31,6 +31,7 @@ from settings.readers import (
     read_string,
     suggest,
 )
+from settings.redaction import shown
 from settings.reference import SERVICE_KEYS
 
 
@@ -52,12 +53,8 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
             raise invalid(f"app.environment.{name}", name, "an environment variable name")
         if not isinstance(val, (str, int, float, bool)):
             raise invalid(f"app.environment.{name}", val, "a string")
+    # Fields only nlb-certbot reads are refused elsewhere by settings/reference.py APPLIES_TO.
     ports, layout = base.ports, base.certificate_layout
-    for key in NLB_CERTBOT_APP_KEYS:
-        if key in raw and topology != "nlb-certbot":
-            raise ConfigError(
-                f"app.{key}", f"applies only to topology 'nlb-certbot', not {topology!r}"
-            )
     if "ports" in raw or "certificateLayout" in raw:
         ports = _ports(raw.get("ports", list(ports)))
         layout = _layout(raw.get("certificateLayout", {}), layout)
@@ -78,15 +75,6 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
 
 LAYOUT_KEYS = ("directory", "scopes", "certificateFile", "privateKeyFile", "owner")
 
-NLB_CERTBOT_APP_KEYS = (
-    "ports",
-    "certificateLayout",
-    "capacity",
-    "instanceType",
-    "dataPath",
-    "dataVolumeGiB",
-    "snapshotRetentionDays",
-)
 EC2_ONLY_APP_KEYS = ("instanceType", "dataPath", "dataVolumeGiB", "snapshotRetentionDays")
 
 
@@ -195,7 +183,11 @@ def _service(item: Any, key: str) -> ServiceSettings:
         raise missing(f"{key}.name", "every service needs a name")
     if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
         raise invalid(f"{key}.name", name, "a lowercase DNS label such as 'backend'")
+    if item.get("image") is None:
+        raise missing(f"{key}.image", "every service needs a container image")
     image = read_string(item.get("image"), f"{key}.image", "a container image reference")
+    if item.get("port") is None:
+        raise missing(f"{key}.port", "every service needs the port its container listens on")
     port = read_integer(item.get("port"), f"{key}.port", 1, 65535)
     mode = item.get("mode", "server")
     if mode not in SERVICE_MODES:
@@ -268,8 +260,9 @@ def _unique(services: tuple[ServiceSettings, ...], attribute: str, key: str) -> 
         if not value:
             continue
         if value in seen:
+            path = f"services[{i}].{key}"
             raise ConfigError(
-                f"services[{i}].{key}", f"{value!r} is already used by services[{seen[value]}]"
+                path, f"{shown(path, value)} is already used by services[{seen[value]}]"
             )
         seen[value] = i
 
@@ -279,10 +272,7 @@ def parse_services(values: Mapping[str, Any], topology: str) -> tuple[ServiceSet
     uses_services = topology in ("service-connect", "appmesh-efs")
     if raw is None:
         return DEMO_SERVICES if uses_services else ()
-    if not uses_services:
-        raise ConfigError(
-            "services", f"applies to service-connect and appmesh-efs, not {topology!r}"
-        )
+    # Set on another topology, `services` is refused by settings/reference.py APPLIES_TO.
     if not isinstance(raw, list) or not raw:
         raise invalid("services", raw, "a non-empty list of {name, image, port} objects")
     services = tuple(_service(item, f"services[{i}]") for i, item in enumerate(raw))
@@ -337,9 +327,11 @@ def creation_order(services: tuple[ServiceSettings, ...]) -> list[ServiceSetting
         if service in ordered:
             return
         if service.name in placing:
+            key = f"services[{index[service.name]}].calls"
             raise ConfigError(
-                f"services[{index[service.name]}].calls",
-                f"{service.name!r} is part of a cycle of calls; ECS cannot start either first",
+                key,
+                f"{shown(key, service.name)} is part of a cycle of calls; ECS cannot start "
+                "either first",
             )
         placing.add(service.name)
         for name in service.calls:

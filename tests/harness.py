@@ -14,7 +14,7 @@ import hashlib
 import json
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,7 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         "aws:ec2/eip:Eip": "eipalloc-",
         "aws:ec2/internetGateway:InternetGateway": "igw-",
         "aws:ec2/routeTable:RouteTable": "rtb-",
+        "aws:ebs/volume:Volume": "vol-",
     }
     if args.typ in prefixes:
         resource_id = prefixes[args.typ] + digest[:17]
@@ -209,6 +210,11 @@ class AwsMocks(pulumi.runtime.Mocks):
             return {"randomPassword": "mock-password-" + "x" * 18, "id": "password"}
         if token == "aws:ssm/getParameter:getParameter":
             return {"name": args.args["name"], "value": "ami-0123456789abcdef0", "id": "p"}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # Existing subnets alternate between the first two zones by their last digit.
+            subnet = args.args["id"]
+            zone = AZ_NAMES[int(subnet[-1], 16) % 2]
+            return {"id": subnet, "availabilityZone": zone, "vpcId": "vpc-existing"}
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": args.args.get("id"), "cidrBlock": "172.31.0.0/16", "arn": "arn:vpc"}
         raise NotImplementedError(f"the test mocks do not answer invoke {token}")
@@ -251,11 +257,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
+def _namespaced(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
 def config_values(config: Mapping[str, Any]) -> dict[str, str]:
     """Stack config as the engine passes it: namespaced keys, objects as JSON text."""
     out = {}
     for key, value in config.items():
-        full = key if ":" in key else f"{PROJECT}:{key}"
+        full = _namespaced(key)
         out[full] = value if isinstance(value, str) else json.dumps(value)
     out.setdefault("aws:region", REGION)
     return out
@@ -264,8 +274,12 @@ def config_values(config: Mapping[str, Any]) -> dict[str, str]:
 _GRAPHS: dict[tuple, Graph] = {}
 
 
-def run_program(config: Mapping[str, Any], stack: str = "dev") -> Graph:
+def run_program(
+    config: Mapping[str, Any], stack: str = "dev", secret_keys: Iterable[str] = ()
+) -> Graph:
     """Run `__main__.py` with `config` (un-namespaced keys are `ecs-tls:`), return the graph.
+
+    `secret_keys` are the keys the engine would list as secret (set with `--secret`).
 
     Raises what the program raises (e.g. `settings.ConfigError`); the graph recorded up to
     then is on the exception as `exc.graph`. A run is deterministic for a configuration and
@@ -273,17 +287,19 @@ def run_program(config: Mapping[str, Any], stack: str = "dev") -> Graph:
     """
     import topologies
 
+    secrets = tuple(sorted(_namespaced(k) for k in secret_keys))
     key = (
         json.dumps(config, sort_keys=True),
         stack,
+        secrets,
         tuple(id(b) for b in topologies.REGISTRY.values()),
     )
     if key not in _GRAPHS:
-        _GRAPHS[key] = _run(config, stack)
+        _GRAPHS[key] = _run(config, stack, secrets)
     return _GRAPHS[key]
 
 
-def _run(config: Mapping[str, Any], stack: str) -> Graph:
+def _run(config: Mapping[str, Any], stack: str, secret_keys: tuple[str, ...] = ()) -> Graph:
     monitor = RecordingMonitor(AwsMocks())
     pulumi_settings.reset_options()
     pulumi.runtime.set_mocks(
@@ -291,7 +307,8 @@ def _run(config: Mapping[str, Any], stack: str) -> Graph:
     )
     # set_mocks made a finished root stack; run_in_stack makes the one exports go to.
     pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_all_config(config_values(config))
+    # Always a list: None would keep the previous run's secret keys.
+    pulumi.runtime.set_all_config(config_values(config), list(secret_keys))
     main = str(ROOT / "__main__.py")
     try:
         _sync_await(run_in_stack(lambda: runpy.run_path(main, run_name="__main__")))
@@ -328,7 +345,7 @@ def plaintext(value: Any, path: str = "") -> list[tuple[str, str]]:
     return [(path, value)] if isinstance(value, str) else []
 
 
-def config_error(config: Mapping[str, Any]) -> str:
+def config_error(config: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> str:
     """The message of the error `config` stops the program with, asserting that nothing
     was registered before it."""
     import pytest
@@ -336,6 +353,6 @@ def config_error(config: Mapping[str, Any]) -> str:
     from settings import ConfigError
 
     with pytest.raises(ConfigError) as caught:
-        run_program(config)
+        run_program(config, secret_keys=secret_keys)
     assert len(caught.value.graph) == 0, "resources were registered before the error"
     return str(caught.value)

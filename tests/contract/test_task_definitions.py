@@ -39,6 +39,16 @@ TASK_KEYS = (
 )
 
 
+def api_volume(volume: dict) -> dict:
+    """A pulumi-aws volume as the ECS API takes it: the provider flattens the API's
+    `host: {sourcePath}` into `hostPath` (terraform-provider-aws, ecs task definition
+    volumes); every other field keeps the API's name and shape."""
+    volume = dict(volume)
+    if "hostPath" in volume:
+        volume["host"] = {"sourcePath": volume.pop("hostPath")}
+    return volume
+
+
 @cache
 def _input_shape():
     model = botocore.session.get_session().get_service_model("ecs")
@@ -120,5 +130,7 @@ def test_task_definitions_of_each_topology_are_valid(program, case):
     for td in task_definitions:
         inputs = unwrap(td.inputs)
         params = {k: inputs[k] for k in TASK_KEYS if k in inputs}
+        if "volumes" in params:
+            params["volumes"] = [api_volume(v) for v in params["volumes"]]
         params["containerDefinitions"] = json.loads(inputs["containerDefinitions"])
         assert_valid_task_definition(params)

@@ -33,6 +33,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,13 +45,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from components.certbot import (
+    SHELL_ENTRY_POINT,
     CertbotSpec,
     CertificateLayout,
     certbot_args,
     copier_command,
     copier_environment,
     copy_script,
+    lineage_name,
+    live_dir,
+    lock_file,
 )
+from settings import ACME_DIRECTORIES
 from tests.tools import free_loopback_ports, in_ci, require_binary, stop_process
 
 pytestmark = pytest.mark.integration
@@ -59,6 +65,7 @@ DOMAIN = "db.example.test"
 DNS01_DOMAIN = "graph.example.test"
 ZONE = "example.test"
 EMAIL = "ops@example.test"
+PRODUCTION = ACME_DIRECTORIES["production"]
 PROFILE = "tlsserver"  # Pebble 2.4 offers no profiles: certbot must fall back to the default
 CERTBOT_TIMEOUT_S = 45.0
 COPIER_TIMEOUT_S = 15.0
@@ -170,6 +177,9 @@ class Acme:
     dns_log: Path  # pebble-challtestsrv's log
     certbot: str
     home: Path
+    intermediate: Path  # Pebble's issuing intermediate: the issuer of every leaf
+    dns_port: int
+    api_key: Path
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**_base_env(self.home), "REQUESTS_CA_BUNDLE": str(self.api_ca), **extra}
@@ -199,6 +209,24 @@ class Acme:
         )
         return Run(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
 
+    def log_since(self, offset: int) -> str:
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode()
+
+    @contextmanager
+    def another_ca(self, base: Path) -> Iterator[Acme]:
+        """A second Pebble (its own root and intermediate) on the same DNS and HTTP-01 port."""
+        pebble = require_binary("pebble", PEBBLE_HINT)
+        with _pebble(pebble, base, self.api_ca, self.api_key, self.dns_port, self.http_port) as p:
+            yield replace(
+                self,
+                directory_url=p.directory_url,
+                roots=p.roots,
+                intermediate=p.intermediate,
+                log=p.log,
+            )
+
 
 @dataclass
 class Run:
@@ -207,17 +235,21 @@ class Run:
     seconds: float
 
 
-@pytest.fixture(scope="module")
-def acme(tmp_path_factory) -> Iterator[Acme]:
-    pebble = require_binary("pebble", PEBBLE_HINT)
-    challtestsrv = require_binary("pebble-challtestsrv", PEBBLE_HINT)
-    certbot = require_binary("certbot", CERTBOT_HINT)
-    base = tmp_path_factory.mktemp("pebble")
-    api_cert, api_key = _api_certificate(base)
+@dataclass
+class _Pebble:
+    directory_url: str
+    roots: Path
+    intermediate: Path
+    log: Path
 
-    dns_port, chall_mgmt_port, acme_port, mgmt_port, http_port, tls_port = free_loopback_ports(
-        6, udp=True
-    )
+
+@contextmanager
+def _pebble(
+    binary: str, base: Path, api_cert: Path, api_key: Path, dns_port: int, http_port: int
+) -> Iterator[_Pebble]:
+    """One Pebble process on loopback, terminated and reaped on exit."""
+    base.mkdir(parents=True, exist_ok=True)
+    acme_port, mgmt_port, tls_port = free_loopback_ports(3)
     config = base / "pebble-config.json"
     config.write_text(
         json.dumps(
@@ -235,73 +267,93 @@ def acme(tmp_path_factory) -> Iterator[Acme]:
             }
         )
     )
-    chall_log, pebble_log = base / "challtestsrv.log", base / "pebble.log"
-    procs: list[subprocess.Popen] = []
+    log_file = base / "pebble.log"
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, "-config", str(config), "-dnsserver", f"{LOOPBACK}:{dns_port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={
+                **_base_env(base),
+                "PEBBLE_VA_NOSLEEP": "1",  # validate at once
+                "PEBBLE_WFE_NONCEREJECT": "0",  # no random badNonce errors
+                "PEBBLE_AUTHZREUSE": "0",  # every order proves control again
+            },
+            cwd=base,
+        )
     try:
-        with chall_log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        challtestsrv,
-                        "-dns01",
-                        f"{LOOPBACK}:{dns_port}",
-                        "-management",
-                        f"{LOOPBACK}:{chall_mgmt_port}",
-                        "-defaultIPv4",
-                        LOOPBACK,
-                        "-defaultIPv6",
-                        "",  # no AAAA answers: validation must stay on 127.0.0.1
-                        "-http01",
-                        "",
-                        "-https01",
-                        "",
-                        "-tlsalpn01",
-                        "",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=_base_env(base),
-                )
-            )
-        _wait_for_port(chall_mgmt_port, procs[-1], chall_log)
-        with pebble_log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [pebble, "-config", str(config), "-dnsserver", f"{LOOPBACK}:{dns_port}"],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={
-                        **_base_env(base),
-                        "PEBBLE_VA_NOSLEEP": "1",  # validate at once
-                        "PEBBLE_WFE_NONCEREJECT": "0",  # no random badNonce errors
-                        "PEBBLE_AUTHZREUSE": "0",  # every order proves control again
-                    },
-                    cwd=base,
-                )
-            )
-        _wait_for_port(acme_port, procs[-1], pebble_log)
-        _wait_for_port(mgmt_port, procs[-1], pebble_log)
-
+        _wait_for_port(acme_port, proc, log_file)
+        _wait_for_port(mgmt_port, proc, log_file)
         api_context = ssl.create_default_context(cafile=str(api_cert))
         directory = json.loads(_https_get(acme_port, "/dir", api_context))
         assert "newOrder" in directory
         roots = base / "pebble-root.pem"
         roots.write_bytes(_https_get(mgmt_port, "/roots/0", api_context))
-
-        yield Acme(
-            directory_url=f"https://{LOOPBACK}:{acme_port}/dir",
-            http_port=http_port,
-            challtestsrv_port=chall_mgmt_port,
-            api_ca=api_cert,
-            roots=roots,
-            log=pebble_log,
-            dns_log=chall_log,
-            certbot=certbot,
-            home=base,
-        )
+        intermediate = base / "pebble-intermediate.pem"
+        intermediate.write_bytes(_https_get(mgmt_port, "/intermediates/0", api_context))
+        yield _Pebble(f"https://{LOOPBACK}:{acme_port}/dir", roots, intermediate, log_file)
     finally:
-        for proc in reversed(procs):
-            stop_process(proc, timeout=5)
+        stop_process(proc, timeout=5)
+
+
+@contextmanager
+def acme_stack(base: Path) -> Iterator[Acme]:
+    """pebble-challtestsrv (DNS) and Pebble on loopback; both reaped on exit."""
+    pebble = require_binary("pebble", PEBBLE_HINT)
+    challtestsrv = require_binary("pebble-challtestsrv", PEBBLE_HINT)
+    certbot = require_binary("certbot", CERTBOT_HINT)
+    api_cert, api_key = _api_certificate(base)
+
+    dns_port, chall_mgmt_port, http_port = free_loopback_ports(3, udp=True)
+    chall_log = base / "challtestsrv.log"
+    with chall_log.open("wb") as out:
+        dns = subprocess.Popen(
+            [
+                challtestsrv,
+                "-dns01",
+                f"{LOOPBACK}:{dns_port}",
+                "-management",
+                f"{LOOPBACK}:{chall_mgmt_port}",
+                "-defaultIPv4",
+                LOOPBACK,
+                "-defaultIPv6",
+                "",  # no AAAA answers: validation must stay on 127.0.0.1
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_base_env(base),
+        )
+    try:
+        _wait_for_port(chall_mgmt_port, dns, chall_log)
+        with _pebble(pebble, base, api_cert, api_key, dns_port, http_port) as p:
+            yield Acme(
+                directory_url=p.directory_url,
+                http_port=http_port,
+                challtestsrv_port=chall_mgmt_port,
+                api_ca=api_cert,
+                roots=p.roots,
+                log=p.log,
+                dns_log=chall_log,
+                certbot=certbot,
+                home=base,
+                intermediate=p.intermediate,
+                dns_port=dns_port,
+                api_key=api_key,
+            )
+    finally:
+        stop_process(dns, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory) -> Iterator[Acme]:
+    with acme_stack(tmp_path_factory.mktemp("pebble")) as stack:
+        yield stack
 
 
 @dataclass
@@ -312,7 +364,7 @@ class Issued:
 
     @property
     def live(self) -> Path:
-        return self.config_dir / "live" / DOMAIN
+        return Path(live_dir(self.spec))
 
 
 @pytest.fixture(scope="module")
@@ -323,12 +375,17 @@ def issued(acme: Acme, tmp_path_factory) -> Issued:
     return Issued(config_dir, spec, acme.run_certbot(spec))
 
 
+# What the copier gets in the task: the lineage of the configured ACME server.
+PRODUCTION_SPEC = CertbotSpec(email=EMAIL, domain=DOMAIN, directory_url=PRODUCTION)
+
+
 def _copier_env(source_dir: Path, target_dir: Path, **overrides: str) -> dict[str, str]:
     layout = CertificateLayout(
         target_dir=str(target_dir), owner="7474:7474" if os.geteuid() == 0 else None
     )
-    env = copier_environment(layout, DOMAIN)
-    assert env["SOURCE_DIR"] == f"/etc/letsencrypt/live/{DOMAIN}"
+    env = copier_environment(layout, PRODUCTION_SPEC)
+    assert env["SOURCE_DIR"] == f"/etc/letsencrypt/live/{DOMAIN}-production"
+    assert env["DOMAIN"] == DOMAIN
     env["SOURCE_DIR"] = str(source_dir)
     env.update(overrides)
     return env
@@ -346,17 +403,22 @@ def _run_copier(
     )
 
 
-@pytest.fixture(scope="module")
-def busybox_path(tmp_path_factory) -> str:
-    """A PATH holding only busybox applets, like the alpine/busybox copier image."""
+def busybox_applets(bin_dir: Path) -> str:
+    """Fill ``bin_dir`` with a link per busybox applet, like an alpine image's /bin."""
     busybox = require_binary("busybox", "apt-get install busybox")
     applets = subprocess.run(
         [busybox, "--list"], capture_output=True, text=True, timeout=10, check=True
     ).stdout.split()
-    bin_dir = tmp_path_factory.mktemp("busybox-bin")
+    bin_dir.mkdir(parents=True, exist_ok=True)
     for applet in applets:
         (bin_dir / applet).symlink_to(busybox)
     return str(bin_dir)
+
+
+@pytest.fixture(scope="module")
+def busybox_path(tmp_path_factory) -> str:
+    """A PATH holding only busybox applets, like the alpine/busybox copier image."""
+    return busybox_applets(tmp_path_factory.mktemp("busybox-bin"))
 
 
 def _files_under(directory: Path) -> list[Path]:
@@ -596,7 +658,7 @@ def test_second_run_keeps_the_valid_certificate(acme: Acme, issued: Issued) -> N
     assert run.returncode == 0, run.output
     assert "Certificate not yet due for renewal" in run.output
     assert (issued.live / "fullchain.pem").read_bytes() == chain_before
-    archive = issued.config_dir / "archive" / DOMAIN
+    archive = issued.config_dir / "archive" / lineage_name(DOMAIN, acme.directory_url)
     assert sorted(p.name for p in archive.glob("cert*.pem")) == ["cert1.pem"]
     with acme.log.open("rb") as log:
         log.seek(log_offset)
@@ -783,9 +845,7 @@ def test_certbot_issues_over_dns01_with_route53(
         acme.dns_log.read_text()
     )
 
-    leaf = x509.load_pem_x509_certificates(
-        (tmp_path / "le" / "live" / DNS01_DOMAIN / "fullchain.pem").read_bytes()
-    )[0]
+    leaf = x509.load_pem_x509_certificates((Path(live_dir(spec)) / "fullchain.pem").read_bytes())[0]
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == [DNS01_DOMAIN]
 
@@ -804,7 +864,7 @@ def test_dns01_fails_when_the_record_never_reaches_dns(
         relay.mirror_enabled = True
     assert run.returncode != 0, run.output
     assert "Some challenges have failed." in run.output, run.output
-    assert not (tmp_path / "le" / "live" / domain).exists()
+    assert not Path(live_dir(spec)).exists()
     assert route53.zone_values(f"_acme-challenge.{domain}.") == []  # cleaned up anyway
 
 
@@ -815,8 +875,9 @@ def _relocate(argv: list[str], flag: str, value: str) -> None:
 def test_the_deployed_task_obtains_and_lays_out_a_certificate(acme: Acme, tmp_path: Path) -> None:
     """The certbot and copier commands of the program's task definition, run for real.
 
-    Only what cannot hold on this machine changes: /etc/letsencrypt and /ssl become
-    temporary directories, and certbot's port 80 becomes Pebble's HTTP-01 port on loopback.
+    Only what cannot hold on this machine changes: /etc/letsencrypt (with the lock file in it)
+    and /ssl become temporary directories, and certbot's port 80 becomes Pebble's HTTP-01 port
+    on loopback.
     """
     from tests.harness import run_program, unwrap
 
@@ -827,22 +888,26 @@ def test_the_deployed_task_obtains_and_lays_out_a_certificate(acme: Acme, tmp_pa
             "acme": {"email": EMAIL, "challenge": "http-01", "server": acme.directory_url},
         }
     )
-    task = graph.one("aws:ecs/taskDefinition:TaskDefinition")
+    task = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot")
     containers = {c["name"]: c for c in json.loads(unwrap(task.inputs["containerDefinitions"]))}
-    deployed = containers["certbot"]["command"]
+    certbot = containers["certbot"]
+    # The image's entry point is certbot itself; the lock wrapper replaces it with a shell.
+    assert certbot["entryPoint"] == list(SHELL_ENTRY_POINT)
+    deployed = [*certbot["entryPoint"], *certbot["command"]]
 
     state = tmp_path / "letsencrypt"
     argv = list(deployed)
+    argv[argv.index(lock_file("/etc/letsencrypt"))] = lock_file(str(state))
     _relocate(argv, "--config-dir", str(state))
     _relocate(argv, "--work-dir", str(state / ".work"))
     _relocate(argv, "--logs-dir", str(state / ".logs"))
     _relocate(argv, "--http-01-port", str(acme.http_port))
     argv += ["--http-01-address", LOOPBACK]
     changed = {i for i, (a, b) in enumerate(zip(argv, deployed, strict=False)) if a != b}
-    assert len(changed) == 4, "only the four relocated values may differ"
+    assert len(changed) == 5, "only the five relocated values may differ"
 
     result = subprocess.run(
-        [acme.certbot, *argv],
+        argv,
         env=acme.env(),
         capture_output=True,
         text=True,
@@ -850,13 +915,16 @@ def test_the_deployed_task_obtains_and_lays_out_a_certificate(acme: Acme, tmp_pa
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (state / "live" / DOMAIN / "fullchain.pem").is_file()
+    lineage = lineage_name(DOMAIN, acme.directory_url)
+    assert (state / "live" / lineage / "fullchain.pem").is_file()
+    assert (state / ".certbot-run.lock").is_file()  # certbot ran under the stack's lock
 
     copier = containers["copier"]
     env = {e["name"]: e["value"] for e in copier["environment"]}
-    assert env["SOURCE_DIR"] == f"/etc/letsencrypt/live/{DOMAIN}"
+    assert env["SOURCE_DIR"] == f"/etc/letsencrypt/live/{lineage}"
+    assert env["DOMAIN"] == DOMAIN
     ssl = tmp_path / "ssl"
-    env["SOURCE_DIR"] = str(state / "live" / DOMAIN)
+    env["SOURCE_DIR"] = str(state / "live" / lineage)
     env["TARGET_DIR"] = str(ssl)
     if os.geteuid() != 0:
         env.pop("OWNER")  # chown to Neo4j's uid needs root

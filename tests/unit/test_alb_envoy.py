@@ -8,11 +8,13 @@ import pytest
 
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import config_error, is_secret, plaintext, unwrap
+from tests.pki import make_pki
 
 MINIMAL = MINIMAL_CONFIG["alb-envoy"]
-CERT = "-----BEGIN CERTIFICATE-----\nTUlJQnVzZXJjZXJ0\n-----END CERTIFICATE-----\n"
-CHAIN = "-----BEGIN CERTIFICATE-----\nTUlJQmNoYWlu\n-----END CERTIFICATE-----\n"
-KEY = "-----BEGIN PRIVATE KEY-----\nTUlJRXVzZXJrZXk=\n-----END PRIVATE KEY-----\n"
+PKI = make_pki("app.example.com")
+CERT, CHAIN, KEY = PKI.leaf_pem, PKI.chain_pem, PKI.key_pem
+# The engine lists `certificate` as secret once privateKeyPem is set with --path --secret.
+SECRET = ("certificate",)
 BRING_YOUR_OWN = {
     **MINIMAL,
     "certificate": {"certificatePem": CERT, "privateKeyPem": KEY, "chainPem": CHAIN},
@@ -28,8 +30,9 @@ def containers(graph) -> dict[str, dict]:
 def case(request):
     from tests.harness import run_program
 
-    config = MINIMAL if request.param == "generated" else BRING_YOUR_OWN
-    return request.param, run_program(config)
+    if request.param == "generated":
+        return request.param, run_program(MINIMAL)
+    return request.param, run_program(BRING_YOUR_OWN, secret_keys=SECRET)
 
 
 def test_https_listener_has_an_explicit_tls13_policy(case):
@@ -232,7 +235,7 @@ def test_outputs_tell_the_user_how_to_verify(case):
 def test_bring_your_own_certificate_is_imported_as_given():
     from tests.harness import run_program
 
-    graph = run_program(BRING_YOUR_OWN)
+    graph = run_program(BRING_YOUR_OWN, secret_keys=SECRET)
     acm = graph.one("aws:acm/certificate:Certificate")
     assert acm.inputs["certificateBody"] == CERT
     assert acm.inputs["certificateChain"] == CHAIN
@@ -297,10 +300,10 @@ def test_no_dns_record_without_a_zone(program):
 
 def test_new_certificate_rolls_the_tasks(program):
     def fingerprint(config):
-        envoy = containers(program(config))["envoy"]
+        envoy = containers(program(config, secret_keys=SECRET))["envoy"]
         return {e["name"]: e["value"] for e in envoy["environment"]}["CERTIFICATE_SHA256"]
 
-    other = {**BRING_YOUR_OWN["certificate"], "certificatePem": CERT.replace("VzZXJ", "VzZXK")}
+    other = make_pki("app.example.com", label="renewed").certificate_config()
     assert fingerprint(BRING_YOUR_OWN) != fingerprint({**MINIMAL, "certificate": other})
 
 
@@ -309,8 +312,8 @@ def test_new_certificate_rolls_the_tasks(program):
     [
         (
             {**MINIMAL, "sslPolicy": "ELBSecurityPolicy-2016-08"},
-            "ecs-tls:sslPolicy: 'ELBSecurityPolicy-2016-08' is not an ELB TLS 1.3 policy such as "
-            "ELBSecurityPolicy-TLS13-1-2-2021-06",
+            "ecs-tls:sslPolicy: 'ELBSecurityPolicy-2016-08' is not a TLS 1.3 security policy "
+            "of the ALB, such as ELBSecurityPolicy-TLS13-1-2-2021-06",
         ),
         (
             {**MINIMAL, "envoy": {"minTlsVersion": "1.1"}},

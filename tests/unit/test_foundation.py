@@ -43,7 +43,7 @@ def test_every_resource_has_a_component_parent(program, stand_in_topologies, top
         if r.custom:
             assert r.parent and "::ecs-tls:" in r.parent, f"{r} is not inside a component"
         else:
-            assert re.fullmatch(r"ecs-tls:[a-z_]+:[A-Z][A-Za-z]+", r.type), r.type
+            assert re.fullmatch(r"ecs-tls:[a-z][a-z0-9_]*:[A-Z][A-Za-z0-9]+", r.type), r.type
 
 
 def test_stack_outputs_name_topology_and_endpoint(program, stand_in_topologies):

@@ -1,4 +1,4 @@
-"""Topology nlb-certbot under mocks, in both challenge modes."""
+"""Topology nlb-certbot under mocks: persistent data, out-of-band renewal, both challenges."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from components.ec2_capacity import instance_user_data
+from components.certbot import lineage_name
+from components.ec2_capacity import ECS_AMI, instance_user_data
 from components.renewal import renewal_interval_days
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import config_error, is_secret, run_program, unwrap
@@ -21,251 +22,218 @@ HTTP01 = {
     "acme": {"email": "ops@example.com", "challenge": "http-01"},
 }
 ZONE = DNS01["hostedZoneId"]
+STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+FARGATE_APP = {"image": "ghcr.io/acme/tls-app:1", "ports": [8443], "capacity": "fargate"}
+MODES = {
+    "dns-01": DNS01,
+    "http-01": HTTP01,
+    "fargate": {**DNS01, "app": FARGATE_APP},
+}
 
 
-@pytest.fixture(scope="module", params=["dns-01", "http-01"])
+@pytest.fixture(scope="module", params=list(MODES))
 def mode(request):
-    config = DNS01 if request.param == "dns-01" else HTTP01
-    return request.param, run_program(config)
+    return request.param, run_program(MODES[request.param])
 
 
-def containers(graph) -> dict[str, dict]:
-    td = graph.one("aws:ecs/taskDefinition:TaskDefinition")
+def definitions(graph, name: str = "nlb-certbot") -> dict[str, dict]:
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition", name)
     return {c["name"]: c for c in json.loads(unwrap(td.inputs["containerDefinitions"]))}
 
 
-def test_init_containers_chain_to_the_app(mode):
+def env(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("environment", [])}
+
+
+def policy(graph, name: str) -> dict[str, dict]:
+    document = json.loads(graph.one("aws:iam/rolePolicy:RolePolicy", name).inputs["policy"])
+    return {s["Sid"]: s for s in document["Statement"]}
+
+
+# ----------------------------------------------------------------- the app task
+
+
+def test_the_app_waits_for_a_certificate_not_for_the_ca(mode):
+    """certbot -> COMPLETE -> copier -> SUCCESS -> app: a CA outage does not stop a task
+    whose certificate on EFS is still valid (the copier decides)."""
     _, graph = mode
-    c = containers(graph)
-    assert c["certbot"]["essential"] is False
-    assert c["copier"]["essential"] is False
-    assert c["app"]["essential"] is True
-    assert c["copier"]["dependsOn"] == [{"containerName": "certbot", "condition": "SUCCESS"}]
+    c = definitions(graph)
+    assert c["certbot"]["essential"] is False and c["copier"]["essential"] is False
+    assert c["copier"]["dependsOn"] == [{"containerName": "certbot", "condition": "COMPLETE"}]
     assert c["app"]["dependsOn"] == [{"containerName": "copier", "condition": "SUCCESS"}]
-    assert c["copier"]["command"][:2] == ["sh", "-c"]
-    assert "set -eu" in c["copier"]["command"][2]
+    assert c["app"]["essential"] is True
+    assert c["app"]["stopTimeout"] == 120, "time for Neo4j to checkpoint"
 
 
-def test_certbot_argv_asks_the_configured_directory(mode):
+def test_the_app_task_runs_certbot_without_the_restart_hook(mode):
     kind, graph = mode
-    argv = containers(graph)["certbot"]["command"]
-    assert argv[0] == "certonly"
-    for flag in ("--non-interactive", "--agree-tos", "--keep-until-expiring"):
-        assert flag in argv
-    assert argv[argv.index("-d") + 1] == "db.example.com"
-    assert argv[argv.index("-m") + 1] == "ops@example.com"
-    assert argv[argv.index("--server") + 1] == (
-        "https://acme-staging-v02.api.letsencrypt.org/directory"
-    )
-    if kind == "dns-01":
-        assert "--dns-route53" in argv and "--standalone" not in argv
-        assert containers(graph)["certbot"]["image"].startswith("certbot/dns-route53:")
-    else:
+    certbot = definitions(graph)["certbot"]
+    assert certbot["entryPoint"] == ["sh", "-c"]
+    argv = certbot["command"]
+    assert "certonly" in argv and "--keep-until-expiring" in argv
+    assert argv[argv.index("--server") + 1] == STAGING
+    assert argv[argv.index("--cert-name") + 1] == lineage_name("db.example.com", STAGING)
+    assert "--deploy-hook" not in argv
+    if kind == "http-01":
         assert "--standalone" in argv and argv[argv.index("--http-01-port") + 1] == "80"
+        assert certbot["portMappings"][0]["containerPort"] == 80
+    else:
+        assert "--dns-route53" in argv and "--standalone" not in argv
 
 
-def test_acme_state_is_on_encrypted_efs_with_transit_encryption(mode):
+def test_the_copier_reads_the_lineage_of_the_configured_server(mode):
     _, graph = mode
-    td = graph.one("aws:ecs/taskDefinition:TaskDefinition")
-    volumes = {v["name"]: v for v in unwrap(td.inputs["volumes"])}
-    efs = volumes["letsencrypt"]["efsVolumeConfiguration"]
-    assert efs["transitEncryption"] == "ENABLED"
-    assert efs["authorizationConfig"]["iam"] == "ENABLED"
-    assert "rootDirectory" not in efs
-    access_point = graph.one("aws:efs/accessPoint:AccessPoint")
-    assert efs["authorizationConfig"]["accessPointId"] == access_point.id
-    assert volumes["certificates"] == {"name": "certificates"}, "a task scratch volume"
-    file_system = graph.one("aws:efs/fileSystem:FileSystem")
-    assert file_system.inputs["encrypted"] is True
-    policy = json.loads(graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy").inputs["policy"])
-    deny = next(s for s in policy["Statement"] if s["Effect"] == "Deny")
-    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
-    assert allow["Principal"] == {
-        "AWS": graph.one("aws:iam/role:Role", "nlb-certbot-task").outputs["arn"]
-    }
-    assert allow["Condition"]["StringEquals"] == {
-        "elasticfilesystem:AccessPointArn": access_point.outputs["arn"]
-    }
-    assert "elasticfilesystem:ClientRootAccess" in allow["Action"]
-    private = {
-        s.id
-        for s in graph.of_type("aws:ec2/subnet:Subnet")
-        if s.inputs["tags"]["tier"] == "private"
-    }
-    targets = graph.of_type("aws:efs/mountTarget:MountTarget")
-    assert {t.inputs["subnetId"] for t in targets} == private
-    c = containers(graph)
-    assert {m["sourceVolume"] for m in c["certbot"]["mountPoints"]} == {"letsencrypt"}
-    copier_mounts = {m["sourceVolume"]: m["readOnly"] for m in c["copier"]["mountPoints"]}
-    assert copier_mounts == {"letsencrypt": True, "certificates": False}
-    assert c["app"]["mountPoints"] == [
-        {"sourceVolume": "certificates", "containerPath": "/ssl", "readOnly": True}
-    ]
+    copier = env(definitions(graph)["copier"])
+    lineage = lineage_name("db.example.com", STAGING)
+    assert copier["SOURCE_DIR"] == f"/etc/letsencrypt/live/{lineage}"
+    assert copier["DOMAIN"] == "db.example.com"
 
 
-def test_efs_accepts_nfs_from_the_tasks_only(mode):
-    _, graph = mode
-    efs_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "nlb-certbot-letsencrypt")
-    tasks_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "nlb-certbot-tasks")
-    rules = [
-        r
-        for r in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-        if r.inputs["securityGroupId"] == efs_sg.id
-    ]
-    assert [(r.inputs["fromPort"], r.inputs["referencedSecurityGroupId"]) for r in rules] == [
-        (2049, tasks_sg.id)
-    ]
-
-
-def test_nlb_passes_tcp_through_with_tcp_health_checks(mode):
-    kind, graph = mode
-    lb = graph.one("aws:lb/loadBalancer:LoadBalancer")
-    assert lb.inputs["loadBalancerType"] == "network"
-    assert lb.inputs["enableCrossZoneLoadBalancing"] is True
-    assert lb.inputs["securityGroups"]
-    listeners = graph.of_type("aws:lb/listener:Listener")
-    assert all(lst.inputs["protocol"] == "TCP" for lst in listeners), "no TLS termination"
-    assert not any("certificateArn" in lst.inputs for lst in listeners)
-    ports = sorted(lst.inputs["port"] for lst in listeners)
-    assert ports == ([7473, 7687] if kind == "dns-01" else [80, 7473, 7687])
-    for group in graph.of_type("aws:lb/targetGroup:TargetGroup"):
-        assert group.inputs["protocol"] == "TCP"
-        assert group.inputs["healthCheck"]["protocol"] == "TCP"
-        assert group.inputs["targetType"] == ("ip" if kind == "dns-01" else "instance")
-
-
-def test_route53_permissions_are_scoped_to_the_zone():
-    graph = run_program(DNS01)
-    policy = graph.one("aws:iam/rolePolicy:RolePolicy", "nlb-certbot-route53")
-    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
-    assert statements["ChangeTxtRecords"]["Resource"] == [f"arn:aws:route53:::hostedzone/{ZONE}"]
-    assert statements["ChangeTxtRecords"]["Action"] == ["route53:ChangeResourceRecordSets"]
-    assert statements["WaitForChange"]["Action"] == ["route53:GetChange"]
-    assert statements["FindZone"]["Resource"] == ["*"]
-    role = graph.one("aws:iam/role:Role", "nlb-certbot-task")
-    assert policy.inputs["role"] == role.id
-    td = graph.one("aws:ecs/taskDefinition:TaskDefinition")
-    assert td.inputs["taskRoleArn"] == role.outputs["arn"]
-
-
-def test_http01_has_no_route53_permission():
-    graph = run_program(HTTP01)
-    assert not graph.of_type("aws:iam/rolePolicy:RolePolicy", "nlb-certbot-route53")
-
-
-def test_http01_port_80_is_health_checked_on_the_responder_and_registered_by_the_asg():
-    graph = run_program(HTTP01)
-    groups = {g.inputs["port"]: g for g in graph.of_type("aws:lb/targetGroup:TargetGroup")}
-    assert groups[80].inputs["healthCheck"]["port"] == "8081"
-    assert groups[7687].inputs["healthCheck"]["port"] == "traffic-port"
-    asg = graph.one("aws:autoscaling/group:Group")
-    assert sorted(asg.inputs["targetGroupArns"]) == sorted(
-        g.outputs["arn"] for g in groups.values()
+def test_switching_the_acme_server_switches_the_lineage():
+    production = {**DNS01, "acme": {"email": "ops@example.com", "server": "production"}}
+    argv = definitions(run_program(production))["certbot"]["command"]
+    assert argv[argv.index("--cert-name") + 1] == "db.example.com-production"
+    assert env(definitions(run_program(production))["copier"])["SOURCE_DIR"].endswith(
+        "db.example.com-production"
     )
-    template = graph.one("aws:ec2/launchTemplate:LaunchTemplate")
-    assert template.inputs["metadataOptions"]["httpTokens"] == "required"
-    assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
-    user_data = base64.b64decode(template.inputs["userData"]).decode()
-    assert "ECS_CLUSTER=ecs-tls-dev" in user_data
-    assert "http.server 8081" in user_data
-    td = graph.one("aws:ecs/taskDefinition:TaskDefinition")
-    assert td.inputs["networkMode"] == "host"
-    assert td.inputs["requiresCompatibilities"] == ["EC2"]
-    service = graph.one("aws:ecs/service:Service")
-    assert service.inputs["launchType"] == "EC2"
-    assert service.inputs["deploymentMinimumHealthyPercent"] == 0
-    assert graph.depends_on(service, asg)
-    assert containers(graph)["certbot"]["portMappings"][0]["containerPort"] == 80
-
-
-def test_user_data_is_valid_bash():
-    bash = require_binary("bash", "apt-get install bash")
-    script = instance_user_data("ecs-tls-dev", 8081)
-    result = subprocess.run([bash, "-n"], input=script, text=True, capture_output=True, check=False)
-    assert result.returncode == 0, result.stderr
-
-
-def test_dns01_runs_on_fargate_in_private_subnets():
-    graph = run_program(DNS01)
-    service = graph.one("aws:ecs/service:Service")
-    assert service.inputs["launchType"] == "FARGATE"
-    assert service.inputs["networkConfiguration"]["assignPublicIp"] is False
-    ports = sorted(lb["containerPort"] for lb in service.inputs["loadBalancers"])
-    assert ports == [7473, 7687]
-    assert service.inputs["healthCheckGracePeriodSeconds"] >= 300
-    for needed in graph.of_type("aws:efs/mountTarget:MountTarget"):
-        assert graph.depends_on(service, needed)
-    for listener in graph.of_type("aws:lb/listener:Listener"):
-        assert graph.depends_on(service, listener)
 
 
 def test_neo4j_requires_tls_and_gets_its_password_from_secrets(mode):
-    _, graph = mode
-    app = containers(graph)["app"]
-    env = {e["name"]: e["value"] for e in app["environment"]}
-    assert env["NEO4J_server_bolt_tls__level"] == "REQUIRED"
-    assert env["NEO4J_server_https_enabled"] == "true"
-    assert env["NEO4J_server_http_enabled"] == "false"
-    for scope in ("bolt", "https"):
-        assert env[f"NEO4J_dbms_ssl_policy_{scope}_enabled"] == "true"
-        assert env[f"NEO4J_dbms_ssl_policy_{scope}_base__directory"] == f"/ssl/{scope}"
-        assert env[f"NEO4J_dbms_ssl_policy_{scope}_private__key"] == "private.key"
-        assert env[f"NEO4J_dbms_ssl_policy_{scope}_public__certificate"] == "public.crt"
-    assert "NEO4J_AUTH" not in env
+    kind, graph = mode
+    app = definitions(graph)["app"]
+    variables = env(app)
+    if kind != "fargate":
+        assert variables["NEO4J_server_bolt_tls__level"] == "REQUIRED"
+        assert variables["NEO4J_server_http_enabled"] == "false"
+    assert "NEO4J_AUTH" not in variables
     secret = graph.one("aws:secretsmanager/secret:Secret")
     assert app["secrets"] == [{"name": "NEO4J_AUTH", "valueFrom": secret.outputs["arn"]}]
     version = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert is_secret(version.inputs["secretString"])
-    assert unwrap(version.inputs["secretString"]).startswith("neo4j/")
-    text = unwrap(graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
-    assert "mock-password" not in text
-
-
-def test_copier_writes_the_configured_layout():
-    graph = run_program(
-        {
-            **DNS01,
-            "app": {
-                "image": "ghcr.io/acme/tls-app:1",
-                "ports": [8443],
-                "certificateLayout": {
-                    "directory": "/certs",
-                    "scopes": ["main"],
-                    "certificateFile": "tls.crt",
-                    "privateKeyFile": "tls.key",
-                    "owner": "1000:1000",
-                },
-            },
-        }
+    assert "mock-password" not in unwrap(
+        graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot").inputs[
+            "containerDefinitions"
+        ]
     )
-    copier = containers(graph)["copier"]
-    env = {e["name"]: e["value"] for e in copier["environment"]}
-    assert env == {
-        "SOURCE_DIR": "/etc/letsencrypt/live/db.example.com",
-        "TARGET_DIR": "/certs",
-        "SCOPES": "main",
-        "CERT_FILE": "tls.crt",
-        "KEY_FILE": "tls.key",
-        "OWNER": "1000:1000",
-    }
-    assert [lst.inputs["port"] for lst in graph.of_type("aws:lb/listener:Listener")] == [8443]
 
 
-def test_renewal_schedule_restarts_the_service(mode):
-    _, graph = mode
+# ----------------------------------------------------------------- data that survives
+
+
+@pytest.mark.parametrize("kind", ["dns-01", "http-01"])
+def test_the_database_lives_on_a_retained_encrypted_volume_in_the_instances_zone(kind):
+    graph = run_program(MODES[kind])
+    volume = graph.one("aws:ebs/volume:Volume")
+    assert (volume.inputs["type"], volume.inputs["encrypted"], volume.inputs["size"]) == (
+        "gp3",
+        True,
+        20,
+    )
+    assert volume.retain_on_delete, "destroy or a switch must leave the data"
+    group = graph.one("aws:autoscaling/group:Group")
+    (subnet_id,) = group.inputs["vpcZoneIdentifiers"]
+    subnet = next(s for s in graph.of_type("aws:ec2/subnet:Subnet") if s.id == subnet_id)
+    assert volume.inputs["availabilityZone"] == subnet.inputs["availabilityZone"]
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot")
+    volumes = {v["name"]: v for v in unwrap(td.inputs["volumes"])}
+    assert volumes["data"] == {"name": "data", "hostPath": "/mnt/ecs-tls-data/app"}
+    mounts = {m["sourceVolume"]: m for m in definitions(graph)["app"]["mountPoints"]}
+    assert mounts["data"] == {"sourceVolume": "data", "containerPath": "/data", "readOnly": False}
+    # The password that opens the retained data is retained with it.
+    assert graph.one("aws:secretsmanager/secret:Secret").retain_on_delete
+    assert graph.stack_outputs["dataVolumeId"] == volume.id
+
+
+def test_the_instance_attaches_and_mounts_the_volume_before_it_joins_the_cluster():
+    graph = run_program(DNS01)
+    volume = graph.one("aws:ebs/volume:Volume")
+    template = graph.one("aws:ec2/launchTemplate:LaunchTemplate")
+    user_data = base64.b64decode(template.inputs["userData"]).decode()
+    assert f"VOLUME_ID={volume.id}" in user_data
+    assert user_data.index("ecs-tls-data-volume") < user_data.index("ECS_CLUSTER=ecs-tls-dev")
+    statements = policy(graph, "nlb-certbot-instances")
+    assert statements["AttachTheDataVolume"]["Resource"] == [
+        f"arn:aws:ec2:eu-west-1:123456789012:volume/{volume.id}"
+    ]
+    tag = statements["AttachToTaggedInstances"]["Condition"]["StringEquals"]
+    tags = template.inputs["tagSpecifications"][0]["tags"]
+    ((key, value),) = tag.items()
+    assert tags[key.removeprefix("ec2:ResourceTag/")] == value
+
+
+def test_the_instance_is_locked_down_and_follows_new_amis_without_a_diff():
+    template = run_program(DNS01).one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["imageId"] == ECS_AMI
+    assert ECS_AMI.startswith("resolve:ssm:")
+    metadata = template.inputs["metadataOptions"]
+    assert metadata["httpTokens"] == "required"
+    assert metadata["httpPutResponseHopLimit"] == 1
+    assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
+    attachments = run_program(DNS01).of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert any(a.inputs["policyArn"].endswith("/AmazonSSMManagedInstanceCore") for a in attachments)
+
+
+def test_daily_snapshots_keep_the_configured_count():
+    graph = run_program(DNS01)
+    volume = graph.one("aws:ebs/volume:Volume")
+    lifecycle = graph.one("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    details = lifecycle.inputs["policyDetails"]
+    assert details["targetTags"].items() <= volume.inputs["tags"].items()
+    (schedule,) = details["schedules"]
+    assert schedule["retainRule"] == {"count": 7}
+    assert schedule["createRule"]["interval"] == 24
+    off = run_program({**DNS01, "app": {"snapshotRetentionDays": 0}})
+    assert not off.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+
+
+def test_fargate_keeps_nothing_and_runs_in_private_subnets():
+    graph = run_program(MODES["fargate"])
+    assert not graph.of_type("aws:ebs/volume:Volume")
+    assert not graph.of_type("aws:autoscaling/group:Group")
+    service = graph.one("aws:ecs/service:Service")
+    assert service.inputs["launchType"] == "FARGATE"
+    assert service.inputs["networkConfiguration"]["assignPublicIp"] is False
+    assert [lb["containerPort"] for lb in service.inputs["loadBalancers"]] == [8443]
+    assert not graph.one("aws:secretsmanager/secret:Secret").retain_on_delete
+
+
+# ----------------------------------------------------------------- renewal out of band
+
+
+def test_renewal_is_a_scheduled_task_that_restarts_the_app_only_after_an_issue(mode):
+    kind, graph = mode
     schedule = graph.one("aws:scheduler/schedule:Schedule")
     assert schedule.inputs["scheduleExpression"] == "rate(7 days)"
     target = schedule.inputs["target"]
-    assert target["arn"] == "arn:aws:scheduler:::aws-sdk:ecs:updateService"
+    cluster = graph.one("aws:ecs/cluster:Cluster")
+    renewal = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot-renewal")
+    assert target["arn"] == cluster.outputs["arn"]
+    assert target["ecsParameters"]["taskDefinitionArn"] == renewal.outputs["arn"]
+    assert target["ecsParameters"]["launchType"] == ("FARGATE" if kind == "fargate" else "EC2")
+    (certbot,) = definitions(graph, "nlb-certbot-renewal").values()
+    argv = certbot["command"]
+    assert "--deploy-hook" in argv
+    assert argv[argv.index("--cert-name") + 1] == lineage_name("db.example.com", STAGING)
     service = graph.one("aws:ecs/service:Service")
-    body = json.loads(target["input"])
-    assert body["ForceNewDeployment"] is True
-    assert body["Service"] == service.outputs["name"]
-    policy = graph.one("aws:iam/rolePolicy:RolePolicy", "nlb-certbot-renewal")
-    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
-    assert statement["Action"] == ["ecs:UpdateService"]
-    assert statement["Resource"] == [service.id]
+    assert env(certbot) == {
+        "ECS_CLUSTER": cluster.outputs["arn"],
+        "ECS_SERVICE": service.outputs["name"],
+    }
+    restart = policy(graph, "nlb-certbot-renewal-restart")["RestartAppService"]
+    assert (restart["Action"], restart["Resource"]) == (["ecs:UpdateService"], [service.id])
+    run = policy(graph, "nlb-certbot-renewal")
+    assert run["RunRenewalTask"]["Resource"] == [renewal.outputs["arn"]]
+    assert run["RunRenewalTask"]["Condition"] == {
+        "ArnEquals": {"ecs:cluster": cluster.outputs["arn"]}
+    }
+    task_role = graph.one("aws:iam/role:Role", "nlb-certbot-renewal-task")
+    assert task_role.outputs["arn"] in run["PassTaskRoles"]["Resource"]
+
+
+def test_the_app_is_never_restarted_on_a_clock(mode):
+    _, graph = mode
+    for schedule in graph.of_type("aws:scheduler/schedule:Schedule"):
+        assert "updateService" not in schedule.inputs["target"]["arn"]
 
 
 @pytest.mark.parametrize(("lifetime", "days"), [(90, 15), (64, 10), (45, 7), (6, 1)])
@@ -274,25 +242,167 @@ def test_renewal_interval_follows_the_lifetime(lifetime, days):
     assert days * 2 <= lifetime // 3 + 1, "two chances inside certbot's renewal window"
 
 
-def test_profile_and_interval_reach_the_task_and_schedule(program):
-    graph = program({**DNS01, "acme": {"email": "ops@example.com", "profile": "shortlived"}})
-    assert graph.one("aws:scheduler/schedule:Schedule").inputs["scheduleExpression"] == (
-        "rate(1 days)"
-    )
-    argv = containers(graph)["certbot"]["command"]
+def test_profile_and_interval_reach_the_task_and_schedule():
+    graph = run_program({**DNS01, "acme": {"email": "ops@example.com", "profile": "shortlived"}})
+    schedule = graph.one("aws:scheduler/schedule:Schedule")
+    assert schedule.inputs["scheduleExpression"] == "rate(1 days)"
+    argv = definitions(graph)["certbot"]["command"]
     assert argv[argv.index("--preferred-profile") + 1] == "shortlived"
+
+
+# ----------------------------------------------------------------- ACME state, DNS-01
+
+
+def test_acme_state_is_on_encrypted_efs_for_both_tasks(mode):
+    _, graph = mode
+    access_point = graph.one("aws:efs/accessPoint:AccessPoint")
+    for name in ("nlb-certbot", "nlb-certbot-renewal"):
+        td = graph.one("aws:ecs/taskDefinition:TaskDefinition", name)
+        volumes = {v["name"]: v for v in unwrap(td.inputs["volumes"])}
+        efs = volumes["letsencrypt"]["efsVolumeConfiguration"]
+        assert efs["transitEncryption"] == "ENABLED"
+        assert efs["authorizationConfig"] == {"accessPointId": access_point.id, "iam": "ENABLED"}
+    assert graph.one("aws:efs/fileSystem:FileSystem").inputs["encrypted"] is True
+    document = json.loads(graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy").inputs["policy"])
+    allow = next(s for s in document["Statement"] if s["Effect"] == "Allow")
+    roles = [graph.one("aws:iam/role:Role", f"nlb-certbot-{p}-task") for p in ("app", "renewal")]
+    assert allow["Principal"] == {"AWS": sorted(r.outputs["arn"] for r in roles)}
+    # One mount target per availability zone.
+    zones = [
+        next(s for s in graph.of_type("aws:ec2/subnet:Subnet") if s.id == t.inputs["subnetId"])
+        for t in graph.of_type("aws:efs/mountTarget:MountTarget")
+    ]
+    assert len({z.inputs["availabilityZone"] for z in zones}) == len(zones) == 2
+
+
+def test_one_mount_target_per_zone_in_an_existing_vpc():
+    network = {
+        "vpcId": "vpc-0123456789abcdef0",
+        "publicSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        # The harness puts subnets ending in an even digit in one zone, odd in the other.
+        "privateSubnetIds": [
+            "subnet-0123456789abcdef2",
+            "subnet-0123456789abcdef4",
+            "subnet-0123456789abcdef3",
+        ],
+    }
+    graph = run_program({**DNS01, "network": network})
+    targets = [t.inputs["subnetId"] for t in graph.of_type("aws:efs/mountTarget:MountTarget")]
+    assert targets == ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"]
+
+
+def test_route53_changes_are_limited_to_the_challenge_record():
+    graph = run_program(DNS01)
+    for purpose in ("app", "renewal"):
+        statements = policy(graph, f"nlb-certbot-{purpose}-route53")
+        change = statements["ChangeChallengeRecord"]
+        assert change["Resource"] == [f"arn:aws:route53:::hostedzone/{ZONE}"]
+        assert change["Condition"]["ForAllValues:StringEquals"] == {
+            "route53:ChangeResourceRecordSetsNormalizedRecordNames": [
+                "_acme-challenge.db.example.com"
+            ],
+            "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+            "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+        }
+        role = graph.one("aws:iam/role:Role", f"nlb-certbot-{purpose}-task")
+        assert (
+            graph.one("aws:iam/rolePolicy:RolePolicy", f"nlb-certbot-{purpose}-route53").inputs[
+                "role"
+            ]
+            == role.id
+        )
+    service = graph.one("aws:ecs/service:Service")
+    for needed in [
+        graph.one("aws:iam/rolePolicy:RolePolicy", "nlb-certbot-app-route53"),
+        graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy"),
+        *graph.of_type("aws:efs/mountTarget:MountTarget"),
+    ]:
+        assert graph.depends_on(service, needed), needed
+
+
+# ----------------------------------------------------------------- HTTP-01
+
+
+def test_http01_port_80_is_open_to_the_internet_and_health_checked_on_the_responder():
+    graph = run_program({**HTTP01, "allowedCidrs": ["203.0.113.0/24"]})
+    assert not graph.of_type("aws:iam/rolePolicy:RolePolicy", "nlb-certbot-app-route53")
+    lb_sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "nlb-certbot")
+    ingress = {
+        (r.inputs["fromPort"], r.inputs["cidrIpv4"])
+        for r in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs["securityGroupId"] == lb_sg.id
+    }
+    assert (80, "0.0.0.0/0") in ingress, "Let's Encrypt publishes no address list"
+    assert (7687, "203.0.113.0/24") in ingress and (7687, "0.0.0.0/0") not in ingress
+    groups = {g.inputs["port"]: g for g in graph.of_type("aws:lb/targetGroup:TargetGroup")}
+    assert groups[80].inputs["healthCheck"]["port"] == "8081"
+    asg = graph.one("aws:autoscaling/group:Group")
+    assert sorted(asg.inputs["targetGroupArns"]) == sorted(
+        g.outputs["arn"] for g in groups.values()
+    )
+    user_data = base64.b64decode(
+        graph.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]
+    ).decode()
+    assert "http.server 8081" in user_data
+
+
+def test_http01_without_a_zone_starts_no_task_and_says_what_to_do():
+    graph = run_program(HTTP01)
+    service = graph.one("aws:ecs/service:Service")
+    assert service.inputs["desiredCount"] == 0
+    assert service.inputs["waitForSteadyState"] is False
+    steps = graph.stack_outputs["nextSteps"]
+    assert "db.example.com" in steps and graph.stack_outputs["nlbDnsName"] in steps
+    assert "ecs-tls:app.desiredCount 1" in steps
+
+
+def test_http01_with_a_zone_waits_for_the_domain_record():
+    graph = run_program({**HTTP01, "hostedZoneId": ZONE})
+    service = graph.one("aws:ecs/service:Service")
+    record = graph.one("aws:route53/record:Record", "domain")
+    assert service.inputs["desiredCount"] == 1
+    assert graph.depends_on(service, record)
+    assert "nextSteps" not in graph.stack_outputs
+
+
+def test_ec2_service_replaces_its_one_task_in_place(mode):
+    kind, graph = mode
+    if kind == "fargate":
+        return
+    service = graph.one("aws:ecs/service:Service")
+    assert service.inputs["launchType"] == "EC2"
+    assert service.inputs["deploymentMinimumHealthyPercent"] == 0
+    assert service.inputs["deploymentMaximumPercent"] == 100
+    assert graph.depends_on(service, graph.one("aws:autoscaling/group:Group"))
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot")
+    assert td.inputs["networkMode"] == "host"
+
+
+def test_nlb_passes_tcp_through(mode):
+    kind, graph = mode
+    listeners = graph.of_type("aws:lb/listener:Listener")
+    assert all(lst.inputs["protocol"] == "TCP" for lst in listeners), "no TLS termination"
+    for group in graph.of_type("aws:lb/targetGroup:TargetGroup"):
+        assert group.inputs["healthCheck"]["protocol"] == "TCP"
+        assert group.inputs["targetType"] == ("ip" if kind == "fargate" else "instance")
+
+
+def test_user_data_is_valid_bash():
+    bash = require_binary("bash", "apt-get install bash")
+    script = instance_user_data("ecs-tls-dev", 8081, "echo mounted")
+    result = subprocess.run([bash, "-n"], input=script, text=True, capture_output=True, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_outputs(mode):
     kind, graph = mode
     out = graph.stack_outputs
-    assert out["endpoint"] == "https://db.example.com:7473 bolt+s://db.example.com:7687"
+    if kind != "fargate":
+        assert out["endpoint"] == "https://db.example.com:7473 bolt+s://db.example.com:7687"
     assert out["nlbDnsName"] == graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["dnsName"]
     assert out["efsFileSystemId"] == graph.one("aws:efs/fileSystem:FileSystem").id
-    assert out["acmeDirectory"].startswith("https://acme-staging-v02")
-    assert out["verifyCommand"].startswith("openssl s_client -connect db.example.com:7687")
-    record = graph.of_type("aws:route53/record:Record")
-    assert len(record) == (1 if kind == "dns-01" else 0)
+    assert out["acmeDirectory"] == STAGING
+    assert len(graph.of_type("aws:route53/record:Record")) == (0 if kind == "http-01" else 1)
 
 
 @pytest.mark.parametrize(
@@ -304,23 +414,48 @@ def test_outputs(mode):
             "days of a 45-day certificate",
         ),
         (
-            {**DNS01, "acme": {"email": "ops@example.com", "profile": "forever"}},
-            "ecs-tls:acme.profile: 'forever' is not one of: classic, tlsserver, shortlived",
-        ),
-        (
             {**DNS01, "app": {"ports": [80, 7687]}},
             "ecs-tls:app.ports: [80, 7687] is not distinct ports other than 80 (ACME HTTP-01)",
         ),
         (
-            {**DNS01, "app": {"certificateLayout": {"keyFile": "k"}}},
-            "ecs-tls:app.certificateLayout.keyFile: is not a known key; did you mean "
-            "'privateKeyFile'?",
+            {**HTTP01, "app": {"ports": [8081, 7687]}},
+            "ecs-tls:app.ports: [8081, 7687] is not free of 8081, where the HTTP-01 health "
+            "responder listens",
         ),
         (
-            {**MINIMAL_CONFIG["alb-envoy"], "app": {"ports": [8443]}},
-            "ecs-tls:app.ports: applies only to topology 'nlb-certbot', not 'alb-envoy'",
+            {**DNS01, "app": {"desiredCount": 2}},
+            "ecs-tls:app.desiredCount: 2 is not 0 or 1 (its data volume attaches to one instance)",
+        ),
+        (
+            {**DNS01, "app": {"capacity": "fargate", "desiredCount": 2}},
+            "ecs-tls:app.desiredCount: 2 is not 0 or 1 (Neo4j Community runs as one instance)",
+        ),
+        (
+            {**HTTP01, "app": {"capacity": "fargate"}},
+            "ecs-tls:app.capacity: 'fargate' is not usable with acme.challenge 'http-01': a "
+            "Fargate task's init container never receives load-balanced traffic; use 'ec2' or "
+            "acme.challenge 'dns-01'",
+        ),
+        (
+            {**DNS01, "app": {"capacity": "fargate", "dataVolumeGiB": 50}},
+            "ecs-tls:app.dataVolumeGiB: applies to app.capacity 'ec2' only",
+        ),
+        (
+            {**DNS01, "app": {"capacity": "lambda"}},
+            "ecs-tls:app.capacity: 'lambda' is not one of: ec2, fargate",
+        ),
+        (
+            {**DNS01, "network": {"natGateways": 0}},
+            "ecs-tls:network.natGateways: 0 is not enough for topology 'nlb-certbot': its "
+            "tasks run in private subnets and need NAT to pull images and reach Secrets "
+            "Manager, CloudWatch Logs and ECS; use 1",
         ),
     ],
 )
 def test_bad_nlb_certbot_config(config, message):
     assert config_error(config) == message
+
+
+def test_a_stateless_app_on_fargate_may_run_several_tasks():
+    graph = run_program({**DNS01, "app": {**FARGATE_APP, "desiredCount": 2}})
+    assert graph.one("aws:ecs/service:Service").inputs["desiredCount"] == 2

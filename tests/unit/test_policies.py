@@ -31,6 +31,7 @@ WILDCARD_ACTIONS = {
     "ecr:BatchGetImage",
     "ecr:GetDownloadUrlForLayer",
     "route53:ListHostedZones",
+    "ec2:DescribeVolumes",  # the data volume script reads its attachment state
 }
 
 

@@ -13,6 +13,7 @@ from settings import (
 )
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import config_error
+from tests.pki import make_pki
 
 BASE = {"topology": "alb-envoy", "domain": "app.example.com"}
 EXISTING_VPC = {
@@ -234,17 +235,14 @@ def test_unbuilt_topology_fails_before_any_resource(monkeypatch):
 
 def test_private_key_is_never_echoed_in_an_error():
     key = "-----BEGIN NOT A KEY-----\nc2VjcmV0\n"
-    config = {**BASE, "certificate": {"certificatePem": CERT_PEM, "privateKeyPem": key}}
+    config = {**BASE, "certificate": {**PKI.certificate_config(), "privateKeyPem": key}}
     with pytest.raises(ConfigError) as caught:
-        parse_settings(config)
+        parse_settings(config, secret_keys=["certificate"])
     assert "c2VjcmV0" not in str(caught.value)
-    assert str(caught.value) == (
-        "ecs-tls:certificate.privateKeyPem: <redacted> is not a PEM block (PRIVATE KEY)"
-    )
+    assert str(caught.value) == "ecs-tls:certificate.privateKeyPem: is not a PEM private key"
 
 
-CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+PKI = make_pki("app.example.com")
 
 
 @pytest.mark.parametrize("topology", sorted(MINIMAL_CONFIG))
@@ -321,10 +319,11 @@ def test_acme_server_accepts_a_directory_url():
 
 def test_certificate_key_is_hidden_from_repr():
     s = parse_settings(
-        {**BASE, "certificate": {"certificatePem": CERT_PEM, "privateKeyPem": KEY_PEM}}
+        {**BASE, "certificate": PKI.certificate_config(chain=False)}, secret_keys=["certificate"]
     )
     assert s.certificate is not None
-    assert "MIIE" not in repr(s)
+    body = PKI.key_pem.splitlines()[1]
+    assert body not in repr(s) and "PRIVATE KEY" not in repr(s)
     assert s.certificate.chain_pem is None
 
 

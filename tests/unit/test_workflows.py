@@ -2,9 +2,13 @@
 
 actionlint validates syntax, expressions and known action inputs; the pyyaml checks
 pin down the facts the workflows exist for (preview via OIDC with a PR comment, tests
-via ./scripts/test, every action pinned to a version).
+via ./scripts/test, every action pinned to a version). The preview workflow's `if:`
+conditions are evaluated for each kind of pull request, and its shell steps are run
+with bash, so the skip and backend rules are checked by behaviour, not by text.
 """
 
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -109,41 +113,399 @@ def test_test_workflow_runs_scripts_test():
         assert "timeout-minutes" in job
 
 
-def test_preview_workflow():
+REQUIREMENTS = REPO_ROOT / "requirements.txt"
+
+
+def _pulumi_sdk_version() -> str:
+    """The exact `pulumi==X` pin of requirements.txt (not pulumi-aws or pulumi-tls)."""
+    pins = [
+        m.group(1)
+        for line in REQUIREMENTS.read_text().splitlines()
+        if (m := re.fullmatch(r"pulumi==([0-9][^\s#;]*)\s*(#.*)?", line.strip()))
+    ]
+    assert len(pins) == 1, f"requirements.txt must pin pulumi exactly once with ==, got {pins}"
+    return pins[0]
+
+
+def _preview_job(workflow: dict) -> tuple[str, dict]:
+    jobs = [
+        (job_id, job)
+        for job_id, job in workflow["jobs"].items()
+        if any(step.get("with", {}).get("command") == "preview" for step in job.get("steps", []))
+    ]
+    assert len(jobs) == 1, f"expected one job running `pulumi preview`, got {[j for j, _ in jobs]}"
+    return jobs[0]
+
+
+def _step_index(steps: list[dict], predicate, what: str) -> int:
+    found = [i for i, step in enumerate(steps) if predicate(step)]
+    assert len(found) == 1, f"expected exactly one step that {what}, found {len(found)}"
+    return found[0]
+
+
+def _is_action(step: dict, action: str) -> bool:
+    return step.get("uses", "").startswith(f"{action}@")
+
+
+def _pulumi_steps(steps: list[dict]) -> list[dict]:
+    return [step for step in steps if _is_action(step, "pulumi/actions")]
+
+
+def _run_step(step: dict, env: dict[str, str], tmp_path: Path, path_prefix: str = ""):
+    """Run a workflow `run:` step as the runner does (bash -e), with a job summary file."""
+    script = step["run"]
+    # Values reach scripts through env only, never spliced in by ${{ }} (script injection).
+    assert "${{" not in script, f"step {step.get('name')!r}: pass expressions through env"
+    summary = tmp_path / "summary.md"
+    summary.touch()
+    full_env = {
+        "PATH": f"{path_prefix}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        **env,
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", "-c", script],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result, summary.read_text()
+
+
+# --- GitHub expressions, enough of them for `if:` conditions -----------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<op>==|!=|&&|\|\||!|\(|\))"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*))"
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos, text = [], 0, text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        assert m and m.end() > pos, f"cannot read expression at {text[pos:]!r}"
+        kind = m.lastgroup
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def evaluate(expression: str, context: dict):
+    """Evaluate an `if:` expression: literals, context paths, !, ==, !=, &&, ||, ( ).
+
+    As in GitHub Actions, string comparison ignores case, && and || return an operand,
+    and a missing context property is null.
+    """
+    expression = expression.strip()
+    if expression.startswith("${{") and expression.endswith("}}"):
+        expression = expression[3:-2]
+    tokens = _tokens(expression)
+    pos = 0
+
+    def peek():
+        return tokens[pos] if pos < len(tokens) else (None, None)
+
+    def take():
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def primary():
+        kind, value = take()
+        if kind == "str":
+            return value[1:-1].replace("''", "'")
+        if (kind, value) == ("op", "("):
+            inner = disjunction()
+            assert take() == ("op", ")"), "unbalanced parentheses"
+            return inner
+        if (kind, value) == ("op", "!"):
+            return not primary()
+        assert kind == "word", f"unexpected {value!r}"
+        literals = {"true": True, "false": False, "null": None}
+        if value in literals:
+            return literals[value]
+        node = context
+        for part in value.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    def equality():
+        left = primary()
+        while peek() in (("op", "=="), ("op", "!=")):
+            _, op = take()
+            right = primary()
+            same = (
+                left.lower() == right.lower()
+                if isinstance(left, str) and isinstance(right, str)
+                else left == right
+            )
+            left = same if op == "==" else not same
+        return left
+
+    def conjunction():
+        left = equality()
+        while peek() == ("op", "&&"):
+            take()
+            right = equality()
+            left = right if left else left
+        return left
+
+    def disjunction():
+        left = conjunction()
+        while peek() == ("op", "||"):
+            take()
+            right = conjunction()
+            left = left if left else right
+        return left
+
+    result = disjunction()
+    assert pos == len(tokens), f"trailing tokens in {expression!r}"
+    return result
+
+
+def test_expression_evaluator_reads_what_github_reads():
+    ctx = {"github": {"actor": "Dependabot[bot]", "repository": "o/r"}}
+    assert evaluate("github.actor == 'dependabot[bot]'", ctx) is True
+    assert evaluate("${{ github.actor != 'x' && github.repository }}", ctx) == "o/r"
+    assert evaluate("github.event.pull_request.number || 'none'", ctx) == "none"
+    assert evaluate("!(github.repository == 'o/r') || false", ctx) is False
+
+
+# --- the preview workflow ----------------------------------------------------------------
+
+
+def _pull_request(head_repo: str, actor: str) -> dict:
+    return {
+        "github": {
+            "repository": "owner/repo",
+            "actor": actor,
+            "event_name": "pull_request",
+            "event": {"pull_request": {"head": {"repo": {"full_name": head_repo}}}},
+        }
+    }
+
+
+# (description, head repository, actor, whether the run gets the repository's secrets)
+PULL_REQUESTS = [
+    ("branch of this repository", "owner/repo", "octocat", True),
+    ("fork", "someone/repo", "someone", False),
+    ("fork whose owner is named like the base", "owner/repo-fork", "owner", False),
+    ("Dependabot", "owner/repo", "dependabot[bot]", False),
+    ("human push to a Dependabot branch", "owner/repo", "octocat", True),
+]
+
+
+@pytest.mark.parametrize(
+    "head_repo, actor, has_secrets",
+    [case[1:] for case in PULL_REQUESTS],
+    ids=[case[0] for case in PULL_REQUESTS],
+)
+def test_preview_runs_only_when_the_pull_request_gets_secrets(head_repo, actor, has_secrets):
+    """Exactly one job runs for every pull request: the preview, or the job saying why not."""
+    workflow = _load("preview.yml")
+    preview_id, preview = _preview_job(workflow)
+    context = _pull_request(head_repo, actor)
+    runs = {job_id: bool(evaluate(job["if"], context)) for job_id, job in workflow["jobs"].items()}
+    assert runs[preview_id] is has_secrets, (preview["if"], context)
+    others = [job_id for job_id, ran in runs.items() if ran and job_id != preview_id]
+    assert len(others) == (0 if has_secrets else 1), runs
+
+
+@pytest.mark.parametrize(
+    "head_repo, actor, expected",
+    [("owner/repo", "dependabot[bot]", "Dependabot"), ("someone/repo", "someone", "someone/repo")],
+    ids=["Dependabot", "fork"],
+)
+def test_skipped_pull_requests_get_a_visible_reason(tmp_path, head_repo, actor, expected):
+    workflow = _load("preview.yml")
+    preview_id, _ = _preview_job(workflow)
+    context = _pull_request(head_repo, actor)
+    (job,) = [
+        job
+        for job_id, job in workflow["jobs"].items()
+        if job_id != preview_id and evaluate(job["if"], context)
+    ]
+    assert job.get("permissions") == {}, "the explaining job needs no token permissions"
+    env = {
+        k: v.replace("${{ github.event.pull_request.head.repo.full_name }}", head_repo).replace(
+            "${{ github.actor }}", actor
+        )
+        for k, v in job["steps"][0].get("env", {}).items()
+    }
+    assert "${{" not in "".join(env.values()), env
+    result, summary = _run_step(job["steps"][0], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "::notice" in result.stdout
+    assert "skipped" in summary and expected in summary, summary
+
+
+def test_preview_job_permissions_and_oidc():
+    workflow = _load("preview.yml")
+    _, job = _preview_job(workflow)
+    perms = _permissions(workflow, job)
+    assert perms == {"id-token": "write", "contents": "read", "pull-requests": "write"}, perms
+    # Jobs that do not preview get no write permission from the workflow level.
+    assert workflow.get("permissions") == {"contents": "read"}
+
+    aws = [s for s in job["steps"] if _is_action(s, "aws-actions/configure-aws-credentials")]
+    assert len(aws) == 1, "preview job must configure AWS credentials once"
+    inputs = aws[0].get("with", {})
+    assert inputs.get("role-to-assume") == "${{ vars.AWS_ROLE_ARN }}", "AWS credentials via OIDC"
+    assert "aws-access-key-id" not in inputs, "use OIDC, not static keys"
+
+
+def test_preview_previews_shipped_stacks_and_comments_the_diff():
     workflow = _load("preview.yml")
     assert "pull_request" in _triggers(workflow)
+    _, job = _preview_job(workflow)
+    stacks = job.get("strategy", {}).get("matrix", {}).get("stack", [])
+    assert "dev" in stacks
+    for stack in stacks:
+        assert (REPO_ROOT / f"Pulumi.{stack}.yaml").is_file(), f"matrix stack {stack} has no file"
 
-    previews = []
-    for job in workflow["jobs"].values():
-        pulumi_steps = [
-            step
-            for step in job.get("steps", [])
-            if step.get("uses", "").startswith("pulumi/actions@")
-        ]
-        if not pulumi_steps:
-            continue
-        perms = _permissions(workflow, job)
-        assert perms.get("id-token") == "write", perms
-        assert perms.get("contents") == "read", perms
-        assert perms.get("pull-requests") == "write", perms
+    (step,) = [s for s in _pulumi_steps(job["steps"]) if s.get("with", {}).get("command")]
+    inputs = step["with"]
+    assert inputs["command"] == "preview", inputs
+    assert _is_true(inputs.get("diff")) and _is_true(inputs.get("comment-on-pr")), inputs
+    assert "matrix.stack" in inputs.get("stack-name", ""), inputs
+    assert not _is_true(inputs.get("upsert")), "a preview must not create stacks"
 
-        aws_steps = [
-            step
-            for step in job["steps"]
-            if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
-        ]
-        assert aws_steps, "preview job does not configure AWS credentials"
-        aws_inputs = aws_steps[0].get("with", {})
-        assert "role-to-assume" in aws_inputs, "AWS credentials must come from OIDC"
-        assert "aws-access-key-id" not in aws_inputs, "use OIDC, not static keys"
 
-        assert "dev" in job.get("strategy", {}).get("matrix", {}).get("stack", [])
-        previews.extend(pulumi_steps)
-
-    assert previews, "no job uses pulumi/actions"
-    for step in previews:
+def test_pulumi_cli_is_pinned_to_the_sdk_of_requirements_txt():
+    """Bumping `pulumi` in requirements.txt without the workflow (or back) fails here."""
+    version = _pulumi_sdk_version()
+    _, job = _preview_job(_load("preview.yml"))
+    steps = _pulumi_steps(job["steps"])
+    assert steps, "no pulumi/actions step"
+    for step in steps:
         inputs = step.get("with", {})
-        assert inputs.get("command") == "preview", inputs
-        assert _is_true(inputs.get("comment-on-pr")), inputs
-        assert "matrix.stack" in inputs.get("stack-name", ""), inputs
-        assert "secrets.PULUMI_ACCESS_TOKEN" in step.get("env", {}).get("PULUMI_ACCESS_TOKEN", "")
+        assert "pulumi-version-file" not in inputs, "pin with pulumi-version"
+        assert str(inputs.get("pulumi-version")) == version, (
+            f"{step.get('name')!r} installs Pulumi CLI {inputs.get('pulumi-version')!r}, "
+            f"requirements.txt pins pulumi=={version}"
+        )
+
+
+def test_pip_and_pulumi_plugins_are_cached():
+    _, job = _preview_job(_load("preview.yml"))
+    steps = job["steps"]
+    python = steps[
+        _step_index(steps, lambda s: _is_action(s, "actions/setup-python"), "sets up Python")
+    ]
+    assert python["with"].get("cache") == "pip", python
+    assert "requirements.txt" in str(python["with"].get("cache-dependency-path", "")).split()
+
+    i_cache = _step_index(
+        steps,
+        lambda s: _is_action(s, "actions/cache") and "~/.pulumi/plugins" in str(s["with"]["path"]),
+        "caches ~/.pulumi/plugins",
+    )
+    key = steps[i_cache]["with"]["key"]
+    assert "hashFiles('requirements.txt')" in key and "runner.os" in key, key
+    i_preview = _step_index(
+        steps, lambda s: s.get("with", {}).get("command") == "preview", "runs the preview"
+    )
+    assert i_cache < i_preview, "restore the plugins before the preview downloads them"
+
+
+def test_backend_is_wired_for_pulumi_cloud_and_self_managed():
+    _, job = _preview_job(_load("preview.yml"))
+    steps = job["steps"]
+    backend_url = "${{ vars.PULUMI_BACKEND_URL }}"
+
+    i_aws = _step_index(
+        steps, lambda s: _is_action(s, "aws-actions/configure-aws-credentials"), "configures AWS"
+    )
+    i_install = _step_index(
+        steps,
+        lambda s: _is_action(s, "pulumi/actions") and "command" not in s.get("with", {}),
+        "installs the Pulumi CLI",
+    )
+    i_login = _step_index(steps, lambda s: "pulumi login" in s.get("run", ""), "logs in")
+    i_preview = _step_index(
+        steps, lambda s: s.get("with", {}).get("command") == "preview", "runs the preview"
+    )
+    # An s3:// backend is read with the AWS credentials; login needs the CLI.
+    assert i_aws < i_login and i_install < i_login < i_preview
+
+    login = steps[i_login]
+    assert login["env"]["PULUMI_BACKEND_URL"] == backend_url
+    assert login["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+
+    preview = steps[i_preview]
+    assert preview["with"].get("cloud-url") == backend_url, "the action logs in again"
+    env = preview.get("env", {})
+    assert env.get("PULUMI_ACCESS_TOKEN") == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    assert env.get("PULUMI_CONFIG_PASSPHRASE") == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path):
+    """A `pulumi` on PATH that records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "pulumi").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    (bin_dir / "pulumi").chmod(0o755)
+    return f"{bin_dir}{os.pathsep}", calls
+
+
+@pytest.mark.parametrize(
+    "backend_url, expected",
+    [("s3://state?region=eu-west-1", "login s3://state?region=eu-west-1"), ("", "login")],
+    ids=["self-managed", "pulumi-cloud"],
+)
+def test_login_step_uses_the_configured_backend(tmp_path, fake_pulumi, backend_url, expected):
+    path_prefix, calls = fake_pulumi
+    _, job = _preview_job(_load("preview.yml"))
+    (login,) = [s for s in job["steps"] if "pulumi login" in s.get("run", "")]
+    env = {"PULUMI_BACKEND_URL": backend_url, "PULUMI_ACCESS_TOKEN": "token"}
+    result, _ = _run_step(login, env, tmp_path, path_prefix)
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == [expected]
+
+
+# (description, backend URL, has token, has passphrase, role, exit code, expected output)
+SETTINGS = [
+    ("pulumi-cloud", "", "true", "false", "arn:aws:iam::1:role/r", 0, "Pulumi Cloud"),
+    ("self-managed", "s3://b", "false", "true", "arn:aws:iam::1:role/r", 0, "self-managed, s3://b"),
+    ("self-managed wins", "s3://b", "true", "true", "arn:aws:iam::1:role/r", 0, "self-managed"),
+    ("no passphrase", "s3://b", "false", "false", "arn:aws:iam::1:role/r", 0, "::warning"),
+    ("no backend", "", "false", "false", "arn:aws:iam::1:role/r", 1, "PULUMI_BACKEND_URL"),
+    ("no role", "", "true", "false", "", 1, "AWS_ROLE_ARN"),
+]
+
+
+@pytest.mark.parametrize(
+    "url, token, passphrase, role, code, expected",
+    [case[1:] for case in SETTINGS],
+    ids=[case[0] for case in SETTINGS],
+)
+def test_settings_check_fails_clearly(tmp_path, url, token, passphrase, role, code, expected):
+    _, job = _preview_job(_load("preview.yml"))
+    steps = job["steps"]
+    check = steps[0]
+    assert "run" in check, "the settings check must be the job's first step"
+    assert check["env"] == {
+        "PULUMI_BACKEND_URL": "${{ vars.PULUMI_BACKEND_URL }}",
+        "HAS_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN != '' }}",
+        "HAS_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE != '' }}",
+        "AWS_ROLE_ARN": "${{ vars.AWS_ROLE_ARN }}",
+    }
+    env = {
+        "PULUMI_BACKEND_URL": url,
+        "HAS_ACCESS_TOKEN": token,
+        "HAS_PASSPHRASE": passphrase,
+        "AWS_ROLE_ARN": role,
+    }
+    result, summary = _run_step(check, env, tmp_path)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert expected in result.stdout, result.stdout
+    if code:
+        assert "::error" in result.stdout and expected in summary, summary
+        if expected == "PULUMI_BACKEND_URL":
+            assert "PULUMI_ACCESS_TOKEN" in result.stdout, "name both ways to configure"

@@ -1,0 +1,97 @@
+"""An EBS volume that outlives tasks, instances and the stack, with daily snapshots.
+
+A database's store must not live in a container's scratch space: the Neo4j image declares
+`VOLUME /data`, which dies with the task, and Neo4j does not support NFS (EFS) for its
+store. The volume is created apart from any instance, in one availability zone; the
+instance of that zone attaches and mounts it at boot (components/data_volume.sh).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import assume_role_policy, managed_policy_arn
+from components.naming import physical_name
+
+# The tag Data Lifecycle Manager selects volumes by; its value names the stack's volume.
+SNAPSHOT_TAG = "ecs-tls:snapshots"
+DLM_POLICY = "service-role/AWSDataLifecycleManagerServiceRole"
+
+
+def daily_snapshot_policy(tag_value: str, retain: int) -> dict:
+    """DLM policy details: one snapshot a day at 03:00 UTC, the last `retain` kept."""
+    if not 1 <= retain <= 1000:
+        raise ValueError(f"DLM keeps 1 to 1000 snapshots, not {retain}")
+    return {
+        "resource_types": ["VOLUME"],
+        "target_tags": {SNAPSHOT_TAG: tag_value},
+        "schedules": [
+            {
+                "name": f"daily, {retain} kept",
+                "create_rule": {"interval": 24, "interval_unit": "HOURS", "times": "03:00"},
+                "retain_rule": {"count": retain},
+                "copy_tags": True,
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class PersistentVolumeArgs:
+    availability_zone: pulumi.Input[str]
+    size_gib: int
+    snapshot_retention_days: int  # 0: no snapshots
+    description: str
+
+
+class PersistentVolume(pulumi.ComponentResource):
+    """Encrypted gp3 volume, kept when the stack (or a topology switch) deletes it."""
+
+    volume: aws.ebs.Volume
+
+    def __init__(
+        self, name: str, args: PersistentVolumeArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:persistent_volume:PersistentVolume", name, None, opts)
+        tag_value = physical_name(name)
+        self.volume = aws.ebs.Volume(
+            name,
+            availability_zone=args.availability_zone,
+            size=args.size_gib,
+            type="gp3",
+            encrypted=True,
+            tags={"Name": tag_value, SNAPSHOT_TAG: tag_value},
+            # The user's data: `pulumi destroy` or a switch of topology leaves the volume
+            # (and its snapshots) in the account; README says how to reuse or delete it.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        if args.snapshot_retention_days:
+            self._snapshots(name, tag_value, args.snapshot_retention_days, args.description)
+        self.register_outputs({"volumeId": self.volume.id})
+
+    def _snapshots(self, name: str, tag_value: str, retain: int, description: str) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        role = aws.iam.Role(
+            f"{name}-snapshots",
+            description="Data Lifecycle Manager: daily snapshots of the data volume",
+            assume_role_policy=assume_role_policy("dlm.amazonaws.com"),
+            opts=child,
+        )
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-snapshots",
+            role=role.name,
+            policy_arn=partition.partition.apply(lambda p: managed_policy_arn(p, DLM_POLICY)),
+            opts=child,
+        )
+        aws.dlm.LifecyclePolicy(
+            name,
+            description=f"Daily snapshots of {description}",
+            execution_role_arn=role.arn,
+            state="ENABLED",
+            policy_details=daily_snapshot_policy(tag_value, retain),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+        )
