@@ -6,6 +6,8 @@ so every certificate a listener presents gets an alarm on ACM's `DaysToExpiry` m
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_aws as aws
 
@@ -39,6 +41,65 @@ def days_to_expiry_alarm_args(
     }
 
 
+def failed_task_pattern(cluster_arn: str, family: str) -> str:
+    """EventBridge pattern: a task of `family` in the cluster stopped and did not succeed.
+
+    Either a container exited with a non-zero code (an array of objects in the event:
+    EventBridge matches when any element matches, see "Arrays in EventBridge event
+    patterns"), or the task never started (image pull, secrets, capacity).
+    """
+    return json.dumps(
+        {
+            "source": ["aws.ecs"],
+            "detail-type": ["ECS Task State Change"],
+            "detail": {
+                "clusterArn": [cluster_arn],
+                "group": [f"family:{family}"],
+                "lastStatus": ["STOPPED"],
+                "$or": [
+                    {"containers": {"exitCode": [{"anything-but": 0}]}},
+                    {"stopCode": ["TaskFailedToStart"]},
+                ],
+            },
+        },
+        sort_keys=True,
+    )
+
+
+def topic_policy(topic_arn: str, account_id: str) -> str:
+    """The account administers the topic; CloudWatch alarms and EventBridge rules of this
+    account may publish to it (EventBridge needs this grant: the default policy has none)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AccountAdministers",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": account_id},
+                    "Action": [
+                        "sns:GetTopicAttributes",
+                        "sns:ListSubscriptionsByTopic",
+                        "sns:Publish",
+                        "sns:SetTopicAttributes",
+                        "sns:Subscribe",
+                    ],
+                    "Resource": topic_arn,
+                },
+                {
+                    "Sid": "AlarmsAndRulesPublish",
+                    "Effect": "Allow",
+                    "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                    "Action": "sns:Publish",
+                    "Resource": topic_arn,
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
 class Alerts(pulumi.ComponentResource):
     """The stack's alert topic (subscribe e-mail or chat to it) and the alarms that use it."""
 
@@ -52,6 +113,17 @@ class Alerts(pulumi.ComponentResource):
         self.topic = aws.sns.Topic(
             name,
             display_name=f"{physical_name()} alerts",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        account = aws.get_caller_identity_output(
+            opts=pulumi.InvokeOutputOptions(parent=self)
+        ).account_id
+        aws.sns.TopicPolicy(
+            name,
+            arn=self.topic.arn,
+            policy=pulumi.Output.all(self.topic.arn, account).apply(
+                lambda v: topic_policy(v[0], v[1])
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"topicArn": self.topic.arn})
@@ -75,3 +147,35 @@ class Alerts(pulumi.ComponentResource):
             **days_to_expiry_alarm_args(certificate_arn, threshold_days, self.topic.arn),
             opts=pulumi.ResourceOptions(parent=parent),
         )
+
+    def failed_task_rule(
+        self,
+        name: str,
+        cluster_arn: pulumi.Input[str],
+        family: str,
+        what: str,
+        parent: pulumi.Resource,
+    ) -> aws.cloudwatch.EventRule:
+        """Tell the topic when a task of `family` fails (e.g. a certificate renewal)."""
+        rule = aws.cloudwatch.EventRule(
+            name,
+            description=f"A {what} task failed",
+            event_pattern=pulumi.Output.from_input(cluster_arn).apply(
+                lambda arn: failed_task_pattern(arn, family)
+            ),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        aws.cloudwatch.EventTarget(
+            name,
+            rule=rule.name,
+            arn=self.topic.arn,
+            input_transformer={
+                "input_paths": {"task": "$.detail.taskArn", "reason": "$.detail.stoppedReason"},
+                "input_template": (
+                    f'"The {what} task <task> failed (<reason>). Nothing else changed; '
+                    "its log stream in the cluster's log group says why.\""
+                ),
+            },
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        return rule

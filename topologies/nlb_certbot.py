@@ -474,9 +474,10 @@ class NlbCertbot(pulumi.ComponentResource):
     def _renewal(self, name, foundation, role, values, efs, tasks_sg, service) -> None:
         """certbot every `acme.renewEveryDays`, beside the app, on the same ACME state."""
         s, cluster = self.settings, foundation.cluster
+        family = physical_name("nlb-certbot-renewal")
         task = task_definition(
             f"{name}-renewal",
-            family=physical_name("nlb-certbot-renewal"),
+            family=family,
             cpu=256,
             memory=512,
             cluster=cluster,
@@ -499,6 +500,15 @@ class NlbCertbot(pulumi.ComponentResource):
                 )
             ),
             opts=pulumi.ResourceOptions(parent=self),
+        )
+        # A failed renewal changes nothing for the app; the operators still need to know
+        # before the certificate runs out.
+        foundation.alerts.failed_task_rule(
+            f"{name}-renewal-failed",
+            cluster.cluster.arn,
+            family,
+            "certificate renewal",
+            parent=self,
         )
         ScheduledTask(
             f"{name}-renewal",

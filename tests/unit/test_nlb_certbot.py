@@ -459,3 +459,29 @@ def test_bad_nlb_certbot_config(config, message):
 def test_a_stateless_app_on_fargate_may_run_several_tasks():
     graph = run_program({**DNS01, "app": {**FARGATE_APP, "desiredCount": 2}})
     assert graph.one("aws:ecs/service:Service").inputs["desiredCount"] == 2
+
+
+def test_a_failed_renewal_is_reported_to_the_alerts_topic(mode):
+    _, graph = mode
+    rule = graph.one("aws:cloudwatch/eventRule:EventRule", "nlb-certbot-renewal-failed")
+    pattern = json.loads(rule.inputs["eventPattern"])
+    renewal = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot-renewal")
+    cluster = graph.one("aws:ecs/cluster:Cluster")
+    assert pattern["detail"]["group"] == [f"family:{renewal.inputs['family']}"]
+    assert pattern["detail"]["clusterArn"] == [cluster.outputs["arn"]]
+    assert pattern["detail"]["lastStatus"] == ["STOPPED"]
+    assert {"containers": {"exitCode": [{"anything-but": 0}]}} in pattern["detail"]["$or"]
+    target = graph.one("aws:cloudwatch/eventTarget:EventTarget", "nlb-certbot-renewal-failed")
+    topic = graph.one("aws:sns/topic:Topic")
+    assert target.inputs["arn"] == topic.outputs["arn"]
+    document = json.loads(graph.one("aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
+    publish = next(s for s in document["Statement"] if s["Sid"] == "AlarmsAndRulesPublish")
+    assert "events.amazonaws.com" in publish["Principal"]["Service"]
+    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+@pytest.mark.parametrize("kind", ["dns-01", "http-01"])
+def test_user_data_fits_ec2s_limit(kind):
+    """EC2 refuses user data over 16 KB before base64 (EC2 user guide, instance user data)."""
+    template = run_program(MODES[kind]).one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert len(base64.b64decode(template.inputs["userData"])) <= 16 * 1024
