@@ -4,12 +4,17 @@ Locally a missing binary skips the test with the command that installs it; in CI
 (`CI=true`) the same absence is a failure, so CI can never pass by skipping.
 """
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +79,54 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def moto_server(host: str = "127.0.0.1") -> Iterator[int]:
+    """A moto server on `host` for the duration of the block; yields its port.
+
+    Requests to it bypass any proxy of the environment. Missing moto server extras skip
+    the test locally and fail it in CI, like a missing binary.
+    """
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # moto's server mode needs flask and flask-cors
+        message = f"moto server unavailable ({exc}); install it with: pip install flask flask-cors"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in ("NO_PROXY", "no_proxy"):
+            patch.setenv(variable, f"{host},localhost")
+        server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+        server.start()
+        try:
+            yield server.get_host_and_port()[1]
+        finally:
+            server.stop()
+
+
+def moto_client(service: str, port: int, host: str = "127.0.0.1") -> Any:
+    """A boto3 client of `service` against the moto server on `host:port`."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=f"http://{host}:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[int]:
+    """Serve `handler` on a free port of `host` in a thread; yields the port."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

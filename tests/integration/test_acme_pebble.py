@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -57,7 +57,14 @@ from components.certbot import (
     lock_file,
 )
 from settings import ACME_DIRECTORIES
-from tests.tools import free_loopback_ports, in_ci, require_binary, stop_process
+from tests.tools import (
+    free_loopback_ports,
+    http_server,
+    moto_client,
+    moto_server,
+    require_binary,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -757,53 +764,24 @@ class Route53:
 
 @pytest.fixture(scope="module")
 def route53(acme: Acme) -> Iterator[Route53]:
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:  # moto's server mode needs flask and flask-cors
-        message = f"moto server unavailable ({exc}); install it with: pip install flask flask-cors"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+    with moto_server(LOOPBACK) as moto_port:
+        client = moto_client("route53", moto_port, LOOPBACK)
+        zone_id = client.create_hosted_zone(Name=ZONE, CallerReference=str(uuid.uuid4()))[
+            "HostedZone"
+        ]["Id"]
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NO_PROXY", NO_PROXY)
-        patch.setenv("no_proxy", NO_PROXY)
-        moto = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-        moto.start()
-        relay_server = None
-        try:
-            moto_port = moto.get_host_and_port()[1]
-            client = boto3.client(
-                "route53",
-                endpoint_url=f"http://{LOOPBACK}:{moto_port}",
-                region_name="us-east-1",
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-            zone_id = client.create_hosted_zone(Name=ZONE, CallerReference=str(uuid.uuid4()))[
-                "HostedZone"
-            ]["Id"]
+        def zone_values(name: str) -> list[str]:
+            sets = client.list_resource_record_sets(HostedZoneId=zone_id)
+            return [
+                record["Value"].strip('"')
+                for rrset in sets["ResourceRecordSets"]
+                if rrset["Type"] == "TXT" and rrset["Name"] == name
+                for record in rrset["ResourceRecords"]
+            ]
 
-            def zone_values(name: str) -> list[str]:
-                sets = client.list_resource_record_sets(HostedZoneId=zone_id)
-                return [
-                    record["Value"].strip('"')
-                    for rrset in sets["ResourceRecordSets"]
-                    if rrset["Type"] == "TXT" and rrset["Name"] == name
-                    for record in rrset["ResourceRecords"]
-                ]
-
-            relay = Route53Relay(moto_port, acme.challtestsrv_port, zone_values)
-            relay_server = ThreadingHTTPServer((LOOPBACK, 0), relay.handler())
-            relay_server.daemon_threads = True
-            threading.Thread(target=relay_server.serve_forever, daemon=True).start()
-            yield Route53(relay, f"http://{LOOPBACK}:{relay_server.server_address[1]}", zone_values)
-        finally:
-            if relay_server is not None:
-                relay_server.shutdown()
-                relay_server.server_close()
-            moto.stop()
+        relay = Route53Relay(moto_port, acme.challtestsrv_port, zone_values)
+        with http_server(relay.handler(), LOOPBACK) as relay_port:
+            yield Route53(relay, f"http://{LOOPBACK}:{relay_port}", zone_values)
 
 
 def _route53_env(acme: Acme, route53: Route53, tmp_path: Path) -> dict[str, str]:

@@ -28,12 +28,11 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +66,13 @@ from tests.integration.test_acme_pebble import (
     EMAIL,
     IO_TIMEOUT_S,
     LOOPBACK,
-    NO_PROXY,
     PROFILE,
     Acme,
     Run,
     acme_stack,
     busybox_applets,
 )
-from tests.tools import in_ci, require_binary, stop_process
+from tests.tools import http_server, moto_client, moto_server, require_binary, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -192,47 +190,16 @@ def _relay_handler(ecs: Ecs, moto_port: int) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture(scope="module")
 def ecs() -> Iterator[Ecs]:
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:  # moto's server mode needs flask and flask-cors
-        message = f"moto server unavailable ({exc}); install it with: pip install flask flask-cors"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NO_PROXY", NO_PROXY)
-        patch.setenv("no_proxy", NO_PROXY)
-        moto = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-        moto.start()
-        relay = None
-        try:
-            moto_port = moto.get_host_and_port()[1]
-            client = boto3.client(
-                "ecs",
-                endpoint_url=f"http://{LOOPBACK}:{moto_port}",
-                region_name="us-east-1",
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-            cluster_arn = client.create_cluster(clusterName="ecs-tls-renewal")["cluster"][
-                "clusterArn"
-            ]
-            client.register_task_definition(
-                family="app", containerDefinitions=[{"name": "app", "image": "app", "memory": 64}]
-            )
-            state = Ecs("", client, cluster_arn)
-            relay = ThreadingHTTPServer((LOOPBACK, 0), _relay_handler(state, moto_port))
-            relay.daemon_threads = True
-            threading.Thread(target=relay.serve_forever, daemon=True).start()
-            state.endpoint = f"http://{LOOPBACK}:{relay.server_address[1]}"
+    with moto_server(LOOPBACK) as moto_port:
+        client = moto_client("ecs", moto_port, LOOPBACK)
+        cluster_arn = client.create_cluster(clusterName="ecs-tls-renewal")["cluster"]["clusterArn"]
+        client.register_task_definition(
+            family="app", containerDefinitions=[{"name": "app", "image": "app", "memory": 64}]
+        )
+        state = Ecs("", client, cluster_arn)
+        with http_server(_relay_handler(state, moto_port), LOOPBACK) as relay_port:
+            state.endpoint = f"http://{LOOPBACK}:{relay_port}"
             yield state
-        finally:
-            if relay is not None:
-                relay.shutdown()
-                relay.server_close()
-            moto.stop()
 
 
 # --------------------------------------------------------------------------- helpers

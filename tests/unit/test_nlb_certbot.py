@@ -485,3 +485,17 @@ def test_user_data_fits_ec2s_limit(kind):
     """EC2 refuses user data over 16 KB before base64 (EC2 user guide, instance user data)."""
     template = run_program(MODES[kind]).one("aws:ec2/launchTemplate:LaunchTemplate")
     assert len(base64.b64decode(template.inputs["userData"])) <= 16 * 1024
+
+
+def test_neo4j_on_fargate_warns_that_its_data_does_not_persist(monkeypatch):
+    import pulumi
+
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warnings.append(message))
+    # A configuration of its own, so the program runs now rather than from the cache.
+    config = {**DNS01, "app": {"capacity": "fargate", "environment": {"WARN_CHECK": "1"}}}
+    run_program(config)
+    assert any("/data" in w and "app.capacity 'ec2'" in w for w in warnings), warnings
+    warnings.clear()
+    run_program({**DNS01, "app": {**FARGATE_APP, "environment": {"WARN_CHECK": "1"}}})
+    assert not warnings, "a stateless image on Fargate is fine"
