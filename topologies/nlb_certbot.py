@@ -131,7 +131,10 @@ def _log(v: TaskValues, prefix: str) -> LogSettings:
 
 
 def certbot_container(s: Settings, v: TaskValues) -> Container:
-    http01 = s.acme.challenge == "http-01"
+    """certbot on the shared ACME state. With HTTP-01 it listens on the instance's port 80
+    (host networking) without a port mapping: a mapping would reserve port 80 for the app
+    task's whole life, and ECS could then never place the renewal task on the instance.
+    The lock in its command keeps two certbots from binding the port at once."""
     return Container(
         name="certbot",
         image=certbot_image(s.acme.challenge),
@@ -139,7 +142,6 @@ def certbot_container(s: Settings, v: TaskValues) -> Container:
         entry_point=list(SHELL_ENTRY_POINT),
         command=certbot_command(certbot_spec(s)),
         mount_points=[MountPoint("letsencrypt", LETSENCRYPT)],
-        port_mappings=[PortMapping(HTTP01_PORT)] if http01 else (),
         log=_log(v, "certbot"),
     )
 
@@ -194,6 +196,7 @@ def renewal_containers(
             essential=True,
             command=renewal_command(certbot_spec(s)),
             environment=renewal_environment(cluster_arn, service_name),
+            log=_log(v, "renewal"),
         )
     ]
 
@@ -212,7 +215,8 @@ class NlbCertbot(pulumi.ComponentResource):
         if not on_ec2 and s.app.is_neo4j:
             pulumi.log.warn(
                 "nlb-certbot: Neo4j on Fargate keeps /data in the task, which is lost on "
-                "every restart, redeploy and renewal. Use app.capacity 'ec2' to keep it.",
+                "every restart, redeploy and certificate renewal. Use app.capacity 'ec2' to "
+                "keep it.",
                 self,
             )
 

@@ -76,7 +76,14 @@ def test_the_app_task_runs_certbot_without_the_restart_hook(mode):
     assert "--deploy-hook" not in argv
     if kind == "http-01":
         assert "--standalone" in argv and argv[argv.index("--http-01-port") + 1] == "80"
-        assert certbot["portMappings"][0]["containerPort"] == 80
+        # Host networking: a mapping of port 80 would keep the renewal task off the
+        # instance for as long as the app task runs.
+        for name in ("nlb-certbot", "nlb-certbot-renewal"):
+            assert all(
+                "portMappings" not in c
+                for c in definitions(graph, name).values()
+                if c["name"] != "app"
+            )
     else:
         assert "--dns-route53" in argv and "--standalone" not in argv
 
