@@ -1,0 +1,133 @@
+"""A Lambda function from one Python module under `functions/`, with its log group and role.
+
+Handlers use only the standard library and the boto3 of Lambda's Python runtime, so the
+module is the whole package: no build step, and the tests import the very same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import Statement, assume_role_policy, managed_policy_arn, policy_document
+from components.naming import physical_name
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+RUNTIME = "python3.13"
+VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
+
+
+def log_statements(log_group_arn: str) -> list[Statement]:
+    """A function writes to its own log group only (the group exists before the function)."""
+    return [
+        Statement(
+            "WriteOwnLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{log_group_arn}:log-stream:*"],
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class PythonFunctionArgs:
+    module: str  # file name under functions/, without .py; the entry point is `handler`
+    description: str
+    log_retention_days: int
+    # What the handler calls besides its logs (built from plain values inside an apply).
+    statements: pulumi.Input[Sequence[Statement]] = ()
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    timeout: int = 60
+    memory_size: int = 256
+    # In a VPC: the function's network interfaces use these subnets and security groups.
+    subnet_ids: pulumi.Input[Sequence[str]] | None = None
+    security_group_ids: Sequence[pulumi.Input[str]] = ()
+    # An EFS access point mounted at `mount_path` (the function must be in the VPC).
+    file_system_access_point_arn: pulumi.Input[str] | None = None
+    mount_path: str = "/mnt/efs"
+
+
+class PythonFunction(pulumi.ComponentResource):
+    """Function, role, log group with a retention; `function` for invokes and permissions."""
+
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self, name: str, args: PythonFunctionArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:lambda_function:PythonFunction", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        source = FUNCTIONS_DIR / f"{args.module}.py"
+        if not source.is_file():
+            raise ValueError(f"no handler module {source}")
+        if args.file_system_access_point_arn is not None and args.subnet_ids is None:
+            raise ValueError("an EFS mount needs the function in the VPC (subnet_ids)")
+        log_group = aws.cloudwatch.LogGroup(
+            name,
+            name=f"/aws/lambda/{physical_name(name)}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.role = role = aws.iam.Role(
+            name,
+            description=args.description,
+            assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(
+            name,
+            name="function",
+            role=role.id,
+            policy=pulumi.Output.all(log_group.arn, args.statements).apply(
+                lambda v: policy_document([*log_statements(v[0]), *v[1]])
+            ),
+            opts=child,
+        )
+        # The function must not run before its role may do what it does (IAM propagates
+        # after the role exists): the first invocation at deploy time would fail.
+        self.ready = [policy]
+        vpc_config = None
+        if args.subnet_ids is not None:
+            partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+            # Network interfaces in the VPC: AWS's managed policy, which needs `*`.
+            self.ready.append(
+                aws.iam.RolePolicyAttachment(
+                    f"{name}-vpc",
+                    role=role.name,
+                    policy_arn=partition.partition.apply(
+                        lambda p: managed_policy_arn(p, VPC_ACCESS_POLICY)
+                    ),
+                    opts=child,
+                )
+            )
+            vpc_config = {
+                "subnet_ids": args.subnet_ids,
+                "security_group_ids": list(args.security_group_ids),
+            }
+        file_system_config = None
+        if args.file_system_access_point_arn is not None:
+            file_system_config = {
+                "arn": args.file_system_access_point_arn,
+                "local_mount_path": args.mount_path,
+            }
+        self.function = aws.lambda_.Function(
+            name,
+            description=args.description,
+            runtime=RUNTIME,
+            handler=f"{args.module}.handler",
+            code=pulumi.AssetArchive({f"{args.module}.py": pulumi.FileAsset(str(source))}),
+            role=role.arn,
+            timeout=args.timeout,
+            memory_size=args.memory_size,
+            environment={"variables": dict(args.environment)} if args.environment else None,
+            vpc_config=vpc_config,
+            file_system_config=file_system_config,
+            logging_config={"log_format": "JSON", "log_group": log_group.name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.ready)),
+        )
+        self.register_outputs({"functionArn": self.function.arn, "logGroup": log_group.name})
