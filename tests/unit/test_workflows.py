@@ -509,3 +509,105 @@ def test_settings_check_fails_clearly(tmp_path, url, token, passphrase, role, co
         assert "::error" in result.stdout and expected in summary, summary
         if expected == "PULUMI_BACKEND_URL":
             assert "PULUMI_ACCESS_TOKEN" in result.stdout, "name both ways to configure"
+
+
+# --- the offline plan's job summary ------------------------------------------------------
+
+
+def _plan_summary_step() -> dict:
+    workflow = _load("test.yml")
+    (step,) = [s for _, s in _steps(workflow) if "./scripts/plan" in s.get("run", "")]
+    return step
+
+
+@pytest.mark.parametrize(
+    "event, head_repo, runs",
+    [
+        ("pull_request", "owner/repo", True),
+        ("pull_request", "someone/fork", True),
+        ("push", "", False),
+    ],
+    ids=["branch", "fork", "push"],
+)
+def test_plan_summary_runs_on_every_pull_request_without_secrets(event, head_repo, runs):
+    step = _plan_summary_step()
+    context = {
+        "github": {
+            "event_name": event,
+            "event": {"pull_request": {"head": {"repo": {"full_name": head_repo}}}},
+        }
+    }
+    # `!cancelled()` is a status function the evaluator does not know; it is true here.
+    condition = step["if"].replace("!cancelled()", "true")
+    assert "!cancelled()" in step["if"], "the summary is most useful when the tests failed"
+    assert bool(evaluate(condition, context)) is runs
+    assert "secrets." not in yaml.safe_dump(step), "forks get no secrets; the plan needs none"
+    assert step["env"] == {"BASE_REF": "${{ github.base_ref }}"}
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(repo.parent),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    result = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize("changed", [True, False], ids=["plan-changed", "no-change"])
+def test_plan_summary_shows_the_snapshot_difference_against_the_base(tmp_path, changed):
+    """The step runs in a clone whose origin has the base branch; a stand-in ./scripts/plan
+    rewrites the snapshot as the program of the pull request would."""
+    require_binary("git", "apt-get install git")
+    origin, clone = tmp_path / "origin", tmp_path / "clone"
+    origin.mkdir()
+    _git(origin, "init", "-q", "-b", "main")
+    (origin / "tests" / "snapshots").mkdir(parents=True)
+    (origin / "tests" / "snapshots" / "dev.txt").write_text("listener 443 TLS13-1-2\n")
+    _git(origin, "add", ".")
+    _git(origin, "commit", "-q", "-m", "base")
+    _git(tmp_path, "clone", "-q", "--depth=1", f"file://{origin}", str(clone))
+    new_line = "listener 443 TLS13-1-3" if changed else "listener 443 TLS13-1-2"
+    (clone / "scripts").mkdir()
+    stub = clone / "scripts" / "plan"
+    added = 'echo "extra stack" > tests/snapshots/new-stack.txt\n' if changed else ""
+    stub.write_text(
+        "#!/usr/bin/env bash\n"
+        '[[ "$1" == --update-snapshots ]] || exit 2\n'
+        f'echo "{new_line}" > tests/snapshots/dev.txt\n{added}'
+    )
+    stub.chmod(0o755)
+
+    step = _plan_summary_step()
+    summary = tmp_path / "summary.md"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "BASE_REF": "main",
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", "-c", step["run"]],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    text = summary.read_text()
+    assert text.startswith("## Offline plan against main")
+    if changed:
+        assert "```diff" in text and "+extra stack" in text  # a new stack's snapshot shows
+        assert "-listener 443 TLS13-1-2" in text and "+listener 443 TLS13-1-3" in text
+        assert "not the program's plan" in text
+    else:
+        assert "No change to the plan of any shipped stack." in text
+        assert "```diff" not in text and "not the program's plan" not in text
