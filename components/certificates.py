@@ -47,6 +47,10 @@ def fingerprint(pem: str) -> str:
 class PrivateChainArgs:
     domain: str
     organization: str = "ecs-tls"
+    # More DNS names for the leaf (appmesh-efs: every service's Cloud Map name).
+    extra_dns_names: tuple[str, ...] = ()
+    # Also a TLS client certificate (appmesh-efs: the gateway presents it for mutual TLS).
+    client_auth: bool = False
 
 
 class PrivateChain(pulumi.ComponentResource):
@@ -83,7 +87,7 @@ class PrivateChain(pulumi.ComponentResource):
             f"{name}-leaf",
             private_key_pem=leaf_key.private_key_pem,
             subject={"common_name": args.domain, "organization": args.organization},
-            dns_names=[args.domain],
+            dns_names=[args.domain, *args.extra_dns_names],
             opts=child,
         )
         leaf = tls.LocallySignedCert(
@@ -93,7 +97,7 @@ class PrivateChain(pulumi.ComponentResource):
             ca_private_key_pem=ca_key.private_key_pem,
             validity_period_hours=LEAF_VALIDITY_HOURS,
             early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
-            allowed_uses=list(LEAF_ALLOWED_USES),
+            allowed_uses=[*LEAF_ALLOWED_USES, *(["client_auth"] if args.client_auth else [])],
             opts=child,
         )
         self.ca_certificate_pem = ca.cert_pem
@@ -112,6 +116,9 @@ class ServerCertificateArgs:
     provided: CertificateSettings | None = None
     # False when only a load balancer presents it and no task needs the key.
     store_in_secrets_manager: bool = True
+    # Generated chain only: see PrivateChainArgs.
+    extra_dns_names: tuple[str, ...] = ()
+    client_auth: bool = False
 
 
 class ServerCertificate(pulumi.ComponentResource):
@@ -132,7 +139,15 @@ class ServerCertificate(pulumi.ComponentResource):
         super().__init__("ecs-tls:certificates:ServerCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         if args.provided is None:
-            chain = PrivateChain(f"{name}-chain", PrivateChainArgs(domain=args.domain), opts=child)
+            chain = PrivateChain(
+                f"{name}-chain",
+                PrivateChainArgs(
+                    domain=args.domain,
+                    extra_dns_names=args.extra_dns_names,
+                    client_auth=args.client_auth,
+                ),
+                opts=child,
+            )
             leaf_pem = chain.certificate_pem
             chain_pem: pulumi.Input[str] | None = chain.ca_certificate_pem
             key_pem = chain.private_key_pem

@@ -15,10 +15,46 @@ from components.network import ZonalSubnet
 
 
 def file_system_policy(
-    file_system_arn: str, access_point_arn: str, client_role_arns: Sequence[str]
+    file_system_arn: str,
+    access_point_arn: str,
+    client_role_arns: Sequence[str],
+    reader_role_arns: Sequence[str] = (),
+    client_root_access: bool = True,
 ) -> str:
     """Refuse unencrypted mounts; let the client roles mount and write, through the access
-    point only."""
+    point only; reader roles may only mount (without ClientWrite, EFS mounts read-only)."""
+    write = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    if client_root_access:
+        write.append("elasticfilesystem:ClientRootAccess")
+    through_access_point = {"StringEquals": {"elasticfilesystem:AccessPointArn": access_point_arn}}
+    # No writer roles: writers hold the grant in their own identity policy only (a role
+    # created after the file system cannot be named here without a cycle).
+    writers = []
+    if client_role_arns:
+        writers.append(
+            {
+                "Sid": "ClientThroughAccessPoint",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(client_role_arns)},
+                # ClientRootAccess: the access point acts as uid 0 (certbot's user);
+                # without it, IAM-authorized clients have root squashed.
+                "Action": sorted(write),
+                "Resource": file_system_arn,
+                "Condition": through_access_point,
+            }
+        )
+    readers = []
+    if reader_role_arns:
+        readers.append(
+            {
+                "Sid": "ReadOnlyThroughAccessPoint",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(reader_role_arns)},
+                "Action": "elasticfilesystem:ClientMount",
+                "Resource": file_system_arn,
+                "Condition": through_access_point,
+            }
+        )
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -31,22 +67,8 @@ def file_system_policy(
                     "Resource": file_system_arn,
                     "Condition": {"Bool": {"aws:SecureTransport": "false"}},
                 },
-                {
-                    "Sid": "ClientThroughAccessPoint",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": sorted(client_role_arns)},
-                    # ClientRootAccess: the access point acts as uid 0 (certbot's user);
-                    # without it, IAM-authorized clients have root squashed.
-                    "Action": [
-                        "elasticfilesystem:ClientMount",
-                        "elasticfilesystem:ClientRootAccess",
-                        "elasticfilesystem:ClientWrite",
-                    ],
-                    "Resource": file_system_arn,
-                    "Condition": {
-                        "StringEquals": {"elasticfilesystem:AccessPointArn": access_point_arn}
-                    },
-                },
+                *writers,
+                *readers,
             ],
         },
         sort_keys=True,
@@ -78,6 +100,10 @@ class EncryptedFileSystemArgs:
     # Owner of the access point's root; the clients act as this user (root for certbot).
     uid: int = 0
     gid: int = 0
+    # Roles that may only mount, read-only (e.g. Envoys reading certificates).
+    reader_role_arns: Sequence[pulumi.Input[str]] = ()
+    # False: the writers act as `uid` only, never as root.
+    client_root_access: bool = True
 
 
 class EncryptedFileSystem(pulumi.ComponentResource):
@@ -117,8 +143,11 @@ class EncryptedFileSystem(pulumi.ComponentResource):
             name,
             file_system_id=self.file_system.id,
             policy=pulumi.Output.all(
-                self.file_system.arn, self.access_point.arn, *args.client_role_arns
-            ).apply(lambda v: file_system_policy(v[0], v[1], v[2:])),
+                self.file_system.arn,
+                self.access_point.arn,
+                list(args.client_role_arns),
+                list(args.reader_role_arns),
+            ).apply(lambda v: file_system_policy(v[0], v[1], v[2], v[3], args.client_root_access)),
             opts=child,
         )
         self.security_group = security_group = aws.ec2.SecurityGroup(

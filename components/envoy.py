@@ -28,12 +28,22 @@ __all__ = [
     "DEFAULT_ROUTE_TIMEOUT_SECONDS",
     "HEALTH_PATH",
     "TLS_VERSIONS",
+    "EgressListener",
     "EnvoyProxySpec",
+    "MeshProxySpec",
+    "PeerValidation",
+    "PrefixRoute",
+    "TlsFiles",
+    "UpstreamCluster",
     "envoy_args",
     "envoy_bound_ports",
+    "mesh_bound_ports",
+    "mesh_envoy_args",
     "ready_check_command",
     "render_bootstrap",
     "render_bootstrap_yaml",
+    "render_mesh_bootstrap",
+    "render_mesh_bootstrap_yaml",
 ]
 
 # Envoy's TlsParameters.TlsProtocol enum names we allow as a floor. Anything older than
@@ -412,3 +422,364 @@ def ready_check_command(health_port: int) -> list[str]:
         "head -n 1 <&3 | grep -q ' 200 '"
     )
     return ["CMD", "bash", "-c", script]
+
+
+# --------------------------------------------------------------------------- mesh proxies
+#
+# The App Mesh topology (appmesh-efs) runs the same stock Envoy as a gateway and as each
+# service's sidecar. What App Mesh's control plane generated is built here as a static
+# bootstrap: TLS material read from files (an EFS volume mounted read-only), optional
+# mutual TLS, prefix routes to several clusters, and upstream clusters that resolve a Cloud
+# Map DNS name (STRICT_DNS) and check the peer's certificate chain and name.
+# Nothing above changes: `render_bootstrap` (alb-envoy) keeps its output.
+
+_UPSTREAM_TLS_TYPE = _TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+# Envoy's own default is 5 s (Cluster.dns_refresh_rate); kept explicit, with the record TTL
+# of the Cloud Map service at most this, so a task that comes or goes is seen within seconds.
+DEFAULT_DNS_REFRESH_MS = 5000
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate chain (leaf first) and its private key, as files Envoy reads at start.
+
+    Envoy reads static files once: a new certificate needs a restart (a new task on ECS).
+    """
+
+    certificate_chain: str
+    private_key: str
+
+
+@dataclass(frozen=True)
+class PeerValidation:
+    """How Envoy checks the other side's certificate: its chain must lead to `trusted_ca`,
+    and, when `subject_alt_names` is not empty, one of its DNS SANs must equal one of them.
+    """
+
+    trusted_ca: str
+    subject_alt_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpstreamCluster:
+    """A peer reached over TLS by DNS name (STRICT_DNS: every A record is an endpoint).
+
+    The peer's certificate must name `host` (SNI and SAN match) and chain to the trusted
+    CA; `client_certificate` is presented when the peer demands mutual TLS.
+    """
+
+    name: str
+    host: str
+    port: int
+    trusted_ca: str
+    client_certificate: TlsFiles | None = None
+    # What to resolve, when it is not `host` (tests point it at loopback); SNI and the SAN
+    # check keep `host`.
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class PrefixRoute:
+    """Requests whose path starts with `prefix` go to `cluster`, optionally rewriting it."""
+
+    prefix: str
+    cluster: str
+    prefix_rewrite: str | None = None
+
+
+@dataclass(frozen=True)
+class EgressListener:
+    """Plain HTTP on 127.0.0.1:`port` that the app calls; Envoy re-encrypts to `cluster`."""
+
+    port: int
+    cluster: str
+
+
+@dataclass(frozen=True)
+class MeshProxySpec:
+    """A gateway (routes to upstreams) or a service sidecar (routes to the local app).
+
+    ``app_port`` adds the loopback cluster ``app`` (a sidecar). ``require_client_certificate``
+    with ``client_validation`` is the service side of mutual TLS.
+    """
+
+    listener_port: int
+    server_certificate: TlsFiles
+    routes: tuple[PrefixRoute, ...]
+    upstreams: tuple[UpstreamCluster, ...] = ()
+    app_port: int | None = None
+    require_client_certificate: bool = False
+    client_validation: PeerValidation | None = None
+    egress: tuple[EgressListener, ...] = ()
+    listener_address: str = "0.0.0.0"
+    health_port: int = DEFAULT_HEALTH_PORT
+    admin_socket_path: str | None = DEFAULT_ADMIN_SOCKET_PATH
+    route_timeout_seconds: int = DEFAULT_ROUTE_TIMEOUT_SECONDS
+    min_tls_version: str = "TLSv1_2"
+    dns_refresh_ms: int = DEFAULT_DNS_REFRESH_MS
+    # Proxies in front of this one that append to X-Forwarded-For (0 for a gateway that
+    # clients reach through a TCP load balancer, 1 behind the gateway).
+    xff_num_trusted_hops: int = 0
+    stat_prefix: str = "ingress_https"
+
+
+def mesh_bound_ports(spec: MeshProxySpec) -> dict[str, int]:
+    """Every TCP port the mesh proxy binds (the app must not bind any of them)."""
+    ports = {"listener_port": spec.listener_port, "health_port": spec.health_port}
+    for listener in spec.egress:
+        ports[f"egress {listener.cluster}"] = listener.port
+    return ports
+
+
+def _validate_mesh(spec: MeshProxySpec) -> None:
+    ports = dict(mesh_bound_ports(spec))
+    if spec.app_port is not None:
+        ports = {"app_port": spec.app_port, **ports}
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        _check_port(name, port)
+        if port in seen:
+            raise ValueError(f"{seen[port]} and {name} must differ (both are {port})")
+        seen[port] = name
+    _check_admin_socket(spec.admin_socket_path)
+    if spec.min_tls_version not in TLS_VERSIONS:
+        raise ValueError(f"min_tls_version must be one of {', '.join(TLS_VERSIONS)}")
+    if spec.require_client_certificate and spec.client_validation is None:
+        raise ValueError("require_client_certificate needs client_validation (a trusted CA)")
+    if not spec.routes:
+        raise ValueError("a mesh proxy needs at least one route")
+    clusters = {u.name for u in spec.upstreams} | ({APP_CLUSTER} if spec.app_port else set())
+    if len(clusters) != len(spec.upstreams) + (1 if spec.app_port else 0):
+        raise ValueError("cluster names must be unique (and not 'app' for an upstream)")
+    for target in [r.cluster for r in spec.routes] + [e.cluster for e in spec.egress]:
+        if target not in clusters:
+            raise ValueError(f"route or egress to unknown cluster {target!r}")
+    prefixes = [r.prefix for r in spec.routes]
+    if len(set(prefixes)) != len(prefixes) or not all(p.startswith("/") for p in prefixes):
+        raise ValueError("route prefixes must be distinct and start with '/'")
+    if spec.dns_refresh_ms < 1000:
+        raise ValueError("dns_refresh_ms must be at least 1000")
+
+
+def _tls_params(min_version: str) -> dict[str, str]:
+    return {"tls_minimum_protocol_version": min_version, "tls_maximum_protocol_version": "TLSv1_3"}
+
+
+def _certificate_files(files: TlsFiles) -> dict[str, Any]:
+    return {
+        "certificate_chain": {"filename": files.certificate_chain},
+        "private_key": {"filename": files.private_key},
+    }
+
+
+def _validation_context(validation: PeerValidation) -> dict[str, Any]:
+    context: dict[str, Any] = {"trusted_ca": {"filename": validation.trusted_ca}}
+    if validation.subject_alt_names:
+        # Exact DNS SAN match (CertificateValidationContext.match_typed_subject_alt_names).
+        context["match_typed_subject_alt_names"] = [
+            {"san_type": "DNS", "matcher": {"exact": name}} for name in validation.subject_alt_names
+        ]
+    return context
+
+
+def _mesh_downstream_tls(spec: MeshProxySpec) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "tls_params": _tls_params(spec.min_tls_version),
+        "tls_certificates": [_certificate_files(spec.server_certificate)],
+        "alpn_protocols": ["h2", "http/1.1"],
+    }
+    if spec.client_validation is not None:
+        common["validation_context"] = _validation_context(spec.client_validation)
+    typed: dict[str, Any] = {"@type": _DOWNSTREAM_TLS_TYPE, "common_tls_context": common}
+    if spec.require_client_certificate:
+        # The handshake fails without a client certificate that passes validation_context.
+        typed["require_client_certificate"] = True
+    return {"name": "envoy.transport_sockets.tls", "typed_config": typed}
+
+
+def _upstream_tls(upstream: UpstreamCluster, min_version: str) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "tls_params": _tls_params(min_version),
+        # Without a validation context Envoy accepts any upstream certificate.
+        "validation_context": _validation_context(
+            PeerValidation(upstream.trusted_ca, (upstream.host,))
+        ),
+    }
+    if upstream.client_certificate is not None:
+        common["tls_certificates"] = [_certificate_files(upstream.client_certificate)]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _UPSTREAM_TLS_TYPE,
+            "sni": upstream.host,
+            "common_tls_context": common,
+        },
+    }
+
+
+def _access_log() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": _STDOUT_LOG_TYPE,
+                "log_format": {"json_format": dict(_ACCESS_LOG_FORMAT)},
+            },
+        }
+    ]
+
+
+def _route_entry(route: PrefixRoute, timeout_seconds: int) -> dict[str, Any]:
+    action: dict[str, Any] = {"cluster": route.cluster, "timeout": f"{timeout_seconds}s"}
+    if route.prefix_rewrite is not None:
+        action["prefix_rewrite"] = route.prefix_rewrite
+    return {"match": {"prefix": route.prefix}, "route": action}
+
+
+def _mesh_hcm(
+    stat_prefix: str,
+    routes: tuple[PrefixRoute, ...],
+    timeout_seconds: int,
+    xff_hops: int,
+) -> dict[str, Any]:
+    # Envoy takes the first route that matches: the longest prefix goes first, so `/` never
+    # hides `/api` (App Mesh also picked the most specific gateway route).
+    ordered = sorted(routes, key=lambda r: (-len(r.prefix), r.prefix))
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": _HCM_TYPE,
+            "stat_prefix": stat_prefix,
+            "codec_type": "AUTO",
+            "use_remote_address": True,
+            "xff_num_trusted_hops": xff_hops,
+            "route_config": {
+                "name": stat_prefix,
+                "virtual_hosts": [
+                    {
+                        "name": stat_prefix,
+                        "domains": ["*"],
+                        "routes": [_route_entry(r, timeout_seconds) for r in ordered],
+                    }
+                ],
+            },
+            "http_filters": [
+                {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER_TYPE}}
+            ],
+            "access_log": _access_log(),
+        },
+    }
+
+
+def _endpoint(address: str, port: int) -> dict[str, Any]:
+    return {"endpoint": {"address": _socket_address(address, port)}}
+
+
+def _mesh_clusters(spec: MeshProxySpec) -> list[dict[str, Any]]:
+    clusters: list[dict[str, Any]] = []
+    if spec.app_port is not None:
+        clusters.append(
+            {
+                "name": APP_CLUSTER,
+                "type": "STATIC",
+                "connect_timeout": "3s",
+                "load_assignment": {
+                    "cluster_name": APP_CLUSTER,
+                    "endpoints": [{"lb_endpoints": [_endpoint("127.0.0.1", spec.app_port)]}],
+                },
+            }
+        )
+    for upstream in spec.upstreams:
+        clusters.append(
+            {
+                "name": upstream.name,
+                # Every A record of the Cloud Map name is an endpoint, re-resolved every
+                # dns_refresh_rate regardless of the record's TTL (respect_dns_ttl: false).
+                "type": "STRICT_DNS",
+                "dns_refresh_rate": f"{spec.dns_refresh_ms / 1000:g}s",
+                "dns_lookup_family": "V4_ONLY",
+                "connect_timeout": "3s",
+                "load_assignment": {
+                    "cluster_name": upstream.name,
+                    "endpoints": [
+                        {
+                            "lb_endpoints": [
+                                _endpoint(upstream.address or upstream.host, upstream.port)
+                            ]
+                        }
+                    ],
+                },
+                "transport_socket": _upstream_tls(upstream, spec.min_tls_version),
+            }
+        )
+    return clusters
+
+
+def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
+    """The Envoy v3 bootstrap of a mesh gateway or sidecar; raises ValueError if invalid."""
+    _validate_mesh(spec)
+    listeners: list[dict[str, Any]] = [
+        {
+            "name": "ingress_tls",
+            "address": _socket_address(spec.listener_address, spec.listener_port),
+            "filter_chains": [
+                {
+                    "filters": [
+                        _mesh_hcm(
+                            spec.stat_prefix,
+                            spec.routes,
+                            spec.route_timeout_seconds,
+                            spec.xff_num_trusted_hops,
+                        )
+                    ],
+                    "transport_socket": _mesh_downstream_tls(spec),
+                }
+            ],
+        }
+    ]
+    for egress in spec.egress:
+        # Loopback only: the app of this task is the only caller; the hop leaving the task
+        # is the upstream cluster's TLS.
+        listeners.append(
+            {
+                "name": f"egress_{egress.cluster}",
+                "address": _socket_address("127.0.0.1", egress.port),
+                "filter_chains": [
+                    {
+                        "filters": [
+                            _mesh_hcm(
+                                f"egress_{egress.cluster}",
+                                (PrefixRoute("/", egress.cluster),),
+                                spec.route_timeout_seconds,
+                                0,
+                            )
+                        ]
+                    }
+                ],
+            }
+        )
+    listeners.append(_health_listener(spec))  # type: ignore[arg-type]  # reads health_port
+    bootstrap: dict[str, Any] = {
+        "static_resources": {"listeners": listeners, "clusters": _mesh_clusters(spec)}
+    }
+    if spec.admin_socket_path is not None:
+        bootstrap["admin"] = _admin(spec)  # type: ignore[arg-type]  # reads the socket path
+    return bootstrap
+
+
+def render_mesh_bootstrap_yaml(spec: MeshProxySpec) -> str:
+    """Deterministic compact JSON (valid YAML) for `envoy --config-yaml`."""
+    return json.dumps(render_mesh_bootstrap(spec), sort_keys=True, separators=(",", ":"))
+
+
+def mesh_envoy_args(spec: MeshProxySpec, flush_interval_ms: int = 1000) -> list[str]:
+    """Arguments for the stock Envoy image with the whole mesh bootstrap inline."""
+    return [
+        "--config-yaml",
+        render_mesh_bootstrap_yaml(spec),
+        "--log-level",
+        "info",
+        "--file-flush-interval-msec",
+        str(flush_interval_ms),
+    ]

@@ -191,6 +191,8 @@ class NetworkLoadBalancerArgs:
     certificate_arn: pulumi.Input[str] | None = None  # for TLS listeners
     ssl_policy: str | None = None  # for TLS listeners
     target_type: str = "ip"  # ip (awsvpc tasks) | instance (EC2 host networking)
+    # Reachable from inside the VPC (and peered networks) only; subnets then are private.
+    internal: bool = False
 
 
 class NetworkLoadBalancer(_LoadBalancer):
@@ -224,7 +226,7 @@ class NetworkLoadBalancer(_LoadBalancer):
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="network",
-            internal=False,
+            internal=args.internal,
             subnets=args.subnet_ids,
             security_groups=[self.security_group.id],
             enable_cross_zone_load_balancing=True,

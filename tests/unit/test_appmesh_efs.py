@@ -1,0 +1,559 @@
+"""Topology appmesh-efs under mocks: every resource, every config branch, every bad config."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.conftest import MINIMAL_CONFIG
+from tests.harness import config_error, is_secret, unwrap
+
+MINIMAL = MINIMAL_CONFIG["appmesh-efs"]
+NS = "mesh.app.example.com"
+ZONE = "Z0123456789ABCDEFGHIJ"
+
+
+# --------------------------------------------------------------------------- a small PKI
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _issue(subject, key, issuer, issuer_key, *, ca=False, names=(), usages=None):
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=300))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(cert) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key(key) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def own_pki(names=("app.example.com", f"*.{NS}"), root_in_chain=True, label="A"):
+    """root -> leaf (server) and root -> client, as a third-party CA would issue them."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _issue(_name(f"Root {label}"), root_key, _name(f"Root {label}"), root_key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _issue(_name(names[0]), leaf_key, root.subject, root_key, names=names)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _issue(
+        _name("gateway"),
+        client_key,
+        root.subject,
+        root_key,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
+    certificate = {"certificatePem": _pem(leaf), "privateKeyPem": _key(leaf_key)}
+    if root_in_chain:
+        certificate["chainPem"] = _pem(root)
+    return certificate, {"certificatePem": _pem(client), "privateKeyPem": _key(client_key)}
+
+
+# --------------------------------------------------------------------------- helpers
+
+GRAPHS: dict[str, object] = {}
+
+
+def bootstrap(task, container="envoy") -> dict:
+    containers = json.loads(unwrap(task.inputs["containerDefinitions"]))
+    (envoy,) = [c for c in containers if c["name"] == container]
+    return json.loads(envoy["command"][1])
+
+
+def container(task, name) -> dict:
+    containers = json.loads(unwrap(task.inputs["containerDefinitions"]))
+    return next(c for c in containers if c["name"] == name)
+
+
+def task(graph, name):
+    return graph.one("aws:ecs/taskDefinition:TaskDefinition", f"appmesh-efs-{name}")
+
+
+def downstream(boot) -> dict:
+    listener = next(x for x in boot["static_resources"]["listeners"] if x["name"] == "ingress_tls")
+    return listener["filter_chains"][0]["transport_socket"]["typed_config"]
+
+
+def clusters(boot) -> dict:
+    return {c["name"]: c for c in boot["static_resources"]["clusters"]}
+
+
+@pytest.fixture(scope="module")
+def graph():
+    from tests.harness import run_program
+
+    return run_program(MINIMAL)
+
+
+# --------------------------------------------------------------------------- minimal stack
+
+
+def test_every_resource_is_under_the_topology_component_and_no_app_mesh(graph):
+    (component,) = graph.of_type("ecs-tls:appmesh_efs:AppmeshEfs")
+    ours = graph.descendants(component)
+    assert len(ours) > 40
+    assert not [r for r in graph if r.type.startswith("aws:appmesh")]
+    for r in graph:
+        if not r.custom:
+            assert r.type.startswith("ecs-tls:"), r
+
+
+def test_internal_nlb_forwards_tcp_443_to_the_gateway_envoy(graph):
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer")
+    assert lb.inputs["internal"] is True and lb.inputs["loadBalancerType"] == "network"
+    listener = graph.one("aws:lb/listener:Listener")
+    assert (listener.inputs["port"], listener.inputs["protocol"]) == (443, "TCP")
+    group = graph.one("aws:lb/targetGroup:TargetGroup")
+    assert group.inputs["port"] == 8443 and group.inputs["healthCheck"]["protocol"] == "TCP"
+    gateway = graph.one("aws:ecs/service:Service", "appmesh-efs-gateway")
+    (target,) = gateway.inputs["loadBalancers"]
+    assert (target["containerName"], target["containerPort"]) == ("envoy", 8443)
+    assert graph.depends_on(gateway, listener)
+
+
+def test_gateway_terminates_tls_from_efs_and_reencrypts_with_san_check(graph):
+    boot = bootstrap(task(graph, "gateway"))
+    tls = downstream(boot)
+    (files,) = tls["common_tls_context"]["tls_certificates"]
+    assert files == {
+        "certificate_chain": {"filename": "/certs/chain.pem"},
+        "private_key": {"filename": "/certs/key.pem"},
+    }
+    assert "require_client_certificate" not in tls  # clients come through the NLB
+    routes = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    vhost = routes["typed_config"]["route_config"]["virtual_hosts"][0]
+    assert [(r["match"]["prefix"], r["route"]["cluster"]) for r in vhost["routes"]] == [
+        ("/", "service_frontend")
+    ]
+    cluster = clusters(boot)["service_frontend"]
+    assert cluster["type"] == "STRICT_DNS" and cluster["dns_refresh_rate"] == "5s"
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert address["address"]["socket_address"] == {
+        "address": f"frontend.{NS}",
+        "port_value": 8443,
+    }
+    upstream = cluster["transport_socket"]["typed_config"]
+    assert upstream["sni"] == f"frontend.{NS}"
+    context = upstream["common_tls_context"]
+    assert context["validation_context"] == {
+        "trusted_ca": {"filename": "/certs/ca.pem"},
+        "match_typed_subject_alt_names": [
+            {"san_type": "DNS", "matcher": {"exact": f"frontend.{NS}"}}
+        ],
+    }
+    # Mutual TLS by default: the generated leaf is also the client certificate.
+    assert context["tls_certificates"][0]["certificate_chain"]["filename"] == "/certs/chain.pem"
+
+
+def test_services_require_a_client_certificate_and_call_through_envoy(graph):
+    frontend, backend = task(graph, "frontend"), task(graph, "backend")
+    for t in (frontend, backend):
+        tls = downstream(bootstrap(t))
+        assert tls["require_client_certificate"] is True
+        assert tls["common_tls_context"]["validation_context"] == {
+            "trusted_ca": {"filename": "/certs/ca.pem"}
+        }
+    boot = bootstrap(frontend)
+    egress = [x for x in boot["static_resources"]["listeners"] if x["name"].startswith("egress")]
+    assert [x["address"]["socket_address"] for x in egress] == [
+        {"address": "127.0.0.1", "port_value": 15002}
+    ]
+    app = container(frontend, "frontend")
+    assert {"name": "BACKEND_URL", "value": "http://127.0.0.1:15002"} in app["environment"]
+    assert "$BACKEND_URL" in app["command"][2]
+    assert "mountPoints" not in app  # only Envoy sees the key
+    assert set(clusters(bootstrap(backend))) == {"app"}
+
+
+def test_envoys_mount_the_volume_read_only_and_roll_with_the_certificate(graph):
+    for name in ("gateway", "frontend", "backend"):
+        t = task(graph, name)
+        envoy = container(t, "envoy")
+        assert envoy["mountPoints"] == [
+            {"sourceVolume": "certificates", "containerPath": "/certs", "readOnly": True}
+        ]
+        env = {e["name"]: e["value"] for e in envoy["environment"]}
+        assert env["ENVOY_UID"] == "101" and len(env["CERTIFICATE_SHA256"]) == 16
+        (volume,) = unwrap(t.inputs["volumes"])
+        efs = volume["efsVolumeConfiguration"]
+        assert efs["transitEncryption"] == "ENABLED"
+        assert efs["authorizationConfig"]["iam"] == "ENABLED"
+        role = graph.one("aws:iam/role:Role", "appmesh-efs-envoy-task")
+        assert t.inputs["taskRoleArn"] == role.outputs["arn"]
+
+
+def test_only_the_publisher_writes_the_encrypted_volume(graph):
+    fs = graph.one("aws:efs/fileSystem:FileSystem")
+    assert fs.inputs["encrypted"] is True
+    point = graph.one("aws:efs/accessPoint:AccessPoint")
+    assert point.inputs["posixUser"] == {"uid": 101, "gid": 101}
+    policy = json.loads(graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy").inputs["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(by_sid) == {"DenyUnencryptedTransport", "ReadOnlyThroughAccessPoint"}
+    assert by_sid["DenyUnencryptedTransport"]["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+    assert by_sid["ReadOnlyThroughAccessPoint"]["Action"] == "elasticfilesystem:ClientMount"
+    envoy_policy = graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-envoy-task-efs")
+    (statement,) = json.loads(envoy_policy.inputs["policy"])["Statement"]
+    assert statement["Action"] == ["elasticfilesystem:ClientMount"]
+    publisher = graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-cert-publisher")
+    actions = {a for s in json.loads(publisher.inputs["policy"])["Statement"] for a in s["Action"]}
+    assert "elasticfilesystem:ClientWrite" in actions
+    assert "secretsmanager:GetSecretValue" in actions
+
+
+def test_publisher_runs_in_the_vpc_on_every_certificate_change(graph):
+    function = graph.one("aws:lambda/function:Function")
+    assert function.inputs["handler"] == "cert_publisher.handler"
+    assert function.inputs["fileSystemConfig"]["localMountPath"] == "/mnt/certs"
+    assert function.inputs["vpcConfig"]["subnetIds"]
+    env = function.inputs["environment"]["variables"]
+    assert set(env) == {"CERTIFICATE_SECRET_ARN", "CERTIFICATE_DIR"}
+    assert env["CERTIFICATE_SECRET_ARN"].startswith("arn:aws:secretsmanager:")
+    invocation = graph.one("aws:lambda/invocation:Invocation")
+    event = json.loads(invocation.inputs["input"])
+    assert set(event) == {"caPem", "fingerprint"} and "PRIVATE" not in event["caPem"]
+    for dependency in (
+        graph.one("aws:secretsmanager/secretVersion:SecretVersion"),
+        graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy"),
+        *graph.of_type("aws:efs/mountTarget:MountTarget"),
+    ):
+        assert graph.depends_on(invocation, dependency)
+    for service in graph.of_type("aws:ecs/service:Service"):
+        assert graph.depends_on(service, invocation), service
+
+
+def test_generated_chain_names_every_service_and_serves_as_client(graph):
+    request = graph.one("tls:index/certRequest:CertRequest")
+    assert request.inputs["dnsNames"] == ["app.example.com", f"frontend.{NS}", f"backend.{NS}"]
+    leaf = graph.one("tls:index/locallySignedCert:LocallySignedCert")
+    assert "client_auth" in leaf.inputs["allowedUses"]
+    alarm = graph.one("aws:cloudwatch/metricAlarm:MetricAlarm", "appmesh-efs-certificate-expiry")
+    assert alarm.inputs["metricName"] == "DaysToExpiry"
+
+
+def test_services_register_in_a_private_dns_namespace(graph):
+    namespace = graph.one("aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace")
+    assert namespace.inputs["name"] == NS and namespace.inputs["vpc"].startswith("vpc-")
+    registries = {
+        r.inputs["name"]: r for r in graph.of_type("aws:servicediscovery/service:Service")
+    }
+    assert set(registries) == {"frontend", "backend"}
+    for name, registry in registries.items():
+        assert registry.inputs["dnsConfig"]["dnsRecords"] == [{"type": "A", "ttl": 5}]
+        service = graph.one("aws:ecs/service:Service", f"appmesh-efs-{name}")
+        assert service.inputs["serviceRegistries"] == {"registryArn": registry.outputs["arn"]}
+        assert "serviceConnectConfiguration" not in service.inputs
+
+
+def test_security_groups_open_envoy_ports_only_between_mesh_members(graph):
+    ingress = graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    ours = [r for r in ingress if r.name.startswith("appmesh-efs")]
+    assert {r.inputs["fromPort"] for r in ours} == {443, 8443, 2049}
+    lb_group = graph.one("aws:lb/loadBalancer:LoadBalancer").inputs["securityGroups"][0]
+    for rule in ours:
+        # Only the load balancer takes CIDRs (allowedCidrs); tasks take security groups.
+        if "cidrIpv4" in rule.inputs:
+            assert rule.inputs["securityGroupId"] == lb_group and rule.inputs["fromPort"] == 443
+
+
+def test_outputs_give_the_gateway_and_a_verify_command(graph):
+    out = graph.stack_outputs
+    assert out["endpoint"] == "https://app.example.com"
+    assert out["gatewayAddress"].endswith(".elb.amazonaws.com")
+    assert out["serviceHosts"] == {"frontend": f"frontend.{NS}", "backend": f"backend.{NS}"}
+    assert "--cacert ca.pem" in out["verifyCommand"]
+    assert "--connect-to app.example.com:443:" in out["verifyCommand"]
+    assert out["mutualTls"] is True and "inside the VPC" in out["verifyFrom"]
+
+
+# --------------------------------------------------------------------------- branches
+
+
+def test_hosted_zone_points_the_domain_at_the_internal_nlb(program):
+    graph = program({**MINIMAL, "hostedZoneId": ZONE})
+    record = graph.one("aws:route53/record:Record", "domain")
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer")
+    assert record.inputs["aliases"][0]["name"] == lb.outputs["dnsName"]
+    assert graph.stack_outputs["verifyCommand"].endswith(
+        "curl --fail --cacert ca.pem https://app.example.com/"
+    )
+
+
+def test_mutual_tls_off(program):
+    graph = program({**MINIMAL, "mesh": {"mutualTls": False}})
+    for name in ("frontend", "backend"):
+        tls = downstream(bootstrap(task(graph, name)))
+        assert "require_client_certificate" not in tls
+        assert "validation_context" not in tls["common_tls_context"]
+    gateway = clusters(bootstrap(task(graph, "gateway")))["service_frontend"]
+    context = gateway["transport_socket"]["typed_config"]["common_tls_context"]
+    assert "tls_certificates" not in context and "validation_context" in context
+    leaf = graph.one("tls:index/locallySignedCert:LocallySignedCert")
+    assert "client_auth" not in leaf.inputs["allowedUses"]
+
+
+def test_custom_services_routes_namespace_and_refresh(program):
+    config = {
+        **MINIMAL,
+        "services": [
+            {"name": "web", "image": "nginx", "port": 8080, "calls": ["orders"]},
+            {"name": "orders", "image": "orders:1", "port": 9000, "discoveryName": "order-api"},
+        ],
+        "mesh": {
+            "namespace": "svc.internal.example.com",
+            "dnsRefreshSeconds": 2,
+            "gatewayDesiredCount": 3,
+            "gatewayRoutes": [
+                {"prefix": "/", "service": "web"},
+                {"prefix": "/orders/", "service": "orders", "prefixRewrite": "/"},
+            ],
+        },
+        "envoy": {"port": 9443, "minTlsVersion": "1.3"},
+    }
+    graph = program(config)
+    boot = bootstrap(task(graph, "gateway"))
+    vhost = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]["route_config"]["virtual_hosts"][0]
+    assert [(r["match"]["prefix"], r["route"]["cluster"]) for r in vhost["routes"]] == [
+        ("/orders/", "service_orders"),
+        ("/", "service_web"),
+    ]
+    assert vhost["routes"][0]["route"]["prefix_rewrite"] == "/"
+    orders = clusters(boot)["service_orders"]
+    assert orders["transport_socket"]["typed_config"]["sni"] == "order-api.svc.internal.example.com"
+    assert orders["dns_refresh_rate"] == "2s"
+    tls = downstream(boot)["common_tls_context"]["tls_params"]
+    assert tls["tls_minimum_protocol_version"] == "TLSv1_3"
+    web = container(task(graph, "web"), "web")
+    assert {"name": "ORDERS_URL", "value": "http://127.0.0.1:15002"} in web["environment"]
+    assert graph.one("aws:ecs/service:Service", "appmesh-efs-gateway").inputs["desiredCount"] == 3
+    assert graph.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 9443
+
+
+def test_own_certificate_without_mutual_tls(program):
+    certificate, _ = own_pki()
+    graph = program(
+        {**MINIMAL, "certificate": certificate, "mesh": {"mutualTls": False}},
+        secret_keys=("certificate",),
+    )
+    assert not graph.of_type("tls:index/privateKey:PrivateKey")
+    event = json.loads(graph.one("aws:lambda/invocation:Invocation").inputs["input"])
+    assert event["caPem"].strip() == certificate["chainPem"].strip()
+    assert "caCertificatePem" not in graph.stack_outputs
+
+
+def test_own_certificate_with_a_client_certificate(program):
+    certificate, client = own_pki()
+    graph = program(
+        {**MINIMAL, "certificate": certificate, "mesh": {"clientCertificate": client}},
+        secret_keys=("certificate", "mesh"),
+    )
+    version = graph.one(
+        "aws:secretsmanager/secretVersion:SecretVersion", "appmesh-efs-client-certificate"
+    )
+    assert is_secret(version.inputs["secretString"])
+    env = graph.one("aws:lambda/function:Function").inputs["environment"]["variables"]
+    assert set(env) == {
+        "CERTIFICATE_SECRET_ARN",
+        "CLIENT_CERTIFICATE_SECRET_ARN",
+        "CERTIFICATE_DIR",
+    }
+    context = clusters(bootstrap(task(graph, "gateway")))["service_frontend"]["transport_socket"][
+        "typed_config"
+    ]["common_tls_context"]
+    assert context["tls_certificates"][0] == {
+        "certificate_chain": {"filename": "/certs/client.pem"},
+        "private_key": {"filename": "/certs/client-key.pem"},
+    }
+    statements = json.loads(
+        graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-cert-publisher").inputs["policy"]
+    )["Statement"]
+    read = next(s for s in statements if s["Sid"] == "ReadCertificateSecrets")
+    assert len(read["Resource"]) == 2
+
+
+# --------------------------------------------------------------------------- bad config
+
+
+def _bad(extra: dict, secret=()) -> str:
+    return config_error({**MINIMAL, **extra}, secret_keys=secret)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"services": [{"name": "web", "image": "nginx", "port": 80, "public": True}]},
+            "ecs-tls:services[0].public: applies to topology 'service-connect' only, not "
+            "'appmesh-efs': mesh.gatewayRoutes decides what the gateway exposes",
+        ),
+        (
+            {"services": [{"name": "web", "image": "nginx", "port": 80, "clientAlias": {}}]},
+            "ecs-tls:services[0].clientAlias: applies to topology 'service-connect' only, not "
+            "'appmesh-efs': services call each other through their Envoy on 127.0.0.1 "
+            "(<NAME>_URL)",
+        ),
+        (
+            {"services": [{"name": "web", "image": "nginx", "port": 80, "mode": "client"}]},
+            "ecs-tls:services[0].mode: applies to topology 'service-connect' only, not "
+            "'appmesh-efs': every service is a mesh node with a TLS listener",
+        ),
+        (
+            {"services": [{"name": "web", "image": "nginx", "port": 8443}]},
+            "ecs-tls:services[0].port: 8443 is not free: envoy.port binds it in the task",
+        ),
+        (
+            {"services": [{"name": "web", "image": "nginx", "port": 15001}]},
+            "ecs-tls:services[0].port: 15001 is not outside 15001-15001, where Envoy listens "
+            "for calls to the other services",
+        ),
+        (
+            {"envoy": {"port": 9902}},
+            "ecs-tls:envoy.port: 9902 is not free of 9902 (health) and 15001-15002 (calls to "
+            "the services), which Envoy binds in each task",
+        ),
+        (
+            {"mesh": "x"},
+            "ecs-tls:mesh: 'x' is not an object (set its fields with `pulumi config set --path`)",
+        ),
+        ({"mesh": {"gateway": 1}}, "ecs-tls:mesh.gateway: is not a known key"),
+        (
+            {"mesh": {"namespace": "Not A Name"}},
+            "ecs-tls:mesh.namespace: 'Not A Name' is not a DNS name such as mesh.app.example.com",
+        ),
+        ({"mesh": {"mutualTls": "yes"}}, "ecs-tls:mesh.mutualTls: 'yes' is not true or false"),
+        (
+            {"mesh": {"dnsRefreshSeconds": 0}},
+            "ecs-tls:mesh.dnsRefreshSeconds: 0 is not an integer from 1 to 60",
+        ),
+        (
+            {"mesh": {"gatewayRoutes": []}},
+            "ecs-tls:mesh.gatewayRoutes: [] is not a non-empty list of {prefix, service} objects",
+        ),
+        (
+            {"mesh": {"gatewayRoutes": [{"prefix": "api", "service": "frontend"}]}},
+            "ecs-tls:mesh.gatewayRoutes[0].prefix: 'api' is not a path prefix starting with / "
+            "such as /api/",
+        ),
+        (
+            {"mesh": {"gatewayRoutes": [{"prefix": "/", "service": "nope"}]}},
+            "ecs-tls:mesh.gatewayRoutes[0].service: 'nope' is not a service name: frontend, "
+            "backend",
+        ),
+        (
+            {"mesh": {"gatewayRoutes": [{"service": "frontend"}]}},
+            "ecs-tls:mesh.gatewayRoutes[0].prefix: missing; every route needs a path prefix "
+            "such as /api/",
+        ),
+        (
+            {
+                "mesh": {
+                    "gatewayRoutes": [
+                        {"prefix": "/", "service": "frontend"},
+                        {"prefix": "/", "service": "backend"},
+                    ]
+                }
+            },
+            "ecs-tls:mesh.gatewayRoutes[1].prefix: '/' is already routed by mesh.gatewayRoutes[0]",
+        ),
+        (
+            {"mesh": {"gatewayRoutes": [{"prefix": "/", "service": "frontend", "to": "x"}]}},
+            "ecs-tls:mesh.gatewayRoutes[0].to: is not a known key",
+        ),
+        (
+            {"sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"},
+            "ecs-tls:sslPolicy: applies to alb-envoy and service-connect, not 'appmesh-efs'",
+        ),
+    ],
+)
+def test_bad_config(extra, message):
+    assert _bad(extra, secret=()).startswith(message), _bad(extra)
+
+
+def test_own_certificate_needs_a_client_certificate_or_mutual_tls_off():
+    certificate, _ = own_pki()
+    assert _bad({"certificate": certificate}, ("certificate",)) == (
+        "ecs-tls:mesh.mutualTls: is true (the default) and certificate is your own: set "
+        "mesh.clientCertificate (a client certificate from the CA that ends "
+        "certificate.chainPem) or set mesh.mutualTls to false"
+    )
+
+
+def test_own_certificate_must_name_every_service_and_end_with_its_root():
+    certificate, _ = own_pki(names=("app.example.com", f"frontend.{NS}"))
+    assert _bad({"certificate": certificate, "mesh": {"mutualTls": False}}, ("certificate",)) == (
+        f"ecs-tls:certificate.certificatePem: does not name 'backend.{NS}': every service's "
+        "Envoy presents it and the gateway checks that name; add it (or a wildcard for "
+        "mesh.namespace) as a subject alternative name, or change mesh.namespace"
+    )
+    certificate, _ = own_pki(root_in_chain=False)
+    assert _bad({"certificate": certificate, "mesh": {"mutualTls": False}}, ("certificate",)) == (
+        "ecs-tls:certificate.chainPem: missing; topology 'appmesh-efs' needs the chain up to "
+        "its root CA: the gateway validates the services' certificates against that root "
+        "(ca.pem)"
+    )
+
+
+def test_client_certificate_checks():
+    certificate, client = own_pki()
+    _, foreign = own_pki(label="B")
+    base = {"certificate": certificate}
+    secret = ("certificate", "mesh")
+    assert _bad({**base, "mesh": {"clientCertificate": foreign}}, secret).startswith(
+        "ecs-tls:mesh.clientCertificate.certificatePem: is issued by 'CN=Root B', which is "
+        "not in certificate.chainPem"
+    )
+    assert _bad({**base, "mesh": {"clientCertificate": client}}, ("certificate",)).startswith(
+        "ecs-tls:mesh.clientCertificate.privateKeyPem: must be set as a secret"
+    )
+    mismatched = {**client, "privateKeyPem": foreign["privateKeyPem"]}
+    assert _bad({**base, "mesh": {"clientCertificate": mismatched}}, secret) == (
+        "ecs-tls:mesh.clientCertificate.privateKeyPem: is not the key of "
+        "mesh.clientCertificate.certificatePem (public keys differ)"
+    )
+    assert (
+        _bad({**base, "mesh": {"clientCertificate": client, "mutualTls": False}}, secret)
+        == "ecs-tls:mesh.clientCertificate: is only used with mesh.mutualTls true"
+    )
+    assert _bad({"mesh": {"clientCertificate": client}}, ("mesh",)).startswith(
+        "ecs-tls:mesh.clientCertificate: is only used with your own certificate"
+    )
+
+
+def test_mesh_is_refused_on_other_topologies():
+    assert config_error({**MINIMAL_CONFIG["alb-envoy"], "mesh": {"mutualTls": False}}) == (
+        "ecs-tls:mesh: applies only to topology 'appmesh-efs', not 'alb-envoy'"
+    )
