@@ -148,6 +148,22 @@ class Alerts(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=parent),
         )
 
+    def email_subscription(
+        self, name: str, address: str, parent: pulumi.Resource
+    ) -> aws.sns.TopicSubscription:
+        """Send the topic's messages to `address`; SNS first mails a link to confirm it.
+
+        Until the link is followed the subscription stays pending and receives nothing
+        (SNS developer guide, "Email notifications").
+        """
+        return aws.sns.TopicSubscription(
+            name,
+            topic=self.topic.arn,
+            protocol="email",
+            endpoint=address,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
     def failed_task_rule(
         self,
         name: str,

@@ -70,6 +70,9 @@ __all__ = [
     "renewal_command",
     "renewal_environment",
     "restart_pending_file",
+    "s3_state_environment",
+    "s3_state_renewal_command",
+    "state_program",
 ]
 
 # Assumption: the certbot project publishes Docker Hub images tagged ``v<version>`` for every
@@ -111,6 +114,7 @@ KEY_TYPES = ("ecdsa", "rsa")
 
 _SCRIPT_PATH = Path(__file__).with_name("copy_certificates.sh")
 _HOOK_PATH = Path(__file__).with_name("renewal_hook.py")
+_STATE_PROGRAM_PATH = Path(__file__).with_name("acme_state.py")
 
 # A lineage name is a file name (renewal/<name>.conf): at most 255 bytes with ".conf".
 _MAX_LINEAGE_NAME = 250
@@ -175,6 +179,8 @@ class CertbotSpec:
     preferred_profile: str | None = None  # e.g. "tlsserver"; omitted when None
     key_type: str = "ecdsa"
     http_address: str | None = None
+    # Ask for ``*.<domain>`` instead of ``<domain>`` (direct-task); DNS-01 only.
+    wildcard: bool = False
 
 
 def _check(condition: bool, field: str, value: object, expected: str) -> None:
@@ -260,6 +266,14 @@ def _validate(spec: CertbotSpec) -> None:
         spec.http_address,
         "None or an IP address",
     )
+    _check(isinstance(spec.wildcard, bool), "wildcard", spec.wildcard, "True or False")
+    # RFC 8555 section 7.1.3: a wildcard identifier can only be validated with dns-01.
+    _check(
+        not spec.wildcard or spec.challenge == "dns-01",
+        "challenge",
+        spec.challenge,
+        "dns-01, which a wildcard certificate needs",
+    )
 
 
 def lineage_name(domain: str, directory_url: str) -> str:
@@ -318,7 +332,7 @@ def certbot_args(spec: CertbotSpec, *, deploy_hook: str | None = None) -> list[s
         "-m",
         spec.email,
         "-d",
-        spec.domain,
+        f"*.{spec.domain}" if spec.wildcard else spec.domain,
         "--cert-name",
         lineage_name(spec.domain, spec.directory_url),
         "--server",
@@ -515,4 +529,95 @@ def copier_environment(layout: CertificateLayout, spec: CertbotSpec) -> dict[str
     }
     if layout.owner is not None:
         env["OWNER"] = layout.owner
+    return env
+
+
+# --------------------------------------------------------------------------- S3 state (direct-task)
+
+# The deploy hook of the S3-state renewal: the program's source comes from the environment the
+# wrapper exports, so the hook stays one short line (also what certbot writes into
+# renewal/<name>.conf as ``renew_hook``).
+STATE_DEPLOY_HOOK = 'python3 -c "$ACME_STATE_PROGRAM" publish'
+
+# restore -> certbot (its deploy hook publishes) -> publish again (catches up a hook that
+# failed: certbot ignores its exit status) -> save. Saved even when an earlier step failed, so
+# a pending restart or a new lineage is never lost; the exit status is the first failure's.
+_S3_STATE_RENEWAL = """\
+ACME_STATE_PROGRAM=$1
+export ACME_STATE_PROGRAM
+shift
+python3 -c "$ACME_STATE_PROGRAM" restore || exit 1
+"$@"
+status=$?
+python3 -c "$ACME_STATE_PROGRAM" publish || status=1
+python3 -c "$ACME_STATE_PROGRAM" save || status=1
+exit "$status"
+"""
+
+
+@cache
+def state_program() -> str:
+    """Source of ``acme_state.py``, which the renewal task runs with the image's python3."""
+    return _STATE_PROGRAM_PATH.read_text(encoding="utf-8")
+
+
+def s3_state_renewal_command(spec: CertbotSpec) -> list[str]:
+    """Command of a renewal task without a persistent volume (image ``RENEWAL_IMAGE``), after
+    ``SHELL_ENTRY_POINT``: certbot's state comes from and goes back to S3 around the same
+    ``certbot_args`` as every other run, with ``STATE_DEPLOY_HOOK`` as the deploy hook.
+
+    No lock file: the state is not shared with another container; concurrent runs are caught
+    by the conditional write of ``save`` instead. Environment: ``s3_state_environment``.
+    """
+    return [
+        _S3_STATE_RENEWAL,
+        "certbot-s3-state",
+        state_program(),
+        "certbot",
+        *certbot_args(spec, deploy_hook=STATE_DEPLOY_HOOK),
+    ]
+
+
+def s3_state_environment(
+    spec: CertbotSpec,
+    *,
+    bucket: str,
+    key: str,
+    secret_arn: str,
+    cluster_arn: str,
+    service_name: str,
+    topic_arn: str | None = None,
+) -> dict[str, str]:
+    """Environment of the S3-state renewal container (the variables ``acme_state.py`` reads)."""
+    env = renewal_environment(cluster_arn, service_name)
+    _check(
+        isinstance(bucket, str) and bool(re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket)),
+        "bucket",
+        bucket,
+        "an S3 bucket name",
+    )
+    _check(
+        isinstance(key, str) and key != "" and not key.startswith("/") and key.isprintable(),
+        "key",
+        key,
+        "an S3 object key",
+    )
+    _check(
+        isinstance(secret_arn, str) and secret_arn.startswith("arn:") and ":secret:" in secret_arn,
+        "secret_arn",
+        secret_arn,
+        "a Secrets Manager secret ARN",
+    )
+    env.update(
+        {
+            "STATE_BUCKET": bucket,
+            "STATE_KEY": key,
+            "CERTBOT_CONFIG_DIR": spec.config_dir.rstrip("/") or "/",
+            "LIVE_DIR": live_dir(spec),
+            "CERT_SECRET_ARN": secret_arn,
+            "CERT_NAMES": f"*.{spec.domain}" if spec.wildcard else spec.domain,
+        }
+    )
+    if topic_arn is not None:
+        env["ALERTS_TOPIC_ARN"] = topic_arn
     return env

@@ -52,6 +52,12 @@ class ScheduledTaskArgs:
     # awsvpc tasks (Fargate) only.
     subnet_ids: pulumi.Input[Sequence[str]] | None = None
     security_group_ids: Sequence[pulumi.Input[str]] = ()
+    # Tasks in public subnets without NAT (direct-task) reach the CA and AWS through a public IP.
+    assign_public_ip: bool = False
+    # How late Scheduler may start a run; None: on time. A rate schedule without a start date
+    # runs once right after it is created (EventBridge Scheduler guide, "Schedule types"),
+    # which is how direct-task gets its first certificate right after the first deploy.
+    flexible_window_minutes: int | None = 60
 
 
 class ScheduledTask(pulumi.ComponentResource):
@@ -95,13 +101,17 @@ class ScheduledTask(pulumi.ComponentResource):
             ecs_parameters["network_configuration"] = {
                 "subnets": args.subnet_ids,
                 "security_groups": list(args.security_group_ids),
-                "assign_public_ip": False,
+                "assign_public_ip": args.assign_public_ip,
             }
         self.schedule = aws.scheduler.Schedule(
             name,
             description=f"Renew the certificate every {args.interval_days} days (certbot)",
             schedule_expression=f"rate({args.interval_days} days)",
-            flexible_time_window={"mode": "FLEXIBLE", "maximum_window_in_minutes": 60},
+            flexible_time_window=(
+                {"mode": "OFF"}
+                if args.flexible_window_minutes is None
+                else {"mode": "FLEXIBLE", "maximum_window_in_minutes": args.flexible_window_minutes}
+            ),
             target={
                 "arn": args.cluster_arn,
                 "role_arn": role.arn,

@@ -154,6 +154,27 @@ class EnvoySettings:
 
 
 @dataclass(frozen=True)
+class GatewayRoute:
+    """appmesh-efs: requests whose path starts with `prefix` go to `service`."""
+
+    prefix: str
+    service: str
+    prefix_rewrite: str | None = None  # None: the path is passed on unchanged
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """appmesh-efs: the Envoy gateway, the services' sidecars and their discovery."""
+
+    namespace: str = ""  # Cloud Map private DNS namespace; "" until parsed (mesh.<domain>)
+    mutual_tls: bool = True  # services accept only clients with a certificate from the CA
+    client_certificate: CertificateSettings | None = None  # with a bring-your-own certificate
+    gateway_routes: tuple[GatewayRoute, ...] = ()  # parsed default: / -> the first service
+    gateway_desired_count: int = 2  # one gateway task per zone of the default VPC
+    dns_refresh_seconds: int = 5  # how soon the gateway sees tasks that come and go
+
+
+@dataclass(frozen=True)
 class Settings:
     topology: str
     domain: str
@@ -171,6 +192,8 @@ class Settings:
     ssl_policy: str = DEFAULT_SSL_POLICY
     envoy: EnvoySettings = EnvoySettings()
     service_connect: ServiceConnectSettings = ServiceConnectSettings()
+    mesh: MeshSettings = MeshSettings()
+    alerts_email: str | None = None  # direct-task: no e-mail subscription unless asked
 
 
 # Working workload defaults per topology; `app` overrides them field by field.
@@ -185,8 +208,9 @@ APP_DEFAULTS: dict[str, AppSettings] = {
         image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
     ),
     "direct-task": AppSettings(
+        # The app's plain port on the task's loopback; clients reach Envoy's TLS port.
         image="public.ecr.aws/docker/library/nginx:1.27-alpine",
-        port=443,
+        port=80,
         health_check_path="/",
         desired_count=1,
     ),

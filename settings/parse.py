@@ -31,6 +31,7 @@ from settings.constants import (
     TOPOLOGIES,
 )
 from settings.errors import ConfigError, invalid, missing
+from settings.mesh import check_service_keys, with_mesh
 from settings.model import (
     AcmeSettings,
     CertificateSettings,
@@ -342,6 +343,13 @@ def parse_allowed_cidrs(values: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
+def parse_alerts_email(values: Mapping[str, Any]) -> str | None:
+    value = values.get("alertsEmail")
+    if value is not None and (not isinstance(value, str) or not EMAIL_RE.match(value)):
+        raise invalid("alertsEmail", value, "an e-mail address such as ops@example.com")
+    return value
+
+
 def parse_ssl_policy(values: Mapping[str, Any], topology: str, ingress: str) -> str:
     value = values.get("sslPolicy", DEFAULT_SSL_POLICY)
     kind = "nlb" if topology == "service-connect" and ingress == "nlb" else "alb"
@@ -405,7 +413,7 @@ def check_topology_requirements(s: Settings) -> None:
             f"enough for topology {s.topology!r}: its tasks run in private subnets and need "
             "NAT to pull images and reach Secrets Manager, CloudWatch Logs and ECS; use 1",
         )
-    if s.topology == "alb-envoy":
+    if s.topology in ("alb-envoy", "direct-task"):
         check_envoy_ports(s.envoy.port, s.app.port)
     if s.topology == "nlb-certbot" and s.acme.challenge == "http-01" and s.app.capacity != "ec2":
         raise invalid(
@@ -483,6 +491,7 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
     ingress = parse_ingress(values, topology)
     check_applies(values, topology, ingress)
     domain = parse_domain(values)
+    check_service_keys(values, topology)
     settings = Settings(
         topology=topology,
         domain=domain,
@@ -497,12 +506,13 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
         log_retention_days=parse_log_retention(values),
         certificate_expiry_alarm_days=parse_certificate_expiry_alarm_days(values, topology),
         allowed_cidrs=parse_allowed_cidrs(values),
+        alerts_email=parse_alerts_email(values),
         ssl_policy=parse_ssl_policy(values, topology, ingress),
         envoy=parse_envoy(values, topology),
         service_connect=parse_service_connect(values),
     )
     check_topology_requirements(settings)
-    return with_http01_start(settings, values)
+    return with_http01_start(with_mesh(settings, values), values)
 
 
 # nlb-certbot, http-01: what answers the port-80 target group's health check on the instance.

@@ -80,6 +80,13 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "Days before the load balancer's certificate expires when the alerts topic is told "
         "(1 to 45).",
     ),
+    ConfigKey(
+        "alertsEmail",
+        "string",
+        "unset",
+        "direct-task: e-mail address subscribed to the alerts topic (certificate renewed or "
+        "renewal failed); SNS mails a confirmation link first.",
+    ),
     ConfigKey("envoy", "object", "see below", "The TLS-terminating sidecar."),
     ConfigKey("envoy.image", "string", ENVOY_IMAGE, "Stock Envoy image (v3 API, >= 1.21)."),
     ConfigKey("envoy.port", "integer", "8443", "Port of Envoy's TLS listener in the task."),
@@ -135,7 +142,7 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "integer",
         "1",
         "NAT gateways of a new VPC: 1, or one per availability zone; 0 only where no task "
-        "runs in the private subnets.",
+        "runs in the private subnets. direct-task needs none: set 0 (its example stack does).",
     ),
     ConfigKey("network.vpcId", "string", "unset", "ID of an existing VPC to use."),
     ConfigKey(
@@ -218,6 +225,56 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "boolean",
         "false",
         "Encrypt the keys ECS stores for Service Connect TLS with a customer managed KMS key.",
+    ),
+    ConfigKey(
+        "mesh",
+        "object",
+        "see below",
+        "appmesh-efs: the Envoy gateway, the services' Envoy sidecars and their discovery.",
+    ),
+    ConfigKey(
+        "mesh.namespace",
+        "string",
+        "mesh.<domain>",
+        "Cloud Map private DNS namespace; service <name> is <discoveryName>.<namespace>, a "
+        "name its certificate carries.",
+    ),
+    ConfigKey(
+        "mesh.mutualTls",
+        "boolean",
+        "true",
+        "Services accept only clients (the gateway, other services) with a certificate from "
+        "the mesh's CA. With your own certificate: set mesh.clientCertificate or false.",
+    ),
+    ConfigKey(
+        "mesh.clientCertificate",
+        "object",
+        "unset",
+        "With your own certificate and mutual TLS: the client certificate the gateway and "
+        "services present, issued under certificate.chainPem's root.",
+    ),
+    ConfigKey(
+        "mesh.clientCertificate.certificatePem", "string", "", "PEM of the client certificate."
+    ),
+    ConfigKey(
+        "mesh.clientCertificate.privateKeyPem",
+        "string",
+        "",
+        "PEM of its private key; set it with --secret.",
+    ),
+    ConfigKey(
+        "mesh.gatewayRoutes",
+        "array",
+        "[{prefix: /, service: <first>}]",
+        "The gateway's routes, longest prefix first: each {prefix (e.g. /api/), service (a "
+        "service name), prefixRewrite (optional, e.g. /: replaces the matched prefix)}.",
+    ),
+    ConfigKey("mesh.gatewayDesiredCount", "integer", "2", "Number of gateway Envoy tasks."),
+    ConfigKey(
+        "mesh.dnsRefreshSeconds",
+        "integer",
+        "5",
+        "How often the gateway's Envoy re-resolves the services' Cloud Map names (1 to 60).",
     ),
     ConfigKey("app", "object", "per topology", "The workload; each field overrides a default."),
     ConfigKey("app.image", "string", "per topology", "Container image of the app."),
@@ -344,10 +401,12 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "serviceConnect.customerKmsKey": ("service-connect",),
     "ingress": ("service-connect",),
     "services": ("service-connect", "appmesh-efs"),
-    "envoy": ("alb-envoy",),
+    "envoy": ("alb-envoy", "appmesh-efs", "direct-task"),
+    "alertsEmail": ("direct-task",),
     "certificate": ("alb-envoy", "service-connect", "appmesh-efs"),
     "sslPolicy": ("alb-envoy", "service-connect"),
-    "certificateExpiryAlarmDays": ("alb-envoy", "service-connect"),
+    "certificateExpiryAlarmDays": ("alb-envoy", "service-connect", "appmesh-efs"),
+    "mesh": ("appmesh-efs",),
     "app.ports": ("nlb-certbot",),
     "app.certificateLayout": ("nlb-certbot",),
     "app.capacity": ("nlb-certbot",),

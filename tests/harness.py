@@ -177,6 +177,11 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state["certificateSigningRequest"] = _pem("CERTIFICATE REQUEST", args.name)
     if args.typ == "aws:acmpca/certificate:Certificate":
         state["certificate"] = _pem("CERTIFICATE", args.name)
+    if args.typ == "aws:s3/bucket:Bucket":
+        # Auto-named like the provider: the logical name and a suffix, lowercase.
+        state.setdefault("bucket", f"{args.name}-{digest[:7]}".lower())
+        state["arn"] = f"arn:aws:s3:::{state['bucket']}"
+        resource_id = state["bucket"]
     if args.typ == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"
         resource_id = state["name"]

@@ -8,7 +8,7 @@ fails before any resource is registered.
 from __future__ import annotations
 
 from settings import TOPOLOGIES, ConfigError
-from topologies import alb_envoy, nlb_certbot, service_connect
+from topologies import alb_envoy, appmesh_efs, direct_task, nlb_certbot, service_connect
 from topologies.base import Foundation, TopologyBuilder, TopologyResult
 
 __all__ = ["REGISTRY", "Foundation", "TopologyResult", "available", "builder_for"]
@@ -17,8 +17,8 @@ REGISTRY: dict[str, TopologyBuilder | None] = {
     "nlb-certbot": nlb_certbot.build,
     "alb-envoy": alb_envoy.build,
     "service-connect": service_connect.build,
-    "appmesh-efs": None,
-    "direct-task": None,
+    "appmesh-efs": appmesh_efs.build,
+    "direct-task": direct_task.build,
 }
 assert tuple(REGISTRY) == TOPOLOGIES, "registry and settings.TOPOLOGIES must list the same names"
 

@@ -337,7 +337,8 @@ def test_new_certificate_rolls_the_tasks(program):
         ),
         (
             {**MINIMAL_CONFIG["service-connect"], "envoy": {"port": 9443}},
-            "ecs-tls:envoy: applies only to topology 'alb-envoy', not 'service-connect'",
+            "ecs-tls:envoy: applies to alb-envoy, appmesh-efs and direct-task, "
+            "not 'service-connect'",
         ),
         (
             {**MINIMAL, "allowedCidrs": ["0.0.0.0/0", "::/0"]},

@@ -68,8 +68,8 @@ def test_no_alarm_without_a_load_balancer_certificate():
         ),
         (
             {**MINIMAL_CONFIG["nlb-certbot"], "certificateExpiryAlarmDays": 20},
-            "ecs-tls:certificateExpiryAlarmDays: applies to alb-envoy and service-connect, "
-            "not 'nlb-certbot'",
+            "ecs-tls:certificateExpiryAlarmDays: applies to alb-envoy, service-connect and "
+            "appmesh-efs, not 'nlb-certbot'",
         ),
     ],
 )

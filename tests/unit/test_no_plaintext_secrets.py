@@ -18,6 +18,15 @@ from tests.pki import make_pki
 
 KEY = make_pki("app.example.com").key_pem
 BRING_YOUR_OWN = {"certificate": make_pki("app.example.com").certificate_config(chain=False)}
+# appmesh-efs: your certificate names every service and its chain ends with the root.
+_MESH_PKI = make_pki("app.example.com", "*.mesh.app.example.com")
+MESH_OWN = {
+    "certificate": {
+        **_MESH_PKI.certificate_config(),
+        "chainPem": _MESH_PKI.chain_pem + _MESH_PKI.root_pem,
+    },
+    "mesh": {"mutualTls": False},
+}
 # A PEM key block with its body (the copier's script names the header, not a key), or the
 # password the mocks generate.
 SENSITIVE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----\s*[A-Za-z0-9+/=]{8}|mock-password")
@@ -28,7 +37,10 @@ CASES = {
     "service-connect": MINIMAL_CONFIG["service-connect"],
     "service-connect-own-certificate": {**MINIMAL_CONFIG["service-connect"], **BRING_YOUR_OWN},
     "service-connect-nlb": {**MINIMAL_CONFIG["service-connect"], "ingress": "nlb"},
+    "appmesh-efs": MINIMAL_CONFIG["appmesh-efs"],
+    "appmesh-efs-own-certificate": {**MINIMAL_CONFIG["appmesh-efs"], **MESH_OWN},
     "nlb-certbot-dns-01": MINIMAL_CONFIG["nlb-certbot"],
+    "direct-task": MINIMAL_CONFIG["direct-task"],
     "nlb-certbot-http-01": {
         **MINIMAL_CONFIG["nlb-certbot"],
         "acme": {"email": "ops@example.com", "challenge": "http-01"},

@@ -32,6 +32,8 @@ WILDCARD_ACTIONS = {
     "ecr:GetDownloadUrlForLayer",
     "route53:ListHostedZones",
     "ec2:DescribeVolumes",  # the data volume script reads its attachment state
+    "ec2:DescribeNetworkInterfaces",  # direct-task: a task's public IP, not in its event
+    "ecs:ListTasks",  # direct-task: scoped to the cluster by the ecs:cluster condition
 }
 
 
@@ -56,10 +58,11 @@ def test_every_listener_is_tls_or_a_redirect_or_acme(stack):
             (action,) = listener.inputs["defaultActions"]
             assert action["type"] == "redirect" and action["redirect"]["protocol"] == "HTTPS"
         else:
-            # TCP passthrough: the app terminates TLS itself (nlb-certbot), or port 80
-            # carries the ACME HTTP-01 challenge.
+            # TCP passthrough: the app terminates TLS itself (nlb-certbot) or the mesh
+            # gateway's Envoy does (appmesh-efs), or port 80 carries the ACME HTTP-01
+            # challenge.
             assert protocol == "TCP", listener
-            assert config["topology"] == "nlb-certbot", listener
+            assert config["topology"] in ("nlb-certbot", "appmesh-efs"), listener
 
 
 def test_load_balancers_reach_targets_over_tls_or_tcp(graph):
@@ -67,7 +70,8 @@ def test_load_balancers_reach_targets_over_tls_or_tcp(graph):
         assert group.inputs["protocol"] in ("HTTPS", "TLS", "TCP"), group
 
 
-def test_no_task_port_is_open_to_the_internet(graph):
+def test_no_task_port_is_open_to_the_internet(stack):
+    config, graph = stack
     load_balancer_groups = {
         sg
         for lb in graph.of_type("aws:lb/loadBalancer:LoadBalancer")
@@ -75,12 +79,22 @@ def test_no_task_port_is_open_to_the_internet(graph):
     }
     for rule in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
         if rule.inputs.get("cidrIpv4") == "0.0.0.0/0":
+            if config["topology"] == "direct-task":
+                # The documented exception: the task is the endpoint. Only Envoy's TLS port
+                # is open (to allowedCidrs, the whole internet by default), nothing else.
+                assert rule.inputs["fromPort"] == rule.inputs["toPort"] == 8443, rule
+                continue
             assert rule.inputs["securityGroupId"] in load_balancer_groups, rule
 
 
-def test_services_run_without_public_ips(graph):
+def test_services_run_without_public_ips(stack):
+    config, graph = stack
     for service in graph.of_type("aws:ecs/service:Service"):
         network = service.inputs.get("networkConfiguration")
+        if config["topology"] == "direct-task":
+            # By design: no load balancer, each task is reached at its own public IP.
+            assert network["assignPublicIp"] is True, service
+            continue
         assert network is None or network["assignPublicIp"] is False, service
 
 

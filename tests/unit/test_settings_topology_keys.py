@@ -23,6 +23,8 @@ SAMPLE = {
     "ingress": "nlb",
     "services": [{"name": "web", "image": "nginx", "port": 80}],
     "envoy": {"port": 9443},
+    "alertsEmail": "ops@example.com",
+    "mesh": {"namespace": "mesh.app.example.com"},
     "certificate": make_pki("app.example.com").certificate_config(),
     "sslPolicy": DEFAULT_SSL_POLICY,
     "certificateExpiryAlarmDays": 14,

@@ -1,0 +1,410 @@
+"""Per-task DNS names for the `direct-task` topology: `A <taskId>.<domain>` -> the task's public IP.
+
+Two entry points in one module (one Lambda function, no packaging: the standard library and the
+boto3 of Lambda's Python runtime only):
+
+- an EventBridge "ECS Task State Change" event for this cluster and task family: RUNNING (and
+  desired RUNNING) upserts the task's records; desired or last status STOPPED deletes them.
+- `{"reconcile": true}` from a schedule: every running task of the family gets its records,
+  and records this function owns whose task is gone are deleted. Events can be lost or arrive
+  late (EventBridge delivers at least once, in no guaranteed order); the reconciler bounds how
+  long a name can be missing or orphaned.
+
+Ownership: beside each A record the function writes a TXT record at the same name whose value
+names this cluster and the task ARN. Only names with that TXT are ever changed or deleted, so a
+record someone else created under the domain is left alone, whatever its name.
+
+Replays: an event is only a hint. Before a RUNNING event creates a record the task's current
+state is read with DescribeTasks, so a RUNNING event delivered after the task stopped creates
+nothing. Deleting is idempotent (a missing record is success) and upserts rewrite the same
+values.
+
+The ECS event carries the task's network interface ID but not its public IP, which is read with
+ec2:DescribeNetworkInterfaces ("Amazon ECS task state change events", ECS developer guide).
+
+Environment: HOSTED_ZONE_ID, DOMAIN (the parent of the names), CLUSTER_ARN, and optionally
+TASK_FAMILY (only tasks of this task definition family get names).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+LOG = logging.getLogger("task_dns")
+LOG.setLevel(logging.INFO)
+
+TTL = 60
+OWNER_PREFIX = "ecs-tls-task-dns"
+# Route53 answers a burst of changes with Throttling, and a change to a zone that is still
+# applying the previous one with PriorRequestNotComplete; both succeed when retried later
+# (Route53 API reference, "Errors" of ChangeResourceRecordSets; Route53 quotas: five
+# requests per second per account).
+RETRYABLE = {"Throttling", "ThrottlingException", "PriorRequestNotComplete", "RequestLimitExceeded"}
+MAX_ATTEMPTS = 8
+BASE_DELAY_S = 0.2
+MAX_DELAY_S = 5.0
+# A DELETE must carry the record's current values; if the record changed between the read and
+# the write, Route53 refuses the batch with InvalidChangeBatch: read again and retry.
+CONFLICT_ATTEMPTS = 3
+
+_TASK_ID_RE = re.compile(r"^[a-z0-9-]{1,63}$")
+
+# Injected by the tests, so retries do not sleep.
+sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True)
+class Config:
+    zone_id: str
+    domain: str
+    cluster_arn: str
+    family: str | None
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        missing = [k for k in ("HOSTED_ZONE_ID", "DOMAIN", "CLUSTER_ARN") if not env.get(k)]
+        if missing:
+            raise RuntimeError(f"task_dns: environment variables not set: {', '.join(missing)}")
+        return cls(
+            zone_id=env["HOSTED_ZONE_ID"].rsplit("/", 1)[-1],
+            domain=env["DOMAIN"].strip().rstrip(".").lower(),
+            cluster_arn=env["CLUSTER_ARN"],
+            family=env.get("TASK_FAMILY") or None,
+        )
+
+
+@dataclass(frozen=True)
+class Clients:
+    route53: Any
+    ec2: Any
+    ecs: Any
+
+
+def default_clients(region: str | None = None) -> Clients:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    # botocore's standard mode already retries throttling; the explicit loop below also covers
+    # what reaches the function after botocore gave up (and is what the tests exercise).
+    config = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
+    return Clients(
+        route53=boto3.client("route53", config=config),
+        ec2=boto3.client("ec2", region_name=region, config=config),
+        ecs=boto3.client("ecs", region_name=region, config=config),
+    )
+
+
+# --------------------------------------------------------------------------- names
+
+
+def task_id(task_arn: str) -> str:
+    """The last part of a task ARN (`.../task/<cluster>/<id>` or the old `.../task/<id>`)."""
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def record_name(task: str, domain: str) -> str:
+    if not _TASK_ID_RE.match(task):
+        raise ValueError(f"task ID {task!r} is not a DNS label")
+    return f"{task}.{domain}."
+
+
+def owner_value(cfg: Config, task_arn: str) -> str:
+    """The TXT value that marks a name as this function's, for this cluster and task."""
+    return f'"{OWNER_PREFIX} cluster={cfg.cluster_arn} task={task_arn}"'
+
+
+def owned_task_arn(cfg: Config, txt_values: Iterable[str]) -> str | None:
+    """The task ARN in an ownership TXT of this cluster, or None if the name is not ours."""
+    prefix = f'"{OWNER_PREFIX} cluster={cfg.cluster_arn} task='
+    for value in txt_values:
+        if value.startswith(prefix) and value.endswith('"'):
+            return value[len(prefix) : -1]
+    return None
+
+
+def _family_of(task_definition_arn: str) -> str:
+    # arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>
+    return task_definition_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+
+
+def eni_of(task: dict) -> str | None:
+    for attachment in task.get("attachments") or []:
+        if attachment.get("type") not in ("eni", "ElasticNetworkInterface"):
+            continue
+        for detail in attachment.get("details") or []:
+            if detail.get("name") == "networkInterfaceId":
+                return detail.get("value")
+    return None
+
+
+# --------------------------------------------------------------------------- AWS calls
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def with_retries(call: Callable[[], Any], what: str) -> Any:
+    """Run `call`, retrying throttling with capped exponential backoff and full jitter."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if _error_code(exc) not in RETRYABLE or attempt == MAX_ATTEMPTS:
+                raise
+            delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt))
+            LOG.warning(
+                "%s throttled (%s), retry %d in %.2fs", what, _error_code(exc), attempt, delay
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def public_ip(clients: Clients, eni_id: str) -> str | None:
+    try:
+        found = with_retries(
+            lambda: clients.ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id]),
+            "DescribeNetworkInterfaces",
+        )
+    except Exception as exc:
+        if _error_code(exc) == "InvalidNetworkInterfaceID.NotFound":
+            return None  # the task stopped and its interface is gone
+        raise
+    for interface in found.get("NetworkInterfaces", []):
+        association = interface.get("Association") or {}
+        if association.get("PublicIp"):
+            return association["PublicIp"]
+    return None
+
+
+def _rrsets_at(clients: Clients, cfg: Config, name: str) -> dict[str, dict]:
+    """The record sets at exactly `name`, by type."""
+    found = with_retries(
+        lambda: clients.route53.list_resource_record_sets(
+            HostedZoneId=cfg.zone_id, StartRecordName=name, MaxItems="10"
+        ),
+        "ListResourceRecordSets",
+    )
+    return {
+        rrset["Type"]: rrset
+        for rrset in found.get("ResourceRecordSets", [])
+        if rrset["Name"].lower() == name.lower()
+    }
+
+
+def _txt_values(rrset: dict | None) -> list[str]:
+    return [r["Value"] for r in (rrset or {}).get("ResourceRecords", [])]
+
+
+def _change(clients: Clients, cfg: Config, changes: list[dict], comment: str) -> None:
+    with_retries(
+        lambda: clients.route53.change_resource_record_sets(
+            HostedZoneId=cfg.zone_id, ChangeBatch={"Comment": comment, "Changes": changes}
+        ),
+        "ChangeResourceRecordSets",
+    )
+
+
+def upsert(clients: Clients, cfg: Config, task_arn: str, ip: str) -> str:
+    """Point `<taskId>.<domain>` at `ip` with its ownership TXT. Returns what happened."""
+    name = record_name(task_id(task_arn), cfg.domain)
+    existing = _rrsets_at(clients, cfg, name)
+    owner = owned_task_arn(cfg, _txt_values(existing.get("TXT")))
+    if existing and owner is None:
+        LOG.warning("%s exists without this function's ownership record: left alone", name)
+        return "foreign"
+    current = [r["Value"] for r in existing.get("A", {}).get("ResourceRecords", [])]
+    if owner == task_arn and current == [ip]:
+        return "unchanged"
+    _change(
+        clients,
+        cfg,
+        [
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {
+                    "Name": name,
+                    "Type": "TXT",
+                    "TTL": TTL,
+                    "ResourceRecords": [{"Value": owner_value(cfg, task_arn)}],
+                },
+            },
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {
+                    "Name": name,
+                    "Type": "A",
+                    "TTL": TTL,
+                    "ResourceRecords": [{"Value": ip}],
+                },
+            },
+        ],
+        f"task {task_id(task_arn)} running",
+    )
+    LOG.info("%s -> %s", name, ip)
+    return "upserted"
+
+
+def delete_owned(clients: Clients, cfg: Config, name: str) -> str:
+    """Delete the A and TXT records at `name` if, and only if, the TXT says they are ours."""
+    for _ in range(CONFLICT_ATTEMPTS):
+        existing = _rrsets_at(clients, cfg, name)
+        if not existing:
+            return "absent"
+        if owned_task_arn(cfg, _txt_values(existing.get("TXT"))) is None:
+            LOG.warning("%s is not owned by this function: left alone", name)
+            return "foreign"
+        changes = [
+            {"Action": "DELETE", "ResourceRecordSet": existing[kind]}
+            for kind in ("A", "TXT")
+            if kind in existing
+        ]
+        try:
+            _change(clients, cfg, changes, f"task of {name} stopped")
+        except Exception as exc:
+            if _error_code(exc) == "InvalidChangeBatch":
+                continue  # changed or deleted meanwhile: read again
+            raise
+        LOG.info("deleted %s", name)
+        return "deleted"
+    raise RuntimeError(f"{name} kept changing while it was being deleted")
+
+
+def describe(clients: Clients, cfg: Config, task_arns: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for i in range(0, len(task_arns), 100):  # DescribeTasks takes at most 100 tasks
+        found = with_retries(
+            lambda chunk=task_arns[i : i + 100]: clients.ecs.describe_tasks(
+                cluster=cfg.cluster_arn, tasks=chunk
+            ),
+            "DescribeTasks",
+        )
+        out.update({t["taskArn"]: t for t in found.get("tasks", [])})
+    return out
+
+
+def is_running(task: dict | None) -> bool:
+    return bool(
+        task and task.get("lastStatus") == "RUNNING" and task.get("desiredStatus") == "RUNNING"
+    )
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def on_task_state_change(clients: Clients, cfg: Config, detail: dict) -> str:
+    task_arn = detail.get("taskArn") or ""
+    if detail.get("clusterArn") != cfg.cluster_arn:
+        return "other-cluster"
+    if cfg.family and _family_of(detail.get("taskDefinitionArn", "")) != cfg.family:
+        return "other-family"
+    name = record_name(task_id(task_arn), cfg.domain)
+    last, desired = detail.get("lastStatus"), detail.get("desiredStatus")
+    if desired == "STOPPED" or last in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"):
+        return delete_owned(clients, cfg, name)
+    if last != "RUNNING" or desired != "RUNNING":
+        return "pending"  # PROVISIONING, PENDING, ACTIVATING: no address yet
+    # The event may be a late replay: act on the task's state now, not the event's.
+    current = describe(clients, cfg, [task_arn]).get(task_arn)
+    if not is_running(current):
+        return delete_owned(clients, cfg, name)
+    eni = eni_of(current) or eni_of(detail)
+    ip = public_ip(clients, eni) if eni else None
+    if ip is None:
+        LOG.warning("task %s has no public IP (assignPublicIp disabled?)", task_arn)
+        return "no-public-ip"
+    return upsert(clients, cfg, task_arn, ip)
+
+
+def _running_tasks(clients: Clients, cfg: Config) -> dict[str, dict]:
+    arns: list[str] = []
+    kwargs: dict[str, Any] = {"cluster": cfg.cluster_arn, "desiredStatus": "RUNNING"}
+    if cfg.family:
+        kwargs["family"] = cfg.family
+    while True:
+        page = with_retries(lambda kw=kwargs: clients.ecs.list_tasks(**kw), "ListTasks")
+        arns.extend(page.get("taskArns", []))
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    return {arn: t for arn, t in describe(clients, cfg, arns).items() if is_running(t)}
+
+
+def _owned_records(clients: Clients, cfg: Config) -> dict[str, tuple[str, str | None]]:
+    """name -> (task ARN from the ownership TXT, current A value) for every name we own."""
+    suffix = f".{cfg.domain}."
+    txt: dict[str, str] = {}
+    a: dict[str, str] = {}
+    kwargs: dict[str, Any] = {"HostedZoneId": cfg.zone_id}
+    while True:
+        page = with_retries(
+            lambda kw=kwargs: clients.route53.list_resource_record_sets(**kw),
+            "ListResourceRecordSets",
+        )
+        for rrset in page.get("ResourceRecordSets", []):
+            name = rrset["Name"].lower()
+            if not name.endswith(suffix) or name.count(".") != suffix.count("."):
+                continue  # only direct children of the domain are task names
+            if rrset["Type"] == "TXT":
+                owner = owned_task_arn(cfg, _txt_values(rrset))
+                if owner:
+                    txt[name] = owner
+            elif rrset["Type"] == "A" and rrset.get("ResourceRecords"):
+                a[name] = rrset["ResourceRecords"][0]["Value"]
+        if not page.get("IsTruncated"):
+            break
+        kwargs = {
+            "HostedZoneId": cfg.zone_id,
+            "StartRecordName": page["NextRecordName"],
+            "StartRecordType": page["NextRecordType"],
+        }
+    return {name: (arn, a.get(name)) for name, arn in txt.items()}
+
+
+def reconcile(clients: Clients, cfg: Config) -> dict[str, list[str]]:
+    """Add missing or stale records of running tasks; delete owned records of gone tasks."""
+    running = _running_tasks(clients, cfg)
+    owned = _owned_records(clients, cfg)
+    report: dict[str, list[str]] = {"upserted": [], "deleted": [], "unchanged": []}
+    for arn, task in running.items():
+        eni = eni_of(task)
+        ip = public_ip(clients, eni) if eni else None
+        if ip is None:
+            continue
+        result = upsert(clients, cfg, arn, ip)
+        report.setdefault(result, []).append(record_name(task_id(arn), cfg.domain))
+    running_names = {record_name(task_id(arn), cfg.domain) for arn in running}
+    candidates = {name: arn for name, (arn, _) in owned.items() if name not in running_names}
+    # A task may have started since ListTasks: only delete names whose task is really gone.
+    now = describe(clients, cfg, sorted(set(candidates.values()))) if candidates else {}
+    for name, arn in sorted(candidates.items()):
+        if is_running(now.get(arn)) or (now.get(arn) or {}).get("lastStatus") in (
+            "PROVISIONING",
+            "PENDING",
+            "ACTIVATING",
+        ):
+            continue
+        report.setdefault(delete_owned(clients, cfg, name), []).append(name)
+    LOG.info("reconciled: %s", json.dumps(report, sort_keys=True))
+    return report
+
+
+def handler(event: dict, context: Any, clients: Clients | None = None) -> Any:
+    cfg = Config.from_environ()
+    clients = clients or default_clients(cfg.cluster_arn.split(":")[3])
+    if event.get("reconcile") is True:
+        return reconcile(clients, cfg)
+    if event.get("source") == "aws.ecs" and event.get("detail-type") == "ECS Task State Change":
+        return on_task_state_change(clients, cfg, event.get("detail") or {})
+    LOG.warning("ignored event: %s", json.dumps(event)[:500])
+    return "ignored"

@@ -1,0 +1,320 @@
+"""`functions/task_dns.py` against moto's ECS, EC2 and Route53 (in process), with events in the
+shape AWS documents for "ECS Task State Change" (ECS developer guide, "Amazon ECS task state
+change events").
+
+moto runs a real awsvpc Fargate task (with its network interface) when the VPC has DNS
+hostnames on; the test gives the interface a public IP the way Fargate does with
+`assignPublicIp` (an address association), so the handler reads it with
+DescribeNetworkInterfaces exactly as in AWS.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+pytest.importorskip("moto")
+from moto import mock_aws
+from moto.moto_api import state_manager
+
+from functions import task_dns
+
+pytestmark = pytest.mark.integration
+
+REGION = "eu-west-1"
+DOMAIN = "tasks.example.com"
+FAMILY = "ecs-tls-dev-direct-task"
+
+
+@dataclass
+class World:
+    clients: task_dns.Clients
+    cfg: task_dns.Config
+    ecs: Any
+    ec2: Any
+    route53: Any
+    zone_id: str
+    subnet: str
+    cluster_arn: str
+
+    def run_task(self, family: str = FAMILY) -> tuple[dict, str]:
+        """A running awsvpc task with a public IP; returns (task, public IP)."""
+        task = self.ecs.run_task(
+            cluster=self.cluster_arn,
+            taskDefinition=family,
+            launchType="FARGATE",
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": [self.subnet],
+                    "securityGroups": [],
+                    "assignPublicIp": "ENABLED",
+                }
+            },
+        )["tasks"][0]
+        eni = task_dns.eni_of(task)
+        address = self.ec2.allocate_address(Domain="vpc")
+        self.ec2.associate_address(AllocationId=address["AllocationId"], NetworkInterfaceId=eni)
+        return task, address["PublicIp"]
+
+    def event(self, task: dict, last: str, desired: str) -> dict:
+        """An EventBridge event as ECS sends it (fields the handler reads, and more)."""
+        detail = copy.deepcopy(task)
+        detail.update(
+            {
+                "lastStatus": last,
+                "desiredStatus": desired,
+                "clusterArn": self.cluster_arn,
+                "version": 3,
+                "launchType": "FARGATE",
+            }
+        )
+        for attachment in detail.get("attachments", []):
+            attachment["type"] = "eni"  # the event's spelling; DescribeTasks says the long name
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": "123456789012",
+            "time": "2026-11-23T12:00:00Z",
+            "region": REGION,
+            "resources": [task["taskArn"]],
+            "detail": detail,
+        }
+
+    def records(self) -> dict[tuple[str, str], list[str]]:
+        sets = self.route53.list_resource_record_sets(HostedZoneId=self.zone_id)
+        return {
+            (r["Name"], r["Type"]): [v["Value"] for v in r.get("ResourceRecords", [])]
+            for r in sets["ResourceRecordSets"]
+            if r["Type"] in ("A", "TXT")
+        }
+
+    def name(self, task: dict) -> str:
+        return f"{task_dns.task_id(task['taskArn'])}.{DOMAIN}."
+
+
+@pytest.fixture
+def world(monkeypatch) -> Iterator[World]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(task_dns, "sleep", lambda _s: None)
+    # moto advances a task's status on every DescribeTasks; real tasks stay RUNNING.
+    state_manager.set_transition(
+        model_name="ecs::task", transition={"progression": "manual", "times": 10_000}
+    )
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+        ecs = boto3.client("ecs", region_name=REGION)
+        cluster_arn = ecs.create_cluster(clusterName="ecs-tls-dev")["cluster"]["clusterArn"]
+        for family in (FAMILY, "something-else"):
+            ecs.register_task_definition(
+                family=family,
+                networkMode="awsvpc",
+                requiresCompatibilities=["FARGATE"],
+                cpu="256",
+                memory="512",
+                containerDefinitions=[{"name": "app", "image": "app", "memory": 64}],
+            )
+        route53 = boto3.client("route53", region_name=REGION)
+        zone_id = route53.create_hosted_zone(Name="example.com", CallerReference="t")["HostedZone"][
+            "Id"
+        ].rsplit("/", 1)[-1]
+        monkeypatch.setenv("HOSTED_ZONE_ID", zone_id)
+        monkeypatch.setenv("DOMAIN", DOMAIN)
+        monkeypatch.setenv("CLUSTER_ARN", cluster_arn)
+        monkeypatch.setenv("TASK_FAMILY", FAMILY)
+        clients = task_dns.Clients(route53=route53, ec2=ec2, ecs=ecs)
+        yield World(
+            clients,
+            task_dns.Config.from_environ(),
+            ecs,
+            ec2,
+            route53,
+            zone_id,
+            subnet,
+            cluster_arn,
+        )
+    state_manager.unset_transition("ecs::task")
+
+
+def handle(world: World, event: dict) -> Any:
+    return task_dns.handler(event, None, clients=world.clients)
+
+
+def test_running_task_gets_an_a_record_and_an_ownership_txt(world: World) -> None:
+    task, ip = world.run_task()
+    assert handle(world, world.event(task, "RUNNING", "RUNNING")) == "upserted"
+    records = world.records()
+    name = world.name(task)
+    assert records[(name, "A")] == [ip]
+    (owner,) = records[(name, "TXT")]
+    assert world.cluster_arn in owner and task["taskArn"] in owner
+    ttl = {
+        r["Type"]: r["TTL"]
+        for r in world.route53.list_resource_record_sets(HostedZoneId=world.zone_id)[
+            "ResourceRecordSets"
+        ]
+        if r["Name"] == name
+    }
+    assert ttl == {"A": 60, "TXT": 60}
+
+
+def test_replaying_events_is_idempotent(world: World) -> None:
+    task, _ = world.run_task()
+    running = world.event(task, "RUNNING", "RUNNING")
+    assert handle(world, running) == "upserted"
+    before = world.records()
+    assert handle(world, running) == "unchanged"
+    assert world.records() == before
+    stopped = world.event(task, "STOPPED", "STOPPED")
+    world.ecs.stop_task(cluster=world.cluster_arn, task=task["taskArn"])
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "immediate"})
+    world.ecs.describe_tasks(cluster=world.cluster_arn, tasks=[task["taskArn"]])  # -> STOPPED
+    assert handle(world, stopped) == "deleted"
+    assert handle(world, stopped) == "absent"
+    # A RUNNING event delivered late, after the task stopped, must not bring the name back.
+    assert handle(world, running) == "absent"
+    assert (world.name(task), "A") not in world.records()
+
+
+def test_pending_and_other_families_and_clusters_are_ignored(world: World) -> None:
+    task, _ = world.run_task()
+    assert handle(world, world.event(task, "PROVISIONING", "RUNNING")) == "pending"
+    other, _ = world.run_task("something-else")
+    assert handle(world, world.event(other, "RUNNING", "RUNNING")) == "other-family"
+    foreign = world.event(task, "RUNNING", "RUNNING")
+    foreign["detail"]["clusterArn"] = world.cluster_arn.replace("ecs-tls-dev", "another")
+    assert handle(world, foreign) == "other-cluster"
+    assert not any(t in ("A", "TXT") for (_, t) in world.records())
+
+
+def test_stop_deletes_only_records_it_owns(world: World) -> None:
+    task, _ = world.run_task()
+    name = world.name(task)
+    # Someone else's record at the very name a task would get: no ownership TXT.
+    world.route53.change_resource_record_sets(
+        HostedZoneId=world.zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": name,
+                        "Type": "A",
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": "198.51.100.7"}],
+                    },
+                }
+            ]
+        },
+    )
+    assert handle(world, world.event(task, "STOPPED", "STOPPED")) == "foreign"
+    assert handle(world, world.event(task, "RUNNING", "RUNNING")) == "foreign"
+    assert world.records()[(name, "A")] == ["198.51.100.7"]
+
+
+def test_desired_stopped_deletes_before_the_task_has_stopped(world: World) -> None:
+    task, _ = world.run_task()
+    handle(world, world.event(task, "RUNNING", "RUNNING"))
+    assert handle(world, world.event(task, "RUNNING", "STOPPED")) == "deleted"
+    assert (world.name(task), "A") not in world.records()
+
+
+class Throttled:
+    """Route53 answering the first `times` changes with Throttling, as under a burst."""
+
+    def __init__(self, client: Any, times: int) -> None:
+        self._client, self.left, self.throttled = client, times, 0
+
+    def change_resource_record_sets(self, **kwargs: Any) -> Any:
+        if self.left:
+            self.left -= 1
+            self.throttled += 1
+            raise ClientError(
+                {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}},
+                "ChangeResourceRecordSets",
+            )
+        return self._client.change_resource_record_sets(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_route53_throttling_is_retried(world: World) -> None:
+    task, ip = world.run_task()
+    throttled = Throttled(world.route53, times=3)
+    clients = task_dns.Clients(route53=throttled, ec2=world.ec2, ecs=world.ecs)
+    assert task_dns.handler(world.event(task, "RUNNING", "RUNNING"), None, clients) == "upserted"
+    assert throttled.throttled == 3
+    assert world.records()[(world.name(task), "A")] == [ip]
+
+
+def test_throttling_that_never_ends_fails_the_invocation(world: World) -> None:
+    task, _ = world.run_task()
+    throttled = Throttled(world.route53, times=task_dns.MAX_ATTEMPTS)
+    clients = task_dns.Clients(route53=throttled, ec2=world.ec2, ecs=world.ecs)
+    # Lambda then retries the asynchronous invocation, and the reconciler catches up.
+    with pytest.raises(ClientError, match="Throttling"):
+        task_dns.handler(world.event(task, "RUNNING", "RUNNING"), None, clients)
+
+
+def test_reconciler_restores_missing_and_removes_orphans(world: World) -> None:
+    kept, kept_ip = world.run_task()
+    missing, missing_ip = world.run_task()
+    gone, _ = world.run_task()
+    for task in (kept, gone):
+        handle(world, world.event(task, "RUNNING", "RUNNING"))
+    # `gone` stops and its STOPPED event is lost; `missing`'s RUNNING event was lost.
+    world.ecs.stop_task(cluster=world.cluster_arn, task=gone["taskArn"])
+    # A name under the domain that this function does not own stays whatever happens.
+    world.route53.change_resource_record_sets(
+        HostedZoneId=world.zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": f"www.{DOMAIN}.",
+                        "Type": "A",
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": "198.51.100.8"}],
+                    },
+                }
+            ]
+        },
+    )
+    report = handle(world, {"reconcile": True})
+    assert report["upserted"] == [world.name(missing)]
+    assert report["unchanged"] == [world.name(kept)]
+    assert report["deleted"] == [world.name(gone)]
+    records = world.records()
+    assert records[(world.name(kept), "A")] == [kept_ip]
+    assert records[(world.name(missing), "A")] == [missing_ip]
+    assert (world.name(gone), "A") not in records and (world.name(gone), "TXT") not in records
+    assert records[(f"www.{DOMAIN}.", "A")] == ["198.51.100.8"]
+    # A second pass has nothing left to do.
+    again = handle(world, {"reconcile": True})
+    assert again["upserted"] == again["deleted"] == []
+
+
+def test_unknown_events_are_ignored(world: World) -> None:
+    assert handle(world, {"source": "aws.s3"}) == "ignored"
+
+
+def test_missing_environment_names_the_variables(monkeypatch) -> None:
+    monkeypatch.delenv("HOSTED_ZONE_ID", raising=False)
+    monkeypatch.delenv("CLUSTER_ARN", raising=False)
+    monkeypatch.setenv("DOMAIN", DOMAIN)
+    with pytest.raises(RuntimeError, match="HOSTED_ZONE_ID, CLUSTER_ARN"):
+        task_dns.Config.from_environ()

@@ -1,0 +1,313 @@
+"""Topology `direct-task` under mocks: every config branch and bad-config error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.certbot import CertbotSpec, certbot_args, s3_state_renewal_command
+from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
+from components.envoy import EnvoyProxySpec, envoy_args
+from settings import ACME_DIRECTORIES
+from tests.conftest import MINIMAL_CONFIG
+from tests.harness import config_error, is_secret, unwrap
+from topologies.direct_task import STATE_KEY, TASK_METADATA_PATH
+
+BASE = MINIMAL_CONFIG["direct-task"]
+DOMAIN = BASE["domain"]
+ZONE = BASE["hostedZoneId"]
+FAMILY = "ecs-tls-dev-direct-task"
+RENEWAL_FAMILY = "ecs-tls-dev-direct-task-renewal"
+
+
+@pytest.fixture
+def graph(program):
+    return program(BASE)
+
+
+def containers(graph, name: str) -> dict[str, dict]:
+    task = graph.one("aws:ecs/taskDefinition:TaskDefinition", name)
+    return {c["name"]: c for c in json.loads(unwrap(task.inputs["containerDefinitions"]))}
+
+
+def policy(graph, name: str) -> dict:
+    return json.loads(graph.one("aws:iam/rolePolicy:RolePolicy", name).inputs["policy"])
+
+
+def statement(document: dict, sid: str) -> dict:
+    (found,) = [s for s in document["Statement"] if s["Sid"] == sid]
+    return found
+
+
+def test_every_resource_sits_under_the_component(graph):
+    (component,) = graph.of_type("ecs-tls:direct_task:DirectTask")
+    mine = graph.descendants(component)
+    assert len(mine) > 40
+    for r in mine:
+        if not r.custom:
+            assert r.type.startswith("ecs-tls:"), r
+    foundation = {"ecs-tls:network:Network", "ecs-tls:cluster:Cluster", "ecs-tls:alerts:Alerts"}
+    for r in graph:
+        if r in mine or r is component:
+            continue
+        assert graph.ancestors(r) == [] or graph.ancestors(r)[-1].type in foundation, r
+    assert graph.of_type("aws:lb/loadBalancer:LoadBalancer") == []
+
+
+def test_service_runs_public_tasks_without_a_load_balancer(graph):
+    service = graph.one("aws:ecs/service:Service")
+    network = service.inputs["networkConfiguration"]
+    assert network["assignPublicIp"] is True
+    public = {
+        s.outputs.get("id") or s.id
+        for s in graph.of_type("aws:ec2/subnet:Subnet")
+        if s.inputs["tags"]["tier"] == "public"
+    }
+    assert set(network["subnets"]) == public
+    assert not service.inputs.get("loadBalancers")
+    assert service.inputs["desiredCount"] == 1
+    assert graph.depends_on(service, graph.one("aws:secretsmanager/secretVersion:SecretVersion"))
+
+
+def test_only_envoys_port_is_open_and_only_to_allowed_cidrs(program):
+    cidrs = ["203.0.113.0/24", "198.51.100.0/24"]
+    graph = program({**BASE, "allowedCidrs": cidrs, "envoy": {"port": 9443}})
+    rules = graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert sorted(r.inputs["cidrIpv4"] for r in rules) == sorted(cidrs)
+    assert {(r.inputs["fromPort"], r.inputs["toPort"]) for r in rules} == {(9443, 9443)}
+    envoy = containers(graph, "direct-task")["envoy"]
+    assert envoy["portMappings"] == [
+        {"containerPort": 9443, "hostPort": 9443, "name": "https", "protocol": "tcp"}
+    ]
+    assert graph.stack_outputs["endpoint"] == f"https://<taskId>.{DOMAIN}:9443"
+
+
+def test_the_task_runs_the_alb_envoy_sidecar_with_the_secret_injected(graph):
+    task = containers(graph, "direct-task")
+    envoy, app = task["envoy"], task["app"]
+    assert envoy["command"] == envoy_args(EnvoyProxySpec(app_port=80, listener_port=8443))
+    secret = graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
+    assert {s["name"]: s["valueFrom"] for s in envoy["secrets"]} == {
+        "ENVOY_TLS_CERTIFICATE_CHAIN": f"{secret}:{CHAIN_KEY}::",
+        "ENVOY_TLS_PRIVATE_KEY": f"{secret}:{PRIVATE_KEY_KEY}::",
+    }
+    assert "portMappings" not in app, "the app is reached on the loopback only"
+    read = policy(graph, "direct-task-read-certificate")
+    assert statement(read, "ReadCertificateSecret")["Resource"] == [secret]
+
+
+def test_the_secret_starts_with_a_placeholder_marked_secret(graph):
+    version = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
+    assert is_secret(version.inputs["secretString"])
+    document = json.loads(unwrap(version.inputs["secretString"]))
+    assert set(document) == {CHAIN_KEY, PRIVATE_KEY_KEY}
+    request = graph.one("tls:index/certRequest:CertRequest")
+    assert request.inputs["dnsNames"] == [f"*.{DOMAIN}"]
+
+
+def test_task_dns_function_event_rule_and_reconciler(graph):
+    function = graph.one("aws:lambda/function:Function")
+    assert function.inputs["handler"] == "task_dns.handler"
+    cluster_arn = graph.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    assert function.inputs["environment"]["variables"] == {
+        "HOSTED_ZONE_ID": ZONE,
+        "DOMAIN": DOMAIN,
+        "CLUSTER_ARN": cluster_arn,
+        "TASK_FAMILY": FAMILY,
+    }
+    pattern = json.loads(
+        graph.one("aws:cloudwatch/eventRule:EventRule", "direct-task-task-state").inputs[
+            "eventPattern"
+        ]
+    )
+    assert pattern["detail-type"] == ["ECS Task State Change"]
+    assert pattern["detail"]["clusterArn"] == [cluster_arn]
+    # Matched on the task definition, so RunTask tasks (group family:...) are named too.
+    assert pattern["detail"]["taskDefinitionArn"] == [
+        {"prefix": f"arn:aws:ecs:eu-west-1:123456789012:task-definition/{FAMILY}:"}
+    ]
+    reconcile = graph.one("aws:cloudwatch/eventRule:EventRule", "direct-task-reconcile")
+    assert reconcile.inputs["scheduleExpression"] == "rate(5 minutes)"
+    target = graph.one("aws:cloudwatch/eventTarget:EventTarget", "direct-task-reconcile")
+    assert json.loads(target.inputs["input"]) == {"reconcile": True}
+    for name in ("direct-task-task-state", "direct-task-reconcile"):
+        permission = graph.one("aws:lambda/permission:Permission", name)
+        rule = graph.one("aws:cloudwatch/eventRule:EventRule", name)
+        assert permission.inputs["principal"] == "events.amazonaws.com"
+        assert permission.inputs["sourceArn"] == rule.outputs["arn"]
+
+
+def test_task_dns_role_is_scoped_to_the_zone_names_and_cluster(graph):
+    document = policy(graph, "direct-task-dns")
+    change = statement(document, "ChangeTaskRecords")
+    assert change["Resource"] == [f"arn:aws:route53:::hostedzone/{ZONE}"]
+    assert change["Condition"]["ForAllValues:StringLike"] == {
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"*.{DOMAIN}"]
+    }
+    assert change["Condition"]["ForAllValues:StringEquals"][
+        "route53:ChangeResourceRecordSetsRecordTypes"
+    ] == ["A", "TXT"]
+    cluster_arn = graph.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    for sid in ("ListClusterTasks", "DescribeClusterTasks"):
+        assert statement(document, sid)["Condition"] == {"ArnEquals": {"ecs:cluster": cluster_arn}}
+    assert statement(document, "DescribeClusterTasks")["Resource"] == [
+        "arn:aws:ecs:eu-west-1:123456789012:task/ecs-tls-dev/*"
+    ]
+
+
+def test_state_bucket_is_versioned_encrypted_private_and_tls_only(graph):
+    assert (
+        graph.one("aws:s3/bucketVersioning:BucketVersioning").inputs["versioningConfiguration"][
+            "status"
+        ]
+        == "Enabled"
+    )
+    (rule,) = graph.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs["rules"]
+    assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    block = graph.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        block[k]
+        for k in (
+            "blockPublicAcls",
+            "blockPublicPolicy",
+            "ignorePublicAcls",
+            "restrictPublicBuckets",
+        )
+    )
+    (deny,) = json.loads(graph.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])[
+        "Statement"
+    ]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_renewal_task_runs_the_projects_certbot_command_on_s3_state(graph):
+    (certbot,) = containers(graph, "direct-task-renewal").values()
+    spec = CertbotSpec(
+        email="ops@example.com",
+        domain=DOMAIN,
+        directory_url=ACME_DIRECTORIES["staging"],
+        wildcard=True,
+    )
+    assert certbot["image"].startswith("certbot/dns-route53:")
+    assert certbot["entryPoint"] == ["sh", "-c"]
+    assert certbot["command"] == s3_state_renewal_command(spec)
+    assert f"*.{DOMAIN}" in certbot["command"]
+    env = {e["name"]: e["value"] for e in certbot["environment"]}
+    bucket = graph.one("aws:s3/bucket:Bucket").outputs["bucket"]
+    assert env["STATE_BUCKET"] == bucket and env["STATE_KEY"] == STATE_KEY
+    assert env["CERT_SECRET_ARN"] == graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
+    assert env["ECS_SERVICE"] == graph.one("aws:ecs/service:Service").outputs["name"]
+    assert env["ALERTS_TOPIC_ARN"] == graph.one("aws:sns/topic:Topic").outputs["arn"]
+    publish = policy(graph, "direct-task-renewal-publish")
+    assert statement(publish, "ReadWriteState")["Resource"] == [
+        f"arn:aws:s3:::{bucket}/{STATE_KEY}"
+    ]
+    dns01 = policy(graph, "direct-task-renewal-route53")
+    names = statement(dns01, "ChangeChallengeRecord")["Condition"]["ForAllValues:StringEquals"]
+    assert names["route53:ChangeResourceRecordSetsNormalizedRecordNames"] == [
+        f"_acme-challenge.{DOMAIN}"
+    ]
+
+
+def test_renewal_schedule_runs_at_once_then_on_the_lifetime(program):
+    graph = program(BASE)
+    schedule = graph.one("aws:scheduler/schedule:Schedule")
+    assert schedule.inputs["scheduleExpression"] == "rate(7 days)"
+    assert "startDate" not in schedule.inputs, "no start date: the first run is at creation"
+    assert schedule.inputs["flexibleTimeWindow"] == {"mode": "OFF"}
+    network = schedule.inputs["target"]["ecsParameters"]["networkConfiguration"]
+    assert network["assignPublicIp"] is True
+    assert graph.depends_on(schedule, graph.one("aws:ecs/service:Service"))
+    short = program({**BASE, "acme": {"email": "ops@example.com", "profile": "shortlived"}})
+    assert short.one("aws:scheduler/schedule:Schedule").inputs["scheduleExpression"] == (
+        "rate(1 days)"
+    )
+
+
+def test_renewal_failures_and_optional_email_reach_the_alerts_topic(program):
+    graph = program(BASE)
+    failed = graph.one("aws:cloudwatch/eventRule:EventRule", "direct-task-renewal-failed")
+    assert f"family:{RENEWAL_FAMILY}" in failed.inputs["eventPattern"]
+    assert graph.of_type("aws:sns/topicSubscription:TopicSubscription") == []
+    mailed = program({**BASE, "alertsEmail": "oncall@example.com"})
+    subscription = mailed.one("aws:sns/topicSubscription:TopicSubscription")
+    assert subscription.inputs["protocol"] == "email"
+    assert subscription.inputs["endpoint"] == "oncall@example.com"
+
+
+def test_branches_scale_to_zero_production_and_no_nat(program):
+    graph = program(
+        {
+            **BASE,
+            "app": {"desiredCount": 0},
+            "acme": {"email": "ops@example.com", "server": "production"},
+            "network": {"natGateways": 0},
+        }
+    )
+    assert graph.one("aws:ecs/service:Service").inputs["desiredCount"] == 0
+    assert graph.of_type("aws:ec2/natGateway:NatGateway") == []
+    (certbot,) = containers(graph, "direct-task-renewal").values()
+    assert ACME_DIRECTORIES["production"] in certbot["command"]
+
+
+def test_outputs_tell_how_to_find_and_verify_a_task(graph):
+    out = graph.stack_outputs
+    assert out["topology"] == "direct-task"
+    assert out["endpoint"] == f"https://<taskId>.{DOMAIN}:8443"
+    assert TASK_METADATA_PATH in out["taskMetadataPath"]
+    assert f"--family {FAMILY}" in out["listTaskHostnames"]
+    assert (
+        "openssl s_client" in out["verifyCommand"]
+        and "-servername $TASK." in (out["verifyCommand"])
+    )
+    for key in ("certificateSecretArn", "acmeStateBucket", "alertsTopicArn", "renewalSchedule"):
+        assert out[key], key
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {k: v for k, v in BASE.items() if k != "acme"},
+            "ecs-tls:acme.email: missing; required by topology 'direct-task'",
+        ),
+        (
+            {**BASE, "alertsEmail": "not-an-address"},
+            "ecs-tls:alertsEmail: 'not-an-address' is not an e-mail address",
+        ),
+        ({**BASE, "envoy": {"port": 443}}, "ecs-tls:envoy.port: 443"),
+        (
+            {**BASE, "app": {"port": 8443}},
+            "ecs-tls:envoy.port: 8443 is not free: app.port is also 8443",
+        ),
+        ({**BASE, "sslPolicy": "x"}, "ecs-tls:sslPolicy: applies to alb-envoy"),
+        ({**BASE, "ingress": "nlb"}, "ecs-tls:ingress: applies only to topology"),
+    ],
+    ids=["no-email", "bad-alerts-email", "privileged-envoy-port", "port-clash", "ssl", "ingress"],
+)
+def test_bad_configuration_fails_before_any_resource(config, message):
+    assert config_error(config).startswith(message)
+
+
+def test_alerts_email_is_refused_on_other_topologies():
+    message = config_error({**MINIMAL_CONFIG["alb-envoy"], "alertsEmail": "ops@example.com"})
+    assert message == "ecs-tls:alertsEmail: applies only to topology 'direct-task', not 'alb-envoy'"
+
+
+def test_the_wildcard_certbot_request():
+    spec = CertbotSpec(
+        email="ops@example.com", domain=DOMAIN, directory_url=ACME_DIRECTORIES["staging"]
+    )
+    plain = certbot_args(spec)
+    from dataclasses import replace
+
+    wildcard = certbot_args(replace(spec, wildcard=True))
+    assert plain[plain.index("-d") + 1] == DOMAIN  # nlb-certbot's request is unchanged
+    assert wildcard[wildcard.index("-d") + 1] == f"*.{DOMAIN}"
+    assert wildcard[wildcard.index("--cert-name") + 1] == plain[plain.index("--cert-name") + 1]
+    with pytest.raises(ValueError, match="challenge: 'http-01' is not dns-01"):
+        certbot_args(replace(spec, wildcard=True, challenge="http-01"))

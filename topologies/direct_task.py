@@ -1,0 +1,558 @@
+"""Topology `direct-task`: Fargate tasks with public IPs, each at `https://<taskId>.<domain>`.
+
+    client --TLS (*.<domain>, Let's Encrypt)--> task public IP :8443 Envoy --HTTP 127.0.0.1--> app
+
+No load balancer and no NAT gateway: tasks run in the public subnets with a public IP, and
+only Envoy's TLS port is open, to `allowedCidrs`.
+
+- Names: an EventBridge rule on "ECS Task State Change" (this cluster, this task family,
+  service tasks and RunTask tasks alike) invokes `functions/task_dns.py`, which keeps
+  `A <taskId>.<domain>` and an ownership TXT; a reconciler runs every few minutes.
+- Certificate: one wildcard `*.<domain>` for every task, obtained over DNS-01 by a scheduled
+  standalone certbot task (the project's one certbot command, stock `certbot/dns-route53`
+  image). Its state lives in S3 between runs; its deploy hook writes chain and key to one
+  Secrets Manager secret, which Envoy reads through ECS `secrets`, and redeploys the service.
+- First deploy: the secret starts with a placeholder from pulumi-tls (kept out of later `up`s
+  by `ignore_changes`); the renewal schedule has no start date, so Scheduler runs it right
+  after it is created, and that run replaces the placeholder and rolls the service.
+
+Departures from the seed: certbot instead of a hand-written ACME Lambda; the ACME account key
+in S3 (encrypted, TLS-only), not an SSM String; renewal every sixth of the lifetime, not
+monthly; records carry an ownership TXT and a reconciler removes orphans.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.certbot import (
+    RENEWAL_IMAGE,
+    SHELL_ENTRY_POINT,
+    CertbotSpec,
+    s3_state_environment,
+    s3_state_renewal_command,
+)
+from components.certificates import (
+    CHAIN_KEY,
+    PRIVATE_KEY_KEY,
+    PrivateChain,
+    PrivateChainArgs,
+    secret_document,
+)
+from components.container_definitions import (
+    Container,
+    Dependency,
+    HealthCheck,
+    LogSettings,
+    PortMapping,
+    container_definitions_json,
+)
+from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
+from components.firewall import allow_tcp
+from components.iam import Statement, assume_role_policy, policy_document
+from components.lambda_function import PythonFunction, PythonFunctionArgs
+from components.naming import physical_name
+from components.renewal import ScheduledTask, ScheduledTaskArgs
+from components.service import fargate_service, task_definition, tasks_security_group
+from components.state_bucket import StateBucket, StateBucketArgs
+from settings import Settings
+from topologies.base import Foundation, TopologyResult
+from topologies.nlb_certbot import route53_statements
+
+LETSENCRYPT = "/etc/letsencrypt"
+STATE_KEY = "letsencrypt/state.tar.gz"
+RECONCILE_EVERY = "rate(5 minutes)"
+# What a task asks to learn its own ID (and so its name): the task metadata endpoint v4, whose
+# base URL ECS puts in every container's environment (ECS developer guide, "Task metadata
+# endpoint version 4"); `TaskARN` in its answer ends with the task ID.
+TASK_METADATA_PATH = "${ECS_CONTAINER_METADATA_URI_V4}/task"
+
+
+def family() -> str:
+    return physical_name("direct-task")
+
+
+def renewal_family() -> str:
+    return physical_name("direct-task-renewal")
+
+
+def certbot_spec(s: Settings) -> CertbotSpec:
+    return CertbotSpec(
+        email=s.acme.email or "",
+        domain=s.domain,
+        directory_url=s.acme.directory_url,
+        challenge="dns-01",
+        config_dir=LETSENCRYPT,
+        preferred_profile=s.acme.profile,
+        wildcard=True,
+    )
+
+
+# --------------------------------------------------------------------------- containers
+
+
+@dataclass(frozen=True)
+class TaskValues:
+    """Plain values the containers are built from (resolved inside one apply)."""
+
+    chain_value_from: str
+    key_value_from: str
+    log_group: str
+    region: str
+
+
+def task_containers(s: Settings, v: TaskValues) -> list[Container]:
+    """The app and the same Envoy sidecar as alb-envoy; only Envoy is reachable."""
+    spec = EnvoyProxySpec(
+        app_port=s.app.port,
+        listener_port=s.envoy.port,
+        min_tls_version=s.envoy.envoy_tls_version,
+    )
+    log = LogSettings(v.log_group, v.region, "direct-task")
+    envoy = Container(
+        name="envoy",
+        image=s.envoy.image,
+        command=envoy_args(spec),
+        # ECS reads secrets at task start: the renewal's redeploy brings the new certificate.
+        secrets={
+            spec.certificate_env: v.chain_value_from,
+            spec.private_key_env: v.key_value_from,
+        },
+        port_mappings=[PortMapping(s.envoy.port, name="https")],
+        depends_on=[Dependency("app", "START")],
+        health_check=HealthCheck(command=ready_check_command(spec.health_port), start_period=10),
+        log=log,
+    )
+    app = Container(
+        name="app",
+        image=s.app.image,
+        environment=dict(s.app.environment),
+        # No port mapping: the app listens on the task's loopback for Envoy only.
+        log=log,
+    )
+    return [app, envoy]
+
+
+@dataclass(frozen=True)
+class RenewalValues:
+    bucket: str
+    secret_arn: str
+    cluster_arn: str
+    service_name: str
+    topic_arn: str
+    log_group: str
+    region: str
+
+
+def renewal_containers(s: Settings, v: RenewalValues) -> list[Container]:
+    spec = certbot_spec(s)
+    return [
+        Container(
+            name="certbot",
+            image=RENEWAL_IMAGE,
+            entry_point=list(SHELL_ENTRY_POINT),
+            command=s3_state_renewal_command(spec),
+            environment=s3_state_environment(
+                spec,
+                bucket=v.bucket,
+                key=STATE_KEY,
+                secret_arn=v.secret_arn,
+                cluster_arn=v.cluster_arn,
+                service_name=v.service_name,
+                topic_arn=v.topic_arn,
+            ),
+            log=LogSettings(v.log_group, v.region, "direct-task-renewal"),
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- IAM and events
+
+
+def task_dns_statements(
+    partition: str, region: str, account: str, zone_id: str, domain: str, cluster_arn: str
+) -> list[Statement]:
+    """What `functions/task_dns.py` calls, each on the narrowest resource AWS allows."""
+    cluster_name = cluster_arn.rsplit("/", 1)[-1]
+    return [
+        Statement(
+            "ReadZone",
+            ["route53:ListResourceRecordSets"],
+            [f"arn:{partition}:route53:::hostedzone/{zone_id}"],
+        ),
+        # Only direct children of the domain, only A and TXT (Route53 developer guide,
+        # "Using IAM policy conditions for fine-grained access control").
+        Statement(
+            "ChangeTaskRecords",
+            ["route53:ChangeResourceRecordSets"],
+            [f"arn:{partition}:route53:::hostedzone/{zone_id}"],
+            condition={
+                "ForAllValues:StringLike": {
+                    "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"*.{domain}"],
+                },
+                "ForAllValues:StringEquals": {
+                    "route53:ChangeResourceRecordSetsRecordTypes": ["A", "TXT"],
+                    "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+                },
+            },
+        ),
+        Statement(
+            "ReadTaskAddress",
+            ["ec2:DescribeNetworkInterfaces"],
+            ["*"],
+            why_wildcard="DescribeNetworkInterfaces has no resource-level permission",
+        ),
+        Statement(
+            "ListClusterTasks",
+            ["ecs:ListTasks"],
+            ["*"],
+            why_wildcard="ListTasks is scoped by the ecs:cluster condition, not a resource",
+            condition={"ArnEquals": {"ecs:cluster": cluster_arn}},
+        ),
+        Statement(
+            "DescribeClusterTasks",
+            ["ecs:DescribeTasks"],
+            [f"arn:{partition}:ecs:{region}:{account}:task/{cluster_name}/*"],
+            condition={"ArnEquals": {"ecs:cluster": cluster_arn}},
+        ),
+    ]
+
+
+def task_state_pattern(cluster_arn: str, region: str, account: str, partition: str) -> str:
+    """Every state change of a task of this family in this cluster, started by the service
+    or by RunTask (matched on the task definition ARN, not the `group`, which differs)."""
+    prefix = f"arn:{partition}:ecs:{region}:{account}:task-definition/{family()}:"
+    return json.dumps(
+        {
+            "source": ["aws.ecs"],
+            "detail-type": ["ECS Task State Change"],
+            "detail": {
+                "clusterArn": [cluster_arn],
+                "taskDefinitionArn": [{"prefix": prefix}],
+            },
+        },
+        sort_keys=True,
+    )
+
+
+def renewal_statements(
+    bucket_arn: str, secret_arn: str, service_arn: str, topic_arn: str
+) -> list[Statement]:
+    return [
+        # ListBucket makes a missing state a 404 (first run) instead of a 403.
+        Statement("FindState", ["s3:ListBucket"], [bucket_arn]),
+        Statement(
+            "ReadWriteState", ["s3:GetObject", "s3:PutObject"], [f"{bucket_arn}/{STATE_KEY}"]
+        ),
+        # Read to compare (publish only what changed), write the new certificate.
+        Statement(
+            "PublishCertificate",
+            ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+            [secret_arn],
+        ),
+        Statement("RedeployService", ["ecs:UpdateService"], [service_arn]),
+        Statement("NotifyRenewal", ["sns:Publish"], [topic_arn]),
+    ]
+
+
+# --------------------------------------------------------------------------- component
+
+
+class DirectTask(pulumi.ComponentResource):
+    """Public Fargate tasks with per-task names, Envoy TLS and a renewed wildcard."""
+
+    def __init__(self, name: str, settings: Settings, foundation: Foundation):
+        super().__init__("ecs-tls:direct_task:DirectTask", name, None)
+        child = pulumi.ResourceOptions(parent=self)
+        s, network, cluster, alerts = (
+            settings,
+            foundation.network,
+            foundation.cluster,
+            foundation.alerts,
+        )
+        zone_id = s.hosted_zone_id or ""
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
+
+        # ------------------------------------------------------------ certificate secret
+        placeholder = PrivateChain(
+            f"{name}-placeholder",
+            PrivateChainArgs(domain=f"*.{s.domain}", organization="ecs-tls placeholder"),
+            opts=child,
+        )
+        self.secret = aws.secretsmanager.Secret(
+            f"{name}-certificate",
+            description=f"Wildcard certificate *.{s.domain} for direct-task's Envoy (ecs-tls)",
+            opts=child,
+        )
+        initial = pulumi.Output.secret(
+            pulumi.Output.all(
+                placeholder.certificate_pem,
+                placeholder.ca_certificate_pem,
+                placeholder.private_key_pem,
+            ).apply(lambda v: secret_document(v[0], v[1], v[2]))
+        )
+        version = aws.secretsmanager.SecretVersion(
+            f"{name}-certificate",
+            secret_id=self.secret.id,
+            secret_string=initial,
+            # The renewal task owns the value after the first deploy: a later `up` must never
+            # put the placeholder back over the real certificate.
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["secret_string", "version_stages"]
+            ),
+        )
+        read_secret = cluster.allow_secret_read(
+            f"{name}-read-certificate", "ReadCertificateSecret", self.secret.arn, self
+        )
+
+        # ------------------------------------------------------------ tasks
+        tasks_sg = tasks_security_group(
+            f"{name}-tasks",
+            network.vpc_id,
+            "direct-task: Envoy's TLS port from allowedCidrs",
+            parent=self,
+        )
+        for i, cidr in enumerate(s.allowed_cidrs):
+            allow_tcp(
+                f"{name}-tls-in-{i}",
+                tasks_sg.id,
+                s.envoy.port,
+                self,
+                description=f"Envoy TLS listener from {cidr}",
+                cidr=cidr,
+            )
+        containers = pulumi.Output.all(
+            self.secret.arn, cluster.log_group.name, cluster.region
+        ).apply(
+            lambda v: container_definitions_json(
+                task_containers(
+                    s,
+                    TaskValues(
+                        chain_value_from=f"{v[0]}:{CHAIN_KEY}::",
+                        key_value_from=f"{v[0]}:{PRIVATE_KEY_KEY}::",
+                        log_group=v[1],
+                        region=v[2],
+                    ),
+                )
+            )
+        )
+        task = task_definition(
+            name,
+            family=family(),
+            cpu=s.app.cpu,
+            memory=s.app.memory,
+            cluster=cluster,
+            container_definitions=containers,
+            parent=self,
+        )
+        self.service = fargate_service(
+            name,
+            cluster=cluster,
+            task_definition=task,
+            desired_count=s.app.desired_count,
+            # Public subnets and a public IP: the task is the endpoint (and pulls its images
+            # and reads its secret without NAT).
+            subnet_ids=network.public_subnet_ids,
+            security_group_ids=[tasks_sg.id],
+            assign_public_ip=True,
+            parent=self,
+            depends_on=[read_secret, version],
+        )
+
+        # ------------------------------------------------------------ per-task DNS
+        self.dns = PythonFunction(
+            f"{name}-dns",
+            PythonFunctionArgs(
+                module="task_dns",
+                description=f"direct-task: <taskId>.{s.domain} for each running task",
+                log_retention_days=s.log_retention_days,
+                statements=pulumi.Output.all(
+                    partition, cluster.region, cluster.account_id, cluster.cluster.arn
+                ).apply(lambda v: task_dns_statements(v[0], v[1], v[2], zone_id, s.domain, v[3])),
+                environment={
+                    "HOSTED_ZONE_ID": zone_id,
+                    "DOMAIN": s.domain,
+                    "CLUSTER_ARN": cluster.cluster.arn,
+                    "TASK_FAMILY": family(),
+                },
+                timeout=120,
+                memory_size=128,
+            ),
+            opts=child,
+        )
+        function = self.dns.function
+        state_rule = aws.cloudwatch.EventRule(
+            f"{name}-task-state",
+            description=f"Task state changes of {family()}: keep their DNS names",
+            event_pattern=pulumi.Output.all(
+                cluster.cluster.arn, cluster.region, cluster.account_id, partition
+            ).apply(lambda v: task_state_pattern(*v)),
+            opts=child,
+        )
+        reconcile_rule = aws.cloudwatch.EventRule(
+            f"{name}-reconcile",
+            description="Add missing task DNS names and remove orphans",
+            schedule_expression=RECONCILE_EVERY,
+            opts=child,
+        )
+        for rule_name, rule, target_input in (
+            (f"{name}-task-state", state_rule, None),
+            (f"{name}-reconcile", reconcile_rule, '{"reconcile": true}'),
+        ):
+            permission = aws.lambda_.Permission(
+                rule_name,
+                action="lambda:InvokeFunction",
+                function=function.name,
+                principal="events.amazonaws.com",
+                source_arn=rule.arn,
+                opts=child,
+            )
+            aws.cloudwatch.EventTarget(
+                rule_name,
+                rule=rule.name,
+                arn=function.arn,
+                input=target_input,
+                # Events outlive a short Lambda outage; the reconciler covers the rest.
+                retry_policy={"maximum_event_age_in_seconds": 3600, "maximum_retry_attempts": 20},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+            )
+
+        # ------------------------------------------------------------ wildcard renewal
+        self.state = StateBucket(
+            f"{name}-acme-state",
+            StateBucketArgs(description=f"certbot state of *.{s.domain} (ecs-tls direct-task)"),
+            opts=child,
+        )
+        bucket = self.state.bucket
+        role = aws.iam.Role(
+            f"{name}-renewal-task",
+            description="direct-task renewal task: DNS-01, ACME state, certificate secret",
+            assume_role_policy=cluster.account_id.apply(
+                lambda a: assume_role_policy("ecs-tasks.amazonaws.com", a)
+            ),
+            opts=child,
+        )
+        dns01 = aws.iam.RolePolicy(
+            f"{name}-renewal-route53",
+            name="certbot-dns-01",
+            role=role.id,
+            # A wildcard's challenge is at _acme-challenge.<domain> too (RFC 8555 8.4).
+            policy=partition.apply(
+                lambda p: policy_document(route53_statements(zone_id, s.domain, p))
+            ),
+            opts=child,
+        )
+        publish = aws.iam.RolePolicy(
+            f"{name}-renewal-publish",
+            name="acme-state-and-certificate",
+            role=role.id,
+            policy=pulumi.Output.all(
+                bucket.arn, self.secret.arn, self.service.id, alerts.topic.arn
+            ).apply(lambda v: policy_document(renewal_statements(*v))),
+            opts=child,
+        )
+        renewal_values = pulumi.Output.all(
+            bucket.bucket,
+            self.secret.arn,
+            cluster.cluster.arn,
+            self.service.name,
+            alerts.topic.arn,
+            cluster.log_group.name,
+            cluster.region,
+        ).apply(lambda v: RenewalValues(*v))
+        renewal_task = task_definition(
+            f"{name}-renewal",
+            family=renewal_family(),
+            cpu=256,
+            memory=512,
+            cluster=cluster,
+            container_definitions=renewal_values.apply(
+                lambda v: container_definitions_json(renewal_containers(s, v))
+            ),
+            parent=self,
+            task_role_arn=role.arn,
+        )
+        renewal_sg = tasks_security_group(
+            f"{name}-renewal",
+            network.vpc_id,
+            "direct-task renewal: HTTPS out to the ACME server and AWS APIs, nothing in",
+            parent=self,
+        )
+        # Failure: any renewal task that stops with a non-zero exit code, or never starts.
+        alerts.failed_task_rule(
+            f"{name}-renewal-failed",
+            cluster.cluster.arn,
+            renewal_family(),
+            "certificate renewal",
+            self,
+        )
+        if s.alerts_email:
+            alerts.email_subscription(f"{name}-alerts-email", s.alerts_email, self)
+        self.schedule = ScheduledTask(
+            f"{name}-renewal",
+            ScheduledTaskArgs(
+                cluster_arn=cluster.cluster.arn,
+                task_definition=renewal_task,
+                interval_days=s.acme.renew_every_days,
+                launch_type="FARGATE",
+                pass_role_arns=[role.arn, cluster.execution_role.arn],
+                subnet_ids=network.public_subnet_ids,
+                security_group_ids=[renewal_sg.id],
+                assign_public_ip=True,
+                # On time: the first run, right after creation, replaces the placeholder.
+                flexible_window_minutes=None,
+            ),
+            # The first run needs the service to redeploy, its rights, and the bucket ready.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.service, dns01, publish, *self.state.ready]
+            ),
+        )
+        self.outputs = outputs(s, self)
+        self.register_outputs(
+            {
+                "serviceName": self.service.name,
+                "certificateSecretArn": self.secret.arn,
+                "acmeStateBucket": bucket.bucket,
+            }
+        )
+
+
+def outputs(s: Settings, t: DirectTask) -> dict[str, pulumi.Input]:
+    port = s.envoy.port
+    list_tasks = pulumi.Output.concat(
+        "aws ecs list-tasks --cluster ",
+        t.service.cluster,
+        f" --family {family()} --desired-status RUNNING --query 'taskArns[]' --output text"
+        " | tr '\\t' '\\n' | sed 's#.*/##'",
+    )
+    return {
+        "taskHostnamePattern": f"<taskId>.{s.domain}:{port}",
+        "listTaskHostnames": pulumi.Output.concat(list_tasks, f" | sed 's#$#.{s.domain}#'"),
+        "taskMetadataPath": (
+            f"{TASK_METADATA_PATH} (TaskARN ends with the task ID; the name is <taskId>.{s.domain})"
+        ),
+        "certificateSecretArn": t.secret.arn,
+        "acmeStateBucket": t.state.bucket.bucket,
+        "acmeDirectory": s.acme.directory_url,
+        "renewalSchedule": f"rate({s.acme.renew_every_days} days), first run at deploy",
+        "dnsFunctionName": t.dns.function.name,
+        "verifyCommand": pulumi.Output.concat(
+            "TASK=$(",
+            list_tasks,
+            f" | head -n 1) && openssl s_client -connect $TASK.{s.domain}:{port} "
+            f"-servername $TASK.{s.domain} -verify_return_error -brief </dev/null",
+        ),
+    }
+
+
+def build(settings: Settings, foundation: Foundation) -> TopologyResult:
+    topology = DirectTask("direct-task", settings, foundation)
+    return TopologyResult(
+        component=topology,
+        endpoint=f"https://<taskId>.{settings.domain}:{settings.envoy.port}",
+        outputs=topology.outputs,
+    )
