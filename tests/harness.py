@@ -21,8 +21,10 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as pulumi_resource_runtime
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
@@ -278,6 +280,11 @@ def config_values(config: Mapping[str, Any]) -> dict[str, str]:
 
 _GRAPHS: dict[tuple, Graph] = {}
 
+# The SDK walks and reads the source of the whole call stack at every registration, to
+# report where a resource was declared. Mocks never use it, and it was a third of a run's
+# time, so the harness skips it.
+pulumi_resource_runtime._get_stack_trace = lambda: source_pb2.StackTrace()
+
 
 def run_program(
     config: Mapping[str, Any], stack: str = "dev", secret_keys: Iterable[str] = ()
@@ -294,7 +301,9 @@ def run_program(
 
     secrets = tuple(sorted(_namespaced(k) for k in secret_keys))
     key = (
-        json.dumps(config, sort_keys=True),
+        # The configuration as the program receives it, so `{"topology": ...}` and
+        # `{"ecs-tls:topology": ...}` (a stack file merged by the CLI rules) share a run.
+        json.dumps(config_values(config), sort_keys=True),
         stack,
         secrets,
         tuple(id(b) for b in topologies.REGISTRY.values()),
