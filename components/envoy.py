@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ACCESS_LOG_MODES",
     "ADMIN_SOCKET_MODE",
     "DEFAULT_ADMIN_SOCKET_PATH",
     "DEFAULT_HEALTH_PORT",
@@ -33,6 +34,7 @@ __all__ = [
     "MeshProxySpec",
     "PeerValidation",
     "PrefixRoute",
+    "ProxyTuning",
     "TlsFiles",
     "UpstreamCluster",
     "envoy_args",
@@ -44,6 +46,7 @@ __all__ = [
     "render_bootstrap_yaml",
     "render_mesh_bootstrap",
     "render_mesh_bootstrap_yaml",
+    "tuning_for_task",
 ]
 
 # Envoy's TlsParameters.TlsProtocol enum names we allow as a floor. Anything older than
@@ -82,6 +85,13 @@ _DOWNSTREAM_TLS_TYPE = (
     _TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 )
 _STDOUT_LOG_TYPE = _TYPE_PREFIX + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+_FIXED_HEAP_TYPE = _TYPE_PREFIX + "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig"
+_DOWNSTREAM_CONNECTIONS_TYPE = _TYPE_PREFIX + (
+    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
+)
+_HTTP_PROTOCOL_OPTIONS_TYPE = (
+    _TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)
 
 # Fields of the per-request JSON access log line. Written to stdout so the ECS awslogs /
 # FireLens driver ships it like any other container output; one JSON object per line keeps
@@ -104,6 +114,202 @@ _ACCESS_LOG_FORMAT = {
 }
 
 
+# --------------------------------------------------------------------------- tuning
+#
+# Sizing that depends on the task the proxy runs in. Numbers quoted as "measured" come from
+# `./benchmarks/run` on a 2-vCPU machine (README, "Performance").
+
+ACCESS_LOG_MODES = ("all", "sampled", "off")
+# Below the keep-alive of the apps the topologies run by default: nginx closes an idle client
+# connection after 75 s (keepalive_timeout, https://nginx.org/en/docs/http/ngx_http_core_module.html#keepalive_timeout),
+# and Envoy's own upstream default is one hour (Envoy FAQ "How do I configure timeouts?").
+# When the app closes first, a request Envoy sends on that connection at the same moment
+# fails with a 503 (upstream connect error / UC). The ALB applies the same rule to its
+# targets: their keep-alive must outlast its 60 s idle timeout; Envoy is the client here.
+DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS = 50
+# One Envoy worker per full vCPU (1024 units): a worker is one event-loop thread, and
+# Envoy starts one per *visible* core by default (`--concurrency`, Envoy CLI docs), which
+# on Fargate is the host's cores, not the task's share. More workers than CPU time only add
+# memory (per-worker connection pools) and context switches.
+CPU_UNITS_PER_WORKER = 1024
+# The share of the task's memory Envoy's heap may use: a sidecar shares the task with the
+# app; a gateway task runs Envoy alone and keeps a quarter for what is not heap (binary,
+# thread stacks, kernel socket buffers are not counted by the fixed_heap monitor).
+SIDECAR_MEMORY_SHARE = 0.25
+GATEWAY_MEMORY_SHARE = 0.75
+# Envoy's edge example sets 2 GiB; beyond that a single proxy holds more connections than
+# its CPU can serve anyway.
+MAX_HEAP_MIB = 2048
+# Heap budgeted per open downstream connection: Envoy's RSS grows by ~13 KiB per idle TLS
+# connection (benchmark, "KiB per open TLS connection"), and the 32 KiB buffer limit below
+# bounds what a busy connection buffers in each direction (2 x 32 KiB), so 128 KiB covers a
+# connection with a request in flight. The flood test shows the default (1024 connections)
+# keeps RSS far below the 128 MiB heap limit.
+HEAP_PER_CONNECTION_BYTES = 128 * 1024
+# Listener and cluster buffer limit recommended for edge proxies (Envoy "Configuring Envoy as
+# an edge proxy": 32 KiB; Envoy's own default is 1 MiB per connection).
+BUFFER_LIMIT_BYTES = 32 * 1024
+# Upstream requests (circuit breaker) per 256 CPU units: an app spending 1 ms of CPU per
+# request serves ~250 req/s on a quarter vCPU, so 256 requests in flight are already about
+# a second of queue; Envoy's default of 1024 (Cluster.CircuitBreakers.Thresholds) would
+# queue four times longer before answering 503 (flag UO). Scaled with the task's CPU.
+UPSTREAM_REQUESTS_PER_256_UNITS = 256
+
+
+@dataclass(frozen=True)
+class ProxyTuning:
+    """Resource limits of one Envoy; the defaults fit the smallest Fargate task (256/512).
+
+    ``tuning_for_task`` derives them from a task's size. ``access_log`` is ``all`` (one JSON
+    line per request, the historical behaviour), ``sampled`` (``access_log_sample_percent``
+    of requests) or ``off``.
+    """
+
+    concurrency: int = 1
+    upstream_idle_timeout_seconds: int = DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS
+    max_heap_bytes: int = 128 * 1024 * 1024
+    max_downstream_connections: int = 1024
+    max_upstream_requests: int = UPSTREAM_REQUESTS_PER_256_UNITS
+    access_log: str = "all"
+    access_log_sample_percent: int = 10
+
+
+def tuning_for_task(
+    cpu_units: int,
+    memory_mib: int,
+    *,
+    memory_share: float = SIDECAR_MEMORY_SHARE,
+    access_log: str = "all",
+    upstream_idle_timeout_seconds: int = DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS,
+) -> ProxyTuning:
+    """Worker count, heap and connection limits, circuit breakers for a task of this size."""
+    if cpu_units < 1 or memory_mib < 1 or not 0 < memory_share <= 1:
+        raise ValueError("cpu_units and memory_mib must be positive, memory_share in (0, 1]")
+    heap_mib = max(64, min(MAX_HEAP_MIB, int(memory_mib * memory_share)))
+    heap_bytes = heap_mib * 1024 * 1024
+    return ProxyTuning(
+        concurrency=max(1, cpu_units // CPU_UNITS_PER_WORKER),
+        upstream_idle_timeout_seconds=upstream_idle_timeout_seconds,
+        max_heap_bytes=heap_bytes,
+        max_downstream_connections=heap_bytes // HEAP_PER_CONNECTION_BYTES,
+        max_upstream_requests=UPSTREAM_REQUESTS_PER_256_UNITS * max(1, cpu_units // 256),
+        access_log=access_log,
+    )
+
+
+def _check_tuning(t: ProxyTuning) -> None:
+    for name in (
+        "concurrency",
+        "upstream_idle_timeout_seconds",
+        "max_heap_bytes",
+        "max_downstream_connections",
+        "max_upstream_requests",
+    ):
+        value = getattr(t, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"tuning.{name} must be a positive integer, got {value!r}")
+    if t.access_log not in ACCESS_LOG_MODES:
+        raise ValueError(f"tuning.access_log must be one of {', '.join(ACCESS_LOG_MODES)}")
+    if not 1 <= t.access_log_sample_percent <= 100:
+        raise ValueError("tuning.access_log_sample_percent must be in 1..100")
+
+
+def _access_log_entries(t: ProxyTuning) -> list[dict[str, Any]]:
+    if t.access_log == "off":
+        return []
+    entry: dict[str, Any] = {
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": _STDOUT_LOG_TYPE,
+            "log_format": {"json_format": dict(_ACCESS_LOG_FORMAT)},
+        },
+    }
+    if t.access_log == "sampled":
+        # AccessLogFilter.runtime_filter: the percentage is the default of a runtime key
+        # nobody sets, so it is fixed by this bootstrap; independent randomness samples
+        # requests rather than whole request-id families.
+        entry["filter"] = {
+            "runtime_filter": {
+                "runtime_key": "access_log.sample_percent",
+                "percent_sampled": {
+                    "numerator": t.access_log_sample_percent,
+                    "denominator": "HUNDRED",
+                },
+                "use_independent_randomness": True,
+            }
+        }
+    return [entry]
+
+
+def _overload_manager(t: ProxyTuning) -> dict[str, Any]:
+    # Envoy "Configuring Envoy as an edge proxy" and "Overload manager": fixed_heap reports
+    # reserved heap / max_heap_size_bytes; shrink_heap returns free pages to the system,
+    # stop_accepting_requests answers new requests 503 instead of growing until the task
+    # is OOM-killed (which drops every connection at once). The downstream connections
+    # monitor (DownstreamConnectionsConfig) is checked at accept time and closes the
+    # connections past the limit immediately: a flood is refused before TLS costs anything.
+    heap = "envoy.resource_monitors.fixed_heap"
+    return {
+        "refresh_interval": "0.25s",
+        "resource_monitors": [
+            {
+                "name": heap,
+                "typed_config": {
+                    "@type": _FIXED_HEAP_TYPE,
+                    "max_heap_size_bytes": t.max_heap_bytes,
+                },
+            },
+            {
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": _DOWNSTREAM_CONNECTIONS_TYPE,
+                    "max_active_downstream_connections": t.max_downstream_connections,
+                },
+            },
+        ],
+        "actions": [
+            {
+                "name": "envoy.overload_actions.shrink_heap",
+                "triggers": [{"name": heap, "threshold": {"value": 0.9}}],
+            },
+            {
+                "name": "envoy.overload_actions.stop_accepting_requests",
+                "triggers": [{"name": heap, "threshold": {"value": 0.95}}],
+            },
+        ],
+    }
+
+
+def _cluster_tuning(t: ProxyTuning) -> dict[str, Any]:
+    """Fields added to every upstream cluster."""
+    return {
+        "per_connection_buffer_limit_bytes": BUFFER_LIMIT_BYTES,
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _HTTP_PROTOCOL_OPTIONS_TYPE,
+                "common_http_protocol_options": {
+                    "idle_timeout": f"{t.upstream_idle_timeout_seconds}s"
+                },
+                # HTTP/1.1 to the app (what it spoke before this option existed).
+                "explicit_http_config": {"http_protocol_options": {}},
+            }
+        },
+        # Cluster.circuit_breakers: beyond these Envoy answers 503 (flag UO) at once
+        # instead of queueing behind a saturated app.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": t.max_upstream_requests,
+                    "max_pending_requests": t.max_upstream_requests,
+                    "max_requests": t.max_upstream_requests,
+                    "max_retries": 3,
+                }
+            ]
+        },
+    }
+
+
 @dataclass(frozen=True)
 class EnvoyProxySpec:
     """What the sidecar needs to know; defaults suit a Fargate task behind an ALB.
@@ -121,6 +327,7 @@ class EnvoyProxySpec:
     min_tls_version: str = "TLSv1_2"
     certificate_env: str = "ENVOY_TLS_CERTIFICATE_CHAIN"
     private_key_env: str = "ENVOY_TLS_PRIVATE_KEY"
+    tuning: ProxyTuning = ProxyTuning()
 
 
 def envoy_bound_ports(spec: EnvoyProxySpec) -> dict[str, int]:
@@ -183,6 +390,7 @@ def _validate(spec: EnvoyProxySpec) -> None:
             raise ValueError(f"{field} must name an environment variable")
     if spec.certificate_env == spec.private_key_env:
         raise ValueError("certificate_env and private_key_env must be different variables")
+    _check_tuning(spec.tuning)
 
 
 def _socket_address(address: str, port: int) -> dict[str, Any]:
@@ -249,15 +457,7 @@ def _http_connection_manager(spec: EnvoyProxySpec) -> dict[str, Any]:
             "http_filters": [
                 {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER_TYPE}}
             ],
-            "access_log": [
-                {
-                    "name": "envoy.access_loggers.stdout",
-                    "typed_config": {
-                        "@type": _STDOUT_LOG_TYPE,
-                        "log_format": {"json_format": dict(_ACCESS_LOG_FORMAT)},
-                    },
-                }
-            ],
+            "access_log": _access_log_entries(spec.tuning),
         },
     }
 
@@ -269,6 +469,9 @@ def _health_listener(spec: EnvoyProxySpec) -> dict[str, Any]:
     return {
         "name": "health",
         "address": _socket_address("127.0.0.1", spec.health_port),
+        # Listener.ignore_global_conn_limit: a flood that fills the connection limit must
+        # not fail the ECS health check too (ECS would then replace a task that is serving).
+        "ignore_global_conn_limit": True,
         "filter_chains": [
             {
                 "filters": [
@@ -340,6 +543,8 @@ def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
                 {
                     "name": "ingress_tls",
                     "address": _socket_address(spec.listener_address, spec.listener_port),
+                    # Edge best practice (32 KiB, not 1 MiB): bounds memory per connection.
+                    "per_connection_buffer_limit_bytes": BUFFER_LIMIT_BYTES,
                     "filter_chains": [
                         {
                             "filters": [_http_connection_manager(spec)],
@@ -356,6 +561,7 @@ def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
                     # loopback endpoint is all that is needed: no DNS, no discovery.
                     "type": "STATIC",
                     "connect_timeout": "3s",
+                    **_cluster_tuning(spec.tuning),
                     "load_assignment": {
                         "cluster_name": APP_CLUSTER,
                         "endpoints": [
@@ -374,6 +580,7 @@ def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
             ],
         },
     }
+    bootstrap["overload_manager"] = _overload_manager(spec.tuning)
     # Without an admin address Envoy starts no admin server at all.
     if spec.admin_socket_path is not None:
         bootstrap["admin"] = _admin(spec)
@@ -394,7 +601,7 @@ def envoy_args(spec: EnvoyProxySpec, flush_interval_ms: int = 1000) -> list[str]
 
     `--config-yaml` avoids a custom image or a config file on a volume. The stdout access
     log is flushed every second instead of Envoy's default ten, so logs reach CloudWatch
-    promptly.
+    promptly. `--concurrency` is the task's worker count (see ProxyTuning).
     """
     return [
         "--config-yaml",
@@ -403,6 +610,8 @@ def envoy_args(spec: EnvoyProxySpec, flush_interval_ms: int = 1000) -> list[str]
         "info",
         "--file-flush-interval-msec",
         str(flush_interval_ms),
+        "--concurrency",
+        str(spec.tuning.concurrency),
     ]
 
 
@@ -522,6 +731,7 @@ class MeshProxySpec:
     # clients reach through a TCP load balancer, 1 behind the gateway).
     xff_num_trusted_hops: int = 0
     stat_prefix: str = "ingress_https"
+    tuning: ProxyTuning = ProxyTuning()
 
 
 def mesh_bound_ports(spec: MeshProxySpec) -> dict[str, int]:
@@ -560,6 +770,7 @@ def _validate_mesh(spec: MeshProxySpec) -> None:
         raise ValueError("route prefixes must be distinct and start with '/'")
     if spec.dns_refresh_ms < 1000:
         raise ValueError("dns_refresh_ms must be at least 1000")
+    _check_tuning(spec.tuning)
 
 
 def _tls_params(min_version: str) -> dict[str, str]:
@@ -618,18 +829,6 @@ def _upstream_tls(upstream: UpstreamCluster, min_version: str) -> dict[str, Any]
     }
 
 
-def _access_log() -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "envoy.access_loggers.stdout",
-            "typed_config": {
-                "@type": _STDOUT_LOG_TYPE,
-                "log_format": {"json_format": dict(_ACCESS_LOG_FORMAT)},
-            },
-        }
-    ]
-
-
 def _route_entry(route: PrefixRoute, timeout_seconds: int) -> dict[str, Any]:
     action: dict[str, Any] = {"cluster": route.cluster, "timeout": f"{timeout_seconds}s"}
     if route.prefix_rewrite is not None:
@@ -642,6 +841,7 @@ def _mesh_hcm(
     routes: tuple[PrefixRoute, ...],
     timeout_seconds: int,
     xff_hops: int,
+    tuning: ProxyTuning,
 ) -> dict[str, Any]:
     # Envoy takes the first route that matches: the longest prefix goes first, so `/` never
     # hides `/api` (App Mesh also picked the most specific gateway route).
@@ -667,7 +867,7 @@ def _mesh_hcm(
             "http_filters": [
                 {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER_TYPE}}
             ],
-            "access_log": _access_log(),
+            "access_log": _access_log_entries(tuning),
         },
     }
 
@@ -684,6 +884,7 @@ def _mesh_clusters(spec: MeshProxySpec) -> list[dict[str, Any]]:
                 "name": APP_CLUSTER,
                 "type": "STATIC",
                 "connect_timeout": "3s",
+                **_cluster_tuning(spec.tuning),
                 "load_assignment": {
                     "cluster_name": APP_CLUSTER,
                     "endpoints": [{"lb_endpoints": [_endpoint("127.0.0.1", spec.app_port)]}],
@@ -700,6 +901,7 @@ def _mesh_clusters(spec: MeshProxySpec) -> list[dict[str, Any]]:
                 "dns_refresh_rate": f"{spec.dns_refresh_ms / 1000:g}s",
                 "dns_lookup_family": "V4_ONLY",
                 "connect_timeout": "3s",
+                **_cluster_tuning(spec.tuning),
                 "load_assignment": {
                     "cluster_name": upstream.name,
                     "endpoints": [
@@ -723,6 +925,7 @@ def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
         {
             "name": "ingress_tls",
             "address": _socket_address(spec.listener_address, spec.listener_port),
+            "per_connection_buffer_limit_bytes": BUFFER_LIMIT_BYTES,
             "filter_chains": [
                 {
                     "filters": [
@@ -731,6 +934,7 @@ def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
                             spec.routes,
                             spec.route_timeout_seconds,
                             spec.xff_num_trusted_hops,
+                            spec.tuning,
                         )
                     ],
                     "transport_socket": _mesh_downstream_tls(spec),
@@ -753,6 +957,7 @@ def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
                                 (PrefixRoute("/", egress.cluster),),
                                 spec.route_timeout_seconds,
                                 0,
+                                spec.tuning,
                             )
                         ]
                     }
@@ -761,7 +966,8 @@ def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
         )
     listeners.append(_health_listener(spec))  # type: ignore[arg-type]  # reads health_port
     bootstrap: dict[str, Any] = {
-        "static_resources": {"listeners": listeners, "clusters": _mesh_clusters(spec)}
+        "static_resources": {"listeners": listeners, "clusters": _mesh_clusters(spec)},
+        "overload_manager": _overload_manager(spec.tuning),
     }
     if spec.admin_socket_path is not None:
         bootstrap["admin"] = _admin(spec)  # type: ignore[arg-type]  # reads the socket path
@@ -782,4 +988,6 @@ def mesh_envoy_args(spec: MeshProxySpec, flush_interval_ms: int = 1000) -> list[
         "info",
         "--file-flush-interval-msec",
         str(flush_interval_ms),
+        "--concurrency",
+        str(spec.tuning.concurrency),
     ]

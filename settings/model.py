@@ -147,6 +147,9 @@ class EnvoySettings:
     image: str = ENVOY_IMAGE  # pinned: a proxy upgrade should be a reviewed change
     port: int = 8443  # unprivileged: Envoy runs as a non-root user
     min_tls_version: str = "1.2"  # the ALB's backend side; 1.3 needs a TLS13 listener policy
+    access_log: str = "all"  # all | sampled | off (sampled: 10 % of requests)
+    # Envoy closes idle connections to the app first: keep it below the app's keep-alive.
+    upstream_idle_timeout_seconds: int = 50
 
     @property
     def envoy_tls_version(self) -> str:

@@ -12,7 +12,12 @@ from typing import Any
 
 import pulumi
 
-from components.envoy import EnvoyProxySpec, envoy_bound_ports
+from components.envoy import (
+    ACCESS_LOG_MODES,
+    DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS,
+    EnvoyProxySpec,
+    envoy_bound_ports,
+)
 from settings.certificate_check import check_certificate
 from settings.constants import (
     ACME_CHALLENGES,
@@ -375,7 +380,22 @@ def parse_envoy(values: Mapping[str, Any], topology: str) -> EnvoySettings:
         version = str(version)
     if not isinstance(version, str) or version not in ENVOY_TLS_VERSIONS:
         raise invalid("envoy.minTlsVersion", version, "one of: 1.2, 1.3")
-    return EnvoySettings(image=image, port=port, min_tls_version=version)
+    access_log = raw.get("accessLog", "all")
+    if access_log not in ACCESS_LOG_MODES:
+        raise invalid("envoy.accessLog", access_log, f"one of: {', '.join(ACCESS_LOG_MODES)}")
+    idle = read_integer(
+        raw.get("upstreamIdleTimeoutSeconds", DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS),
+        "envoy.upstreamIdleTimeoutSeconds",
+        1,
+        3600,
+    )
+    return EnvoySettings(
+        image=image,
+        port=port,
+        min_tls_version=version,
+        access_log=access_log,
+        upstream_idle_timeout_seconds=idle,
+    )
 
 
 def check_envoy_ports(envoy_port: int, app_port: int) -> None:

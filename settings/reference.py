@@ -96,6 +96,19 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "1.2",
         "Lowest TLS version Envoy accepts from the load balancer: 1.2 or 1.3.",
     ),
+    ConfigKey(
+        "envoy.accessLog",
+        "string",
+        "all",
+        "Envoy's JSON access log on stdout: all (every request), sampled (10 %) or off.",
+    ),
+    ConfigKey(
+        "envoy.upstreamIdleTimeoutSeconds",
+        "integer",
+        "50",
+        "Envoy closes idle connections to the app after this; keep it below the app's "
+        "keep-alive timeout (nginx: 75 s) or requests racing the app's close fail with 503.",
+    ),
     ConfigKey("acme", "object", "see below", "Let's Encrypt (ACME) settings."),
     ConfigKey(
         "acme.email",

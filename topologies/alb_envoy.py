@@ -30,7 +30,7 @@ from components.container_definitions import (
     container_definitions_json,
 )
 from components.dns import AliasTarget
-from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
+from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, tuning_for_task
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
 from components.naming import physical_name
@@ -55,6 +55,11 @@ class TaskValues:
     certificate_fingerprint: str
     log_group: str
     region: str
+    # The task's size and the sidecar's tuning knobs (settings.app, settings.envoy).
+    task_cpu: int = 256
+    task_memory: int = 512
+    access_log: str = "all"
+    upstream_idle_timeout_seconds: int = 50
 
 
 def task_containers(v: TaskValues) -> list[Container]:
@@ -65,6 +70,13 @@ def task_containers(v: TaskValues) -> list[Container]:
         app_port=v.app_port,
         listener_port=v.envoy_port,
         min_tls_version=v.envoy_min_tls,
+        # Workers, heap and connection limits, circuit breakers sized for this task.
+        tuning=tuning_for_task(
+            v.task_cpu,
+            v.task_memory,
+            access_log=v.access_log,
+            upstream_idle_timeout_seconds=v.upstream_idle_timeout_seconds,
+        ),
     )
     envoy = Container(
         name="envoy",
@@ -161,6 +173,10 @@ class AlbEnvoy(pulumi.ComponentResource):
                         certificate_fingerprint=v[2],
                         log_group=v[3],
                         region=v[4],
+                        task_cpu=s.app.cpu,
+                        task_memory=s.app.memory,
+                        access_log=s.envoy.access_log,
+                        upstream_idle_timeout_seconds=s.envoy.upstream_idle_timeout_seconds,
                     )
                 )
             )

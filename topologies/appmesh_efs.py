@@ -42,6 +42,7 @@ from components.container_definitions import (
 from components.dns import AliasTarget
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
 from components.envoy import (
+    GATEWAY_MEMORY_SHARE,
     EgressListener,
     MeshProxySpec,
     PeerValidation,
@@ -50,6 +51,7 @@ from components.envoy import (
     UpstreamCluster,
     mesh_envoy_args,
     ready_check_command,
+    tuning_for_task,
 )
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
@@ -75,6 +77,9 @@ ENVOY_UID = 101
 # The Cloud Map records' TTL (s): the VPC resolver caches no longer than this, so with
 # Envoy's DNS refresh the gateway sees a task that comes or goes within ~10 s.
 DNS_TTL_SECONDS = 5
+# The gateway task (Envoy alone): the smallest Fargate size.
+GATEWAY_CPU = 256
+GATEWAY_MEMORY = 512
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,14 @@ def gateway_spec(s: Settings, files: MeshFiles = MeshFiles()) -> MeshProxySpec:
         min_tls_version=s.envoy.envoy_tls_version,
         dns_refresh_ms=s.mesh.dns_refresh_seconds * 1000,
         stat_prefix="gateway",
+        # Envoy is the gateway task's only container: it may use most of the memory.
+        tuning=tuning_for_task(
+            GATEWAY_CPU,
+            GATEWAY_MEMORY,
+            memory_share=GATEWAY_MEMORY_SHARE,
+            access_log=s.envoy.access_log,
+            upstream_idle_timeout_seconds=s.envoy.upstream_idle_timeout_seconds,
+        ),
     )
 
 
@@ -153,6 +166,12 @@ def service_spec(
         dns_refresh_ms=s.mesh.dns_refresh_seconds * 1000,
         # The gateway (or a calling Envoy) appends the client's address.
         xff_num_trusted_hops=1,
+        tuning=tuning_for_task(
+            service.cpu,
+            service.memory,
+            access_log=s.envoy.access_log,
+            upstream_idle_timeout_seconds=s.envoy.upstream_idle_timeout_seconds,
+        ),
     )
 
 
@@ -484,8 +503,8 @@ class AppmeshEfs(pulumi.ComponentResource):
         gateway_task = task_definition(
             f"{name}-gateway",
             family=physical_name("mesh-gateway"),
-            cpu=256,
-            memory=512,
+            cpu=GATEWAY_CPU,
+            memory=GATEWAY_MEMORY,
             cluster=cluster,
             container_definitions=values.apply(
                 lambda v: container_definitions_json(gateway_containers(s, v))

@@ -51,7 +51,7 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
-from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command
+from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, tuning_for_task
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.lambda_function import PythonFunction, PythonFunctionArgs
@@ -111,6 +111,15 @@ def task_containers(s: Settings, v: TaskValues) -> list[Container]:
         app_port=s.app.port,
         listener_port=s.envoy.port,
         min_tls_version=s.envoy.envoy_tls_version,
+        # Workers, heap and connection limits, circuit breakers sized for this task; with no
+        # load balancer in front, the connection limit is what stands between a flood from
+        # the internet and the task's memory.
+        tuning=tuning_for_task(
+            s.app.cpu,
+            s.app.memory,
+            access_log=s.envoy.access_log,
+            upstream_idle_timeout_seconds=s.envoy.upstream_idle_timeout_seconds,
+        ),
     )
     log = LogSettings(v.log_group, v.region, "direct-task")
     envoy = Container(

@@ -217,7 +217,8 @@ def _start(envoy_bin: str, spec: MeshProxySpec, workdir: Path) -> subprocess.Pop
     workdir.mkdir(parents=True, exist_ok=True)
     err = (workdir / "stderr").open("wb")
     process = subprocess.Popen(
-        [envoy_bin, *mesh_envoy_args(spec, 50), "--use-dynamic-base-id", "--concurrency", "1"],
+        # mesh_envoy_args carries --concurrency (the task's worker count).
+        [envoy_bin, *mesh_envoy_args(spec, 50), "--use-dynamic-base-id"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=err,

@@ -376,7 +376,8 @@ def _serve(
     threading.Thread(target=app.serve_forever, daemon=True).start()
     log = (tmp_path / "envoy.log").open("wb")
     process = subprocess.Popen(
-        [envoy_bin, *command, "--use-dynamic-base-id", "--concurrency", "1"],
+        # The deployed command carries --concurrency (the task's worker count).
+        [envoy_bin, *command, "--use-dynamic-base-id"],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -341,9 +341,9 @@ def _run_envoy(
                 # faster so tests need not wait.
                 *envoy_args(spec, flush_interval_ms=50),
                 # A dynamic base id keeps parallel test runs' shared-memory regions apart.
+                # No --concurrency here: envoy_args sets the task's worker count (1 for the
+                # default tuning) and Envoy refuses a flag given twice.
                 "--use-dynamic-base-id",
-                "--concurrency",
-                "1",
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -348,3 +348,37 @@ def test_new_certificate_rolls_the_tasks(program):
 )
 def test_bad_alb_envoy_config(stand_in_topologies, config, message):
     assert config_error(config) == message
+
+
+def test_envoy_is_tuned_for_the_task_size(program):
+    graph = program(
+        {
+            **MINIMAL,
+            "app": {"cpu": 2048, "memory": 4096},
+            "envoy": {"accessLog": "sampled", "upstreamIdleTimeoutSeconds": 20},
+        }
+    )
+    command = containers(graph)["envoy"]["command"]
+    assert command[command.index("--concurrency") + 1] == "2"
+    bootstrap = json.loads(command[1])
+    heap = bootstrap["overload_manager"]["resource_monitors"][0]["typed_config"]
+    assert heap["max_heap_size_bytes"] == 1024 * 2**20  # a quarter of the task's 4 GiB
+    (cluster,) = bootstrap["static_resources"]["clusters"]
+    options = cluster["typed_extension_protocol_options"]
+    (http,) = options.values()
+    assert http["common_http_protocol_options"]["idle_timeout"] == "20s"
+    (log,) = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]["access_log"]
+    assert "runtime_filter" in log["filter"]
+
+
+@pytest.mark.parametrize(
+    ("envoy", "message"),
+    [
+        ({"accessLog": "some"}, "envoy.accessLog"),
+        ({"upstreamIdleTimeoutSeconds": 0}, "envoy.upstreamIdleTimeoutSeconds"),
+    ],
+)
+def test_bad_envoy_tuning_config(stand_in_topologies, envoy, message):
+    assert message in config_error({**MINIMAL, "envoy": envoy})

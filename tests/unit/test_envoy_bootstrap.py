@@ -228,3 +228,124 @@ def test_yaml_rendering_is_deterministic_and_parses_back() -> None:
     text = render_bootstrap_yaml(spec)
     assert text == render_bootstrap_yaml(EnvoyProxySpec(app_port=8080))
     assert yaml.safe_load(text) == json.loads(text) == render_bootstrap(spec)
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def _app_cluster(bootstrap: dict) -> dict:
+    (cluster,) = bootstrap["static_resources"]["clusters"]
+    return cluster
+
+
+def test_default_tuning_fits_the_smallest_fargate_task() -> None:
+    from components.envoy import ProxyTuning, tuning_for_task
+
+    assert tuning_for_task(256, 512) == ProxyTuning()
+    assert ProxyTuning().concurrency == 1
+    assert ProxyTuning().max_heap_bytes == 128 * 2**20  # a quarter of 512 MiB
+    assert ProxyTuning().max_downstream_connections == 1024  # 128 KiB of heap each
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "workers", "heap_mib", "connections", "requests"),
+    [
+        (256, 512, 1, 128, 1024, 256),
+        (512, 1024, 1, 256, 2048, 512),
+        (1024, 2048, 1, 512, 4096, 1024),
+        (2048, 4096, 2, 1024, 8192, 2048),
+        (4096, 30720, 4, 2048, 16384, 4096),  # heap capped at 2 GiB
+    ],
+)
+def test_tuning_follows_the_task_size(cpu, memory, workers, heap_mib, connections, requests):
+    from components.envoy import tuning_for_task
+
+    t = tuning_for_task(cpu, memory)
+    assert (t.concurrency, t.max_heap_bytes // 2**20) == (workers, heap_mib)
+    assert (t.max_downstream_connections, t.max_upstream_requests) == (connections, requests)
+
+
+def test_worker_count_is_passed_on_the_command_line() -> None:
+    from components.envoy import envoy_args, tuning_for_task
+
+    spec = EnvoyProxySpec(app_port=8080, tuning=tuning_for_task(2048, 4096))
+    args = envoy_args(spec)
+    assert args[args.index("--concurrency") + 1] == "2"
+    assert args.count("--concurrency") == 1
+    assert envoy_args(EnvoyProxySpec(app_port=8080))[-2:] == ["--concurrency", "1"]
+
+
+def test_upstream_idle_timeout_is_below_the_apps_keep_alive() -> None:
+    cluster = _app_cluster(render_bootstrap(EnvoyProxySpec(app_port=8080)))
+    options = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    # nginx keeps idle connections 75 s; Envoy's default would be one hour.
+    assert options["common_http_protocol_options"] == {"idle_timeout": "50s"}
+    assert options["explicit_http_config"] == {"http_protocol_options": {}}  # still HTTP/1.1
+
+
+def test_circuit_breakers_and_buffer_limits_are_sized() -> None:
+    bootstrap = render_bootstrap(EnvoyProxySpec(app_port=8080))
+    cluster = _app_cluster(bootstrap)
+    (thresholds,) = cluster["circuit_breakers"]["thresholds"]
+    assert thresholds == {
+        "priority": "DEFAULT",
+        "max_connections": 256,
+        "max_pending_requests": 256,
+        "max_requests": 256,
+        "max_retries": 3,
+    }
+    assert cluster["per_connection_buffer_limit_bytes"] == 32768
+    assert _listener(bootstrap)["per_connection_buffer_limit_bytes"] == 32768
+
+
+def test_overload_manager_limits_heap_and_connections() -> None:
+    om = render_bootstrap(EnvoyProxySpec(app_port=8080))["overload_manager"]
+    monitors = {m["name"]: m["typed_config"] for m in om["resource_monitors"]}
+    assert monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"] == 128 * 2**20
+    connections = monitors["envoy.resource_monitors.global_downstream_max_connections"]
+    assert connections["max_active_downstream_connections"] == 1024
+    actions = {a["name"]: a["triggers"][0]["threshold"]["value"] for a in om["actions"]}
+    assert actions == {
+        "envoy.overload_actions.shrink_heap": 0.9,
+        "envoy.overload_actions.stop_accepting_requests": 0.95,
+    }
+
+
+def test_health_listener_is_outside_the_connection_limit() -> None:
+    bootstrap = render_bootstrap(EnvoyProxySpec(app_port=8080))
+    assert _listeners(bootstrap)["health"]["ignore_global_conn_limit"] is True
+    assert "ignore_global_conn_limit" not in _listener(bootstrap)
+
+
+def test_access_log_all_by_default_sampled_or_off() -> None:
+    from components.envoy import ProxyTuning
+
+    (entry,) = _hcm(render_bootstrap(EnvoyProxySpec(app_port=8080)))["access_log"]
+    assert "filter" not in entry  # every request, as before
+    sampled = EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(access_log="sampled"))
+    (entry,) = _hcm(render_bootstrap(sampled))["access_log"]
+    assert entry["filter"]["runtime_filter"]["percent_sampled"] == {
+        "numerator": 10,
+        "denominator": "HUNDRED",
+    }
+    off = EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(access_log="off"))
+    assert _hcm(render_bootstrap(off))["access_log"] == []
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"concurrency": 0},
+        {"max_heap_bytes": -1},
+        {"upstream_idle_timeout_seconds": True},
+        {"access_log": "some"},
+        {"access_log_sample_percent": 0},
+    ],
+)
+def test_invalid_tuning_is_refused(field: dict) -> None:
+    from components.envoy import ProxyTuning
+
+    with pytest.raises(ValueError, match="tuning"):
+        render_bootstrap(EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(**field)))
