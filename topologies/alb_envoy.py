@@ -11,8 +11,6 @@ asks a loopback listener that only answers health.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 
 from components.certificates import (
@@ -22,15 +20,11 @@ from components.certificates import (
     ServerCertificateArgs,
 )
 from components.container_definitions import (
-    Container,
-    Dependency,
-    HealthCheck,
     LogSettings,
-    PortMapping,
     container_definitions_json,
 )
 from components.dns import AliasTarget
-from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, tuning_for_task
+from components.envoy_sidecar import SidecarTask, sidecar_containers
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
 from components.naming import physical_name
@@ -38,71 +32,6 @@ from components.service import fargate_service, task_definition, tasks_security_
 from components.verify import verify_outputs
 from settings import Settings
 from topologies.base import Foundation, TopologyResult
-
-
-@dataclass(frozen=True)
-class TaskValues:
-    """Plain values the task's containers are built from (resolved inside one apply)."""
-
-    app_image: str
-    app_port: int
-    app_environment: tuple[tuple[str, str], ...]
-    envoy_image: str
-    envoy_port: int
-    envoy_min_tls: str
-    chain_value_from: str
-    key_value_from: str
-    certificate_fingerprint: str
-    log_group: str
-    region: str
-    # The task's size and the sidecar's tuning knobs (settings.app, settings.envoy).
-    task_cpu: int = 256
-    task_memory: int = 512
-    access_log: str = "all"
-    upstream_idle_timeout_seconds: int = 50
-
-
-def task_containers(v: TaskValues) -> list[Container]:
-    """The app and its Envoy sidecar. Only Envoy is reachable from outside the task."""
-    # Health port, admin socket and route timeout keep the spec's defaults: nothing outside
-    # the Envoy container uses them. The health port gets no port mapping on purpose.
-    spec = EnvoyProxySpec(
-        app_port=v.app_port,
-        listener_port=v.envoy_port,
-        min_tls_version=v.envoy_min_tls,
-        # Workers, heap and connection limits, circuit breakers sized for this task.
-        tuning=tuning_for_task(
-            v.task_cpu,
-            v.task_memory,
-            access_log=v.access_log,
-            upstream_idle_timeout_seconds=v.upstream_idle_timeout_seconds,
-        ),
-    )
-    envoy = Container(
-        name="envoy",
-        image=v.envoy_image,
-        command=envoy_args(spec),
-        secrets={
-            spec.certificate_env: v.chain_value_from,
-            spec.private_key_env: v.key_value_from,
-        },
-        # Public digest of the certificate: a new certificate changes the task definition,
-        # so tasks restart and read the new secret (ECS reads secrets at task start only).
-        environment={"CERTIFICATE_SHA256": v.certificate_fingerprint},
-        port_mappings=[PortMapping(v.envoy_port, name="https")],
-        depends_on=[Dependency("app", "START")],
-        health_check=HealthCheck(command=ready_check_command(spec.health_port), start_period=10),
-        log=LogSettings(v.log_group, v.region, "alb-envoy"),
-    )
-    app = Container(
-        name="app",
-        image=v.app_image,
-        environment=dict(v.app_environment),
-        # No port mapping: the app is reached through Envoy on 127.0.0.1 only, and its
-        # port is not open in the task's security group.
-        log=LogSettings(v.log_group, v.region, "alb-envoy"),
-    )
-    return [app, envoy]
 
 
 class AlbEnvoy(pulumi.ComponentResource):
@@ -160,23 +89,16 @@ class AlbEnvoy(pulumi.ComponentResource):
             cluster.region,
         ).apply(
             lambda v: container_definitions_json(
-                task_containers(
-                    TaskValues(
-                        app_image=s.app.image,
-                        app_port=s.app.port,
-                        app_environment=s.app.environment,
-                        envoy_image=s.envoy.image,
-                        envoy_port=s.envoy.port,
-                        envoy_min_tls=s.envoy.envoy_tls_version,
+                sidecar_containers(
+                    SidecarTask(
+                        app=s.app,
+                        envoy=s.envoy,
                         chain_value_from=v[0],
                         key_value_from=v[1],
+                        # A new certificate changes the task definition, so tasks restart
+                        # and read the new secret.
                         certificate_fingerprint=v[2],
-                        log_group=v[3],
-                        region=v[4],
-                        task_cpu=s.app.cpu,
-                        task_memory=s.app.memory,
-                        access_log=s.envoy.access_log,
-                        upstream_idle_timeout_seconds=s.envoy.upstream_idle_timeout_seconds,
+                        log=LogSettings(v[3], v[4], "alb-envoy"),
                     )
                 )
             )

@@ -45,13 +45,10 @@ from components.certificates import (
 )
 from components.container_definitions import (
     Container,
-    Dependency,
-    HealthCheck,
     LogSettings,
-    PortMapping,
     container_definitions_json,
 )
-from components.envoy import EnvoyProxySpec, envoy_args, ready_check_command, tuning_for_task
+from components.envoy_sidecar import SidecarTask, sidecar_containers
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.lambda_function import PythonFunction, PythonFunctionArgs
@@ -93,57 +90,6 @@ def certbot_spec(s: Settings) -> CertbotSpec:
 
 
 # --------------------------------------------------------------------------- containers
-
-
-@dataclass(frozen=True)
-class TaskValues:
-    """Plain values the containers are built from (resolved inside one apply)."""
-
-    chain_value_from: str
-    key_value_from: str
-    log_group: str
-    region: str
-
-
-def task_containers(s: Settings, v: TaskValues) -> list[Container]:
-    """The app and the same Envoy sidecar as alb-envoy; only Envoy is reachable."""
-    spec = EnvoyProxySpec(
-        app_port=s.app.port,
-        listener_port=s.envoy.port,
-        min_tls_version=s.envoy.envoy_tls_version,
-        # Workers, heap and connection limits, circuit breakers sized for this task; with no
-        # load balancer in front, the connection limit is what stands between a flood from
-        # the internet and the task's memory.
-        tuning=tuning_for_task(
-            s.app.cpu,
-            s.app.memory,
-            access_log=s.envoy.access_log,
-            upstream_idle_timeout_seconds=s.envoy.upstream_idle_timeout_seconds,
-        ),
-    )
-    log = LogSettings(v.log_group, v.region, "direct-task")
-    envoy = Container(
-        name="envoy",
-        image=s.envoy.image,
-        command=envoy_args(spec),
-        # ECS reads secrets at task start: the renewal's redeploy brings the new certificate.
-        secrets={
-            spec.certificate_env: v.chain_value_from,
-            spec.private_key_env: v.key_value_from,
-        },
-        port_mappings=[PortMapping(s.envoy.port, name="https")],
-        depends_on=[Dependency("app", "START")],
-        health_check=HealthCheck(command=ready_check_command(spec.health_port), start_period=10),
-        log=log,
-    )
-    app = Container(
-        name="app",
-        image=s.app.image,
-        environment=dict(s.app.environment),
-        # No port mapping: the app listens on the task's loopback for Envoy only.
-        log=log,
-    )
-    return [app, envoy]
 
 
 @dataclass(frozen=True)
@@ -338,14 +284,15 @@ class DirectTask(pulumi.ComponentResource):
             self.secret.arn, cluster.log_group.name, cluster.region
         ).apply(
             lambda v: container_definitions_json(
-                task_containers(
-                    s,
-                    TaskValues(
+                sidecar_containers(
+                    SidecarTask(
+                        app=s.app,
+                        envoy=s.envoy,
                         chain_value_from=f"{v[0]}:{CHAIN_KEY}::",
                         key_value_from=f"{v[0]}:{PRIVATE_KEY_KEY}::",
-                        log_group=v[1],
-                        region=v[2],
-                    ),
+                        # No fingerprint: the renewal's deploy hook redeploys the service.
+                        log=LogSettings(v[1], v[2], "direct-task"),
+                    )
                 )
             )
         )
