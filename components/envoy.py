@@ -328,6 +328,10 @@ class EnvoyProxySpec:
     certificate_env: str = "ENVOY_TLS_CERTIFICATE_CHAIN"
     private_key_env: str = "ENVOY_TLS_PRIVATE_KEY"
     tuning: ProxyTuning = ProxyTuning()
+    # Proxies in front of Envoy whose X-Forwarded-For entry is believed: 1 behind an ALB
+    # (which appends the client's address), 0 when clients connect to the task directly
+    # (direct-task), where the header holds only what the client wrote.
+    trusted_proxy_hops: int = 1
 
 
 def envoy_bound_ports(spec: EnvoyProxySpec) -> dict[str, int]:
@@ -374,6 +378,9 @@ def _check_admin_socket(path: str | None) -> None:
 def _validate(spec: EnvoyProxySpec) -> None:
     _check_distinct_ports(spec)
     _check_admin_socket(spec.admin_socket_path)
+    hops = spec.trusted_proxy_hops
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
+        raise ValueError(f"trusted_proxy_hops must be an integer >= 0, got {hops!r}")
     timeout = spec.route_timeout_seconds
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
         # 0 would disable Envoy's timeout entirely: a hung app would hold streams forever.
@@ -431,9 +438,10 @@ def _http_connection_manager(spec: EnvoyProxySpec) -> dict[str, Any]:
             "codec_type": "AUTO",
             # Behind an ALB the peer is the load balancer; trusting exactly one XFF hop
             # makes Envoy record the real client address (the one the ALB appended) while
-            # still refusing to believe anything a client put in the header itself.
+            # still refusing to believe anything a client put in the header itself. With
+            # no proxy in front, no hop is trusted: the peer's address is the client's.
             "use_remote_address": True,
-            "xff_num_trusted_hops": 1,
+            "xff_num_trusted_hops": spec.trusted_proxy_hops,
             # Default server header handling (Envoy overwrites it with "envoy") is kept:
             # passing through the app's own Server header would leak framework versions.
             "route_config": {

@@ -33,6 +33,8 @@ class SidecarTask:
     # A public digest of the certificate, when a new certificate must roll the tasks (ECS
     # reads secrets at task start only); None when something else redeploys them.
     certificate_fingerprint: str | None = None
+    # 1 behind a load balancer that appends X-Forwarded-For; 0 when clients connect directly.
+    trusted_proxy_hops: int = 1
 
 
 def sidecar_spec(t: SidecarTask) -> EnvoyProxySpec:
@@ -45,6 +47,7 @@ def sidecar_spec(t: SidecarTask) -> EnvoyProxySpec:
         app_port=t.app.port,
         listener_port=t.envoy.port,
         min_tls_version=t.envoy.envoy_tls_version,
+        trusted_proxy_hops=t.trusted_proxy_hops,
         tuning=tuning_for_task(
             t.app.cpu,
             t.app.memory,

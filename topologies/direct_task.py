@@ -292,6 +292,8 @@ class DirectTask(pulumi.ComponentResource):
                         key_value_from=f"{v[0]}:{PRIVATE_KEY_KEY}::",
                         # No fingerprint: the renewal's deploy hook redeploys the service.
                         log=LogSettings(v[1], v[2], "direct-task"),
+                        # Clients connect to the task itself: X-Forwarded-For is theirs.
+                        trusted_proxy_hops=0,
                     )
                 )
             )

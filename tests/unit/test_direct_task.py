@@ -86,7 +86,9 @@ def test_only_envoys_port_is_open_and_only_to_allowed_cidrs(program):
 def test_the_task_runs_the_alb_envoy_sidecar_with_the_secret_injected(graph):
     task = containers(graph, "direct-task")
     envoy, app = task["envoy"], task["app"]
-    assert envoy["command"] == envoy_args(EnvoyProxySpec(app_port=80, listener_port=8443))
+    # The alb-envoy sidecar, except that no X-Forwarded-For hop is trusted (no proxy in front).
+    expected = EnvoyProxySpec(app_port=80, listener_port=8443, trusted_proxy_hops=0)
+    assert envoy["command"] == envoy_args(expected)
     secret = graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
     assert {s["name"]: s["valueFrom"] for s in envoy["secrets"]} == {
         "ENVOY_TLS_CERTIFICATE_CHAIN": f"{secret}:{CHAIN_KEY}::",
@@ -311,3 +313,28 @@ def test_the_wildcard_certbot_request():
     assert wildcard[wildcard.index("--cert-name") + 1] == plain[plain.index("--cert-name") + 1]
     with pytest.raises(ValueError, match="challenge: 'http-01' is not dns-01"):
         certbot_args(replace(spec, wildcard=True, challenge="http-01"))
+
+
+def test_envoy_trusts_no_forwarded_for_hop_without_a_proxy_in_front():
+    """alb-envoy trusts the ALB's X-Forwarded-For entry; a task reached directly trusts none,
+    so a client cannot choose the address the app sees."""
+    import json
+
+    from tests.harness import run_program, unwrap
+
+    def hops(topology):
+        graph = run_program(MINIMAL_CONFIG[topology])
+        td = next(
+            t
+            for t in graph.of_type("aws:ecs/taskDefinition:TaskDefinition")
+            if "envoy" in unwrap(t.inputs["containerDefinitions"])
+        )
+        envoy = next(
+            c for c in json.loads(unwrap(td.inputs["containerDefinitions"])) if c["name"] == "envoy"
+        )
+        bootstrap = json.loads(envoy["command"][envoy["command"].index("--config-yaml") + 1])
+        (chain,) = bootstrap["static_resources"]["listeners"][0]["filter_chains"]
+        return chain["filters"][0]["typed_config"]["xff_num_trusted_hops"]
+
+    assert hops("alb-envoy") == 1
+    assert hops("direct-task") == 0
