@@ -25,6 +25,7 @@ from pathlib import Path
 
 from benchmarks.pki import DOMAIN, Chain
 from components.envoy import EnvoyProxySpec, ProxyTuning, envoy_args
+from tests.tools import stop_process
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -128,7 +129,7 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         for server in reversed(self.servers):
-            stop(server.process)
+            stop_process(server.process)
         self.servers.clear()
 
     def pin(self, cpu: str) -> list[str]:
@@ -239,16 +240,6 @@ http {{
         return server
 
 
-def stop(process: subprocess.Popen, timeout: float = 10) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-
-
 def _wait_listening(server: Server) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -336,7 +327,7 @@ def h2load(
             time.sleep(0.05)
         out = process.stdout.read() if process.stdout else b""
     finally:
-        stop(process)
+        stop_process(process)
     used = [s.cpu() - b for s, b in zip(measured, before, strict=True)]
     total, ok, seconds = _h2load_numbers(out.decode(errors="replace"))
     latencies: tuple[int, ...] = ()
