@@ -176,6 +176,9 @@ def run(source: Source, stack: str) -> Graph:
 # --- what to show of a resource --------------------------------------------------------
 
 
+# Ingress and egress rules show the same inputs.
+_RULE_INPUTS = ["ipProtocol", "fromPort", "toPort", "cidrIpv4", "referencedSecurityGroupId"]
+
 # The few inputs a reader checks, per type; anything else shows only its `name`.
 SHOWN: dict[str, list[str]] = {
     "aws:lb/loadBalancer:LoadBalancer": ["loadBalancerType", "internal"],
@@ -217,20 +220,8 @@ SHOWN: dict[str, list[str]] = {
     "aws:ec2/launchTemplate:LaunchTemplate": ["instanceType"],
     "aws:autoscaling/group:Group": ["minSize", "maxSize"],
     "aws:lambda/function:Function": ["runtime", "handler", "timeout"],
-    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": [
-        "ipProtocol",
-        "fromPort",
-        "toPort",
-        "cidrIpv4",
-        "referencedSecurityGroupId",
-    ],
-    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": [
-        "ipProtocol",
-        "fromPort",
-        "toPort",
-        "cidrIpv4",
-        "referencedSecurityGroupId",
-    ],
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _RULE_INPUTS,
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": _RULE_INPUTS,
     "tls:index/privateKey:PrivateKey": ["algorithm", "ecdsaCurve", "rsaBits"],
     "tls:index/selfSignedCert:SelfSignedCert": ["isCaCertificate", "validityPeriodHours"],
     "tls:index/locallySignedCert:LocallySignedCert": ["validityPeriodHours", "earlyRenewalHours"],
