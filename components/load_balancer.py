@@ -23,7 +23,7 @@ class _LoadBalancer(pulumi.ComponentResource):
             self.security_group.id,
             port,
             self,
-            description="To the targets' port",
+            description="To the target port",
             peer_group_id=target_security_group_id,
             egress=True,
         )

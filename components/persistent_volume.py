@@ -8,6 +8,7 @@ instance of that zone attaches and mounts it at boot (components/data_volume.sh)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -21,6 +22,13 @@ SNAPSHOT_TAG = "ecs-tls:snapshots"
 DLM_POLICY = "service-role/AWSDataLifecycleManagerServiceRole"
 
 
+def dlm_text(text: str, limit: int = 500) -> str:
+    """`text` in the only characters DLM takes in a policy description and a schedule
+    name, `[0-9A-Za-z _-]` (DLM API reference, CreateLifecyclePolicy `Description` and
+    `Schedule.Name`): a domain's dots become hyphens."""
+    return re.sub(r"[^0-9A-Za-z _-]", "-", text)[:limit]
+
+
 def daily_snapshot_policy(tag_value: str, retain: int) -> dict:
     """DLM policy details: one snapshot a day at 03:00 UTC, the last `retain` kept."""
     if not 1 <= retain <= 1000:
@@ -30,7 +38,7 @@ def daily_snapshot_policy(tag_value: str, retain: int) -> dict:
         "target_tags": {SNAPSHOT_TAG: tag_value},
         "schedules": [
             {
-                "name": f"daily, {retain} kept",
+                "name": f"daily {retain} kept",
                 "create_rule": {"interval": 24, "interval_unit": "HOURS", "times": "03:00"},
                 "retain_rule": {"count": retain},
                 "copy_tags": True,
@@ -89,7 +97,7 @@ class PersistentVolume(pulumi.ComponentResource):
         )
         aws.dlm.LifecyclePolicy(
             name,
-            description=f"Daily snapshots of {description}",
+            description=dlm_text(f"Daily snapshots of {description}"),
             execution_role_arn=role.arn,
             state="ENABLED",
             policy_details=daily_snapshot_policy(tag_value, retain),

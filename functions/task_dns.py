@@ -11,8 +11,11 @@ boto3 of Lambda's Python runtime only):
   long a name can be missing or orphaned.
 
 Ownership: beside each A record the function writes a TXT record at the same name whose value
-names this cluster and the task ARN. Only names with that TXT are ever changed or deleted, so a
-record someone else created under the domain is left alone, whatever its name.
+is a digest of this cluster's ARN and the task ID. Only names with that TXT are ever changed or
+deleted, so a record someone else created under the domain is left alone, whatever its name.
+The value is opaque (the public zone shows no account, region or cluster name) and of one
+length whatever the names' lengths: Route53 refuses a TXT string over 255 characters
+(CharacterStringTooLong), which a value holding both ARNs passed for long stack names.
 
 Replays: an event is only a hint. Before a RUNNING event creates a record the task's current
 state is read with DescribeTasks, so a RUNNING event delivered after the task stopped creates
@@ -28,6 +31,7 @@ TASK_FAMILY (only tasks of this task definition family get names).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -117,18 +121,16 @@ def record_name(task: str, domain: str) -> str:
     return f"{task}.{domain}."
 
 
-def owner_value(cfg: Config, task_arn: str) -> str:
-    """The TXT value that marks a name as this function's, for this cluster and task."""
-    return f'"{OWNER_PREFIX} cluster={cfg.cluster_arn} task={task_arn}"'
+def owner_value(cfg: Config, task: str) -> str:
+    """The TXT value (quoted, as Route53 stores it) that marks `<task>.<domain>` as this
+    function's for this cluster: 89 characters whatever the cluster and task."""
+    digest = hashlib.sha256(f"{cfg.cluster_arn}/{task_id(task)}".encode()).hexdigest()
+    return f'"{OWNER_PREFIX} owner={digest}"'
 
 
-def owned_task_arn(cfg: Config, txt_values: Iterable[str]) -> str | None:
-    """The task ARN in an ownership TXT of this cluster, or None if the name is not ours."""
-    prefix = f'"{OWNER_PREFIX} cluster={cfg.cluster_arn} task='
-    for value in txt_values:
-        if value.startswith(prefix) and value.endswith('"'):
-            return value[len(prefix) : -1]
-    return None
+def is_owned(cfg: Config, name: str, txt_values: Iterable[str]) -> bool:
+    """True when the TXT at `name` (`<taskId>.<domain>.`) is this function's mark."""
+    return owner_value(cfg, name.split(".", 1)[0]) in set(txt_values)
 
 
 def _family_of(task_definition_arn: str) -> str:
@@ -216,15 +218,16 @@ def _change(clients: Clients, cfg: Config, changes: list[dict], comment: str) ->
 
 
 def upsert(clients: Clients, cfg: Config, task_arn: str, ip: str) -> str:
-    """Point `<taskId>.<domain>` at `ip` with its ownership TXT. Returns what happened."""
+    """Point `<taskId>.<domain>` at `ip` with its ownership TXT (the task by ARN or ID).
+    Returns what happened."""
     name = record_name(task_id(task_arn), cfg.domain)
     existing = _rrsets_at(clients, cfg, name)
-    owner = owned_task_arn(cfg, _txt_values(existing.get("TXT")))
-    if existing and owner is None:
+    owned = is_owned(cfg, name, _txt_values(existing.get("TXT")))
+    if existing and not owned:
         LOG.warning("%s exists without this function's ownership record: left alone", name)
         return "foreign"
     current = [r["Value"] for r in existing.get("A", {}).get("ResourceRecords", [])]
-    if owner == task_arn and current == [ip]:
+    if owned and current == [ip]:
         return "unchanged"
     _change(
         clients,
@@ -261,7 +264,7 @@ def delete_owned(clients: Clients, cfg: Config, name: str) -> str:
         existing = _rrsets_at(clients, cfg, name)
         if not existing:
             return "absent"
-        if owned_task_arn(cfg, _txt_values(existing.get("TXT"))) is None:
+        if not is_owned(cfg, name, _txt_values(existing.get("TXT"))):
             LOG.warning("%s is not owned by this function: left alone", name)
             return "foreign"
         changes = [
@@ -281,6 +284,7 @@ def delete_owned(clients: Clients, cfg: Config, name: str) -> str:
 
 
 def describe(clients: Clients, cfg: Config, task_arns: list[str]) -> dict[str, dict]:
+    """The tasks (given by ARN or ID), by task ID."""
     out: dict[str, dict] = {}
     for i in range(0, len(task_arns), 100):  # DescribeTasks takes at most 100 tasks
         found = with_retries(
@@ -289,7 +293,7 @@ def describe(clients: Clients, cfg: Config, task_arns: list[str]) -> dict[str, d
             ),
             "DescribeTasks",
         )
-        out.update({t["taskArn"]: t for t in found.get("tasks", [])})
+        out.update({task_id(t["taskArn"]): t for t in found.get("tasks", [])})
     return out
 
 
@@ -315,7 +319,7 @@ def on_task_state_change(clients: Clients, cfg: Config, detail: dict) -> str:
     if last != "RUNNING" or desired != "RUNNING":
         return "pending"  # PROVISIONING, PENDING, ACTIVATING: no address yet
     # The event may be a late replay: act on the task's state now, not the event's.
-    current = describe(clients, cfg, [task_arn]).get(task_arn)
+    current = describe(clients, cfg, [task_arn]).get(task_id(task_arn))
     if not is_running(current):
         return delete_owned(clients, cfg, name)
     eni = eni_of(current) or eni_of(detail)
@@ -327,6 +331,7 @@ def on_task_state_change(clients: Clients, cfg: Config, detail: dict) -> str:
 
 
 def _running_tasks(clients: Clients, cfg: Config) -> dict[str, dict]:
+    """The running tasks of the cluster (and family), by task ID."""
     arns: list[str] = []
     kwargs: dict[str, Any] = {"cluster": cfg.cluster_arn, "desiredStatus": "RUNNING"}
     if cfg.family:
@@ -337,11 +342,11 @@ def _running_tasks(clients: Clients, cfg: Config) -> dict[str, dict]:
         if not page.get("nextToken"):
             break
         kwargs["nextToken"] = page["nextToken"]
-    return {arn: t for arn, t in describe(clients, cfg, arns).items() if is_running(t)}
+    return {tid: t for tid, t in describe(clients, cfg, arns).items() if is_running(t)}
 
 
 def _owned_records(clients: Clients, cfg: Config) -> dict[str, tuple[str, str | None]]:
-    """name -> (task ARN from the ownership TXT, current A value) for every name we own."""
+    """name -> (task ID, current A value) for every name we own."""
     suffix = f".{cfg.domain}."
     txt: dict[str, str] = {}
     a: dict[str, str] = {}
@@ -356,9 +361,8 @@ def _owned_records(clients: Clients, cfg: Config) -> dict[str, tuple[str, str | 
             if not name.endswith(suffix) or name.count(".") != suffix.count("."):
                 continue  # only direct children of the domain are task names
             if rrset["Type"] == "TXT":
-                owner = owned_task_arn(cfg, _txt_values(rrset))
-                if owner:
-                    txt[name] = owner
+                if is_owned(cfg, name, _txt_values(rrset)):
+                    txt[name] = name.split(".", 1)[0]
             elif rrset["Type"] == "A" and rrset.get("ResourceRecords"):
                 a[name] = rrset["ResourceRecords"][0]["Value"]
         if not page.get("IsTruncated"):
@@ -368,7 +372,7 @@ def _owned_records(clients: Clients, cfg: Config) -> dict[str, tuple[str, str | 
             "StartRecordName": page["NextRecordName"],
             "StartRecordType": page["NextRecordType"],
         }
-    return {name: (arn, a.get(name)) for name, arn in txt.items()}
+    return {name: (task, a.get(name)) for name, task in txt.items()}
 
 
 def reconcile(clients: Clients, cfg: Config) -> dict[str, list[str]]:
@@ -376,19 +380,19 @@ def reconcile(clients: Clients, cfg: Config) -> dict[str, list[str]]:
     running = _running_tasks(clients, cfg)
     owned = _owned_records(clients, cfg)
     report: dict[str, list[str]] = {"upserted": [], "deleted": [], "unchanged": []}
-    for arn, task in running.items():
-        eni = eni_of(task)
+    for task, described in running.items():
+        eni = eni_of(described)
         ip = public_ip(clients, eni) if eni else None
         if ip is None:
             continue
-        result = upsert(clients, cfg, arn, ip)
-        report.setdefault(result, []).append(record_name(task_id(arn), cfg.domain))
-    running_names = {record_name(task_id(arn), cfg.domain) for arn in running}
-    candidates = {name: arn for name, (arn, _) in owned.items() if name not in running_names}
+        result = upsert(clients, cfg, task, ip)
+        report.setdefault(result, []).append(record_name(task, cfg.domain))
+    running_names = {record_name(task, cfg.domain) for task in running}
+    candidates = {name: task for name, (task, _) in owned.items() if name not in running_names}
     # A task may have started since ListTasks: only delete names whose task is really gone.
     now = describe(clients, cfg, sorted(set(candidates.values()))) if candidates else {}
-    for name, arn in sorted(candidates.items()):
-        if is_running(now.get(arn)) or (now.get(arn) or {}).get("lastStatus") in (
+    for name, task in sorted(candidates.items()):
+        if is_running(now.get(task)) or (now.get(task) or {}).get("lastStatus") in (
             "PROVISIONING",
             "PENDING",
             "ACTIVATING",

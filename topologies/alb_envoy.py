@@ -68,7 +68,7 @@ class AlbEnvoy(pulumi.ComponentResource):
         tasks_sg = tasks_security_group(
             f"{name}-tasks",
             network.vpc_id,
-            "Tasks: Envoy's TLS port from the load balancer only",
+            "Tasks: the Envoy TLS port from the load balancer only",
             parent=self,
         )
         allow_tcp(

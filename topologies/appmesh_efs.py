@@ -305,12 +305,12 @@ class AppmeshEfs(pulumi.ComponentResource):
 
         # --- security groups
         gateway_sg = tasks_security_group(
-            f"{name}-gateway", network.vpc_id, "Mesh gateway: Envoy's TLS port from the NLB", self
+            f"{name}-gateway", network.vpc_id, "Mesh gateway: the Envoy TLS port from the NLB", self
         )
         members_sg = tasks_security_group(
             f"{name}-services",
             network.vpc_id,
-            "Mesh services: Envoy's TLS port from the gateway and each other",
+            "Mesh services: the Envoy TLS port from the gateway and each other",
             self,
         )
         efs_clients = aws.ec2.SecurityGroup(
@@ -326,7 +326,7 @@ class AppmeshEfs(pulumi.ComponentResource):
                 members_sg.id,
                 port,
                 self,
-                description=f"Service Envoys' TLS port, from the {label}",
+                description=f"Service Envoy TLS port, from the {label}",
                 peer_group_id=peer.id,
             )
             allow_tcp(
@@ -334,7 +334,7 @@ class AppmeshEfs(pulumi.ComponentResource):
                 peer.id,
                 port,
                 self,
-                description="To the service Envoys' TLS port",
+                description="To the service Envoy TLS port",
                 peer_group_id=members_sg.id,
                 egress=True,
             )
@@ -496,7 +496,7 @@ class AppmeshEfs(pulumi.ComponentResource):
             gateway_sg.id,
             port,
             self,
-            description="Gateway Envoy's TLS port, from the load balancer",
+            description="Gateway Envoy TLS port, from the load balancer",
             peer_group_id=lb.security_group.id,
         )
         lb.allow_to_targets(gateway_sg.id, port)

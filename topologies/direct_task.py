@@ -268,7 +268,7 @@ class DirectTask(pulumi.ComponentResource):
         tasks_sg = tasks_security_group(
             f"{name}-tasks",
             network.vpc_id,
-            "direct-task: Envoy's TLS port from allowedCidrs",
+            "direct-task: the Envoy TLS port from allowedCidrs",
             parent=self,
         )
         for i, cidr in enumerate(s.allowed_cidrs):

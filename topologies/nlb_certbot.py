@@ -273,7 +273,7 @@ class NlbCertbot(pulumi.ComponentResource):
         tasks_sg = tasks_security_group(
             f"{name}-tasks",
             network.vpc_id,
-            "nlb-certbot: the app's TLS ports (and ACME HTTP-01) from the NLB",
+            "nlb-certbot: the app TLS ports (and ACME HTTP-01) from the NLB",
             parent=self,
         )
         open_ports = [lst.target_port for lst in listeners]

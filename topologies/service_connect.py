@@ -283,7 +283,7 @@ class ServiceConnect(pulumi.ComponentResource):
             members.id,
             public.port,
             self,
-            description="The public service's port, from the load balancer",
+            description="Port of the public service, from the load balancer",
             peer_group_id=lb.security_group.id,
         )
         lb.allow_to_targets(members.id, public.port)

@@ -101,8 +101,14 @@ class World:
         return f"{task_dns.task_id(task['taskArn'])}.{DOMAIN}."
 
 
+# The program names the cluster after the project and stack (components/naming.py).
+CLUSTER = "ecs-tls-dev"
+LONG_STACK = "payments-platform-production-eu-west-1-blue-green-canary-001"
+assert len(LONG_STACK) == 60
+
+
 @pytest.fixture
-def world(monkeypatch) -> Iterator[World]:
+def world(request, monkeypatch) -> Iterator[World]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setattr(task_dns, "sleep", lambda _s: None)
@@ -116,7 +122,8 @@ def world(monkeypatch) -> Iterator[World]:
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
         ecs = boto3.client("ecs", region_name=REGION)
-        cluster_arn = ecs.create_cluster(clusterName="ecs-tls-dev")["cluster"]["clusterArn"]
+        cluster = getattr(request, "param", CLUSTER)
+        cluster_arn = ecs.create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
         for family in (FAMILY, "something-else"):
             ecs.register_task_definition(
                 family=family,
@@ -159,7 +166,10 @@ def test_running_task_gets_an_a_record_and_an_ownership_txt(world: World) -> Non
     name = world.name(task)
     assert records[(name, "A")] == [ip]
     (owner,) = records[(name, "TXT")]
-    assert world.cluster_arn in owner and task["taskArn"] in owner
+    assert owner == task_dns.owner_value(world.cfg, task["taskArn"])
+    # Opaque: the public zone shows neither the account, the region nor the cluster.
+    for part in ("123456789012", REGION, "ecs-tls-dev", task_dns.task_id(task["taskArn"])):
+        assert part not in owner
     ttl = {
         r["Type"]: r["TTL"]
         for r in world.route53.list_resource_record_sets(HostedZoneId=world.zone_id)[
@@ -168,6 +178,30 @@ def test_running_task_gets_an_a_record_and_an_ownership_txt(world: World) -> Non
         if r["Name"] == name
     }
     assert ttl == {"A": 60, "TXT": 60}
+
+
+@pytest.mark.parametrize("world", [f"ecs-tls-{LONG_STACK}"], indirect=True)
+def test_a_sixty_character_stack_name_still_gets_names(world: World) -> None:
+    # The TXT used to hold both ARNs: past ~45 characters of stack name Route53 refused it
+    # (CharacterStringTooLong), and no task got a name. moto does not check that limit;
+    # the rule that does (scripts/emulator/aws_rules.py) is applied to what was written.
+    from scripts.emulator.aws_rules import RULES
+
+    (txt_rule,) = [r for r in RULES if r.id == "route53-txt-string"]
+    task, ip = world.run_task()
+    assert len(world.cluster_arn) > 100
+    assert handle(world, world.event(task, "RUNNING", "RUNNING")) == "upserted"
+    records = world.records()
+    assert records[(world.name(task), "A")] == [ip]
+    (owner,) = records[(world.name(task), "TXT")]
+    assert txt_rule.violation(owner) is None and len(owner) == 89
+    # The mark is still told apart from another cluster's: a second stack with the same
+    # domain never touches this name.
+    other = task_dns.Config(world.cfg.zone_id, world.cfg.domain, world.cluster_arn + "x", None)
+    assert not task_dns.is_owned(other, world.name(task), [owner])
+    world.ecs.stop_task(cluster=world.cluster_arn, task=task["taskArn"])
+    assert handle(world, world.event(task, "STOPPED", "STOPPED")) == "deleted"
+    assert (world.name(task), "TXT") not in world.records()
 
 
 def test_replaying_events_is_idempotent(world: World) -> None:

@@ -1,0 +1,525 @@
+"""What AWS refuses server-side that botocore's models do not say.
+
+botocore's service models carry most input constraints (required members, lengths, enums,
+patterns) and `aws_requests` checks every request against them. The API references
+document more, which the models omit and which neither mocks, the Terraform provider nor
+moto enforce: EC2 refuses an apostrophe in a security group description, Route53 a TXT
+string over 255 characters. Each rule here names its source and where it applies twice:
+
+- `api`: the request members AWS checks (`service:Operation:Member.Path`, `[]` for each
+  element of a list), which the emulator's request check applies to every request;
+- `pulumi`: the pulumi-aws inputs that become those members (`(type token, path)`, paths in
+  the SDK's camelCase; `|json` parses a JSON string before going on), which the unit suite
+  applies to every resource of every shipped stack, so it fails before anyone emulates.
+
+A rule may also point at a botocore model member (`model`): its constraints then come from
+the model, and the row only says which pulumi-aws inputs feed it, so the unit suite checks
+them too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+# EC2's charset for security group names and descriptions and for rule descriptions.
+EC2_TEXT = r"[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    summary: str
+    source: str
+    api: tuple[str, ...] = ()
+    pulumi: tuple[tuple[str, str], ...] = ()
+    pattern: str | None = None  # the whole value must match
+    min_length: int | None = None
+    max_length: int | None = None
+    # A further check returning why a value breaks the rule, or None.
+    check: Callable[[str], str | None] | None = field(default=None, compare=False)
+    model: str | None = None  # "service:Operation:Member.Path": constraints from botocore
+
+    def violation(self, value: Any) -> str | None:
+        """Why `value` breaks this rule (None when it obeys or is not a string)."""
+        if not isinstance(value, str):
+            return None
+        for reason in self._reasons(value):
+            return f"{reason} ({self.id}: {self.summary}; {self.source})"
+        return None
+
+    def _reasons(self, value: str) -> Iterator[str]:
+        constraints = model_constraints(self.model) if self.model else {}
+        low = self.min_length if self.min_length is not None else constraints.get("min")
+        high = self.max_length if self.max_length is not None else constraints.get("max")
+        pattern = self.pattern or constraints.get("pattern")
+        if low is not None and len(value) < low:
+            yield f"{len(value)} characters, fewer than {low}"
+        if high is not None and len(value) > high:
+            yield f"{len(value)} characters, more than {high}"
+        if pattern and not full_match(pattern, value):
+            bad = sorted({c for c in value if not full_match(pattern, c)})
+            hint = f" (refused: {''.join(bad)!r})" if bad and len(pattern) < 60 else ""
+            yield f"does not match {pattern}{hint}"
+        if self.check:
+            reason = self.check(value)
+            if reason:
+                yield reason
+
+
+@cache
+def _compiled(pattern: str):
+    # AWS's models are written for Java's regex engine: \p{...} classes need `regex`.
+    import regex
+
+    return regex.compile(pattern, regex.V0)
+
+
+def full_match(pattern: str, value: str) -> bool:
+    """AWS applies a member's pattern to the whole value (Java's `matches`)."""
+    return _compiled(pattern).fullmatch(value) is not None
+
+
+@cache
+def _service_model(service: str):
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
+
+
+def model_shape(spec: str):
+    """The botocore shape of `service:Operation:Member.Path` (`[]` steps into lists)."""
+    service, operation, path = spec.split(":", 2)
+    shape = _service_model(service).operation_model(operation).input_shape
+    for step in path.split("."):
+        shape = shape.members[step.removesuffix("[]")]
+        if step.endswith("[]"):
+            shape = shape.member
+    return shape
+
+
+def model_constraints(spec: str) -> dict[str, Any]:
+    metadata = model_shape(spec).metadata
+    return {k: metadata[k] for k in ("min", "max", "pattern") if k in metadata}
+
+
+# --- checks that a pattern cannot say ---------------------------------------------------
+
+
+def txt_strings(value: str) -> list[str]:
+    """The character-strings of one TXT value: `"a" "b"` as Route53's API takes it, or
+    `a""b` as the Terraform provider (and so pulumi-aws) takes it, quoting each part."""
+    if value.startswith('"'):
+        return [m.group(1).replace('\\"', '"') for m in re.finditer(r'"((?:[^"\\]|\\.)*)"', value)]
+    return value.split('""')
+
+
+def _txt_strings_fit(value: str) -> str | None:
+    long = [s for s in txt_strings(value) if len(s) > 255]
+    if long:
+        return f"a TXT character-string of {len(long[0])} characters, more than 255"
+    return None
+
+
+def _secret_name_suffix(value: str) -> str | None:
+    if re.search(r"-[^-]{6}$", value):
+        return "ends with a hyphen and six characters, which Secrets Manager's partial ARNs confuse"
+    return None
+
+
+def policy_length(document: str) -> int:
+    """IAM counts a policy's characters without white space."""
+    return len(re.sub(r"\s", "", document))
+
+
+def _policy_limit(limit: int) -> Callable[[str], str | None]:
+    def check(document: str) -> str | None:
+        n = policy_length(document)
+        return f"{n} characters without white space, more than {limit}" if n > limit else None
+
+    return check
+
+
+def _lb_name(value: str) -> str | None:
+    if value.startswith("-") or value.endswith("-"):
+        return "begins or ends with a hyphen"
+    if value.startswith("internal-"):
+        return "begins with internal-"
+    return None
+
+
+def _not_sg_prefix(value: str) -> str | None:
+    return "begins with sg-" if value.lower().startswith("sg-") else None
+
+
+def _is_json(value: str) -> str | None:
+    try:
+        json.loads(value)
+    except ValueError as exc:
+        return f"is not JSON ({exc})"
+    return None
+
+
+# --- the rules ----------------------------------------------------------------------------
+
+_SG = "aws:ec2/securityGroup:SecurityGroup"
+_RULE_TYPES = (
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    "aws:ec2/securityGroupRule:SecurityGroupRule",
+)
+_PERMISSION_DESCRIPTIONS = tuple(
+    f"ec2:{op}:IpPermissions[].{ranges}[].Description"
+    for op in (
+        "AuthorizeSecurityGroupIngress",
+        "AuthorizeSecurityGroupEgress",
+        "UpdateSecurityGroupRuleDescriptionsIngress",
+        "UpdateSecurityGroupRuleDescriptionsEgress",
+    )
+    for ranges in ("IpRanges", "Ipv6Ranges", "PrefixListIds", "UserIdGroupPairs")
+)
+_ECS_NAME = r"[a-zA-Z0-9_-]+"
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        id="ec2-description",
+        summary="up to 255 of a-z A-Z 0-9, space and ._-:/()#,@[]+=&;{}!$*",
+        source="EC2 API reference: CreateSecurityGroup GroupDescription; IpRange, "
+        "Ipv6Range, PrefixListId, UserIdGroupPair and SecurityGroupRuleRequest Description",
+        api=(
+            "ec2:CreateSecurityGroup:Description",
+            *_PERMISSION_DESCRIPTIONS,
+            "ec2:ModifySecurityGroupRules:SecurityGroupRules[].SecurityGroupRule.Description",
+        ),
+        pulumi=(
+            (_SG, "description"),
+            (_SG, "ingress[].description"),
+            (_SG, "egress[].description"),
+            *((t, "description") for t in _RULE_TYPES),
+        ),
+        pattern=EC2_TEXT,
+        max_length=255,
+    ),
+    Rule(
+        id="ec2-group-name",
+        summary="up to 255 of EC2's description characters, not beginning with sg-",
+        source="EC2 API reference: CreateSecurityGroup GroupName",
+        api=("ec2:CreateSecurityGroup:GroupName",),
+        pulumi=((_SG, "name"),),
+        pattern=EC2_TEXT,
+        min_length=1,
+        max_length=255,
+        check=_not_sg_prefix,
+    ),
+    Rule(
+        id="elb-name",
+        summary="1 to 32 letters, digits and hyphens, no hyphen at either end, "
+        "not beginning with internal-",
+        source="ELB API reference: CreateLoadBalancer Name, CreateTargetGroup Name",
+        api=("elbv2:CreateLoadBalancer:Name", "elbv2:CreateTargetGroup:Name"),
+        pulumi=(
+            ("aws:lb/loadBalancer:LoadBalancer", "name"),
+            ("aws:lb/targetGroup:TargetGroup", "name"),
+        ),
+        pattern=r"[a-zA-Z0-9-]+",
+        min_length=1,
+        max_length=32,
+        check=_lb_name,
+    ),
+    Rule(
+        id="route53-txt-string",
+        summary="each character-string of a TXT value at most 255 characters",
+        source="Route53 API reference: ChangeResourceRecordSets errors, "
+        "CharacterStringTooLong; Route 53 Developer Guide, TXT record type",
+        api=(
+            "route53:ChangeResourceRecordSets:"
+            "ChangeBatch.Changes[].ResourceRecordSet.ResourceRecords[].Value",
+        ),
+        pulumi=(("aws:route53/record:Record", "records[]"),),
+        check=_txt_strings_fit,
+    ),
+    Rule(
+        id="iam-trust-policy-size",
+        summary="a role trust policy of at most 2,048 characters without white space",
+        source="IAM User Guide, IAM and AWS STS quotas: role trust policy length (default)",
+        api=(
+            "iam:CreateRole:AssumeRolePolicyDocument",
+            "iam:UpdateAssumeRolePolicy:PolicyDocument",
+        ),
+        pulumi=(("aws:iam/role:Role", "assumeRolePolicy"),),
+        check=_policy_limit(2048),
+    ),
+    Rule(
+        id="iam-inline-policy-size",
+        summary="a role's inline policies at most 10,240 characters without white space "
+        "together (each one checked here, their sum by the unit suite)",
+        source="IAM User Guide, IAM and AWS STS quotas: role policy size",
+        api=("iam:PutRolePolicy:PolicyDocument",),
+        pulumi=(("aws:iam/rolePolicy:RolePolicy", "policy"),),
+        check=_policy_limit(10240),
+    ),
+    Rule(
+        id="iam-managed-policy-size",
+        summary="a managed policy of at most 6,144 characters without white space",
+        source="IAM User Guide, IAM and AWS STS quotas: managed policy size",
+        api=("iam:CreatePolicy:PolicyDocument", "iam:CreatePolicyVersion:PolicyDocument"),
+        pulumi=(("aws:iam/policy:Policy", "policy"),),
+        check=_policy_limit(6144),
+    ),
+    Rule(
+        id="iam-role-name",
+        summary="the model's role name",
+        source="botocore model iam CreateRole RoleName",
+        model="iam:CreateRole:RoleName",
+        pulumi=(("aws:iam/role:Role", "name"),),
+    ),
+    Rule(
+        id="iam-role-description",
+        summary="the model's role description",
+        source="botocore model iam CreateRole Description",
+        model="iam:CreateRole:Description",
+        pulumi=(("aws:iam/role:Role", "description"),),
+    ),
+    Rule(
+        id="iam-policy-name",
+        summary="the model's policy name",
+        source="botocore model iam PutRolePolicy PolicyName",
+        model="iam:PutRolePolicy:PolicyName",
+        pulumi=(("aws:iam/rolePolicy:RolePolicy", "name"),),
+    ),
+    Rule(
+        id="ecs-name",
+        summary="1 to 255 letters, digits, hyphens and underscores",
+        source="ECS API reference: CreateCluster clusterName, CreateService serviceName, "
+        "RegisterTaskDefinition family, ContainerDefinition name",
+        api=(
+            "ecs:CreateCluster:clusterName",
+            "ecs:CreateService:serviceName",
+            "ecs:RegisterTaskDefinition:family",
+            "ecs:RegisterTaskDefinition:containerDefinitions[].name",
+        ),
+        pulumi=(
+            ("aws:ecs/cluster:Cluster", "name"),
+            ("aws:ecs/service:Service", "name"),
+            ("aws:ecs/taskDefinition:TaskDefinition", "family"),
+            ("aws:ecs/taskDefinition:TaskDefinition", "containerDefinitions|json[].name"),
+        ),
+        pattern=_ECS_NAME,
+        min_length=1,
+        max_length=255,
+    ),
+    Rule(
+        id="secretsmanager-name",
+        summary="1 to 512 of ASCII letters, digits and /_+=.@-, not ending in a hyphen "
+        "and six characters",
+        source="Secrets Manager API reference: CreateSecret Name",
+        api=("secretsmanager:CreateSecret:Name",),
+        pulumi=(("aws:secretsmanager/secret:Secret", "name"),),
+        pattern=r"[A-Za-z0-9/_+=.@-]+",
+        min_length=1,
+        max_length=512,
+        check=_secret_name_suffix,
+    ),
+    Rule(
+        id="secretsmanager-description",
+        summary="the model's secret description",
+        source="botocore model secretsmanager CreateSecret Description",
+        model="secretsmanager:CreateSecret:Description",
+        pulumi=(("aws:secretsmanager/secret:Secret", "description"),),
+    ),
+    Rule(
+        id="sns-topic-name",
+        summary="1 to 256 ASCII letters, digits, underscores and hyphens",
+        source="SNS API reference: CreateTopic Name",
+        api=("sns:CreateTopic:Name",),
+        pulumi=(("aws:sns/topic:Topic", "name"),),
+        pattern=r"[A-Za-z0-9_-]+",
+        min_length=1,
+        max_length=256,
+    ),
+    Rule(
+        id="sqs-queue-name",
+        summary="1 to 80 letters, digits, hyphens and underscores (.fifo for FIFO queues)",
+        source="SQS API reference: CreateQueue QueueName",
+        api=("sqs:CreateQueue:QueueName",),
+        pulumi=(("aws:sqs/queue:Queue", "name"),),
+        pattern=r"[A-Za-z0-9_-]+(\.fifo)?",
+        min_length=1,
+        max_length=80,
+    ),
+    Rule(
+        id="dlm-description",
+        summary="the model's policy description: [0-9A-Za-z _-]+, at most 500",
+        source="botocore model dlm CreateLifecyclePolicy Description",
+        model="dlm:CreateLifecyclePolicy:Description",
+        pulumi=(("aws:dlm/lifecyclePolicy:LifecyclePolicy", "description"),),
+    ),
+    Rule(
+        id="dlm-schedule-name",
+        summary="the model's schedule name: [0-9A-Za-z _-]+, at most 120",
+        source="botocore model dlm CreateLifecyclePolicy PolicyDetails.Schedules[].Name",
+        model="dlm:CreateLifecyclePolicy:PolicyDetails.Schedules[].Name",
+        pulumi=(("aws:dlm/lifecyclePolicy:LifecyclePolicy", "policyDetails.schedules[].name"),),
+    ),
+    Rule(
+        id="scheduler-name",
+        summary="the model's schedule name",
+        source="botocore model scheduler CreateSchedule Name",
+        model="scheduler:CreateSchedule:Name",
+        pulumi=(("aws:scheduler/schedule:Schedule", "name"),),
+    ),
+    Rule(
+        id="scheduler-description",
+        summary="the model's schedule description",
+        source="botocore model scheduler CreateSchedule Description",
+        model="scheduler:CreateSchedule:Description",
+        pulumi=(("aws:scheduler/schedule:Schedule", "description"),),
+    ),
+    Rule(
+        id="scheduler-target-input",
+        summary="a universal target's input is JSON",
+        source="EventBridge Scheduler User Guide: universal targets take the API's "
+        "request parameters as JSON",
+        pulumi=(("aws:scheduler/schedule:Schedule", "target.input"),),
+        check=_is_json,
+    ),
+    Rule(
+        id="logs-group-name",
+        summary="the model's log group name",
+        source="botocore model logs CreateLogGroup logGroupName",
+        model="logs:CreateLogGroup:logGroupName",
+        pulumi=(("aws:cloudwatch/logGroup:LogGroup", "name"),),
+    ),
+    Rule(
+        id="events-rule",
+        summary="the model's rule name",
+        source="botocore model events PutRule Name",
+        model="events:PutRule:Name",
+        pulumi=(("aws:cloudwatch/eventRule:EventRule", "name"),),
+    ),
+    Rule(
+        id="events-rule-description",
+        summary="the model's rule description",
+        source="botocore model events PutRule Description",
+        model="events:PutRule:Description",
+        pulumi=(("aws:cloudwatch/eventRule:EventRule", "description"),),
+    ),
+    Rule(
+        id="lambda-description",
+        summary="the model's function description",
+        source="botocore model lambda CreateFunction Description",
+        model="lambda:CreateFunction:Description",
+        pulumi=(("aws:lambda/function:Function", "description"),),
+    ),
+    Rule(
+        id="lambda-name",
+        summary="the model's function name",
+        source="botocore model lambda CreateFunction FunctionName",
+        model="lambda:CreateFunction:FunctionName",
+        pulumi=(("aws:lambda/function:Function", "name"),),
+    ),
+    Rule(
+        id="cloudwatch-alarm",
+        summary="the model's alarm name",
+        source="botocore model cloudwatch PutMetricAlarm AlarmName",
+        model="cloudwatch:PutMetricAlarm:AlarmName",
+        pulumi=(("aws:cloudwatch/metricAlarm:MetricAlarm", "name"),),
+    ),
+    Rule(
+        id="cloudwatch-alarm-description",
+        summary="the model's alarm description",
+        source="botocore model cloudwatch PutMetricAlarm AlarmDescription",
+        model="cloudwatch:PutMetricAlarm:AlarmDescription",
+        pulumi=(("aws:cloudwatch/metricAlarm:MetricAlarm", "alarmDescription"),),
+    ),
+    Rule(
+        id="servicediscovery-namespace-description",
+        summary="the model's namespace description",
+        source="botocore model servicediscovery CreateHttpNamespace Description",
+        model="servicediscovery:CreateHttpNamespace:Description",
+        pulumi=(
+            ("aws:servicediscovery/httpNamespace:HttpNamespace", "description"),
+            ("aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace", "description"),
+            ("aws:servicediscovery/service:Service", "description"),
+        ),
+    ),
+    Rule(
+        id="efs-access-point-path",
+        summary="the model's access point root directory",
+        source="botocore model efs CreateAccessPoint RootDirectory.Path",
+        model="efs:CreateAccessPoint:RootDirectory.Path",
+        pulumi=(("aws:efs/accessPoint:AccessPoint", "rootDirectory.path"),),
+    ),
+    Rule(
+        id="kms-description",
+        summary="the model's key description",
+        source="botocore model kms CreateKey Description",
+        model="kms:CreateKey:Description",
+        pulumi=(("aws:kms/key:Key", "description"),),
+    ),
+    Rule(
+        id="ssm-parameter-name",
+        summary="the model's parameter name",
+        source="botocore model ssm PutParameter Name",
+        model="ssm:PutParameter:Name",
+        pulumi=(("aws:ssm/parameter:Parameter", "name"),),
+    ),
+)
+
+
+def rules_for_api(service: str, operation: str) -> dict[str, list[Rule]]:
+    """`{member path: rules}` that apply to one operation's input."""
+    out: dict[str, list[Rule]] = {}
+    for rule in RULES:
+        for spec in rule.api:
+            svc, op, path = spec.split(":", 2)
+            if (svc, op) == (service, operation):
+                out.setdefault(path, []).append(rule)
+    return out
+
+
+def values_at(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Each value at `path` (`a.b[].c`, `|json` parses a JSON string), with where it is."""
+    yield from _walk(value, [s for s in re.split(r"\.(?![^\[]*\])", path) if s], "")
+
+
+def _walk(value: Any, steps: list[str], where: str) -> Iterator[tuple[str, Any]]:
+    if not steps:
+        yield where, value
+        return
+    step, rest = steps[0], steps[1:]
+    key, _, parse = step.partition("|")
+    each = key.endswith("[]") or parse.endswith("[]")
+    key = key.removesuffix("[]")
+    parse = parse.removesuffix("[]")
+    if key:
+        if not isinstance(value, dict) or value.get(key) is None:
+            return
+        value, where = value[key], f"{where}.{key}" if where else key
+    if parse == "json":
+        if not isinstance(value, str):
+            return
+        value = json.loads(value)
+    if each:
+        for i, item in enumerate(value if isinstance(value, list) else []):
+            yield from _walk(item, rest, f"{where}[{i}]")
+    else:
+        yield from _walk(value, rest, where)
+
+
+def pulumi_violations(type_: str, inputs: dict[str, Any]) -> list[str]:
+    """Every rule a pulumi-aws resource's inputs break, as `path = value: why` lines."""
+    found = []
+    for rule in RULES:
+        for token, path in rule.pulumi:
+            if token != type_:
+                continue
+            for where, value in values_at(inputs, path):
+                reason = rule.violation(value)
+                if reason:
+                    found.append(f"{where} = {value!r}: {reason}")
+    return found
