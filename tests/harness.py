@@ -53,6 +53,10 @@ class Resource:
     delete_before_replace: bool = False
     protect: bool = False
     retain_on_delete: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    # Which resources each input was computed from (the emulator turns these into
+    # references of its Terraform configuration).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"<{self.type} {self.name}>"
@@ -253,6 +257,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     delete_before_replace=request.deleteBeforeReplace,
                     protect=request.protect,
                     retain_on_delete=request.retainOnDelete,
+                    ignore_changes=list(request.ignoreChanges),
+                    property_dependencies={
+                        k: list(v.urns) for k, v in request.propertyDependencies.items()
+                    },
                 )
             )
         return response

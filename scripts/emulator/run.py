@@ -1,0 +1,511 @@
+"""./scripts/emulate STACK [--switch-to OTHER ...] [--keep] [--workdir DIR]
+
+Applies a stack with the real Terraform AWS provider against moto, every request checked:
+
+1. starts moto on a loopback port behind the request check (`server`), and creates there
+   what a stack expects to exist already (the hosted zone of `hostedZoneId`);
+2. runs the program under the test mocks with the stack's configuration, as the CLI would
+   hand it over (scripts/stack_config.py), and translates what it registered (`translate`);
+3. `terraform init` (offline from the local plugin mirror when there is one), `validate`,
+   `plan` and `apply`; each `--switch-to` configuration is then applied on the same state,
+   as switching the stack's topology does: a resource both configurations declare must be
+   updated in place, never replaced;
+4. `destroy`, after which nothing the run created is left in moto except what the program
+   retains on purpose (`retain_on_delete`), which must still be there.
+
+It prints per resource what was created, updated, replaced or deleted, and exits 1 on the
+first failure: a request that breaks one of AWS's rules, a provider error, a replaced shared
+resource, or a leftover. Types moto cannot create are listed; they are validated and planned,
+not applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.emulator.translate import (  # noqa: E402
+    ProviderSchema,
+    TlsMaterial,
+    Translation,
+    translate,
+)
+
+REGION = "eu-west-1"
+PROVIDER = "hashicorp/aws"
+INSTALL_HINT = (
+    "terraform is not on PATH: install Terraform 1.5 or later "
+    "(https://developer.hashicorp.com/terraform/install) and, offline, a plugin mirror with "
+    "hashicorp/aws (ECS_TLS_TF_PLUGIN_DIR=<dir>)"
+)
+CACHE = ROOT / ".emulate"
+# moto answers at once; most of a run is the provider's waiters, which overlap.
+PARALLELISM = 30
+
+# What moto cannot do and the translation therefore changes, each with its reason.
+# (pulumi type, provider argument) -> value.
+ADJUSTMENTS = {
+    # moto runs no container: a service never reaches a steady state, and the provider would
+    # wait for it until its timeout.
+    ("aws:ecs/service:Service", "wait_for_steady_state"): False,
+}
+
+
+class EmulateError(Exception):
+    """A failed run, with the reason."""
+
+
+def plugin_dir() -> Path | None:
+    """The filesystem mirror holding hashicorp/aws, if this machine has one."""
+    for candidate in (os.environ.get("ECS_TLS_TF_PLUGIN_DIR"), "/opt/tf-plugins"):
+        if candidate and (Path(candidate) / "registry.terraform.io" / PROVIDER).is_dir():
+            return Path(candidate)
+    return None
+
+
+def provider_version(mirror: Path | None) -> str | None:
+    if mirror is None:
+        return None
+    versions = sorted((mirror / "registry.terraform.io" / PROVIDER).iterdir())
+    return versions[-1].name if versions else None
+
+
+@dataclass
+class Terraform:
+    workdir: Path
+    log: list[str] = field(default_factory=list)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            "CHECKPOINT_DISABLE": "1",
+            "TF_CLI_CONFIG_FILE": os.devnull,
+        }
+        started = time.monotonic()
+        done = subprocess.run(
+            ["terraform", *args, "-no-color"],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        self.log.append(f"terraform {args[0]}: {time.monotonic() - started:.1f} s")
+        if check and done.returncode != 0:
+            raise EmulateError(f"terraform {' '.join(args)} failed:\n{_errors(done)}")
+        return done
+
+
+def _errors(done: subprocess.CompletedProcess) -> str:
+    text = (done.stderr or "") + (done.stdout or "")
+    lines = [line for line in text.splitlines() if line.strip(" │╷╵")]
+    errors = [i for i, line in enumerate(lines) if "Error:" in line]
+    if not errors:
+        return "\n".join(lines[-40:])
+    return "\n".join(lines[errors[0] : errors[0] + 60])
+
+
+def init(tf: Terraform, version: str | None, mirror: Path | None) -> None:
+    provider: dict[str, Any] = {"source": PROVIDER}
+    if version:
+        provider["version"] = version
+    (tf.workdir / "versions.tf.json").write_text(
+        json.dumps({"terraform": {"required_providers": {"aws": provider}}}, indent=1)
+    )
+    tf.run("init", "-input=false", *((f"-plugin-dir={mirror}",) if mirror else ()))
+
+
+def schema(tf: Terraform, version: str | None) -> ProviderSchema:
+    cached = CACHE / f"schema-{version}.json" if version else None
+    if cached is None or not cached.is_file():
+        text = tf.run("providers", "schema", "-json").stdout
+        if cached is None:
+            cached = tf.workdir / "schema.json"
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(text)
+    return ProviderSchema.load(cached)
+
+
+# --- stacks ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    label: str  # the stack file whose configuration this is
+    config: dict[str, str]
+    secret_keys: tuple[str, ...]
+
+
+def load(spec: str) -> tuple[str, Stage]:
+    from scripts.plan import load_stack
+
+    name, source = load_stack(spec)
+    return name, Stage(spec, dict(source.config), source.secret_keys)
+
+
+def seed(emulator, stages: list[Stage]) -> None:
+    """What the stacks expect to exist: a hosted zone holding `domain`, whose moto ID
+    replaces the configured one."""
+    import boto3
+
+    zones: dict[str, str] = {}
+    route53 = boto3.client(
+        "route53",
+        endpoint_url=emulator.url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    # The region's EC2 defaults (default VPC, prefix lists) exist before the baseline.
+    for region in (REGION, "us-east-1"):
+        boto3.client(
+            "ec2",
+            endpoint_url=emulator.url,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).describe_vpcs()
+    for stage in stages:
+        if "ecs-tls:hostedZoneId" not in stage.config:
+            continue
+        domain = stage.config["ecs-tls:domain"].rstrip(".")
+        parent = domain.split(".", 1)[1] if domain.count(".") >= 2 else domain
+        if parent not in zones:
+            zone = route53.create_hosted_zone(Name=parent, CallerReference=f"emulate-{parent}")
+            zones[parent] = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+        stage.config["ecs-tls:hostedZoneId"] = zones[parent]
+
+
+# --- one configuration ------------------------------------------------------------------
+
+
+def adjusted(translation: Translation) -> None:
+    for config in (translation.config, translation.apply_config):
+        for bodies in config["resource"].values():
+            for name, body in bodies.items():
+                r = next(r for a, r in translation.addresses.items() if a.split(".", 1)[1] == name)
+                for (type_, argument), value in ADJUSTMENTS.items():
+                    if r.type == type_ and argument in body:
+                        body[argument] = value
+
+
+def write(tf: Terraform, translation: Translation, config: dict) -> None:
+    (tf.workdir / "main.tf.json").write_text(json.dumps(config, indent=1))
+    for name, data in translation.archives.items():
+        (tf.workdir / name).write_bytes(data)
+
+
+def planned_changes(tf: Terraform) -> list[tuple[str, str]]:
+    """(action, address) of the saved plan, `replace` for delete+create."""
+    shown = json.loads(tf.run("show", "-json", "plan.bin").stdout)
+    out = []
+    for change in shown.get("resource_changes", []):
+        actions = change["change"]["actions"]
+        if actions == ["no-op"] or actions == ["read"]:
+            continue
+        action = "replace" if set(actions) == {"create", "delete"} else actions[0]
+        out.append((action, change["address"]))
+    return out
+
+
+def describe(address: str, translation: Translation | None, known: dict[str, str]) -> str:
+    r = translation.addresses.get(address) if translation else None
+    label = f"{r.type} {r.name}" if r else known.get(address, address)
+    return label
+
+
+# --- leftovers ----------------------------------------------------------------------------
+
+
+def moto_inventory() -> Counter:
+    """Every live object moto's backends hold, as (service, "account/region", model,
+    identity) counts, and one (service, "account/region", "", "") entry per backend.
+
+    moto's own /moto-api/data.json lists every object ever created, deleted or not; the
+    backends' dictionaries hold what exists, so they are walked instead (moto runs in this
+    process). Objects AWS keeps visible for a while after deletion (a deleted NAT gateway,
+    an INACTIVE ECS service, a secret scheduled for deletion) are not live."""
+    from moto.backends import get_backend, list_of_moto_modules
+    from moto.core.common_models import BaseModel
+
+    found: Counter = Counter()
+    for module in list_of_moto_modules():
+        if f"moto.{module}.models" not in sys.modules:
+            continue  # never imported: holds nothing
+        try:
+            backends = get_backend(module)  # type: ignore[call-overload]
+        except Exception:
+            continue
+        for account, regions in list(backends.items()):
+            for region, backend in list(regions.items()):
+                where = f"{account}/{region}"
+                found.update(_live(backend, BaseModel, module, where))
+                found[(module, where, "", "")] = 1
+    return found
+
+
+def _live(backend: Any, base: type, module: str, where: str) -> Counter:
+    """The backend's live objects: those its containers hold, less those deleted and what
+    a deleted object owns (moto keeps a deleted NAT gateway's interface, AWS does not)."""
+    objects = list(_models(vars(backend), base, set(), 0))
+    deleted = [obj for obj in objects if _deleted(obj)]
+    owned = {id(v) for obj in deleted for v in vars(obj).values() if isinstance(v, base)}
+    # moto keeps a deleted VPC's default network ACL; AWS deletes it with the VPC.
+    vpcs = getattr(backend, "vpcs", None)
+    counts: Counter = Counter()
+    for obj in objects:
+        identity = _identity(obj)
+        vpc = getattr(obj, "vpc_id", None)
+        if isinstance(vpcs, dict) and isinstance(vpc, str) and vpc not in vpcs:
+            continue
+        if identity and not _deleted(obj) and id(obj) not in owned:
+            counts[(module, where, type(obj).__name__, identity)] += 1
+    return counts
+
+
+def _deleted(obj: Any) -> bool:
+    for key in ("state", "status", "lifecycle_state"):
+        value = getattr(obj, key, None)
+        if isinstance(value, str) and value.lower() in ("deleted", "deleting", "inactive"):
+            return True
+    return getattr(obj, "deleted_date", None) is not None
+
+
+def _models(value: Any, base: type, seen: set[int], depth: int):
+    """Models held in the backend's dictionaries, lists and sets (not inside other models:
+    a rule of a security group lives and dies with its group)."""
+    if depth > 4 or id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, base):
+        yield value
+        return
+    if isinstance(value, dict):
+        children = list(value.values())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        children = list(value)
+    else:
+        return
+    for child in children:
+        yield from _models(child, base, seen, depth + 1)
+
+
+def _identity(obj: Any) -> str:
+    for key in ("arn", "id", "name", "physical_resource_id"):
+        try:
+            value = getattr(obj, key, None)
+        except Exception:
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return ""  # nothing to tell two of its kind apart: not compared
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+
+    def say(self, text: str = "") -> None:
+        self.lines.append(text)
+        print(text, flush=True)
+
+
+def emulate(
+    stack_spec: str,
+    switches: list[str],
+    keep: bool = False,
+    workdir: Path | None = None,
+) -> Report:
+    from scripts.emulator import server
+    from tests.harness import run_program
+
+    if shutil.which("terraform") is None:
+        raise EmulateError(INSTALL_HINT)
+    report = Report()
+    stack, first = load(stack_spec)
+    stages = [first, *(load(spec)[1] for spec in switches)]
+    mirror = plugin_dir()
+    version = provider_version(mirror)
+    own_dir = workdir is None
+    workdir = Path(workdir or tempfile.mkdtemp(prefix=f"emulate-{stack}-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    tf = Terraform(workdir)
+    started = time.monotonic()
+    init(tf, version, mirror)
+    provider_schema = schema(tf, version)
+    report.say(
+        f"emulate {stack}: hashicorp/aws {version or '(registry)'} against moto, in {workdir}"
+    )
+    emulator = server.start()
+    try:
+        seed(emulator, stages)
+        baseline = moto_inventory()
+        tls = TlsMaterial()
+        known: dict[str, str] = {}
+        retained: dict[str, str] = {}  # address -> id, kept by the program on purpose
+        created: set[str] = set()  # IDs and ARNs of every resource the run applied
+        previous: set[str] = set()
+        translation: Translation | None = None
+        for index, stage in enumerate(stages):
+            verb = "apply" if index == 0 else "switch to"
+            topology = stage.config.get("ecs-tls:topology")
+            report.say(f"\n== {verb} {stage.label} (topology {topology}) on stack {stack}")
+            graph = run_program(stage.config, stack=stack, secret_keys=stage.secret_keys)
+            translation = translate(graph, provider_schema, emulator.url, REGION, tls)
+            adjusted(translation)
+            for line in translation.unresolved:
+                report.say(f"  note: {line}")
+            for address, r in translation.addresses.items():
+                known[address] = f"{r.type} {r.name}"
+            # Validate and plan everything the program declares.
+            write(tf, translation, translation.config)
+            tf.run("validate")
+            if translation.not_created:
+                tf.run("plan", "-input=false", "-lock=false", "-out=full.bin")
+                for address, reason in sorted(translation.not_created.items()):
+                    report.say(f"  planned, not created: {known[address]} ({reason})")
+            # What the program stops declaring and retains leaves the state, not AWS.
+            current = set(translation.addresses)
+            for address in sorted(previous - current):
+                if address in retained:
+                    tf.run("state", "rm", address)
+                    report.say(f"  retain  {known[address]} (left in AWS, out of the state)")
+            write(tf, translation, translation.apply_config)
+            tf.run("plan", "-input=false", "-out=plan.bin")
+            changes = planned_changes(tf)
+            replaced = [a for action, a in changes if action == "replace" and a in previous]
+            for action, address in changes:
+                report.say(f"  {action:8}{describe(address, translation, known)}")
+            if replaced and index > 0:
+                raise EmulateError(
+                    "the switch replaces what both configurations declare (the foundation "
+                    "must be updated in place): "
+                    + ", ".join(describe(a, translation, known) for a in replaced)
+                )
+            tf.run("apply", "-input=false", f"-parallelism={PARALLELISM}", "plan.bin")
+            _assert_clean(emulator, report)
+            state = json.loads(tf.run("show", "-json").stdout)
+            for resource in _state_resources(state):
+                values = resource["values"]
+                created.update(v for v in (values.get("id"), values.get("arn")) if v)
+                r = translation.addresses.get(resource["address"])
+                if r is not None and r.retain_on_delete:
+                    retained[resource["address"]] = resource["values"].get("id", "")
+            previous = current
+        if keep:
+            report.say(f"\n--keep: state and configuration in {workdir}; moto stops now")
+            return report
+        report.say("\n== destroy")
+        for address in sorted(retained):
+            if address in previous:
+                tf.run("state", "rm", address)
+                report.say(f"  retain  {known[address]} (left in AWS)")
+        destroyed = tf.run(
+            "destroy", "-auto-approve", "-input=false", f"-parallelism={PARALLELISM}"
+        )
+        count = destroyed.stdout.count("Destruction complete")
+        report.say(f"  deleted {count} resources")
+        _assert_clean(emulator, report)
+        _check_leftovers(baseline, created, retained, known, report)
+    finally:
+        report.say(f"  ({'; '.join(tf.log)})")
+        emulator.stop()
+        if own_dir and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.say(f"\n{stack}: done in {time.monotonic() - started:.0f} s ({'; '.join(tf.log)})")
+    return report
+
+
+def _state_resources(state: dict) -> list[dict]:
+    module = state.get("values", {}).get("root_module", {})
+    return module.get("resources", [])
+
+
+def _assert_clean(emulator, report: Report) -> None:
+    checked = emulator.checked
+    if checked.violations:
+        raise EmulateError(
+            "requests broke AWS's rules:\n" + "\n".join(f"  {v}" for v in checked.violations)
+        )
+    if checked.unparsed:
+        raise EmulateError(
+            "requests the check could not read (so not checked):\n"
+            + "\n".join(f"  {u}" for u in checked.unparsed)
+        )
+    total = sum(checked.checked.values())
+    report.say(f"  {total} requests checked against botocore's models and AWS's rules")
+
+
+def _check_leftovers(
+    baseline: Counter, created: set[str], retained: dict[str, str], known, report: Report
+) -> None:
+    """Fail on anything the run made that is still there, and on a retained resource gone.
+
+    What the run made: new objects in a backend that existed before it started, and, in
+    backends moto made during the run (a region's defaults come with them), objects whose
+    identity is an ID or ARN of a resource in the Terraform state."""
+    after = moto_inventory()
+    old_backends = {k[:2] for k in baseline if not k[3]}
+    kept = {i for i in retained.values() if i}
+    left = sorted(
+        key
+        for key in (after - baseline)
+        if key[3] and key[3] not in kept and (key[:2] in old_backends or key[3] in created)
+    )
+    missing = [a for a, i in retained.items() if not any(k[3] == i for k in after)]
+    for address in retained:
+        report.say(f"  kept    {known[address]}")
+    if missing:
+        raise EmulateError(
+            "retained resources are gone after destroy: " + ", ".join(known[a] for a in missing)
+        )
+    if left:
+        raise EmulateError(
+            "left in moto after destroy:\n"
+            + "\n".join(f"  {svc} {where} {model} {ident}" for (svc, where, model, ident) in left)
+        )
+    report.say("  nothing else is left")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./scripts/emulate", description=__doc__.split("\n")[0])
+    parser.add_argument("stack", help="a stack name (Pulumi.<name>.yaml) or a stack file")
+    parser.add_argument(
+        "--switch-to",
+        action="append",
+        default=[],
+        metavar="OTHER",
+        help="then apply OTHER's configuration on the same stack (repeatable)",
+    )
+    parser.add_argument("--keep", action="store_true", help="skip destroy; keep the work dir")
+    parser.add_argument("--workdir", type=Path, help="where Terraform's files go")
+    args = parser.parse_args(argv)
+    try:
+        emulate(args.stack, args.switch_to, keep=args.keep, workdir=args.workdir)
+    except EmulateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
