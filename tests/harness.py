@@ -188,6 +188,8 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state.setdefault("bucket", f"{args.name}-{digest[:7]}".lower())
         state["arn"] = f"arn:aws:s3:::{state['bucket']}"
         resource_id = state["bucket"]
+    if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+        state["latestVersion"] = 1.0
     if args.typ == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"
         resource_id = state["name"]

@@ -41,11 +41,13 @@ if str(ROOT) not in sys.path:
 from scripts.emulator.translate import (  # noqa: E402
     ProviderSchema,
     TlsMaterial,
+    TranslateError,
     Translation,
     translate,
 )
 
 REGION = "eu-west-1"
+ACCOUNT = "123456789012"  # moto's default account, and the test mocks'
 PROVIDER = "hashicorp/aws"
 INSTALL_HINT = (
     "terraform is not on PATH: install Terraform 1.5 or later "
@@ -107,6 +109,8 @@ class Terraform:
             check=False,
         )
         self.log.append(f"terraform {args[0]}: {time.monotonic() - started:.1f} s")
+        with (self.workdir / "terraform.log").open("a") as log:
+            log.write(f"$ terraform {' '.join(args)}\n{done.stdout}{done.stderr}\n")
         if check and done.returncode != 0:
             raise EmulateError(f"terraform {' '.join(args)} failed:\n{_errors(done)}")
         return done
@@ -160,36 +164,35 @@ def load(spec: str) -> tuple[str, Stage]:
 
 
 def seed(emulator, stages: list[Stage]) -> None:
-    """What the stacks expect to exist: a hosted zone holding `domain`, whose moto ID
-    replaces the configured one."""
+    """What the stacks expect to exist: the hosted zone of `hostedZoneId`, with that ID
+    (moto takes an ID registered for a zone's name), holding the parent of `domain`."""
     import boto3
+    from moto.route53.models import HostedZoneIdentifier
+    from moto.utilities.id_generator import moto_id_manager
 
-    zones: dict[str, str] = {}
-    route53 = boto3.client(
-        "route53",
-        endpoint_url=emulator.url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    # The region's EC2 defaults (default VPC, prefix lists) exist before the baseline.
-    for region in (REGION, "us-east-1"):
-        boto3.client(
-            "ec2",
+    def client(service: str, region: str = REGION):
+        return boto3.client(
+            service,
             endpoint_url=emulator.url,
             region_name=region,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
-        ).describe_vpcs()
+        )
+
+    # The region's EC2 defaults (default VPC, prefix lists) exist before the baseline.
+    for region in (REGION, "us-east-1"):
+        client("ec2", region).describe_vpcs()
+    zones: set[str] = set()
     for stage in stages:
-        if "ecs-tls:hostedZoneId" not in stage.config:
+        zone_id = stage.config.get("ecs-tls:hostedZoneId")
+        if not zone_id or zone_id in zones:
             continue
         domain = stage.config["ecs-tls:domain"].rstrip(".")
         parent = domain.split(".", 1)[1] if domain.count(".") >= 2 else domain
-        if parent not in zones:
-            zone = route53.create_hosted_zone(Name=parent, CallerReference=f"emulate-{parent}")
-            zones[parent] = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
-        stage.config["ecs-tls:hostedZoneId"] = zones[parent]
+        for name in (parent, f"{parent}."):
+            moto_id_manager.set_custom_id(HostedZoneIdentifier(ACCOUNT, name, None), zone_id)
+        client("route53").create_hosted_zone(Name=parent, CallerReference=f"emulate-{zone_id}")
+        zones.add(zone_id)
 
 
 # --- one configuration ------------------------------------------------------------------
@@ -211,17 +214,33 @@ def write(tf: Terraform, translation: Translation, config: dict) -> None:
         (tf.workdir / name).write_bytes(data)
 
 
-def planned_changes(tf: Terraform) -> list[tuple[str, str]]:
-    """(action, address) of the saved plan, `replace` for delete+create."""
-    shown = json.loads(tf.run("show", "-json", "plan.bin").stdout)
-    out = []
-    for change in shown.get("resource_changes", []):
-        actions = change["change"]["actions"]
-        if actions == ["no-op"] or actions == ["read"]:
-            continue
-        action = "replace" if set(actions) == {"create", "delete"} else actions[0]
-        out.append((action, change["address"]))
-    return out
+def plan(tf: Terraform, out: str) -> list[tuple[str, str]]:
+    """Plan into `out`; (action, address) of each change, `replace` for delete+create."""
+    done = tf.run("plan", "-input=false", "-json", f"-out={out}", check=False)
+    messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0:
+        errors = [m["@message"] for m in messages if m.get("@level") == "error"]
+        details = [m.get("diagnostic", {}).get("detail", "") for m in messages]
+        raise EmulateError("terraform plan failed:\n" + "\n".join(errors + details)[:6000])
+    changes = []
+    for message in messages:
+        if message.get("type") == "planned_change":
+            change = message["change"]
+            if change["action"] not in ("noop", "read"):
+                changes.append((change["action"], change["resource"]["addr"]))
+    return changes
+
+
+def state_resources(tf: Terraform) -> list[tuple[str, dict]]:
+    """(address, attributes) of each resource in the local state file."""
+    path = tf.workdir / "terraform.tfstate"
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    return [
+        (f"{r['type']}.{r['name']}", instance["attributes"])
+        for r in state.get("resources", [])
+        if r.get("mode") == "managed"
+        for instance in r.get("instances", [])
+    ]
 
 
 def describe(address: str, translation: Translation | None, known: dict[str, str]) -> str:
@@ -355,6 +374,8 @@ def emulate(
     report.say(
         f"emulate {stack}: hashicorp/aws {version or '(registry)'} against moto, in {workdir}"
     )
+    # Roles attach AWS managed policies, which moto knows only when asked to load them.
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     emulator = server.start()
     try:
         seed(emulator, stages)
@@ -380,7 +401,7 @@ def emulate(
             write(tf, translation, translation.config)
             tf.run("validate")
             if translation.not_created:
-                tf.run("plan", "-input=false", "-lock=false", "-out=full.bin")
+                plan(tf, "full.bin")
                 for address, reason in sorted(translation.not_created.items()):
                     report.say(f"  planned, not created: {known[address]} ({reason})")
             # What the program stops declaring and retains leaves the state, not AWS.
@@ -390,8 +411,7 @@ def emulate(
                     tf.run("state", "rm", address)
                     report.say(f"  retain  {known[address]} (left in AWS, out of the state)")
             write(tf, translation, translation.apply_config)
-            tf.run("plan", "-input=false", "-out=plan.bin")
-            changes = planned_changes(tf)
+            changes = plan(tf, "plan.bin")
             replaced = [a for action, a in changes if action == "replace" and a in previous]
             for action, address in changes:
                 report.say(f"  {action:8}{describe(address, translation, known)}")
@@ -403,13 +423,11 @@ def emulate(
                 )
             tf.run("apply", "-input=false", f"-parallelism={PARALLELISM}", "plan.bin")
             _assert_clean(emulator, report)
-            state = json.loads(tf.run("show", "-json").stdout)
-            for resource in _state_resources(state):
-                values = resource["values"]
+            for address, values in state_resources(tf):
                 created.update(v for v in (values.get("id"), values.get("arn")) if v)
-                r = translation.addresses.get(resource["address"])
+                r = translation.addresses.get(address)
                 if r is not None and r.retain_on_delete:
-                    retained[resource["address"]] = resource["values"].get("id", "")
+                    retained[address] = values.get("id", "")
             previous = current
         if keep:
             report.say(f"\n--keep: state and configuration in {workdir}; moto stops now")
@@ -433,11 +451,6 @@ def emulate(
             shutil.rmtree(workdir, ignore_errors=True)
     report.say(f"\n{stack}: done in {time.monotonic() - started:.0f} s ({'; '.join(tf.log)})")
     return report
-
-
-def _state_resources(state: dict) -> list[dict]:
-    module = state.get("values", {}).get("root_module", {})
-    return module.get("resources", [])
 
 
 def _assert_clean(emulator, report: Report) -> None:
@@ -501,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         emulate(args.stack, args.switch_to, keep=args.keep, workdir=args.workdir)
-    except EmulateError as exc:
+    except (EmulateError, TranslateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -55,6 +55,9 @@ MODULE_RENAMES = {
 ARGUMENT_RENAMES = {
     # The bridge names an alarm's `alarm_name` just `name`, like every other resource's.
     ("aws:cloudwatch/metricAlarm:MetricAlarm", "name"): "alarm_name",
+    # The bridge names a function's `function_name` just `name`.
+    ("aws:lambda/function:Function", "name"): "function_name",
+    ("aws:lambda/permission:Permission", "function"): "function_name",
     # The bridge turns the provider's `filename` (a zip on disk) into an Archive, `code`.
     ("aws:lambda/function:Function", "code"): "filename",
 }
@@ -406,12 +409,11 @@ def _computed_outputs(r: Resource, tf_type: str, schema: ProviderSchema) -> dict
     out: dict[str, str] = {}
     if isinstance(r.id, str) and r.id:
         out[r.id] = "id"
+    echoed = set(strings(unwrap(r.inputs)))
     for key, value in r.outputs.items():
-        if not isinstance(value, str) or len(value) < 6 or r.inputs.get(key) == value:
+        if not isinstance(value, str) or len(value) < 6 or value in echoed:
             continue
-        name = snake(key)
-        if name == "name" and "name" not in attributes and "alarm_name" in attributes:
-            name = "alarm_name"
+        name = ARGUMENT_RENAMES.get((r.type, key), snake(key))
         if name in attributes and attributes[name].get("type") == "string":
             out.setdefault(value, name)
     return out
@@ -469,10 +471,9 @@ def translate(
         # Pulumi auto-names what the program leaves unnamed: the mocks' name is that name.
         attributes = schema.block(tf_type)["attributes"]
         for key in ("name", "bucket"):
-            if key not in inputs and key in attributes and key in r.outputs:
+            argument = ARGUMENT_RENAMES.get((r.type, key), key)
+            if key not in inputs and argument in attributes and key in r.outputs:
                 inputs[key] = r.outputs[key]
-        if r.type == "aws:cloudwatch/metricAlarm:MetricAlarm" and "name" not in inputs:
-            inputs["name"] = r.outputs["name"]
         code = inputs.get("code")
         if isinstance(code, pulumi.AssetArchive):
             data = _archive(code)

@@ -1,0 +1,172 @@
+"""The real Terraform AWS provider against moto, every request checked (./scripts/emulate).
+
+Every shipped stack is applied, switched to another topology on the same state and
+destroyed, in three chains that run side by side (each its own moto and Terraform):
+
+- nlb-certbot -> direct-task -> nlb-certbot: the database's retained volume survives both
+  switches and the destroy;
+- dev -> appmesh-efs -> alb-envoy;
+- service-connect -> alb-envoy -> direct-task.
+
+Then the rules themselves, through the provider: a security group description with an
+apostrophe and a TXT string of 256 characters are refused by the request check, naming the
+rule and its source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT
+
+pytestmark = pytest.mark.integration
+
+CHAINS = {
+    "nlb-certbot": ["direct-task", "nlb-certbot"],
+    "dev": ["appmesh-efs", "alb-envoy"],
+    "service-connect": ["alb-envoy", "direct-task"],
+}
+
+
+def need_terraform() -> None:
+    from scripts.emulator.run import INSTALL_HINT
+
+    if shutil.which("terraform") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory):
+    """Start every chain at once; each test waits for its own."""
+    need_terraform()
+    running = {}
+    for stack, switches in CHAINS.items():
+        workdir = tmp_path_factory.mktemp(f"emulate-{stack}")
+        command = [sys.executable, "-m", "scripts.emulator.run", stack, "--workdir", str(workdir)]
+        for other in switches:
+            command += ["--switch-to", other]
+        log = (workdir / "run.log").open("w")
+        running[stack] = (
+            subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT),
+            workdir,
+        )
+    yield running
+    for process, _ in running.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("stack", list(CHAINS))
+def test_every_stack_applies_switches_and_destroys(chains, stack):
+    process, workdir = chains[stack]
+    try:
+        process.wait(timeout=540)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"{stack}: still running after 9 minutes")
+    output = (workdir / "run.log").read_text()
+    assert process.returncode == 0, output[-6000:]
+    assert output.count("requests checked against botocore's models") == len(CHAINS[stack]) + 2
+    assert "nothing else is left" in output
+    for other in CHAINS[stack]:
+        assert f"== switch to {other}" in output
+    if stack == "nlb-certbot":
+        # The database's volume: out of the state when the topology goes, and still in AWS.
+        assert "retain  aws:ebs/volume:Volume" in output
+        assert "kept    aws:ebs/volume:Volume" in output
+        assert "planned, not created: aws:dlm/lifecyclePolicy:LifecyclePolicy" in output
+
+
+# --- the rules, through the real provider ----------------------------------------------
+
+
+def apply(tmp_path: Path, resources: dict) -> tuple[int, str, list[str]]:
+    """Apply `resources` (Terraform JSON) against a fresh emulator; (exit status, output,
+    violations the request check recorded)."""
+    from scripts.emulator import server
+    from scripts.emulator.run import Terraform, init, plugin_dir, provider_version, schema
+    from scripts.emulator.translate import provider_block
+
+    need_terraform()
+    mirror = plugin_dir()
+    tf = Terraform(tmp_path)
+    init(tf, provider_version(mirror), mirror)
+    provider = schema(tf, provider_version(mirror))
+    with server.start() as emulator:
+        config = {
+            "provider": {"aws": provider_block(provider, emulator.url, "eu-west-1")},
+            "resource": resources,
+        }
+        (tmp_path / "main.tf.json").write_text(json.dumps(config))
+        done = tf.run("apply", "-auto-approve", "-input=false", check=False)
+        violations = [str(v) for v in emulator.checked.violations]
+    return done.returncode, done.stdout + done.stderr, violations
+
+
+def test_the_provider_sending_an_apostrophe_in_a_rule_description_fails(tmp_path):
+    status, output, violations = apply(
+        tmp_path,
+        {
+            "aws_vpc": {"v": {"cidr_block": "10.0.0.0/16"}},
+            "aws_security_group": {
+                "g": {"name": "g", "description": "ok", "vpc_id": "${aws_vpc.v.id}"}
+            },
+            "aws_vpc_security_group_egress_rule": {
+                "r": {
+                    "security_group_id": "${aws_security_group.g.id}",
+                    "ip_protocol": "tcp",
+                    "from_port": 443,
+                    "to_port": 443,
+                    "cidr_ipv4": "10.0.0.0/16",
+                    "description": "To the targets' port",
+                }
+            },
+        },
+    )
+    assert status != 0
+    (violation,) = violations
+    assert "AuthorizeSecurityGroupEgress" in violation
+    assert "ec2-description" in violation and "EC2 API reference" in violation
+    assert "ec2-description" in output  # the provider's error carries the check's message
+
+
+def test_the_provider_sending_a_txt_string_of_256_characters_fails(tmp_path):
+    status, output, violations = apply(
+        tmp_path,
+        {
+            "aws_route53_zone": {"z": {"name": "example.com"}},
+            "aws_route53_record": {
+                "ok": {
+                    "zone_id": "${aws_route53_zone.z.zone_id}",
+                    "name": "ok.example.com",
+                    "type": "TXT",
+                    "ttl": 60,
+                    "records": ["a" * 255],
+                },
+                "long": {
+                    "zone_id": "${aws_route53_zone.z.zone_id}",
+                    "name": "long.example.com",
+                    "type": "TXT",
+                    "ttl": 60,
+                    "records": ["b" * 256],
+                },
+            },
+        },
+    )
+    assert status != 0
+    (violation,) = violations
+    assert "ChangeResourceRecordSets" in violation and "route53-txt-string" in violation
+    assert "Route53 API reference" in violation
+    assert "long.example.com" not in output.split("Creation complete")[0] or "b" * 256 not in (
+        output
+    )
