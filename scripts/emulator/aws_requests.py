@@ -487,8 +487,9 @@ def _route(operation, protocol: str) -> _Route:
         else:
             pattern += re.escape(piece)
             literal += len(piece)
-    if not pattern.endswith("/"):
-        pattern += "/?"
+    # SDKs differ on a template's trailing slash (Route53's `.../rrset/`; the Go SDK sends
+    # `.../rrset`): either matches.
+    pattern = pattern.removesuffix("/") + "/?"
     required, declared = [], set()
     shape = operation.input_shape
     for name, member in shape.members.items() if shape else ():

@@ -354,7 +354,7 @@ def emulate(
     keep: bool = False,
     workdir: Path | None = None,
 ) -> Report:
-    from scripts.emulator import server
+    from scripts.emulator import moto_fixes, server
     from tests.harness import run_program
 
     if shutil.which("terraform") is None:
@@ -367,6 +367,9 @@ def emulate(
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"emulate-{stack}-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    # moto starts empty: a state left by an earlier run in this directory describes nothing.
+    for old in workdir.glob("terraform.tfstate*"):
+        old.unlink()
     tf = Terraform(workdir)
     started = time.monotonic()
     init(tf, version, mirror)
@@ -376,6 +379,7 @@ def emulate(
     )
     # Roles attach AWS managed policies, which moto knows only when asked to load them.
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    moto_fixes.apply()
     emulator = server.start()
     try:
         seed(emulator, stages)

@@ -1,0 +1,78 @@
+"""Where moto answers differently from AWS in a way that breaks the provider, and the fix
+made to moto in this process, each with the AWS behaviour it restores.
+
+Each fix is the smallest change to moto's answer, never to the program's request: the
+request check sees what the provider sends either way.
+"""
+
+from __future__ import annotations
+
+_APPLIED: list[str] = []
+
+
+def _service_without_network_configuration() -> None:
+    # AWS omits networkConfiguration from a service that has none (bridge or host network
+    # mode); moto answers {}, on which the provider's reader dereferences a missing
+    # awsvpcConfiguration and crashes (terraform-provider-aws 5.100, ecs/service.go,
+    # flattenNetworkConfiguration).
+    from moto.ecs import models
+
+    original = models.Service.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        if not self.network_configuration:
+            self.network_configuration = None
+
+    models.Service.__init__ = init
+
+
+def _load_balancers_active_at_once() -> None:
+    # AWS takes a few minutes to provision a load balancer; moto reports "provisioning"
+    # until the second description. Like every other delayed state in the emulator
+    # (server.py), it is made immediate: the provider still waits its fixed 30 s before
+    # it first looks (elbv2 waitLoadBalancerActive, Delay).
+    from moto.elbv2 import models
+
+    original = models.FakeLoadBalancer.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        self.state = "active"
+
+    models.FakeLoadBalancer.__init__ = init
+
+
+def _access_point_ids_as_aws_makes_them() -> None:
+    # AWS names access points fsap- and 17 hex digits, and Lambda's CreateFunction refuses
+    # any other (FileSystemConfig Arn pattern); moto makes 8.
+    from moto.efs import models
+    from moto.moto_api._internal import mock_random
+
+    original = models.AccessPoint.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        short = self.access_point_id
+        self.access_point_id = f"fsap-{mock_random.get_random_hex(17)}"
+        self.access_point_arn = self.access_point_arn.replace(short, self.access_point_id)
+
+    models.AccessPoint.__init__ = init
+
+
+FIXES = {
+    "ecs: no networkConfiguration on a service without awsvpc": (
+        _service_without_network_configuration
+    ),
+    "elbv2: load balancers active at once": _load_balancers_active_at_once,
+    "efs: access point IDs of 17 hex digits": _access_point_ids_as_aws_makes_them,
+}
+
+
+def apply() -> list[str]:
+    """Apply every fix once per process; returns what was fixed."""
+    for label, fix in FIXES.items():
+        if label not in _APPLIED:
+            fix()
+            _APPLIED.append(label)
+    return list(_APPLIED)
