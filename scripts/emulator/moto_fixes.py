@@ -60,12 +60,29 @@ def _access_point_ids_as_aws_makes_them() -> None:
     models.AccessPoint.__init__ = init
 
 
+def _file_system_policy_deletes() -> None:
+    # moto has no DeleteFileSystemPolicy; AWS removes the policy (204, empty body). The
+    # provider calls it whenever a file system's policy goes.
+    from moto.efs import models, responses
+
+    def delete_policy(backend, file_system_id: str) -> None:
+        backend.file_systems_by_id[file_system_id].file_system_policy = None
+
+    def delete_response(self):
+        self.efs_backend.delete_file_system_policy(self._get_param("FileSystemId"))
+        return 204, {}, ""
+
+    models.EFSBackend.delete_file_system_policy = delete_policy
+    responses.EFSResponse.delete_file_system_policy = delete_response
+
+
 FIXES = {
     "ecs: no networkConfiguration on a service without awsvpc": (
         _service_without_network_configuration
     ),
     "elbv2: load balancers active at once": _load_balancers_active_at_once,
     "efs: access point IDs of 17 hex digits": _access_point_ids_as_aws_makes_them,
+    "efs: DeleteFileSystemPolicy": _file_system_policy_deletes,
 }
 
 

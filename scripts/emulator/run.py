@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -198,6 +199,20 @@ def seed(emulator, stages: list[Stage]) -> None:
 # --- one configuration ------------------------------------------------------------------
 
 
+def renew_auto_names(graph, previous_urns: set[str], names: dict[tuple[str, str], str]) -> None:
+    """Pulumi auto-names a resource each time it creates it: one that a switch deleted
+    and a later switch creates again gets a new random suffix (and so does not collide
+    with what AWS keeps of the old one, such as a secret in its recovery window)."""
+    for r in graph:
+        for key in ("name", "bucket"):
+            value = r.outputs.get(key)
+            if not r.custom or key in r.inputs or not isinstance(value, str):
+                continue
+            if (r.urn, key) in names and r.urn not in previous_urns:
+                names[(r.urn, key)] = f"{value[:-7]}{secrets.token_hex(4)[:7]}"
+            names.setdefault((r.urn, key), value)
+
+
 def adjusted(translation: Translation) -> None:
     for config in (translation.config, translation.apply_config):
         for bodies in config["resource"].values():
@@ -214,20 +229,24 @@ def write(tf: Terraform, translation: Translation, config: dict) -> None:
         (tf.workdir / name).write_bytes(data)
 
 
-def plan(tf: Terraform, out: str) -> list[tuple[str, str]]:
-    """Plan into `out`; (action, address) of each change, `replace` for delete+create."""
-    done = tf.run("plan", "-input=false", "-json", f"-out={out}", check=False)
+def terraform_json(tf: Terraform, *args: str) -> list[tuple[str, str]]:
+    """Run `plan` or `apply` with -json; (action, address) of each planned change
+    (`replace` for delete+create). Raises with terraform's errors when it fails."""
+    done = tf.run(*args, "-input=false", "-json", check=False)
     messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0:
-        errors = [m["@message"] for m in messages if m.get("@level") == "error"]
-        details = [m.get("diagnostic", {}).get("detail", "") for m in messages]
-        raise EmulateError("terraform plan failed:\n" + "\n".join(errors + details)[:6000])
     changes = []
     for message in messages:
         if message.get("type") == "planned_change":
             change = message["change"]
             if change["action"] not in ("noop", "read"):
                 changes.append((change["action"], change["resource"]["addr"]))
+    if done.returncode != 0:
+        errors = [
+            f"{m['@message']}: {m.get('diagnostic', {}).get('detail', '')}".strip(": ")
+            for m in messages
+            if m.get("@level") == "error"
+        ]
+        raise EmulateError(f"terraform {args[0]} failed:\n" + "\n".join(errors)[:8000])
     return changes
 
 
@@ -389,23 +408,28 @@ def emulate(
         retained: dict[str, str] = {}  # address -> id, kept by the program on purpose
         created: set[str] = set()  # IDs and ARNs of every resource the run applied
         previous: set[str] = set()
+        previous_urns: set[str] = set()
+        auto_names: dict[tuple[str, str], str] = {}
         translation: Translation | None = None
         for index, stage in enumerate(stages):
             verb = "apply" if index == 0 else "switch to"
             topology = stage.config.get("ecs-tls:topology")
             report.say(f"\n== {verb} {stage.label} (topology {topology}) on stack {stack}")
             graph = run_program(stage.config, stack=stack, secret_keys=stage.secret_keys)
-            translation = translate(graph, provider_schema, emulator.url, REGION, tls)
+            renew_auto_names(graph, previous_urns, auto_names)
+            translation = translate(graph, provider_schema, emulator.url, REGION, tls, auto_names)
             adjusted(translation)
             for line in translation.unresolved:
                 report.say(f"  note: {line}")
             for address, r in translation.addresses.items():
                 known[address] = f"{r.type} {r.name}"
-            # Validate and plan everything the program declares.
+            # Validate and plan everything the program declares (plan validates too, so
+            # `validate` runs once per run).
             write(tf, translation, translation.config)
-            tf.run("validate")
+            if index == 0:
+                tf.run("validate")
             if translation.not_created:
-                plan(tf, "full.bin")
+                terraform_json(tf, "plan", "-refresh=false")
                 for address, reason in sorted(translation.not_created.items()):
                     report.say(f"  planned, not created: {known[address]} ({reason})")
             # What the program stops declaring and retains leaves the state, not AWS.
@@ -415,17 +439,22 @@ def emulate(
                     tf.run("state", "rm", address)
                     report.say(f"  retain  {known[address]} (left in AWS, out of the state)")
             write(tf, translation, translation.apply_config)
-            changes = plan(tf, "plan.bin")
-            replaced = [a for action, a in changes if action == "replace" and a in previous]
+            try:
+                changes = terraform_json(
+                    tf, "apply", "-auto-approve", f"-parallelism={PARALLELISM}"
+                )
+            except EmulateError:
+                _assert_clean(emulator, report)  # a refused request is the better reason
+                raise
             for action, address in changes:
                 report.say(f"  {action:8}{describe(address, translation, known)}")
-            if replaced and index > 0:
+            replaced = [a for action, a in changes if action == "replace" and a in previous]
+            if replaced:
                 raise EmulateError(
-                    "the switch replaces what both configurations declare (the foundation "
+                    "the switch replaced what both configurations declare (the foundation "
                     "must be updated in place): "
                     + ", ".join(describe(a, translation, known) for a in replaced)
                 )
-            tf.run("apply", "-input=false", f"-parallelism={PARALLELISM}", "plan.bin")
             _assert_clean(emulator, report)
             for address, values in state_resources(tf):
                 created.update(v for v in (values.get("id"), values.get("arn")) if v)
@@ -433,6 +462,7 @@ def emulate(
                 if r is not None and r.retain_on_delete:
                     retained[address] = values.get("id", "")
             previous = current
+            previous_urns = {r.urn for r in translation.addresses.values()}
         if keep:
             report.say(f"\n--keep: state and configuration in {workdir}; moto stops now")
             return report

@@ -61,9 +61,8 @@ ARGUMENT_RENAMES = {
     # The bridge turns the provider's `filename` (a zip on disk) into an Archive, `code`.
     ("aws:lambda/function:Function", "code"): "filename",
 }
-# Inputs pulumi-aws 7 (provider 6.x) has and provider 5.x does not, with what they become.
-# (Empty while the program uses none; the check below fails on any such input.)
-V6_ONLY: dict[tuple[str, str], str] = {}
+# Inputs pulumi-aws 7 (provider 6.x) has and provider 5.x lacks: none of the program's so
+# far. Any such input fails the translation (TranslateError) rather than being dropped.
 
 # Resource types moto cannot create, with the reason. They are validated and planned with
 # the rest; the apply leaves them out and what depends on them uses the mocks' outputs.
@@ -179,7 +178,7 @@ def convert_block(value: dict, block: dict, token: str, where: str = "") -> dict
         name, kind, schema = _find(key, block, token, path)
         if kind == "attribute":
             if schema.get("computed") and not (schema.get("optional") or schema.get("required")):
-                continue  # an output the mocks echoed, never sent
+                raise TranslateError(f"{token} input {path!r}: an output only, in this provider")
             if "nested_type" in schema:
                 out[name] = _convert_nested(item, schema["nested_type"], token, path)
             else:
@@ -445,7 +444,10 @@ def translate(
     endpoint: str,
     region: str,
     tls: TlsMaterial,
+    auto_names: dict[tuple[str, str], str] | None = None,
 ) -> Translation:
+    """`auto_names`: (URN, input) -> the auto-name to use instead of the mocks' (a resource
+    created again after a switch gets a new random suffix from Pulumi)."""
     import pulumi
 
     customs = [r for r in graph if r.custom and r.type not in TLS_TYPES]
@@ -471,9 +473,10 @@ def translate(
         # Pulumi auto-names what the program leaves unnamed: the mocks' name is that name.
         attributes = schema.block(tf_type)["attributes"]
         for key in ("name", "bucket"):
-            argument = ARGUMENT_RENAMES.get((r.type, key), key)
-            if key not in inputs and argument in attributes and key in r.outputs:
-                inputs[key] = r.outputs[key]
+            argument = attributes.get(ARGUMENT_RENAMES.get((r.type, key), key), {})
+            settable = argument.get("optional") or argument.get("required")
+            if key not in inputs and settable and key in r.outputs:
+                inputs[key] = (auto_names or {}).get((r.urn, key), r.outputs[key])
         code = inputs.get("code")
         if isinstance(code, pulumi.AssetArchive):
             data = _archive(code)
