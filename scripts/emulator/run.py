@@ -7,9 +7,10 @@ Applies a stack with the real Terraform AWS provider against moto, every request
 2. runs the program under the test mocks with the stack's configuration, as the CLI would
    hand it over (scripts/stack_config.py), and translates what it registered (`translate`);
 3. `terraform init` (offline from the local plugin mirror when there is one), `validate`,
-   `plan` and `apply`; each `--switch-to` configuration is then applied on the same state,
-   as switching the stack's topology does: a resource both configurations declare must be
-   updated in place, never replaced;
+   a `plan` of everything the program declares where some types are not created, and
+   `apply` (which plans what it applies); each `--switch-to` configuration is then applied
+   on the same state, as switching the stack's topology does: a resource both
+   configurations declare must be updated in place, never replaced;
 4. `destroy`, after which nothing the run created is left in moto except what the program
    retains on purpose (`retain_on_delete`), which must still be there.
 
@@ -143,7 +144,10 @@ def schema(tf: Terraform, version: str | None) -> ProviderSchema:
         if cached is None:
             cached = tf.workdir / "schema.json"
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(text)
+        # Runs side by side may write it at once: each renames a whole file into place.
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(cached)
     return ProviderSchema.load(cached)
 
 
@@ -405,7 +409,11 @@ def emulate(
         baseline = moto_inventory()
         tls = TlsMaterial()
         known: dict[str, str] = {}
-        retained: dict[str, str] = {}  # address -> id, kept by the program on purpose
+        # Resources the program retains: in the state now (address -> ID), and those taken
+        # out of it, which must outlive the run (address, ID).
+        retainable: dict[str, str] = {}
+        retained: list[tuple[str, str]] = []
+        planned: set[str] = set()
         created: set[str] = set()  # IDs and ARNs of every resource the run applied
         previous: set[str] = set()
         previous_urns: set[str] = set()
@@ -428,16 +436,21 @@ def emulate(
             write(tf, translation, translation.config)
             if index == 0:
                 tf.run("validate")
-            if translation.not_created:
+            # Types that are not created are planned once per run (again when one is new).
+            unplanned = {known[a] for a in translation.not_created} - planned
+            if unplanned:
                 terraform_json(tf, "plan", "-refresh=false")
+                planned.update(unplanned)
                 for address, reason in sorted(translation.not_created.items()):
                     report.say(f"  planned, not created: {known[address]} ({reason})")
             # What the program stops declaring and retains leaves the state, not AWS.
             current = set(translation.addresses)
-            for address in sorted(previous - current):
-                if address in retained:
-                    tf.run("state", "rm", address)
-                    report.say(f"  retain  {known[address]} (left in AWS, out of the state)")
+            dropped = sorted(a for a in previous - current if a in retainable)
+            if dropped:
+                tf.run("state", "rm", *dropped)
+            for address in dropped:
+                retained.append((address, retainable.pop(address)))
+                report.say(f"  retain  {known[address]} (left in AWS, out of the state)")
             write(tf, translation, translation.apply_config)
             try:
                 changes = terraform_json(
@@ -456,21 +469,23 @@ def emulate(
                     + ", ".join(describe(a, translation, known) for a in replaced)
                 )
             _assert_clean(emulator, report)
+            retainable = {}
             for address, values in state_resources(tf):
                 created.update(v for v in (values.get("id"), values.get("arn")) if v)
                 r = translation.addresses.get(address)
                 if r is not None and r.retain_on_delete:
-                    retained[address] = values.get("id", "")
+                    retainable[address] = values.get("id", "")
             previous = current
             previous_urns = {r.urn for r in translation.addresses.values()}
         if keep:
             report.say(f"\n--keep: state and configuration in {workdir}; moto stops now")
             return report
         report.say("\n== destroy")
-        for address in sorted(retained):
-            if address in previous:
-                tf.run("state", "rm", address)
-                report.say(f"  retain  {known[address]} (left in AWS)")
+        if retainable:
+            tf.run("state", "rm", *sorted(retainable))
+        for address, ident in sorted(retainable.items()):
+            retained.append((address, ident))
+            report.say(f"  retain  {known[address]} (left in AWS)")
         destroyed = tf.run(
             "destroy", "-auto-approve", "-input=false", f"-parallelism={PARALLELISM}"
         )
@@ -503,7 +518,7 @@ def _assert_clean(emulator, report: Report) -> None:
 
 
 def _check_leftovers(
-    baseline: Counter, created: set[str], retained: dict[str, str], known, report: Report
+    baseline: Counter, created: set[str], retained: list[tuple[str, str]], known, report: Report
 ) -> None:
     """Fail on anything the run made that is still there, and on a retained resource gone.
 
@@ -512,15 +527,17 @@ def _check_leftovers(
     identity is an ID or ARN of a resource in the Terraform state."""
     after = moto_inventory()
     old_backends = {k[:2] for k in baseline if not k[3]}
-    kept = {i for i in retained.values() if i}
+    # A resource's ID may join several (a secret version's is "<secret ARN>|<version>").
+    kept = {part for _, ident in retained for part in ident.split("|") if part}
     left = sorted(
         key
         for key in (after - baseline)
         if key[3] and key[3] not in kept and (key[:2] in old_backends or key[3] in created)
     )
-    missing = [a for a, i in retained.items() if not any(k[3] == i for k in after)]
-    for address in retained:
-        report.say(f"  kept    {known[address]}")
+    identities = {k[3] for k in after}
+    missing = [a for a, i in retained if not set(i.split("|")) & identities]
+    for address, ident in retained:
+        report.say(f"  kept    {known[address]} ({ident})")
     if missing:
         raise EmulateError(
             "retained resources are gone after destroy: " + ", ".join(known[a] for a in missing)
