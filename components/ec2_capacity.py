@@ -148,10 +148,18 @@ class ContainerInstances(pulumi.ComponentResource):
                 "http_endpoint": "enabled",
                 "http_put_response_hop_limit": 1,
             },
+            # The root volume is disposable (the data is on its own retained volume): said
+            # explicitly, so no replaced or scaled-in instance leaves one behind whatever the
+            # AMI's own mapping says (the emulator found them left after destroy).
             block_device_mappings=[
                 {
                     "device_name": "/dev/xvda",
-                    "ebs": {"encrypted": "true", "volume_type": "gp3", "volume_size": 30},
+                    "ebs": {
+                        "encrypted": "true",
+                        "volume_type": "gp3",
+                        "volume_size": 30,
+                        "delete_on_termination": "true",
+                    },
                 }
             ],
             tag_specifications=[

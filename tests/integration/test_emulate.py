@@ -45,9 +45,9 @@ def need_terraform() -> None:
         pytest.skip(INSTALL_HINT)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def chains(tmp_path_factory):
-    """Start every chain at once; each test waits for its own."""
+    """Start every chain with the module's first test; each chain's test waits for it."""
     need_terraform()
     running = {}
     for stack, switches in CHAINS.items():
@@ -65,27 +65,6 @@ def chains(tmp_path_factory):
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-@pytest.mark.parametrize("stack", list(CHAINS))
-def test_every_stack_applies_switches_and_destroys(chains, stack):
-    process, workdir = chains[stack]
-    try:
-        process.wait(timeout=540)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"{stack}: still running after 9 minutes")
-    output = (workdir / "run.log").read_text()
-    assert process.returncode == 0, output[-6000:]
-    assert output.count("requests checked against botocore's models") == len(CHAINS[stack]) + 2
-    assert "nothing else is left" in output
-    for other in CHAINS[stack]:
-        assert f"== switch to {other}" in output
-    if stack == "nlb-certbot":
-        # The database's volume: out of the state when the topology goes, and still in AWS.
-        assert "retain  aws:ebs/volume:Volume" in output
-        assert "kept    aws:ebs/volume:Volume" in output
-        assert "planned, not created: aws:dlm/lifecyclePolicy:LifecyclePolicy" in output
 
 
 # --- the rules, through the real provider ----------------------------------------------
@@ -171,6 +150,36 @@ def test_the_provider_sending_a_txt_string_of_256_characters_fails(tmp_path):
     assert "route53-txt-string" in output
 
 
+def test_a_dot_in_a_snapshot_policy_description_fails_before_any_request(tmp_path):
+    # The provider checks DLM's pattern itself (at validate); the request check would too.
+    status, output, violations = apply(
+        tmp_path,
+        {
+            "aws_dlm_lifecycle_policy": {
+                "p": {
+                    "description": "Daily snapshots of db.example.com",
+                    "execution_role_arn": "arn:aws:iam::123456789012:role/dlm",
+                    "policy_details": [
+                        {
+                            "resource_types": ["VOLUME"],
+                            "target_tags": {"k": "v"},
+                            "schedule": [
+                                {
+                                    "name": "daily 7 kept",
+                                    "create_rule": [{"interval": 24}],
+                                    "retain_rule": [{"count": 7}],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            }
+        },
+    )
+    assert status != 0 and violations == []
+    assert "invalid value for description" in output
+
+
 # --- the translation, without applying ----------------------------------------------------
 
 
@@ -240,3 +249,27 @@ def test_an_input_the_provider_does_not_have_is_an_error(provider_schema):
     assert convert_block({"description": "x"}, block, "t") == {"description": "x"}
     with pytest.raises(TranslateError, match="no argument 'not_an_argument'"):
         convert_block({"notAnArgument": 1}, block, "aws:ec2/securityGroup:SecurityGroup")
+
+
+# --- the chains, last: the tests above run while they do ------------------------------
+
+
+@pytest.mark.parametrize("stack", list(CHAINS))
+def test_every_stack_applies_switches_and_destroys(chains, stack):
+    process, workdir = chains[stack]
+    try:
+        process.wait(timeout=540)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"{stack}: still running after 9 minutes")
+    output = (workdir / "run.log").read_text()
+    assert process.returncode == 0, output[-6000:]
+    assert output.count("requests checked against botocore's models") == len(CHAINS[stack]) + 2
+    assert "nothing else is left" in output
+    for other in CHAINS[stack]:
+        assert f"== switch to {other}" in output
+    if stack == "nlb-certbot":
+        # The database's volume: out of the state when the topology goes, and still in AWS.
+        assert "retain  aws:ebs/volume:Volume" in output
+        assert "kept    aws:ebs/volume:Volume" in output
+        assert "planned, not created: aws:dlm/lifecyclePolicy:LifecyclePolicy" in output
