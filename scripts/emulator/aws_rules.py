@@ -166,6 +166,20 @@ def _is_json(value: str) -> str | None:
 
 # --- the rules ----------------------------------------------------------------------------
 
+
+def model_rule(rule_id: str, model: str, *pulumi: tuple[str, str]) -> Rule:
+    """A rule whose constraints are botocore's for `model`; the row says which pulumi-aws
+    inputs feed that member, so the unit suite checks them too."""
+    service, operation, member = model.split(":", 2)
+    return Rule(
+        id=rule_id,
+        summary=f"the model's {member}",
+        source=f"botocore model {service} {operation} {member}",
+        model=model,
+        pulumi=pulumi,
+    )
+
+
 _SG = "aws:ec2/securityGroup:SecurityGroup"
 _RULE_TYPES = (
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
@@ -270,26 +284,12 @@ RULES: tuple[Rule, ...] = (
         pulumi=(("aws:iam/policy:Policy", "policy"),),
         check=_policy_limit(6144),
     ),
-    Rule(
-        id="iam-role-name",
-        summary="the model's role name",
-        source="botocore model iam CreateRole RoleName",
-        model="iam:CreateRole:RoleName",
-        pulumi=(("aws:iam/role:Role", "name"),),
+    model_rule("iam-role-name", "iam:CreateRole:RoleName", ("aws:iam/role:Role", "name")),
+    model_rule(
+        "iam-role-description", "iam:CreateRole:Description", ("aws:iam/role:Role", "description")
     ),
-    Rule(
-        id="iam-role-description",
-        summary="the model's role description",
-        source="botocore model iam CreateRole Description",
-        model="iam:CreateRole:Description",
-        pulumi=(("aws:iam/role:Role", "description"),),
-    ),
-    Rule(
-        id="iam-policy-name",
-        summary="the model's policy name",
-        source="botocore model iam PutRolePolicy PolicyName",
-        model="iam:PutRolePolicy:PolicyName",
-        pulumi=(("aws:iam/rolePolicy:RolePolicy", "name"),),
+    model_rule(
+        "iam-policy-name", "iam:PutRolePolicy:PolicyName", ("aws:iam/rolePolicy:RolePolicy", "name")
     ),
     Rule(
         id="ecs-name",
@@ -324,12 +324,10 @@ RULES: tuple[Rule, ...] = (
         max_length=512,
         check=_secret_name_suffix,
     ),
-    Rule(
-        id="secretsmanager-description",
-        summary="the model's secret description",
-        source="botocore model secretsmanager CreateSecret Description",
-        model="secretsmanager:CreateSecret:Description",
-        pulumi=(("aws:secretsmanager/secret:Secret", "description"),),
+    model_rule(
+        "secretsmanager-description",
+        "secretsmanager:CreateSecret:Description",
+        ("aws:secretsmanager/secret:Secret", "description"),
     ),
     Rule(
         id="sns-topic-name",
@@ -351,33 +349,25 @@ RULES: tuple[Rule, ...] = (
         min_length=1,
         max_length=80,
     ),
-    Rule(
-        id="dlm-description",
-        summary="the model's policy description: [0-9A-Za-z _-]+, at most 500",
-        source="botocore model dlm CreateLifecyclePolicy Description",
-        model="dlm:CreateLifecyclePolicy:Description",
-        pulumi=(("aws:dlm/lifecyclePolicy:LifecyclePolicy", "description"),),
+    model_rule(
+        "dlm-description",
+        "dlm:CreateLifecyclePolicy:Description",
+        ("aws:dlm/lifecyclePolicy:LifecyclePolicy", "description"),
     ),
-    Rule(
-        id="dlm-schedule-name",
-        summary="the model's schedule name: [0-9A-Za-z _-]+, at most 120",
-        source="botocore model dlm CreateLifecyclePolicy PolicyDetails.Schedules[].Name",
-        model="dlm:CreateLifecyclePolicy:PolicyDetails.Schedules[].Name",
-        pulumi=(("aws:dlm/lifecyclePolicy:LifecyclePolicy", "policyDetails.schedules[].name"),),
+    model_rule(
+        "dlm-schedule-name",
+        "dlm:CreateLifecyclePolicy:PolicyDetails.Schedules[].Name",
+        ("aws:dlm/lifecyclePolicy:LifecyclePolicy", "policyDetails.schedules[].name"),
     ),
-    Rule(
-        id="scheduler-name",
-        summary="the model's schedule name",
-        source="botocore model scheduler CreateSchedule Name",
-        model="scheduler:CreateSchedule:Name",
-        pulumi=(("aws:scheduler/schedule:Schedule", "name"),),
+    model_rule(
+        "scheduler-name",
+        "scheduler:CreateSchedule:Name",
+        ("aws:scheduler/schedule:Schedule", "name"),
     ),
-    Rule(
-        id="scheduler-description",
-        summary="the model's schedule description",
-        source="botocore model scheduler CreateSchedule Description",
-        model="scheduler:CreateSchedule:Description",
-        pulumi=(("aws:scheduler/schedule:Schedule", "description"),),
+    model_rule(
+        "scheduler-description",
+        "scheduler:CreateSchedule:Description",
+        ("aws:scheduler/schedule:Schedule", "description"),
     ),
     Rule(
         id="scheduler-target-input",
@@ -387,86 +377,54 @@ RULES: tuple[Rule, ...] = (
         pulumi=(("aws:scheduler/schedule:Schedule", "target.input"),),
         check=_is_json,
     ),
-    Rule(
-        id="logs-group-name",
-        summary="the model's log group name",
-        source="botocore model logs CreateLogGroup logGroupName",
-        model="logs:CreateLogGroup:logGroupName",
-        pulumi=(("aws:cloudwatch/logGroup:LogGroup", "name"),),
+    model_rule(
+        "logs-group-name",
+        "logs:CreateLogGroup:logGroupName",
+        ("aws:cloudwatch/logGroup:LogGroup", "name"),
     ),
-    Rule(
-        id="events-rule",
-        summary="the model's rule name",
-        source="botocore model events PutRule Name",
-        model="events:PutRule:Name",
-        pulumi=(("aws:cloudwatch/eventRule:EventRule", "name"),),
+    model_rule(
+        "events-rule", "events:PutRule:Name", ("aws:cloudwatch/eventRule:EventRule", "name")
     ),
-    Rule(
-        id="events-rule-description",
-        summary="the model's rule description",
-        source="botocore model events PutRule Description",
-        model="events:PutRule:Description",
-        pulumi=(("aws:cloudwatch/eventRule:EventRule", "description"),),
+    model_rule(
+        "events-rule-description",
+        "events:PutRule:Description",
+        ("aws:cloudwatch/eventRule:EventRule", "description"),
     ),
-    Rule(
-        id="lambda-description",
-        summary="the model's function description",
-        source="botocore model lambda CreateFunction Description",
-        model="lambda:CreateFunction:Description",
-        pulumi=(("aws:lambda/function:Function", "description"),),
+    model_rule(
+        "lambda-description",
+        "lambda:CreateFunction:Description",
+        ("aws:lambda/function:Function", "description"),
     ),
-    Rule(
-        id="lambda-name",
-        summary="the model's function name",
-        source="botocore model lambda CreateFunction FunctionName",
-        model="lambda:CreateFunction:FunctionName",
-        pulumi=(("aws:lambda/function:Function", "name"),),
+    model_rule(
+        "lambda-name",
+        "lambda:CreateFunction:FunctionName",
+        ("aws:lambda/function:Function", "name"),
     ),
-    Rule(
-        id="cloudwatch-alarm",
-        summary="the model's alarm name",
-        source="botocore model cloudwatch PutMetricAlarm AlarmName",
-        model="cloudwatch:PutMetricAlarm:AlarmName",
-        pulumi=(("aws:cloudwatch/metricAlarm:MetricAlarm", "name"),),
+    model_rule(
+        "cloudwatch-alarm",
+        "cloudwatch:PutMetricAlarm:AlarmName",
+        ("aws:cloudwatch/metricAlarm:MetricAlarm", "name"),
     ),
-    Rule(
-        id="cloudwatch-alarm-description",
-        summary="the model's alarm description",
-        source="botocore model cloudwatch PutMetricAlarm AlarmDescription",
-        model="cloudwatch:PutMetricAlarm:AlarmDescription",
-        pulumi=(("aws:cloudwatch/metricAlarm:MetricAlarm", "alarmDescription"),),
+    model_rule(
+        "cloudwatch-alarm-description",
+        "cloudwatch:PutMetricAlarm:AlarmDescription",
+        ("aws:cloudwatch/metricAlarm:MetricAlarm", "alarmDescription"),
     ),
-    Rule(
-        id="servicediscovery-namespace-description",
-        summary="the model's namespace description",
-        source="botocore model servicediscovery CreateHttpNamespace Description",
-        model="servicediscovery:CreateHttpNamespace:Description",
-        pulumi=(
-            ("aws:servicediscovery/httpNamespace:HttpNamespace", "description"),
-            ("aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace", "description"),
-            ("aws:servicediscovery/service:Service", "description"),
-        ),
+    model_rule(
+        "servicediscovery-namespace-description",
+        "servicediscovery:CreateHttpNamespace:Description",
+        ("aws:servicediscovery/httpNamespace:HttpNamespace", "description"),
+        ("aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace", "description"),
+        ("aws:servicediscovery/service:Service", "description"),
     ),
-    Rule(
-        id="efs-access-point-path",
-        summary="the model's access point root directory",
-        source="botocore model efs CreateAccessPoint RootDirectory.Path",
-        model="efs:CreateAccessPoint:RootDirectory.Path",
-        pulumi=(("aws:efs/accessPoint:AccessPoint", "rootDirectory.path"),),
+    model_rule(
+        "efs-access-point-path",
+        "efs:CreateAccessPoint:RootDirectory.Path",
+        ("aws:efs/accessPoint:AccessPoint", "rootDirectory.path"),
     ),
-    Rule(
-        id="kms-description",
-        summary="the model's key description",
-        source="botocore model kms CreateKey Description",
-        model="kms:CreateKey:Description",
-        pulumi=(("aws:kms/key:Key", "description"),),
-    ),
-    Rule(
-        id="ssm-parameter-name",
-        summary="the model's parameter name",
-        source="botocore model ssm PutParameter Name",
-        model="ssm:PutParameter:Name",
-        pulumi=(("aws:ssm/parameter:Parameter", "name"),),
+    model_rule("kms-description", "kms:CreateKey:Description", ("aws:kms/key:Key", "description")),
+    model_rule(
+        "ssm-parameter-name", "ssm:PutParameter:Name", ("aws:ssm/parameter:Parameter", "name")
     ),
 )
 
