@@ -218,13 +218,14 @@ def renew_auto_names(graph, previous_urns: set[str], names: dict[tuple[str, str]
 
 
 def adjusted(translation: Translation) -> None:
-    for config in (translation.config, translation.apply_config):
-        for bodies in config["resource"].values():
-            for name, body in bodies.items():
-                r = next(r for a, r in translation.addresses.items() if a.split(".", 1)[1] == name)
-                for (type_, argument), value in ADJUSTMENTS.items():
-                    if r.type == type_ and argument in body:
-                        body[argument] = value
+    """Apply ADJUSTMENTS to both configurations."""
+    for address, r in translation.addresses.items():
+        tf_type, name = address.split(".", 1)
+        for config in (translation.config, translation.apply_config):
+            body = config["resource"].get(tf_type, {}).get(name)
+            for (type_, argument), value in ADJUSTMENTS.items():
+                if body is not None and r.type == type_ and argument in body:
+                    body[argument] = value
 
 
 def write(tf: Terraform, translation: Translation, config: dict) -> None:
@@ -268,8 +269,7 @@ def state_resources(tf: Terraform) -> list[tuple[str, dict]]:
 
 def describe(address: str, translation: Translation | None, known: dict[str, str]) -> str:
     r = translation.addresses.get(address) if translation else None
-    label = f"{r.type} {r.name}" if r else known.get(address, address)
-    return label
+    return f"{r.type} {r.name}" if r else known.get(address, address)
 
 
 # --- leftovers ----------------------------------------------------------------------------

@@ -534,7 +534,7 @@ def translate(
         if r.type in NOT_CREATED:
             not_created[address] = NOT_CREATED[r.type]
         else:
-            apply_resources.setdefault(tf_type, {})[name] = body
+            apply_resources.setdefault(tf_type, {})[name] = dict(body)
 
     # The apply leaves out what moto cannot create; what depends on it keeps its stand-in.
     for bodies in apply_resources.values():

@@ -29,6 +29,7 @@ from tests.harness import ROOT
 
 pytestmark = pytest.mark.integration
 
+CHAIN_TEST = "test_every_stack_applies_switches_and_destroys"
 CHAINS = {
     "nlb-certbot": ["direct-task", "nlb-certbot"],
     "dev": ["appmesh-efs", "alb-envoy"],
@@ -46,10 +47,15 @@ def need_terraform() -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def chains(tmp_path_factory):
-    """Start every chain with the module's first test; each chain's test waits for it."""
-    need_terraform()
+def chains(request, tmp_path_factory):
+    """Start every chain with the module's first test; each chain's test waits for it.
+    Nothing starts when no chain test is selected (`-k`)."""
     running = {}
+    selected = [i for i in request.session.items if i.originalname == CHAIN_TEST]
+    if not selected:
+        yield running
+        return
+    need_terraform()
     for stack, switches in CHAINS.items():
         workdir = tmp_path_factory.mktemp(f"emulate-{stack}")
         command = [sys.executable, "-m", "scripts.emulator.run", stack, "--workdir", str(workdir)]
