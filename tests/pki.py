@@ -40,10 +40,10 @@ class Pki:
         return config
 
     def encrypted_key_pem(self, password: bytes = b"secret") -> str:
-        return _key_pem(self.key, serialization.BestAvailableEncryption(password))
+        return key_pem(self.key, serialization.BestAvailableEncryption(password))
 
 
-def _key_pem(key, encryption=None) -> str:
+def key_pem(key, encryption=None) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -51,7 +51,7 @@ def _key_pem(key, encryption=None) -> str:
     ).decode()
 
 
-def _cert_pem(certificate: x509.Certificate) -> str:
+def cert_pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -138,9 +138,9 @@ def make_pki(
         not_after=not_after or NOW + 365 * DAY,
     )
     return Pki(
-        leaf_pem=_cert_pem(leaf),
-        key_pem=_key_pem(leaf_key),
-        chain_pem="".join(_cert_pem(c) for c in chain),
-        root_pem=_cert_pem(root),
+        leaf_pem=cert_pem(leaf),
+        key_pem=key_pem(leaf_key),
+        chain_pem="".join(cert_pem(c) for c in chain),
+        root_pem=cert_pem(root),
         key=leaf_key,
     )

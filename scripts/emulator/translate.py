@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import Graph, Resource, unwrap
+from tests.pki import cert_pem, key_pem
 
 # --- what the schema cannot say -----------------------------------------------------------
 
@@ -271,13 +272,6 @@ class TlsMaterial:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
 
-        def pem_key(key) -> str:
-            return key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ).decode()
-
         real: dict[str, str] = {}
         keys: dict[str, Any] = {}
         certs: dict[str, Any] = {}
@@ -314,9 +308,6 @@ class TlsMaterial:
                 )
             return builder.sign(issuer_key, hashes.SHA256())
 
-        def cert_pem(cert) -> str:
-            return cert.public_bytes(serialization.Encoding.PEM).decode()
-
         tls = [r for r in graph if r.type in TLS_TYPES]
         order = {
             "tls:index/privateKey:PrivateKey": 0,
@@ -336,7 +327,7 @@ class TlsMaterial:
                             serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption(),
                         ).decode(),
-                        "privateKeyPemPkcs8": pem_key(key),
+                        "privateKeyPemPkcs8": key_pem(key),
                         "publicKeyPem": key.public_key()
                         .public_bytes(
                             serialization.Encoding.PEM,

@@ -94,7 +94,7 @@ def _pem(cert) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _key_pem(key) -> str:
+def key_pem(key) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -118,7 +118,7 @@ class Ca:
         if client:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         leaf = _cert(cn, key, self.name, self.key, names=names, usages=usages)
-        return _pem(leaf), _key_pem(key)
+        return _pem(leaf), key_pem(key)
 
 
 # --------------------------------------------------------------------------- fixtures
