@@ -21,13 +21,15 @@ class Statement:
     why_wildcard: str = ""
     # IAM condition block, e.g. {"StringEquals": {"aws:ResourceTag/x": "y"}}.
     condition: Mapping[str, Mapping[str, Any]] | None = None
+    # "Deny" only to carve an exception out of an Allow that IAM's wildcards cannot narrow.
+    effect: str = "Allow"
 
     def to_dict(self) -> dict:
         if "*" in self.resources and not self.why_wildcard:
             raise ValueError(f"statement {self.sid!r} grants on '*' without saying why")
         out = {
             "Sid": self.sid,
-            "Effect": "Allow",
+            "Effect": self.effect,
             "Action": sorted(self.actions),
             "Resource": sorted(self.resources),
         }

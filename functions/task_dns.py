@@ -59,7 +59,8 @@ MAX_DELAY_S = 5.0
 # the write, Route53 refuses the batch with InvalidChangeBatch: read again and retry.
 CONFLICT_ATTEMPTS = 3
 
-_TASK_ID_RE = re.compile(r"^[a-z0-9-]{1,63}$")
+# ECS task IDs (long ARN format): 32 hex digits. The role's IAM condition allows nothing else.
+_TASK_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 # Injected by the tests, so retries do not sleep.
 sleep: Callable[[float], None] = time.sleep
@@ -116,7 +117,7 @@ def task_id(task_arn: str) -> str:
 
 
 def record_name(task: str, domain: str) -> str:
-    if not _TASK_ID_RE.match(task):
+    if not _TASK_ID_RE.fullmatch(task):
         raise ValueError(f"task ID {task!r} is not a DNS label")
     return f"{task}.{domain}."
 

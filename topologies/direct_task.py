@@ -128,6 +128,12 @@ def renewal_containers(s: Settings, v: RenewalValues) -> list[Container]:
 # --------------------------------------------------------------------------- IAM and events
 
 
+def task_record_pattern(domain: str) -> str:
+    """The IAM StringLike pattern of a per-task name: one 32-character label under `domain`
+    (ECS task IDs in the long ARN format are 32 hex characters)."""
+    return "?" * 32 + f".{domain}"
+
+
 def task_dns_statements(
     partition: str, region: str, account: str, zone_id: str, domain: str, cluster_arn: str
 ) -> list[Statement]:
@@ -139,19 +145,39 @@ def task_dns_statements(
             ["route53:ListResourceRecordSets"],
             [f"arn:{partition}:route53:::hostedzone/{zone_id}"],
         ),
-        # Only direct children of the domain, only A and TXT (Route53 developer guide,
-        # "Using IAM policy conditions for fine-grained access control").
+        # Only `<task ID>.<domain>`, only A and TXT (Route53 developer guide, "Using IAM
+        # policy conditions for fine-grained access control"; names are compared lower-case
+        # without the final dot). IAM has no character classes: 32 `?` allow one 32-character
+        # name, and the Deny refuses a second label or an underscore inside it. So neither an
+        # `_acme-challenge` name nor the wildcard is in reach: this role cannot obtain a
+        # certificate. The function itself writes 32-hex task IDs only.
         Statement(
             "ChangeTaskRecords",
             ["route53:ChangeResourceRecordSets"],
             [f"arn:{partition}:route53:::hostedzone/{zone_id}"],
             condition={
                 "ForAllValues:StringLike": {
-                    "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"*.{domain}"],
+                    "route53:ChangeResourceRecordSetsNormalizedRecordNames": [
+                        task_record_pattern(domain)
+                    ],
                 },
                 "ForAllValues:StringEquals": {
                     "route53:ChangeResourceRecordSetsRecordTypes": ["A", "TXT"],
                     "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+                },
+            },
+        ),
+        Statement(
+            "OnlyOneTaskLabel",
+            ["route53:ChangeResourceRecordSets"],
+            [f"arn:{partition}:route53:::hostedzone/{zone_id}"],
+            effect="Deny",
+            condition={
+                "ForAnyValue:StringLike": {
+                    "route53:ChangeResourceRecordSetsNormalizedRecordNames": [
+                        f"*.*.{domain}",
+                        f"*_*.{domain}",
+                    ],
                 },
             },
         ),

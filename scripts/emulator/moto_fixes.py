@@ -60,6 +60,20 @@ def _access_point_ids_as_aws_makes_them() -> None:
     models.AccessPoint.__init__ = init
 
 
+def _task_ids_as_aws_makes_them() -> None:
+    # ECS task IDs in the long ARN format are 32 hex digits; moto makes a dashed UUID, which
+    # the per-task DNS function (one 32-hex label per name) refuses.
+    from moto.ecs import models
+
+    original = models.Task.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        self.id = self.id.replace("-", "")
+
+    models.Task.__init__ = init
+
+
 def _file_system_policy_deletes() -> None:
     # moto has no DeleteFileSystemPolicy; AWS removes the policy (204, empty body). The
     # provider calls it whenever a file system's policy goes.
@@ -83,6 +97,7 @@ FIXES = {
     "elbv2: load balancers active at once": _load_balancers_active_at_once,
     "efs: access point IDs of 17 hex digits": _access_point_ids_as_aws_makes_them,
     "efs: DeleteFileSystemPolicy": _file_system_policy_deletes,
+    "ecs: task IDs of 32 hex digits": _task_ids_as_aws_makes_them,
 }
 
 

@@ -25,6 +25,7 @@ from moto import mock_aws
 from moto.moto_api import state_manager
 
 from functions import task_dns
+from scripts.emulator import moto_fixes
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +113,7 @@ def world(request, monkeypatch) -> Iterator[World]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setattr(task_dns, "sleep", lambda _s: None)
+    moto_fixes.apply()  # among others: task IDs of 32 hex digits, as ECS makes them
     # moto advances a task's status on every DescribeTasks; real tasks stay RUNNING.
     state_manager.set_transition(
         model_name="ecs::task", transition={"progression": "manual", "times": 10_000}

@@ -12,6 +12,7 @@ from components.envoy import EnvoyProxySpec, envoy_args
 from settings import ACME_DIRECTORIES
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import config_error, is_secret, unwrap
+from tests.iam_conditions import allowed
 from topologies.direct_task import STATE_KEY, TASK_METADATA_PATH
 
 BASE = MINIMAL_CONFIG["direct-task"]
@@ -140,13 +141,50 @@ def test_task_dns_function_event_rule_and_reconciler(graph):
         assert permission.inputs["sourceArn"] == rule.outputs["arn"]
 
 
+TASK_ID = "0123456789abcdef0123456789abcdef"
+
+
+def change_allowed(document: dict, names: list[str], types=("A",), actions=("UPSERT",)) -> bool:
+    """Would Route53 let this role change these names? (normalized: lower case, no final dot)"""
+    return allowed(
+        document,
+        "route53:ChangeResourceRecordSets",
+        f"arn:aws:route53:::hostedzone/{ZONE}",
+        {
+            "route53:ChangeResourceRecordSetsNormalizedRecordNames": names,
+            "route53:ChangeResourceRecordSetsRecordTypes": list(types),
+            "route53:ChangeResourceRecordSetsActions": list(actions),
+        },
+    )
+
+
+def test_task_dns_role_may_change_only_task_names(graph):
+    document = policy(graph, "direct-task-dns")
+    task_name = f"{TASK_ID}.{DOMAIN}"
+    assert change_allowed(document, [task_name], types=("A", "TXT"))
+    assert change_allowed(document, [task_name], types=("TXT",), actions=("DELETE",))
+    refused = [
+        f"_acme-challenge.{DOMAIN}",  # a certificate for the parent name
+        f"\\052.{DOMAIN}",  # the wildcard, as Route53 normalizes it
+        f"www.{DOMAIN}",
+        DOMAIN,
+        f"_acme-challenge.{TASK_ID[:16]}.{DOMAIN}",  # 32 characters, two labels
+        f"_acme-challenge-{TASK_ID[:16]}.{DOMAIN}",  # 32 characters with an underscore
+        f"{TASK_ID}.{TASK_ID}.{DOMAIN}",
+        f"{TASK_ID}.other.example",
+    ]
+    for name in refused:
+        assert not change_allowed(document, [name]), name
+        assert not change_allowed(document, [task_name, name]), name
+    assert not change_allowed(document, [task_name], types=("CNAME",))
+    assert not change_allowed(document, [task_name], types=("A", "CAA"))
+    assert not change_allowed(document, [task_name], actions=("CREATE",))
+
+
 def test_task_dns_role_is_scoped_to_the_zone_names_and_cluster(graph):
     document = policy(graph, "direct-task-dns")
     change = statement(document, "ChangeTaskRecords")
     assert change["Resource"] == [f"arn:aws:route53:::hostedzone/{ZONE}"]
-    assert change["Condition"]["ForAllValues:StringLike"] == {
-        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [f"*.{DOMAIN}"]
-    }
     assert change["Condition"]["ForAllValues:StringEquals"][
         "route53:ChangeResourceRecordSetsRecordTypes"
     ] == ["A", "TXT"]
