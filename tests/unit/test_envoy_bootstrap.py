@@ -349,3 +349,224 @@ def test_invalid_tuning_is_refused(field: dict) -> None:
 
     with pytest.raises(ValueError, match="tuning"):
         render_bootstrap(EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(**field)))
+
+
+# --------------------------------------------------------------------------- client hygiene
+
+
+def _mesh_bootstraps() -> dict[str, dict]:
+    """A gateway and a service sidecar with an egress listener, as appmesh-efs builds them."""
+    from components.envoy import (
+        EgressListener,
+        MeshProxySpec,
+        PrefixRoute,
+        TlsFiles,
+        UpstreamCluster,
+        render_mesh_bootstrap,
+    )
+
+    files = TlsFiles("/certs/chain.pem", "/certs/key.pem")
+    backend = UpstreamCluster("service_backend", "backend.mesh.local", 8443, "/certs/ca.pem")
+    gateway = MeshProxySpec(
+        listener_port=8443,
+        server_certificate=files,
+        routes=(PrefixRoute("/", "service_backend"),),
+        upstreams=(backend,),
+        stat_prefix="gateway",
+    )
+    service = MeshProxySpec(
+        listener_port=8443,
+        server_certificate=files,
+        routes=(PrefixRoute("/", "app"),),
+        app_port=8080,
+        upstreams=(backend,),
+        egress=(EgressListener(15001, "service_backend"),),
+        xff_num_trusted_hops=1,
+    )
+    return {"gateway": render_mesh_bootstrap(gateway), "service": render_mesh_bootstrap(service)}
+
+
+def _every_bootstrap() -> dict[str, dict]:
+    return {
+        "alb-envoy": render_bootstrap(EnvoyProxySpec(app_port=8080)),
+        "direct-task": render_bootstrap(EnvoyProxySpec(app_port=8080, trusted_proxy_hops=0)),
+        **_mesh_bootstraps(),
+    }
+
+
+def _every_hcm(bootstrap: dict) -> dict[str, dict]:
+    """Each listener's HTTP connection manager config, by listener name."""
+    found = {}
+    for listener in bootstrap["static_resources"]["listeners"]:
+        (chain,) = listener["filter_chains"]
+        (hcm,) = chain["filters"]
+        found[listener["name"]] = hcm["typed_config"]
+    return found
+
+
+BOOTSTRAPS = ["alb-envoy", "direct-task", "gateway", "service"]
+
+
+@pytest.mark.parametrize("which", BOOTSTRAPS)
+def test_a_tls_handshake_must_finish_within_seconds(which: str) -> None:
+    from components.envoy import ECS_DEFAULT_STOP_TIMEOUT_SECONDS
+
+    bootstrap = _every_bootstrap()[which]
+    tls_chains = [
+        chain
+        for listener in bootstrap["static_resources"]["listeners"]
+        for chain in listener["filter_chains"]
+        if "transport_socket" in chain
+    ]
+    assert len(tls_chains) == 1  # the ingress listener; health and egress are plain HTTP
+    assert tls_chains[0]["transport_socket_connect_timeout"] == "5s"
+    assert ECS_DEFAULT_STOP_TIMEOUT_SECONDS >= 5
+
+
+@pytest.mark.parametrize("which", BOOTSTRAPS)
+def test_every_http_listener_bounds_request_heads_and_idle_time(which: str) -> None:
+    from components.envoy import ALB_IDLE_TIMEOUT_SECONDS
+
+    hcms = _every_hcm(_every_bootstrap()[which])
+    assert "health" in hcms and len(hcms) >= 2
+    for name, hcm in hcms.items():
+        assert hcm["request_headers_timeout"] == "10s", name
+        options = hcm["common_http_protocol_options"]
+        # Downstream idle above the ALB's 60 s, so the ALB closes a pooled connection first.
+        assert options["idle_timeout"] == "75s", name
+        assert ALB_IDLE_TIMEOUT_SECONDS < 75
+        assert options["headers_with_underscores_action"] == "REJECT_REQUEST", name
+        # Above the 60 s route timeout: a slow app is answered 504, not reset.
+        assert hcm["stream_idle_timeout"] == "65s", name
+
+
+@pytest.mark.parametrize("which", BOOTSTRAPS)
+def test_every_http_listener_limits_http2_and_normalises_paths(which: str) -> None:
+    for name, hcm in _every_hcm(_every_bootstrap()[which]).items():
+        assert hcm["http2_protocol_options"] == {
+            "max_concurrent_streams": 100,
+            "initial_stream_window_size": 65536,
+            "initial_connection_window_size": 1048576,
+        }, name
+        assert hcm["normalize_path"] is True, name
+        assert hcm["merge_slashes"] is True, name
+        assert hcm["path_with_escaped_slashes_action"] == "UNESCAPE_AND_REDIRECT", name
+
+
+@pytest.mark.parametrize(
+    ("which", "listener", "hops"),
+    [
+        ("alb-envoy", "ingress_tls", 1),  # the ALB appends the client's address
+        ("direct-task", "ingress_tls", 0),  # clients connect to Envoy itself
+        ("gateway", "ingress_tls", 0),  # the NLB passes TCP and adds no header
+        ("service", "ingress_tls", 1),  # the calling Envoy set one trusted address
+        ("service", "egress_service_backend", 0),  # the app on loopback
+    ],
+)
+def test_the_app_receives_only_the_trusted_client_address(
+    which: str, listener: str, hops: int
+) -> None:
+    hcm = _every_hcm(_every_bootstrap()[which])[listener]
+    assert hcm["use_remote_address"] is True
+    assert hcm["xff_num_trusted_hops"] == hops
+    for vhost in hcm["route_config"]["virtual_hosts"]:
+        assert vhost["request_headers_to_add"] == [
+            {
+                "header": {
+                    "key": "x-forwarded-for",
+                    "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                },
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
+        assert vhost["request_headers_to_remove"] == ["forwarded", "x-real-ip"]
+
+
+def test_default_timeouts_hold_for_every_task_size() -> None:
+    from components.envoy import ProxyTuning, tuning_for_task
+
+    def timeouts(t: ProxyTuning) -> tuple[int, ...]:
+        return (
+            t.tls_handshake_timeout_seconds,
+            t.request_headers_timeout_seconds,
+            t.downstream_idle_timeout_seconds,
+            t.stream_idle_timeout_seconds,
+        )
+
+    assert timeouts(ProxyTuning()) == (5, 10, 75, 65)
+    for cpu, memory in ((256, 512), (4096, 30720)):
+        assert timeouts(tuning_for_task(cpu, memory)) == timeouts(ProxyTuning())
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"tls_handshake_timeout_seconds": 0}, "positive"),
+        ({"tls_handshake_timeout_seconds": 31}, "stop timeout"),
+        ({"request_headers_timeout_seconds": 600}, "stop timeout"),
+        ({"request_headers_timeout_seconds": False}, "positive"),
+        ({"downstream_idle_timeout_seconds": 60}, "ALB"),
+        ({"stream_idle_timeout_seconds": -5}, "positive"),
+    ],
+)
+def test_invalid_client_timeouts_are_refused(field: dict, message: str) -> None:
+    from components.envoy import ProxyTuning
+
+    with pytest.raises(ValueError, match=message):
+        render_bootstrap(EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(**field)))
+
+
+def test_a_longer_route_timeout_raises_the_stream_idle_timeout_above_it() -> None:
+    from components.envoy import ProxyTuning
+
+    spec = EnvoyProxySpec(app_port=8080, route_timeout_seconds=300)
+    assert _hcm(render_bootstrap(spec))["stream_idle_timeout"] == "305s"
+    # The health listener has no route to the app: the tuning value alone.
+    assert _health_hcm(render_bootstrap(spec))["stream_idle_timeout"] == "65s"
+    longer = EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(stream_idle_timeout_seconds=120))
+    assert _hcm(render_bootstrap(longer))["stream_idle_timeout"] == "120s"
+
+
+# --------------------------------------------------------------------------- mesh peer names
+
+
+def _mesh_client_validation(names, spki=()):
+    from components.envoy import (
+        MeshProxySpec,
+        PeerValidation,
+        PrefixRoute,
+        TlsFiles,
+        render_mesh_bootstrap,
+    )
+
+    spec = MeshProxySpec(
+        listener_port=8443,
+        server_certificate=TlsFiles("/certs/chain.pem", "/certs/key.pem"),
+        routes=(PrefixRoute("/", "app"),),
+        app_port=8080,
+        require_client_certificate=True,
+        client_validation=PeerValidation("/certs/ca.pem", names, spki),
+    )
+    listener = render_mesh_bootstrap(spec)["static_resources"]["listeners"][0]
+    typed = listener["filter_chains"][0]["transport_socket"]["typed_config"]
+    assert typed["require_client_certificate"] is True
+    return typed["common_tls_context"]["validation_context"]
+
+
+def test_mesh_peer_validation_checks_the_chain_the_listed_names_or_refuses_all():
+    # None: the chain only.
+    assert _mesh_client_validation(None) == {"trusted_ca": {"filename": "/certs/ca.pem"}}
+    # Names: one of the peer's DNS SANs must be exactly one of them.
+    assert _mesh_client_validation(("a.mesh", "b.mesh"))["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": "a.mesh"}},
+        {"san_type": "DNS", "matcher": {"exact": "b.mesh"}},
+    ]
+    # No name: Envoy would read an empty list as "any name", so one matcher matches nothing
+    # (real Envoy refuses every caller with it: tests/integration/test_appmesh_envoy.py).
+    (never,) = _mesh_client_validation(())["match_typed_subject_alt_names"]
+    assert never == {"san_type": "DNS", "matcher": {"safe_regex": {"regex": "[^\\s\\S]"}}}
+    # A pinned public key, checked besides the chain.
+    assert _mesh_client_validation(None, ("cGlu",)) == {
+        "trusted_ca": {"filename": "/certs/ca.pem"},
+        "verify_certificate_spki": ["cGlu"],
+    }
