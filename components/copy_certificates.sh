@@ -2,10 +2,12 @@
 # copy_certificates.sh - lay a certbot certificate out for an application's TLS scopes.
 #
 # Runs in the "copier" container of the nlb-certbot task (POSIX sh; works with busybox /
-# alpine and dash) after certbot exited, whether it succeeded or not, and before the
-# application starts. It is what decides whether the app may start: it succeeds when the
+# alpine and dash) before the application starts. certbot runs in another task (the issuer,
+# started when the app's task starts, and the scheduled renewal), which alone may write the
+# ACME state. This script is what decides whether the app may start: it succeeds when the
 # lineage holds an unexpired certificate (so an ACME outage at start-up does not keep the
-# app down) and fails with one line naming the domain and the file when there is none.
+# app down), waits up to WAIT_SECONDS for the issuer to write one when there is none yet
+# (the first start), and then fails with one line naming the domain and the file.
 #
 # Environment:
 #   DOMAIN      the certificate's domain, e.g. db.example.com (for the messages).
@@ -19,6 +21,8 @@
 #   CERT_FILE   file name for the certificate chain (fullchain.pem), e.g. public.crt.
 #   KEY_FILE    file name for the private key (privkey.pem), e.g. private.key.
 #   OWNER       optional uid[:gid], e.g. 7474:7474; everything written is chown'ed to it.
+#   WAIT_SECONDS  optional, default 0: how long to wait for a missing or expired
+#               certificate to be replaced, checking every POLL_SECONDS (default 10).
 #
 # Modes: directories 0755, certificate 0644, key 0600 (readable by OWNER only).
 #
@@ -125,34 +129,72 @@ for scope in $SCOPES; do
 done
 [ "$seen" != " " ] || die "SCOPES is empty"
 
+WAIT_SECONDS=${WAIT_SECONDS:-0}
+POLL_SECONDS=${POLL_SECONDS:-10}
+case "$WAIT_SECONDS$POLL_SECONDS" in
+    *[!0-9]*) die "WAIT_SECONDS and POLL_SECONDS must be whole numbers of seconds" ;;
+esac
+[ "$POLL_SECONDS" -gt 0 ] || die "POLL_SECONDS must be at least 1"
+
 cert_src="$SOURCE_DIR/fullchain.pem"
 key_src="$SOURCE_DIR/privkey.pem"
-# certbot failed or never ran for this lineage (first start during an ACME outage, a new
-# ACME server, a wrong path): nothing the app could serve.
-[ -e "$cert_src" ] || die "no certificate for $DOMAIN: $cert_src does not exist"
-for file in "$cert_src" "$key_src"; do
-    [ -e "$file" ] || die "$file does not exist"
-    [ -f "$file" ] || die "$file is not a regular file"
-    [ -r "$file" ] || die "$file is not readable"
-    [ -s "$file" ] || die "$file is empty"
-done
-grep -q -e '^-----BEGIN CERTIFICATE-----$' "$cert_src" ||
-    die "$cert_src holds no PEM certificate"
-grep -q -e '^-----END CERTIFICATE-----$' "$cert_src" ||
-    die "$cert_src holds a truncated PEM certificate"
-IFS= read -r key_header <"$key_src" || die "$key_src cannot be read"
-key_header=$(printf '%s' "$key_header" | tr -d '\r')
-[ "$key_header" = "-----BEGIN PRIVATE KEY-----" ] ||
-    die "$key_src is not an unencrypted PKCS#8 PEM key (first line: '$key_header')"
-grep -q -e '^-----END PRIVATE KEY-----' "$key_src" || die "$key_src is a truncated PEM key"
 
-expiry=$(not_after "$cert_src") || expiry=""
-[ -n "$expiry" ] || die "cannot read the expiry date of the certificate for $DOMAIN in $cert_src"
-expiry_text=$(printf '%s\n' "$expiry" |
-    sed 's/^\(....\)\(..\)\(..\)\(..\)\(..\)\(..\)$/\1-\2-\3T\4:\5:\6Z/')
-now=$(date -u +%Y%m%d%H%M%S)
-[ "$expiry" -gt "$now" ] ||
-    die "the certificate for $DOMAIN in $cert_src expired on $expiry_text"
+check_files() {
+    for file in "$cert_src" "$key_src"; do
+        [ -e "$file" ] || die "$file does not exist"
+        [ -f "$file" ] || die "$file is not a regular file"
+        [ -r "$file" ] || die "$file is not readable"
+        [ -s "$file" ] || die "$file is empty"
+    done
+    grep -q -e '^-----BEGIN CERTIFICATE-----$' "$cert_src" ||
+        die "$cert_src holds no PEM certificate"
+    grep -q -e '^-----END CERTIFICATE-----$' "$cert_src" ||
+        die "$cert_src holds a truncated PEM certificate"
+    IFS= read -r key_header <"$key_src" || die "$key_src cannot be read"
+    key_header=$(printf '%s' "$key_header" | tr -d '\r')
+    [ "$key_header" = "-----BEGIN PRIVATE KEY-----" ] ||
+        die "$key_src is not an unencrypted PKCS#8 PEM key (first line: '$key_header')"
+    grep -q -e '^-----END PRIVATE KEY-----' "$key_src" || die "$key_src is a truncated PEM key"
+}
+
+# Sets `missing` to why there is nothing to serve yet (no certificate, or an expired one),
+# or to "" when the lineage holds an unexpired certificate (its expiry in `expiry`).
+# Anything else wrong with the files stops the script at once: waiting would not fix it.
+look() {
+    missing=""
+    # certbot failed or has not run yet for this lineage (first start, a new ACME server,
+    # an ACME outage, a wrong path): nothing the app could serve.
+    if [ ! -e "$cert_src" ]; then
+        missing="no certificate for $DOMAIN: $cert_src does not exist"
+        return 0
+    fi
+    # certbot links the certificate before the key: a run in progress, not a fault.
+    if [ ! -e "$key_src" ]; then
+        missing="$key_src does not exist"
+        return 0
+    fi
+    check_files
+    expiry=$(not_after "$cert_src") || expiry=""
+    [ -n "$expiry" ] || die "cannot read the expiry date of the certificate for $DOMAIN in $cert_src"
+    expiry_text=$(printf '%s\n' "$expiry" |
+        sed 's/^\(....\)\(..\)\(..\)\(..\)\(..\)\(..\)$/\1-\2-\3T\4:\5:\6Z/')
+    now=$(date -u +%Y%m%d%H%M%S)
+    [ "$expiry" -gt "$now" ] ||
+        missing="the certificate for $DOMAIN in $cert_src expired on $expiry_text"
+}
+
+waited=0
+look
+while [ -n "$missing" ] && [ "$waited" -lt "$WAIT_SECONDS" ]; do
+    log "waiting for the issuer task: $missing (${waited}s of ${WAIT_SECONDS}s)"
+    sleep "$POLL_SECONDS"
+    waited=$((waited + POLL_SECONDS))
+    look
+done
+if [ -n "$missing" ]; then
+    [ "$WAIT_SECONDS" -eq 0 ] || die "$missing, still after ${WAIT_SECONDS}s; see the issuer task's log"
+    die "$missing"
+fi
 log "certificate for $DOMAIN valid until $expiry_text"
 
 mkdir -p "$TARGET_DIR"

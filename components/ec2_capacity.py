@@ -2,7 +2,8 @@
 
 The instance sits in the zone of the app's data volume, which it attaches at boot; the
 Auto Scaling group replaces it there if it fails, and registers it with the NLB's target
-groups as an instance target.
+groups as an instance target. Its tasks share the instance's network namespace, so only
+root reaches the instance metadata service there (components/imds_guard.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, managed_policy_arn
+from components.imds_guard import imds_guard_user_data
 from components.naming import physical_name
 
 # Resolved by EC2 when it launches an instance, not by `pulumi up`: a new ECS-optimised AMI
@@ -47,22 +49,36 @@ WantedBy=multi-user.target
 
 
 def instance_user_data(
-    cluster_name: str, responder_port: int | None = None, before_agent: str = ""
+    cluster_name: str,
+    responder_port: int | None = None,
+    before_agent: str = "",
+    unprivileged_port_start: int | None = None,
 ) -> str:
-    """Join the cluster; `before_agent` (e.g. mounting the data volume) runs first.
+    """Guard the metadata service, run `before_agent` (e.g. mounting the data volume),
+    then join the cluster.
 
     The ECS agent's unit is only ordered after cloud-init; it starts even when user data
-    fails (and then joins the `default` cluster). So `before_agent` must make the agent
-    itself depend on what it sets up: the data volume script installs a systemd drop-in
-    that requires the mount (components/data_volume.sh).
+    fails (and then joins the `default` cluster). So what must hold before a task runs
+    makes ecs.service itself depend on it: the metadata guard is required by it
+    (components/imds_guard.py), the data volume script installs a drop-in that requires
+    the mount (components/data_volume.sh).
+
+    `unprivileged_port_start`: the lowest port non-root processes of the host namespace
+    may bind (80 for certbot's HTTP-01 server); None keeps the kernel's 1024.
     """
-    parts = ["#!/bin/bash", "set -euo pipefail"]
+    parts = [
+        "#!/bin/bash",
+        "set -euo pipefail",
+        imds_guard_user_data(unprivileged_port_start).rstrip("\n"),
+    ]
     if before_agent:
         parts.append(before_agent.rstrip("\n"))
     parts.append(
         "cat >>/etc/ecs/ecs.config <<'CONFIG'\n"
         f"ECS_CLUSTER={cluster_name}\n"
         "ECS_ENABLE_CONTAINER_METADATA=true\n"
+        # A privileged container could lift the metadata guard (and anything else).
+        "ECS_DISABLE_PRIVILEGED=true\n"
         "CONFIG"
     )
     if responder_port is not None:
@@ -87,11 +103,14 @@ class ContainerInstancesArgs:
     before_agent: pulumi.Input[str] = ""
     # Extra permissions of the instance role (a policy document), e.g. attaching the volume.
     instance_policy: pulumi.Input[str] | None = None
+    # Lowest port non-root processes of the host namespace may bind; None: the kernel's.
+    unprivileged_port_start: int | None = None
 
 
 class ContainerInstances(pulumi.ComponentResource):
-    """One ECS-optimised instance (IMDSv2, hop limit 1, encrypted root disk, Session
-    Manager for debugging instead of SSH) kept by an Auto Scaling group."""
+    """One ECS-optimised instance (IMDSv2, hop limit 1, metadata for root only, no
+    privileged containers, encrypted root disk, Session Manager for debugging instead of
+    SSH) kept by an Auto Scaling group."""
 
     group: aws.autoscaling.Group
     role: aws.iam.Role
@@ -132,7 +151,9 @@ class ContainerInstances(pulumi.ComponentResource):
         profile = aws.iam.InstanceProfile(name, role=role.name, opts=child)
         user_data = pulumi.Output.all(args.cluster_name, args.before_agent).apply(
             lambda v: base64.b64encode(
-                instance_user_data(v[0], args.responder_port, v[1]).encode()
+                instance_user_data(
+                    v[0], args.responder_port, v[1], args.unprivileged_port_start
+                ).encode()
             ).decode()
         )
         template = aws.ec2.LaunchTemplate(
@@ -141,12 +162,15 @@ class ContainerInstances(pulumi.ComponentResource):
             instance_type=args.instance_type,
             iam_instance_profile={"arn": profile.arn},
             vpc_security_group_ids=[args.security_group_id],
-            # IMDSv2 only, one hop: host-networked containers share the instance's network
-            # namespace and still reach it; nothing behind a further hop does.
+            # IMDSv2 only, one hop: nothing behind a further hop reaches it. Host-networked
+            # containers share the instance's network namespace and would: the metadata
+            # guard in the user data refuses them (components/imds_guard.py). IPv4 only,
+            # the address the guard covers.
             metadata_options={
                 "http_tokens": "required",
                 "http_endpoint": "enabled",
                 "http_put_response_hop_limit": 1,
+                "http_protocol_ipv6": "disabled",
             },
             # The root volume is disposable (the data is on its own retained volume): said
             # explicitly, so no replaced or scaled-in instance leaves one behind whatever the

@@ -36,7 +36,7 @@ def file_system_policy(
                 "Sid": "ClientThroughAccessPoint",
                 "Effect": "Allow",
                 "Principal": {"AWS": sorted(client_role_arns)},
-                # ClientRootAccess: the access point acts as uid 0 (certbot's user);
+                # ClientRootAccess: for an access point acting as uid 0;
                 # without it, IAM-authorized clients have root squashed.
                 "Action": sorted(write),
                 "Resource": file_system_arn,
@@ -97,7 +97,7 @@ class EncryptedFileSystemArgs:
     client_security_group_id: pulumi.Input[str]
     client_role_arns: Sequence[pulumi.Input[str]]
     root_path: str = "/data"
-    # Owner of the access point's root; the clients act as this user (root for certbot).
+    # Owner of the access point's root; every client acts as this user.
     uid: int = 0
     gid: int = 0
     # Roles that may only mount, read-only (e.g. Envoys reading certificates).

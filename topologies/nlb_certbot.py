@@ -6,27 +6,45 @@ The default app is a database, so its data and its availability come first:
 - EC2 capacity (default, the seed's design): one instance in the zone of an encrypted gp3
   volume that holds `app.dataPath` (Neo4j's /data) and outlives tasks, instances and the
   stack; daily snapshots. Fargate is offered for stateless TLS apps only.
-- The app task's init chain runs on every start, but an ACME failure never stops a task
-  that has a valid certificate: the copier lays out whatever unexpired certificate the
-  ACME state on EFS holds, and only its absence stops the app.
-- Renewal happens beside the app, in a scheduled standalone task running the same certbot
-  command. Only when certbot issues a new certificate does its deploy hook restart the
-  service once (Neo4j Community cannot reload TLS in place).
+- The app's task holds read-only rights: a task role applies to every container, so the
+  container that talks to the CA does not run in it. Its copier reads the ACME state on
+  EFS through a mount without write rights, lays out whatever unexpired certificate it
+  holds, and only its absence (after a bounded wait) stops the app.
+- certbot runs in tasks of its own, under the one role that may answer the challenge and
+  write the ACME state:
+  - the issuer, started by an EventBridge rule whenever a task of the app is PENDING (its
+    first deploy included): certbot obtains the certificate, or keeps the valid one, while
+    the app's copier waits for it;
+  - the renewal, on a schedule, running the same certbot command. Only when certbot issues
+    a new certificate does its deploy hook restart the service once (Neo4j Community
+    cannot reload TLS in place); the new task starts the issuer, which has nothing to do.
+
+On EC2 every task uses host networking, so its containers share the instance's network
+namespace and could reach the instance metadata service and the instance role. Every
+container therefore runs as a non-root user (certbot as CERTBOT_USER, the copier and the
+app as the certificate layout's owner), and the instance lets only root reach the metadata
+service (components/imds_guard.py).
 
 Challenges: dns-01 (default) writes a TXT record in `hostedZoneId`; http-01 needs host
 networking (an awsvpc task's init container never receives load-balanced traffic: the
-task is not RUNNING yet), hence EC2.
+task is not RUNNING yet), hence EC2: certbot, not root, listens on the instance's port
+80, which the instance opens to non-root processes at boot.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_aws as aws
 
 from components.certbot import (
+    CERTBOT_GID,
+    CERTBOT_UID,
+    CERTBOT_USER,
     COPIER_IMAGE,
+    COPIER_WAIT_SECONDS,
     RENEWAL_IMAGE,
     SHELL_ENTRY_POINT,
     CertbotSpec,
@@ -55,7 +73,7 @@ from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArg
 from components.naming import physical_name
 from components.neo4j import neo4j_tls_environment
 from components.persistent_volume import PersistentVolume, PersistentVolumeArgs
-from components.renewal import ScheduledTask, ScheduledTaskArgs
+from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
 from components.service import fargate_service, task_definition, tasks_security_group
 from settings import Settings
 from settings.parse import HTTP01_RESPONDER_PORT
@@ -66,6 +84,19 @@ HTTP01_PORT = 80
 # Where the instance mounts the data volume, and the app's directory on it (host paths).
 DATA_MOUNT_POINT = "/mnt/ecs-tls-data"
 DATA_HOST_DIR = f"{DATA_MOUNT_POINT}/app"
+# The copier's output on EC2 (host path, on the instance's encrypted, disposable root
+# disk): prepared at boot for the app's user, who could not write into the root-owned
+# directory ECS creates for a task scratch volume.
+CERTIFICATES_HOST_DIR = "/var/lib/ecs-tls/certificates"
+# The app's user on EC2 when the certificate layout names no owner: any non-root user.
+FALLBACK_APP_USER = "65534:65534"
+# The ACME state's directory on EFS, owned by certbot's user through the access point. Not
+# the earlier root-owned /letsencrypt, which a non-root access point cannot enter.
+EFS_ROOT = "/certbot"
+ROLE_DESCRIPTIONS = {
+    "app": "nlb-certbot app task: reads the certificate, changes nothing",
+    "renewal": "nlb-certbot issuer and renewal tasks: ACME challenge and state",
+}
 # Neo4j checkpoints its store on shutdown; ECS kills the container after this many seconds.
 APP_STOP_TIMEOUT = 120
 
@@ -131,40 +162,51 @@ def _log(v: TaskValues, prefix: str) -> LogSettings:
 
 
 def certbot_container(s: Settings, v: TaskValues) -> Container:
-    """certbot on the shared ACME state. With HTTP-01 it listens on the instance's port 80
-    (host networking) without a port mapping: a mapping would reserve port 80 for the app
-    task's whole life, and ECS could then never place the renewal task on the instance.
-    The lock in its command keeps two certbots from binding the port at once."""
+    """certbot on the shared ACME state, as a non-root user. With HTTP-01 it listens on the
+    instance's port 80 (host networking) without a port mapping: a mapping would keep a
+    second certbot task (issuer and renewal) off the instance. The lock in its command
+    keeps two certbots from binding the port at once."""
     return Container(
         name="certbot",
         image=certbot_image(s.acme.challenge),
-        essential=False,
+        essential=True,
         entry_point=list(SHELL_ENTRY_POINT),
         command=certbot_command(certbot_spec(s)),
         mount_points=[MountPoint("letsencrypt", LETSENCRYPT)],
+        user=CERTBOT_USER,
         log=_log(v, "certbot"),
     )
 
 
-def task_containers(s: Settings, v: TaskValues) -> list[Container]:
-    """certbot -> COMPLETE -> copier -> SUCCESS -> app.
+def app_user(s: Settings) -> str:
+    """The non-root uid:gid of the copier and the app on EC2, who owns what they share."""
+    return s.app.certificate_layout.owner or FALLBACK_APP_USER
 
-    The copier waits for certbot to exit, whatever its exit code: with an unexpired
-    certificate on EFS it succeeds even if the CA was unreachable. Without one it fails and
-    the app does not start without TLS.
+
+def task_containers(s: Settings, v: TaskValues, on_ec2: bool = True) -> list[Container]:
+    """copier -> SUCCESS -> app, with no right to change the ACME state.
+
+    The copier succeeds with an unexpired certificate on EFS even if the CA is down, waits
+    up to COPIER_WAIT_SECONDS for the issuer task when there is none yet, and otherwise
+    fails: the app does not start without TLS. On EC2 (host networking) both run as the
+    app's non-root user, and the copier writes files that user owns; on Fargate the copier
+    keeps root (the task scratch volume belongs to root) and hands the files to the owner.
     """
     layout = s.app.certificate_layout
+    user = app_user(s) if on_ec2 else None
+    if on_ec2:
+        layout = replace(layout, owner=user)
     copier = Container(
         name="copier",
         image=COPIER_IMAGE,
         essential=False,
         command=copier_command(),
-        environment=copier_environment(layout, certbot_spec(s)),
+        environment=copier_environment(layout, certbot_spec(s), COPIER_WAIT_SECONDS),
         mount_points=[
             MountPoint("letsencrypt", LETSENCRYPT, read_only=True),
             MountPoint("certificates", layout.target_dir),
         ],
-        depends_on=[Dependency("certbot", "COMPLETE")],
+        user=user,
         log=_log(v, "copier"),
     )
     app_mounts = [MountPoint("certificates", layout.target_dir, read_only=True)]
@@ -180,9 +222,60 @@ def task_containers(s: Settings, v: TaskValues) -> list[Container]:
         mount_points=app_mounts,
         depends_on=[Dependency("copier", "SUCCESS")],
         stop_timeout=APP_STOP_TIMEOUT,
+        # Neo4j's image runs as any non-root user who may write /data and /logs (Neo4j
+        # knowledge base, "Running Docker as Non-Root User"); 7474 is its own neo4j user.
+        user=user,
         log=_log(v, "app"),
     )
-    return [certbot_container(s, v), copier, app]
+    return [copier, app]
+
+
+def issuer_containers(s: Settings, v: TaskValues) -> list[Container]:
+    """The issuer task: certbot alone, without the restart hook (the app's task that
+    started it is waiting for the certificate, not for a restart)."""
+    return [replace(certbot_container(s, v), log=_log(v, "issuer"))]
+
+
+def issuer_trigger_pattern(cluster_arn: str, task_definition_prefix: str) -> str:
+    """EventBridge pattern: a task of the app's family is PENDING, i.e. about to need a
+    certificate (its copier runs while the task is PENDING).
+
+    By task definition family rather than by service name: the service is created after
+    the rule, which must already exist when its first task starts.
+    """
+    return json.dumps(
+        {
+            "source": ["aws.ecs"],
+            "detail-type": ["ECS Task State Change"],
+            "detail": {
+                "clusterArn": [cluster_arn],
+                "taskDefinitionArn": [{"prefix": task_definition_prefix}],
+                "lastStatus": ["PENDING"],
+                "desiredStatus": ["RUNNING"],
+            },
+        },
+        sort_keys=True,
+    )
+
+
+def issuer_trigger_statements(
+    task_definition_arn: str, cluster_arn: str, pass_role_arns: list[str]
+) -> list[Statement]:
+    """What EventBridge needs to start the issuer task, and nothing else."""
+    return [
+        Statement(
+            "RunIssuerTask",
+            ["ecs:RunTask"],
+            [task_definition_arn],
+            condition={"ArnEquals": {"ecs:cluster": cluster_arn}},
+        ),
+        Statement(
+            "PassIssuerRoles",
+            ["iam:PassRole"],
+            sorted(set(pass_role_arns)),
+            condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        ),
+    ]
 
 
 def renewal_containers(
@@ -224,28 +317,30 @@ class NlbCertbot(pulumi.ComponentResource):
         roles = {
             purpose: aws.iam.Role(
                 f"{name}-{purpose}-task",
-                description=f"nlb-certbot {purpose} task: ACME challenge and state",
-                assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com"),
+                description=ROLE_DESCRIPTIONS[purpose],
+                assume_role_policy=cluster.account_id.apply(
+                    lambda a: assume_role_policy("ecs-tasks.amazonaws.com", a)
+                ),
                 opts=child,
             )
             for purpose in ("app", "renewal")
         }
         ready: list[pulumi.Resource] = [read_auth, auth_version]
         if not http01:
-            for purpose, role in roles.items():
-                ready.append(
-                    aws.iam.RolePolicy(
-                        f"{name}-{purpose}-route53",
-                        name="certbot-dns-01",
-                        role=role.id,
-                        policy=partition.partition.apply(
-                            lambda p: policy_document(
-                                route53_statements(s.hosted_zone_id or "", s.domain, p)
-                            )
-                        ),
-                        opts=child,
-                    )
+            # Only the certbot tasks' role: the app's task never talks to the CA.
+            ready.append(
+                aws.iam.RolePolicy(
+                    f"{name}-renewal-route53",
+                    name="certbot-dns-01",
+                    role=roles["renewal"].id,
+                    policy=partition.partition.apply(
+                        lambda p: policy_document(
+                            route53_statements(s.hosted_zone_id or "", s.domain, p)
+                        )
+                    ),
+                    opts=child,
                 )
+            )
 
         listeners = [NlbListener(p, p, "TCP") for p in s.app.ports]
         if http01:
@@ -296,9 +391,15 @@ class NlbCertbot(pulumi.ComponentResource):
                 vpc_id=network.vpc_id,
                 zonal_subnets=network.private_zonal_subnets,
                 client_security_group_id=tasks_sg.id,
-                # EFS IAM authorization uses the task role, on Fargate and on EC2 alike.
-                client_role_arns=[role.arn for role in roles.values()],
-                root_path="/letsencrypt",
+                # EFS IAM authorization uses the task role, on Fargate and on EC2 alike:
+                # the certbot tasks write, the app's task mounts read-only.
+                client_role_arns=[roles["renewal"].arn],
+                reader_role_arns=[roles["app"].arn],
+                root_path=EFS_ROOT,
+                # Every client acts as certbot's user, never as root.
+                uid=CERTBOT_UID,
+                gid=CERTBOT_GID,
+                client_root_access=False,
             ),
             opts=child,
         )
@@ -324,7 +425,12 @@ class NlbCertbot(pulumi.ComponentResource):
         values = pulumi.Output.all(auth.arn, cluster.log_group.name, cluster.region).apply(
             lambda v: TaskValues(v[0], v[1], v[2])
         )
-        volumes = [efs_volume_input(efs), {"name": "certificates"}]
+        volumes = [
+            efs_volume_input(efs),
+            {"name": "certificates", "host_path": CERTIFICATES_HOST_DIR}
+            if on_ec2
+            else {"name": "certificates"},
+        ]
         self.data_volume = None
         if on_ec2:
             self.data_volume = PersistentVolume(
@@ -346,13 +452,14 @@ class NlbCertbot(pulumi.ComponentResource):
             memory=s.app.memory,
             cluster=cluster,
             container_definitions=values.apply(
-                lambda v: container_definitions_json(task_containers(s, v))
+                lambda v: container_definitions_json(task_containers(s, v, on_ec2))
             ),
             parent=self,
             task_role_arn=roles["app"].arn,
             volumes=pulumi.Output.all(*volumes),
             launch_type=launch_type,
         )
+        ready.extend(self._issuer(name, foundation, roles["renewal"], values, efs, tasks_sg))
         if on_ec2:
             service = self._ec2_service(name, foundation, lb, tasks_sg.id, task, ready)
         else:
@@ -372,7 +479,7 @@ class NlbCertbot(pulumi.ComponentResource):
                     }
                     for p in s.app.ports
                 ],
-                # certbot and the copier run before the app: allow for an ACME order.
+                # The copier may wait for the issuer's ACME order before the app starts.
                 health_check_grace_seconds=600,
                 depends_on=[*ready, *lb.listeners],
             )
@@ -422,10 +529,14 @@ class NlbCertbot(pulumi.ComponentResource):
         subnet = foundation.network.private_zonal_subnets[0]
         instances_name = f"{name}-instances"
         volume = self.data_volume.volume
-        # The data directory belongs to the app's user (Neo4j's image runs as 7474:7474).
-        owner = s.app.certificate_layout.owner or "0:0"
+        # The data directory and the copier's output belong to the app's non-root user
+        # (Neo4j's image: 7474:7474), as which both the copier and the app run.
+        owner = app_user(s)
         before_agent = pulumi.Output.all(volume.id, cluster.region).apply(
-            lambda v: data_volume_user_data(v[0], v[1], DATA_MOUNT_POINT, DATA_HOST_DIR, owner)
+            lambda v: (
+                data_volume_user_data(v[0], v[1], DATA_MOUNT_POINT, DATA_HOST_DIR, owner)
+                + host_directory_user_data(CERTIFICATES_HOST_DIR, owner)
+            )
         )
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
         instance_policy = pulumi.Output.all(
@@ -452,6 +563,8 @@ class NlbCertbot(pulumi.ComponentResource):
                 responder_port=HTTP01_RESPONDER_PORT if s.acme.challenge == "http-01" else None,
                 before_agent=before_agent,
                 instance_policy=instance_policy,
+                # certbot (non-root) answers HTTP-01 on the instance's port 80 itself.
+                unprivileged_port_start=HTTP01_PORT if s.acme.challenge == "http-01" else None,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -474,6 +587,93 @@ class NlbCertbot(pulumi.ComponentResource):
                 parent=self, depends_on=[*ready, *lb.listeners, instances.group]
             ),
         )
+
+    def _issuer(self, name, foundation, role, values, efs, tasks_sg) -> list[pulumi.Resource]:
+        """certbot whenever a task of the app starts: an EventBridge rule runs the issuer
+        task. Returns what the service waits for, so that its first task finds the rule in
+        place."""
+        s, cluster = self.settings, foundation.cluster
+        child = pulumi.ResourceOptions(parent=self)
+        family = physical_name("nlb-certbot-issuer")
+        launch_type = "EC2" if self.on_ec2 else "FARGATE"
+        task = task_definition(
+            f"{name}-issuer",
+            family=family,
+            cpu=256,
+            memory=512,
+            cluster=cluster,
+            container_definitions=values.apply(
+                lambda v: container_definitions_json(issuer_containers(s, v))
+            ),
+            parent=self,
+            task_role_arn=role.arn,
+            volumes=pulumi.Output.all(efs_volume_input(efs)),
+            launch_type=launch_type,
+        )
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        app_family = physical_name("nlb-certbot")
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-issuer",
+            description="A task of the app starts: run certbot in the issuer task",
+            event_pattern=pulumi.Output.all(
+                cluster.cluster.arn, partition.partition, cluster.region, cluster.account_id
+            ).apply(
+                lambda v: issuer_trigger_pattern(
+                    v[0], f"arn:{v[1]}:ecs:{v[2]}:{v[3]}:task-definition/{app_family}:"
+                )
+            ),
+            opts=child,
+        )
+        events_role = aws.iam.Role(
+            f"{name}-issuer-events",
+            description="EventBridge: start the certificate issuer task",
+            assume_role_policy=cluster.account_id.apply(
+                lambda a: assume_role_policy("events.amazonaws.com", a)
+            ),
+            opts=child,
+        )
+        run = aws.iam.RolePolicy(
+            f"{name}-issuer-events",
+            name="run-issuer-task",
+            role=events_role.id,
+            policy=pulumi.Output.all(
+                task.arn, cluster.cluster.arn, role.arn, cluster.execution_role.arn
+            ).apply(lambda v: policy_document(issuer_trigger_statements(v[0], v[1], [v[2], v[3]]))),
+            opts=child,
+        )
+        ecs_target: dict = {
+            "task_definition_arn": task.arn,
+            "task_count": 1,
+            "launch_type": launch_type,
+        }
+        if not self.on_ec2:
+            ecs_target["network_configuration"] = {
+                "subnets": foundation.network.private_subnet_ids,
+                "security_groups": [tasks_sg.id],
+                "assign_public_ip": False,
+            }
+        target = aws.cloudwatch.EventTarget(
+            f"{name}-issuer",
+            rule=rule.name,
+            arn=cluster.cluster.arn,
+            role_arn=events_role.arn,
+            ecs_target=ecs_target,
+            # A run that starts after the copier stopped waiting helps nobody.
+            retry_policy={
+                "maximum_event_age_in_seconds": COPIER_WAIT_SECONDS,
+                "maximum_retry_attempts": 10,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[run]),
+        )
+        # A failed issue keeps a new task of the app waiting, then failing: say why.
+        foundation.alerts.failed_task_rule(
+            f"{name}-issuer-failed",
+            cluster.cluster.arn,
+            family,
+            "certificate issuer",
+            parent=self,
+        )
+        return [task, rule, run, target]
 
     def _renewal(self, name, foundation, role, values, efs, tasks_sg, service) -> None:
         """certbot every `acme.renewEveryDays`, beside the app, on the same ACME state."""
@@ -498,7 +698,7 @@ class NlbCertbot(pulumi.ComponentResource):
             f"{name}-renewal-restart",
             name="restart-app-service",
             role=role.id,
-            policy=service.id.apply(
+            policy=service_arn(cluster.cluster.arn, service.name).apply(
                 lambda arn: policy_document(
                     [Statement("RestartAppService", ["ecs:UpdateService"], [arn])]
                 )
@@ -527,6 +727,14 @@ class NlbCertbot(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
+
+
+def host_directory_user_data(path: str, owner: str) -> str:
+    """A user data line creating a host directory only `owner` (uid:gid) may use."""
+    uid, _, gid = owner.partition(":")
+    if not (uid.isdigit() and gid.isdigit()) or not path.startswith("/") or " " in path:
+        raise ValueError(f"need an absolute path and a numeric uid:gid, got {path!r} {owner!r}")
+    return f"install -d -m 0700 -o {uid} -g {gid} {path}\n"
 
 
 def efs_volume_input(efs: EncryptedFileSystem) -> pulumi.Output[dict]:

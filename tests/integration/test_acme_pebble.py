@@ -864,11 +864,18 @@ def test_the_deployed_task_obtains_and_lays_out_a_certificate(acme: Acme, tmp_pa
             "topology": "nlb-certbot",
             "domain": DOMAIN,
             "acme": {"email": EMAIL, "challenge": "http-01", "server": acme.directory_url},
+            "allowedCidrs": ["203.0.113.0/24"],
         }
     )
-    task = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot")
-    containers = {c["name"]: c for c in json.loads(unwrap(task.inputs["containerDefinitions"]))}
-    certbot = containers["certbot"]
+
+    def containers_of(family: str) -> dict[str, dict]:
+        task = graph.one("aws:ecs/taskDefinition:TaskDefinition", family)
+        return {c["name"]: c for c in json.loads(unwrap(task.inputs["containerDefinitions"]))}
+
+    # certbot runs in the issuer task; the app's task only lays the certificate out.
+    containers = containers_of("nlb-certbot")
+    assert "certbot" not in containers
+    certbot = containers_of("nlb-certbot-issuer")["certbot"]
     # The image's entry point is certbot itself; the lock wrapper replaces it with a shell.
     assert certbot["entryPoint"] == list(SHELL_ENTRY_POINT)
     deployed = [*certbot["entryPoint"], *certbot["command"]]

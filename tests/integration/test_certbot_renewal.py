@@ -689,3 +689,153 @@ def test_the_copier_refuses_a_certificate_it_cannot_read(
         f"copy-certificates: error: cannot read the expiry date of the certificate for {DOMAIN}"
         f" in {env['SOURCE_DIR']}/fullchain.pem"
     ]
+
+
+# --------------------------------------------------------------------------- e. first start
+
+
+def _lineage_appears(source_dir: Path, not_after: datetime.datetime) -> None:
+    """What the issuer task does to the copier's view: the lineage appears at once."""
+    staging = source_dir.parent / f".{source_dir.name}.new"
+    _fake_lineage(staging, not_after)
+    source_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(source_dir)
+
+
+def test_the_copier_waits_for_the_issuer_then_lays_out_its_certificate(
+    tmp_path: Path, copier_path: str | None
+) -> None:
+    """The first start: no certificate yet, the issuer task is running beside the app's."""
+    state, target = tmp_path / "letsencrypt", tmp_path / "ssl"
+    spec = _fake_spec()
+    env = {**_copier_env(spec, state, target), "WAIT_SECONDS": "30", "POLL_SECONDS": "1"}
+    command = copier_command()
+    copier = subprocess.Popen(
+        [require_binary("sh", "apt-get install dash"), *command[1:]]
+        if copier_path is None
+        else command,
+        env={"PATH": copier_path or os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.5)
+        assert copier.poll() is None, "the copier gave up before its wait was over"
+        _lineage_appears(Path(env["SOURCE_DIR"]), datetime.datetime(2051, 1, 1))
+        _, stderr = copier.communicate(timeout=IO_TIMEOUT_S)
+    finally:
+        stop_process(copier)
+    assert copier.returncode == 0, stderr
+    lines = stderr.splitlines()
+    missing = f"{env['SOURCE_DIR']}/fullchain.pem"
+    assert lines[0] == (
+        "copy-certificates: waiting for the issuer task: no certificate for "
+        f"{DOMAIN}: {missing} does not exist (0s of 30s)"
+    )
+    assert f"copy-certificates: certificate for {DOMAIN} valid until 2051-01-01T00:00:00Z" in lines
+    assert (target / "bolt" / "public.crt").is_file()
+
+
+def test_the_copier_gives_up_after_its_wait_with_one_clear_line(
+    tmp_path: Path, copier_path: str | None
+) -> None:
+    state, target = tmp_path / "letsencrypt", tmp_path / "ssl"
+    spec = _fake_spec()
+    env = {**_copier_env(spec, state, target), "WAIT_SECONDS": "2", "POLL_SECONDS": "1"}
+    started = time.monotonic()
+    copied = _run_copier(env, copier_path)
+    assert time.monotonic() - started < IO_TIMEOUT_S
+    assert copied.returncode == 1
+    lines = copied.stderr.splitlines()
+    assert [line for line in lines if "waiting for the issuer task" in line][-1].endswith(
+        "(1s of 2s)"
+    )
+    missing = f"{env['SOURCE_DIR']}/fullchain.pem"
+    assert lines[-1] == (
+        f"copy-certificates: error: no certificate for {DOMAIN}: {missing} does not exist,"
+        " still after 2s; see the issuer task's log"
+    )
+    assert not target.exists()
+
+
+def test_the_copier_does_not_wait_for_what_time_cannot_fix(
+    tmp_path: Path, copier_path: str | None
+) -> None:
+    """A broken file fails at once, whatever the wait."""
+    state, target = tmp_path / "letsencrypt", tmp_path / "ssl"
+    env = {**_copier_env(_fake_spec(), state, target), "WAIT_SECONDS": "600"}
+    garbage = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+    _fake_lineage(Path(env["SOURCE_DIR"]), datetime.datetime(2051, 1, 1), body=garbage)
+    copied = _run_copier(env, copier_path)
+    assert copied.returncode == 1
+    assert "cannot read the expiry date" in copied.stderr
+    assert "waiting" not in copied.stderr
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory other users may traverse (pytest's own belongs to root, mode 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="ecs-tls-copier-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_copier_runs_as_the_apps_user_in_the_directory_the_instance_prepares(
+    shared_tmp: Path,
+) -> None:
+    """On EC2 the copier runs as the app's non-root user (host networking: only root may
+    reach the instance metadata service). It writes into the host directory the user data
+    prepares for that user, and could not write into a root-owned one."""
+    from tests.tools import in_ci
+    from topologies.nlb_certbot import host_directory_user_data
+
+    if os.geteuid() != 0:
+        message = "needs root to run the copier as another user: run the tests as root"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    setpriv = require_binary("setpriv", "apt-get install util-linux")
+    shell = require_binary("sh", "apt-get install dash")
+    spec = _fake_spec()
+    state = shared_tmp / "letsencrypt"
+    layout = CertificateLayout(target_dir="/ssl", owner="7474:7474")
+    env = copier_environment(layout, spec)
+    source = state / Path(env["SOURCE_DIR"]).relative_to("/etc/letsencrypt")
+    _fake_lineage(source, datetime.datetime(2051, 1, 1))
+    # On EFS, the access point makes every client certbot's user: readable to the copier.
+    for path in [state, *state.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    env["SOURCE_DIR"] = str(source)
+
+    def copy(target: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [setpriv, "--reuid=7474", "--regid=7474", "--clear-groups", shell, "-c",
+             copier_command()[2]],
+            env={"PATH": "/usr/bin:/bin", "LANG": "C", **env, "TARGET_DIR": str(target)},
+            capture_output=True,
+            text=True,
+            timeout=IO_TIMEOUT_S,
+            check=False,
+        )  # fmt: skip
+
+    scratch = shared_tmp / "scratch"  # what ECS makes of a task scratch volume: root's
+    scratch.mkdir(mode=0o755)
+    refused = copy(scratch)
+    assert refused.returncode != 0 and "ermission denied" in refused.stderr, refused.stderr
+
+    prepared = shared_tmp / "certificates"
+    line = host_directory_user_data(str(prepared), "7474:7474")
+    subprocess.run(["sh", "-c", line], check=True, timeout=IO_TIMEOUT_S)
+    copied = copy(prepared)
+    assert copied.returncode == 0, copied.stderr
+    key = prepared / "bolt" / "private.key"
+    assert (key.stat().st_uid, key.stat().st_gid) == (7474, 7474)
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (prepared.stat().st_uid, prepared.stat().st_mode & 0o777) == (7474, 0o700)
