@@ -5,9 +5,10 @@ import pulumi
 import topologies
 from components.alerts import Alerts
 from components.cluster import Cluster, ClusterArgs
-from components.dns import DomainName
+from components.dns import DomainName, domain_caa
 from components.network import Network, NetworkArgs
 from settings import load_settings
+from settings.images import user_images, warmup_commands
 
 settings = load_settings()
 build_topology = topologies.builder_for(settings.topology)
@@ -19,11 +20,15 @@ cluster = Cluster(
     ClusterArgs(
         log_retention_days=settings.log_retention_days,
         namespace_name=settings.service_connect.namespace,
+        images=settings.images,
+        user_images=tuple(user_images(settings)),
     ),
 )
 alerts = Alerts("alerts")
 # One record for the domain whatever the topology, so a switch updates it in place.
 domain_name = DomainName(settings.domain, settings.hosted_zone_id)
+# Which CAs may issue for the domain: also one record set whatever the topology.
+domain_caa(settings)
 result = build_topology(
     settings,
     topologies.Foundation(network=network, cluster=cluster, alerts=alerts, domain_name=domain_name),
@@ -35,5 +40,9 @@ pulumi.export("vpcId", network.vpc_id)
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("logGroupName", cluster.log_group.name)
 pulumi.export("alertsTopicArn", alerts.topic.arn)
+if cluster.image_cache is not None:
+    # ECR's cache fills on a pull by tag only; these pulls prepare it for the tasks' pulls by
+    # digest (settings/images.py warmup_commands).
+    pulumi.export("imageCacheWarmup", cluster.image_map.apply(warmup_commands))
 for key, value in result.outputs.items():
     pulumi.export(key, value)

@@ -19,11 +19,14 @@ task. Around certbot the wrapper runs:
              the mark travels with the state, so a failed redeploy is retried on later runs.
 ``save``     Upload the state if it changed (a digest of names, links, modes and contents), with
              an S3 conditional write on the version it restored: a concurrent run fails loudly
-             instead of overwriting the other's account or lineage.
+             instead of overwriting the other's account or lineage. The upload names SSE-KMS
+             and the state's customer managed key: without the key ID S3 would use the AWS
+             managed aws/s3 key, and the bucket policy refuses any upload that does not name
+             its key.
 
-Environment: STATE_BUCKET, STATE_KEY, CERTBOT_CONFIG_DIR, LIVE_DIR (the lineage's live
-directory), CERT_SECRET_ARN, ECS_CLUSTER, ECS_SERVICE, optional ALERTS_TOPIC_ARN and
-CERT_NAMES (for the message); RENEWED_LINEAGE from certbot in the hook.
+Environment: STATE_BUCKET, STATE_KEY, STATE_KMS_KEY_ARN, CERTBOT_CONFIG_DIR, LIVE_DIR (the
+lineage's live directory), CERT_SECRET_ARN, ECS_CLUSTER, ECS_SERVICE, optional
+ALERTS_TOPIC_ARN and CERT_NAMES (for the message); RENEWED_LINEAGE from certbot in the hook.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 
 CHAIN_KEY = "certificateChain"  # components/certificates.py CHAIN_KEY
 PRIVATE_KEY_KEY = "privateKey"  # components/certificates.py PRIVATE_KEY_KEY
+STATE_KMS_KEY_ENV = "STATE_KMS_KEY_ARN"  # the state bucket's customer managed key
 RESTART_PENDING = ".restart-pending"
 RESTORED = ".state-restored.json"  # what restore found: the version save must build on
 # Not state: logs (also in CloudWatch), the run lock, and this program's own bookkeeping.
@@ -149,6 +153,7 @@ def _write_restored(config_dir: str, etag: str | None, state_digest: str | None)
 
 def save() -> int:
     bucket, key, config_dir = env("STATE_BUCKET"), env("STATE_KEY"), env("CERTBOT_CONFIG_DIR")
+    kms_key = env(STATE_KMS_KEY_ENV)
     try:
         with open(os.path.join(config_dir, RESTORED), encoding="utf-8") as f:
             restored = json.load(f)
@@ -165,7 +170,11 @@ def save() -> int:
             Bucket=bucket,
             Key=key,
             Body=_archive(config_dir),
-            ServerSideEncryption="AES256",
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=kms_key,
+            # The key policy expects the bucket's ARN as encryption context, which S3 uses
+            # with a Bucket Key only.
+            BucketKeyEnabled=True,
             ContentType="application/gzip",
             Metadata={"state-sha256": current},
             **condition,

@@ -11,6 +11,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from components.kms import CustomerKey, CustomerKeyArgs, alias_name, sns_topic_key_policy
 from components.naming import physical_name
 
 SECONDS_PER_DAY = 86400
@@ -104,20 +105,34 @@ class Alerts(pulumi.ComponentResource):
     """The stack's alert topic (subscribe e-mail or chat to it) and the alarms that use it."""
 
     topic: aws.sns.Topic
+    key: CustomerKey
 
     def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ecs-tls:alerts:Alerts", name, None, opts)
-        # Not encrypted with the AWS managed SNS key: CloudWatch cannot publish to a topic
-        # under that key (its policy cannot be changed to admit cloudwatch.amazonaws.com).
-        # Alarm messages carry ARNs and numbers, never a secret.
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        region = aws.get_region_output(opts=invoke).region
+        # Encrypted at rest with a customer managed key, not the AWS managed aws/sns key:
+        # CloudWatch cannot publish to a topic under aws/sns, whose policy cannot be changed
+        # to admit cloudwatch.amazonaws.com (components/kms.py sns_topic_key_policy).
+        self.key = CustomerKey(
+            f"{name}-key",
+            CustomerKeyArgs(
+                description="Encrypts the messages of the stack alerts topic",
+                alias=alias_name(physical_name(name)),
+                policy=pulumi.Output.all(partition, account, region).apply(
+                    lambda v: sns_topic_key_policy(v[0], v[1], v[2])
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.topic = aws.sns.Topic(
             name,
             display_name=f"{physical_name()} alerts",
+            kms_master_key_id=self.key.arn,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        account = aws.get_caller_identity_output(
-            opts=pulumi.InvokeOutputOptions(parent=self)
-        ).account_id
         aws.sns.TopicPolicy(
             name,
             arn=self.topic.arn,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.acme_state import STATE_KMS_KEY_ENV
 from components.certbot import (
     RENEWAL_IMAGE,
     SHELL_ENTRY_POINT,
@@ -53,7 +54,7 @@ from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.lambda_function import PythonFunction, PythonFunctionArgs
 from components.naming import physical_name
-from components.renewal import ScheduledTask, ScheduledTaskArgs
+from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.state_bucket import StateBucket, StateBucketArgs
 from settings import Settings
@@ -101,6 +102,7 @@ class RenewalValues:
     topic_arn: str
     log_group: str
     region: str
+    state_key_arn: str
 
 
 def renewal_containers(s: Settings, v: RenewalValues) -> list[Container]:
@@ -111,15 +113,18 @@ def renewal_containers(s: Settings, v: RenewalValues) -> list[Container]:
             image=RENEWAL_IMAGE,
             entry_point=list(SHELL_ENTRY_POINT),
             command=s3_state_renewal_command(spec),
-            environment=s3_state_environment(
-                spec,
-                bucket=v.bucket,
-                key=STATE_KEY,
-                secret_arn=v.secret_arn,
-                cluster_arn=v.cluster_arn,
-                service_name=v.service_name,
-                topic_arn=v.topic_arn,
-            ),
+            environment={
+                **s3_state_environment(
+                    spec,
+                    bucket=v.bucket,
+                    key=STATE_KEY,
+                    secret_arn=v.secret_arn,
+                    cluster_arn=v.cluster_arn,
+                    service_name=v.service_name,
+                    topic_arn=v.topic_arn,
+                ),
+                STATE_KMS_KEY_ENV: v.state_key_arn,
+            },
             log=LogSettings(v.log_group, v.region, "direct-task-renewal"),
         )
     ]
@@ -406,12 +411,6 @@ class DirectTask(pulumi.ComponentResource):
             )
 
         # ------------------------------------------------------------ wildcard renewal
-        self.state = StateBucket(
-            f"{name}-acme-state",
-            StateBucketArgs(description=f"certbot state of *.{s.domain} (ecs-tls direct-task)"),
-            opts=child,
-        )
-        bucket = self.state.bucket
         role = aws.iam.Role(
             f"{name}-renewal-task",
             description="direct-task renewal task: DNS-01, ACME state, certificate secret",
@@ -420,6 +419,17 @@ class DirectTask(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # The renewal task is the only reader and writer of the ACME state (the service's
+        # tasks read the certificate from the secret): only its role may use the state's key.
+        self.state = StateBucket(
+            f"{name}-acme-state",
+            StateBucketArgs(
+                description=f"certbot state of *.{s.domain} (ecs-tls direct-task)",
+                reader_arns=[role.arn],
+            ),
+            opts=child,
+        )
+        bucket = self.state.bucket
         dns01 = aws.iam.RolePolicy(
             f"{name}-renewal-route53",
             name="certbot-dns-01",
@@ -435,7 +445,10 @@ class DirectTask(pulumi.ComponentResource):
             name="acme-state-and-certificate",
             role=role.id,
             policy=pulumi.Output.all(
-                bucket.arn, self.secret.arn, self.service.id, alerts.topic.arn
+                bucket.arn,
+                self.secret.arn,
+                service_arn(cluster.cluster.arn, self.service.name),
+                alerts.topic.arn,
             ).apply(lambda v: policy_document(renewal_statements(*v))),
             opts=child,
         )
@@ -447,6 +460,7 @@ class DirectTask(pulumi.ComponentResource):
             alerts.topic.arn,
             cluster.log_group.name,
             cluster.region,
+            self.state.key.arn,
         ).apply(lambda v: RenewalValues(*v))
         renewal_task = task_definition(
             f"{name}-renewal",

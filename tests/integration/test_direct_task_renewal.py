@@ -3,8 +3,9 @@
 - The renewal container's entry point, command and environment come from the task definition
   the program registers (run under mocks). certbot runs them against Pebble with DNS-01
   through moto's Route53 (the relay and fixtures of test_acme_pebble.py); S3, Secrets Manager,
-  ECS and SNS are the same moto server. Only what cannot hold here is relocated: the state
-  directory (/etc/letsencrypt) and the secret's ARN (moto picks its own suffix).
+  ECS, SNS and KMS are the same moto server. Only what cannot hold here is relocated: the
+  state directory (/etc/letsencrypt), the secret's ARN (moto picks its own suffix) and the
+  state key's ARN (moto picks its own key ID).
 - The issued wildcard then feeds the task's deployed Envoy bootstrap, exactly as ECS injects
   it (the JSON keys the container's `secrets` select), and curl reaches
   https://<taskId>.<domain> with --resolve and verifies the chain against Pebble's root.
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -33,7 +35,7 @@ import boto3
 import pytest
 from cryptography import x509
 
-from components.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY
+from components.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY, STATE_KMS_KEY_ENV
 from components.certbot import lineage_name
 from components.envoy import HEALTH_PATH
 from tests.harness import ACCOUNT, REGION, run_program, unwrap
@@ -113,11 +115,13 @@ class Aws:
     secret_arn: str
     cluster: str
     service: str
+    kms_key_arn: str
 
 
 @pytest.fixture(scope="module")
 def aws(route53: Route53, deployed: Deployed) -> Aws:
-    """The bucket, secret (with a placeholder), cluster, service and topic the task names."""
+    """The bucket (encrypted as the program configures it), its key, the secret (with a
+    placeholder), cluster, service and topic the task names."""
     env = {e["name"]: e["value"] for e in deployed.renewal["environment"]}
     port = route53.relay.moto_port
 
@@ -130,12 +134,31 @@ def aws(route53: Route53, deployed: Deployed) -> Aws:
             aws_secret_access_key="testing",
         )
 
-    s3, secrets, ecs, sns = (regional(s) for s in ("s3", "secretsmanager", "ecs", "sns"))
+    s3, secrets, ecs, sns, kms = (
+        regional(s) for s in ("s3", "secretsmanager", "ecs", "sns", "kms")
+    )
     s3.create_bucket(
         Bucket=env["STATE_BUCKET"], CreateBucketConfiguration={"LocationConstraint": REGION}
     )
     s3.put_bucket_versioning(
         Bucket=env["STATE_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
+    )
+    # The deployed task names the state key; moto gives its key another ID.
+    assert env[STATE_KMS_KEY_ENV].startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:")
+    key_arn = kms.create_key(Description="direct-task ACME state")["KeyMetadata"]["Arn"]
+    s3.put_bucket_encryption(
+        Bucket=env["STATE_BUCKET"],
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": key_arn,
+                    },
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
     )
     placeholder = json.dumps({CHAIN_KEY: "placeholder", PRIVATE_KEY_KEY: "placeholder"})
     secret_arn = secrets.create_secret(Name="direct-task-certificate", SecretString=placeholder)[
@@ -153,7 +176,17 @@ def aws(route53: Route53, deployed: Deployed) -> Aws:
     topic = sns.create_topic(Name=env["ALERTS_TOPIC_ARN"].rsplit(":", 1)[-1])["TopicArn"]
     assert topic == env["ALERTS_TOPIC_ARN"]
     assert ACCOUNT in topic
-    return Aws(port, s3, secrets, ecs, env["STATE_BUCKET"], secret_arn, cluster, env["ECS_SERVICE"])
+    return Aws(
+        port,
+        s3,
+        secrets,
+        ecs,
+        env["STATE_BUCKET"],
+        secret_arn,
+        cluster,
+        env["ECS_SERVICE"],
+        key_arn,
+    )
 
 
 def _relocate(argv: list[str], flag: str, value: str) -> None:
@@ -178,6 +211,7 @@ def _run_renewal(
     env["CERTBOT_CONFIG_DIR"] = str(state)
     env["LIVE_DIR"] = deployed_live.replace("/etc/letsencrypt", str(state))
     env["CERT_SECRET_ARN"] = aws.secret_arn
+    env[STATE_KMS_KEY_ENV] = aws.kms_key_arn
     return subprocess.run(
         argv,
         env=acme.env(
@@ -259,7 +293,11 @@ def test_a_run_issues_the_wildcard_into_the_secret_and_saves_the_state(
     assert "no state in s3://" in issued.first_output  # the first run started from nothing
     assert len(_versions(aws)) == 1
     stored = aws.s3.get_object(Bucket=aws.bucket, Key=STATE_KEY)
-    assert stored["ServerSideEncryption"] == "AES256"
+    # SSE-KMS with the state's own key (and the Bucket Key the key policy's encryption
+    # context relies on), not SSE-S3 and not the AWS managed aws/s3 key.
+    assert stored["ServerSideEncryption"] == "aws:kms"
+    assert stored["SSEKMSKeyId"] == aws.kms_key_arn
+    assert stored["BucketKeyEnabled"] is True
     assert "state-sha256" in stored["Metadata"]
 
 
@@ -292,6 +330,9 @@ def test_a_second_run_restores_the_state_and_orders_nothing(
         k: v for k, v in before_state.items() if not k.startswith("renewal/")
     }
     assert _deployment(aws) == deployment, "nothing new, no redeploy"
+    for version in after:
+        head = aws.s3.head_object(Bucket=aws.bucket, Key=STATE_KEY, VersionId=version)
+        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", aws.kms_key_arn)
     lineage = lineage_name(DOMAIN, acme.directory_url)
     assert (issued.state / "live" / lineage / "fullchain.pem").is_file()
 
@@ -317,6 +358,38 @@ def test_a_run_without_access_to_the_state_stops_before_certbot(
     assert result.returncode != 0
     assert "cannot read s3://no-such-bucket" in result.stdout + result.stderr
     assert acme.log_since(orders).count("Added order") == 0
+
+
+def test_save_refuses_to_upload_without_the_state_key(
+    aws: Aws, deployed: Deployed, issued: Issued, tmp_path: Path
+) -> None:
+    """Without the key's ARN S3 would fall back to the AWS managed aws/s3 key."""
+    versions = _versions(aws)
+    env = {e["name"]: e["value"] for e in deployed.renewal["environment"]}
+    del env[STATE_KMS_KEY_ENV]
+    state = tmp_path / "letsencrypt"
+    shutil.copytree(issued.state, state, symlinks=True)
+    (state / "changed").write_text("a change that would be saved\n")
+    program = Path(__file__).resolve().parents[2] / "components" / "acme_state.py"
+    result = subprocess.run(
+        [sys.executable, str(program), "save"],
+        env={
+            **os.environ,
+            **env,
+            "CERTBOT_CONFIG_DIR": str(state),
+            "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:{aws.moto_port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"{STATE_KMS_KEY_ENV} is not set" in result.stdout + result.stderr
+    assert _versions(aws) == versions
 
 
 # --------------------------------------------------------------------------- Envoy

@@ -48,7 +48,12 @@ def test_every_resource_sits_under_the_component(graph):
     for r in mine:
         if not r.custom:
             assert r.type.startswith("ecs-tls:"), r
-    foundation = {"ecs-tls:network:Network", "ecs-tls:cluster:Cluster", "ecs-tls:alerts:Alerts"}
+    foundation = {
+        "ecs-tls:network:Network",
+        "ecs-tls:cluster:Cluster",
+        "ecs-tls:alerts:Alerts",
+        "ecs-tls:dns:DomainCaa",  # the domain's CAA record, one whatever the topology
+    }
     for r in graph:
         if r in mine or r is component:
             continue
@@ -203,10 +208,6 @@ def test_state_bucket_is_versioned_encrypted_private_and_tls_only(graph):
         ]
         == "Enabled"
     )
-    (rule,) = graph.one(
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
-    ).inputs["rules"]
-    assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
     block = graph.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
     assert all(
         block[k]
@@ -217,11 +218,57 @@ def test_state_bucket_is_versioned_encrypted_private_and_tls_only(graph):
             "restrictPublicBuckets",
         )
     )
-    (deny,) = json.loads(graph.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])[
-        "Statement"
-    ]
-    assert deny["Effect"] == "Deny"
-    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    document = json.loads(graph.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    assert statement(document, "DenyWithoutTls")["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
+
+
+def test_state_is_encrypted_with_its_own_key_used_only_by_the_renewal_role(graph):
+    key = graph.one("aws:kms/key:Key", "direct-task-acme-state-key")
+    role_arn = graph.one("aws:iam/role:Role", "direct-task-renewal-task").outputs["arn"]
+    bucket_arn = graph.one("aws:s3/bucket:Bucket").outputs["arn"]
+    assert key.inputs["enableKeyRotation"] is True
+    assert key.inputs["deletionWindowInDays"] == 30
+    alias = graph.one("aws:kms/alias:Alias", "direct-task-acme-state-key")
+    assert alias.inputs["name"] == "alias/ecs-tls-dev-direct-task-acme-state"
+    assert alias.inputs["targetKeyId"] == key.outputs["arn"]
+
+    (rule,) = graph.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs["rules"]
+    assert rule["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": key.outputs["arn"],
+    }
+    assert rule["bucketKeyEnabled"] is True
+
+    policy = json.loads(key.inputs["policy"])
+    use = statement(policy, "StateRolesUseKeyThroughS3")
+    assert use["Principal"] == {"AWS": [role_arn]}
+    assert use["Condition"]["StringEquals"] == {
+        "kms:ViaService": "s3.eu-west-1.amazonaws.com",
+        "kms:EncryptionContext:aws:s3:arn": bucket_arn,
+    }
+    admin = statement(policy, "AccountAdministersKey")
+    assert admin["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+    assert not any(a in admin["Action"] for a in ("kms:*", "kms:Decrypt", "kms:CreateGrant"))
+
+    bucket_policy = json.loads(graph.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    reads = statement(bucket_policy, "DenyReadsByOthers")
+    assert reads["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [role_arn]}}
+    other_key = statement(bucket_policy, "DenyUploadsWithAnotherKey")["Condition"]
+    assert other_key["StringNotEquals"] == {
+        "s3:x-amz-server-side-encryption-aws-kms-key-id": key.outputs["arn"]
+    }
+
+    # The renewal task names the key in its uploads; the schedule waits for key and policy.
+    (certbot,) = containers(graph, "direct-task-renewal").values()
+    env = {e["name"]: e["value"] for e in certbot["environment"]}
+    assert env["STATE_KMS_KEY_ARN"] == key.outputs["arn"]
+    schedule = graph.one("aws:scheduler/schedule:Schedule")
+    assert graph.depends_on(schedule, key)
+    assert graph.depends_on(schedule, graph.one("aws:s3/bucketPolicy:BucketPolicy"))
 
 
 def test_renewal_task_runs_the_projects_certbot_command_on_s3_state(graph):

@@ -51,3 +51,19 @@ def test_stack_outputs_name_topology_and_endpoint(program, stand_in_topologies):
     assert outputs["topology"] == "alb-envoy"
     assert outputs["endpoint"]
     assert {"vpcId", "clusterName", "logGroupName"} <= set(outputs)
+
+
+def test_alerts_key_and_domain_caa_keep_their_urns_across_topologies(program):
+    """The alerts topic's key and the domain's CAA record set are the foundation's: a
+    switch keeps the key (and the topic encrypted with it) and rewrites the CAA values of
+    the one record set in place."""
+
+    def stable(graph) -> set[str]:
+        roots = [r for r in graph if r.type in ("ecs-tls:alerts:Alerts", "ecs-tls:dns:DomainCaa")]
+        return {r.urn for root in roots for r in [root, *graph.descendants(root)]}
+
+    zone = {"hostedZoneId": "Z0123456789ABCDEFGHIJ"}
+    urns = [stable(program({**MINIMAL_CONFIG[t], **zone})) for t in TOPOLOGIES]
+    assert any(u.endswith("aws:kms/key:Key::alerts-key") for u in urns[0])
+    assert any(u.endswith("aws:route53/record:Record::domain-caa") for u in urns[0])
+    assert all(u == urns[0] for u in urns)
