@@ -13,12 +13,14 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import Statement, assume_role_policy, managed_policy_arn, policy_document
+from components.iam import Statement, assume_role_policy, policy_document
 from components.naming import physical_name
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 RUNTIME = "python3.13"
-VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
+# Lambda's guide, "Giving Lambda functions access to resources in an Amazon VPC",
+# execution role permissions.
+VPC_PERMISSIONS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html"
 
 
 def log_statements(log_group_arn: str) -> list[Statement]:
@@ -29,6 +31,52 @@ def log_statements(log_group_arn: str) -> list[Statement]:
             ["logs:CreateLogStream", "logs:PutLogEvents"],
             [f"{log_group_arn}:log-stream:*"],
         )
+    ]
+
+
+def vpc_statements(
+    partition: str,
+    region: str,
+    account: str,
+    subnet_ids: Sequence[str],
+    security_group_ids: Sequence[str],
+) -> list[Statement]:
+    """What Lambda does with the function's role to place it in a VPC, instead of
+    AWSLambdaVPCAccessExecutionRole, whose log actions on "*" would undo `log_statements`.
+
+    Lambda creates the network interfaces with the role (VPC_PERMISSIONS_DOC), so creation
+    is pinned to the function's subnets and security groups. The guide warns that a delete
+    permission without a resource ID may cost the function its VPC access unless it names
+    all interfaces: the interface actions name every interface of the account and region,
+    without ec2:Subnet / ec2:Vpc conditions the guide does not vouch for.
+    """
+    ec2 = f"arn:{partition}:ec2:{region}:{account}"
+    interfaces = f"{ec2}:network-interface/*"
+    return [
+        Statement(
+            "CreateFunctionInterfaces",
+            ["ec2:CreateNetworkInterface"],
+            [
+                interfaces,
+                *(f"{ec2}:subnet/{s}" for s in sorted(set(subnet_ids))),
+                *(f"{ec2}:security-group/{g}" for g in sorted(set(security_group_ids))),
+            ],
+        ),
+        Statement(
+            "ManageFunctionInterfaces",
+            [
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:DeleteNetworkInterface",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            [interfaces],
+        ),
+        Statement(
+            "FindInterfaces",
+            ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+            ["*"],
+            why_wildcard="EC2 Describe actions have no resource-level permission",
+        ),
     ]
 
 
@@ -76,35 +124,35 @@ class PythonFunction(pulumi.ComponentResource):
         self.role = role = aws.iam.Role(
             name,
             description=args.description,
+            # No aws:SourceAccount: Lambda does not document setting it (TRUSTED_SERVICES).
             assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
             opts=child,
         )
+        vpc: pulumi.Output = pulumi.Output.from_input([])
+        if args.subnet_ids is not None:
+            invoke = pulumi.InvokeOutputOptions(parent=self)
+            vpc = pulumi.Output.all(
+                aws.get_partition_output(opts=invoke).partition,
+                aws.get_region_output(opts=invoke).region,
+                aws.get_caller_identity_output(opts=invoke).account_id,
+                args.subnet_ids,
+                pulumi.Output.all(*args.security_group_ids),
+            ).apply(lambda v: vpc_statements(*v))
         policy = aws.iam.RolePolicy(
             name,
             name="function",
             role=role.id,
-            policy=pulumi.Output.all(log_group.arn, args.statements).apply(
-                lambda v: policy_document([*log_statements(v[0]), *v[1]])
+            policy=pulumi.Output.all(log_group.arn, args.statements, vpc).apply(
+                lambda v: policy_document([*log_statements(v[0]), *v[1], *v[2]])
             ),
             opts=child,
         )
         # The function must not run before its role may do what it does (IAM propagates
-        # after the role exists): the first invocation at deploy time would fail.
+        # after the role exists): the first invocation at deploy time would fail, and
+        # Lambda refuses a VPC function whose role may not create its interfaces.
         self.ready = [policy]
         vpc_config = None
         if args.subnet_ids is not None:
-            partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
-            # Network interfaces in the VPC: AWS's managed policy, which needs `*`.
-            self.ready.append(
-                aws.iam.RolePolicyAttachment(
-                    f"{name}-vpc",
-                    role=role.name,
-                    policy_arn=partition.partition.apply(
-                        lambda p: managed_policy_arn(p, VPC_ACCESS_POLICY)
-                    ),
-                    opts=child,
-                )
-            )
             vpc_config = {
                 "subnet_ids": args.subnet_ids,
                 "security_group_ids": list(args.security_group_ids),

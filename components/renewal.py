@@ -36,9 +36,40 @@ def run_task_statements(
             [task_definition_arn],
             condition={"ArnEquals": {"ecs:cluster": cluster_arn}},
         ),
-        # RunTask hands the task its roles; the scheduler may pass those and no other.
-        Statement("PassTaskRoles", ["iam:PassRole"], sorted(set(pass_role_arns))),
+        # RunTask hands the task its roles; the scheduler may pass those and no other, and
+        # only to ECS tasks (the condition AWS's own policy for rules that run tasks carries:
+        # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonEC2ContainerServiceEventsRole.html).
+        Statement(
+            "PassTaskRoles",
+            ["iam:PassRole"],
+            sorted(set(pass_role_arns)),
+            condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        ),
     ]
+
+
+def ecs_service_arn(cluster_arn: str, service_name: str) -> str:
+    """The long service ARN IAM matches for ecs:UpdateService,
+    arn:<partition>:ecs:<region>:<account>:service/<cluster>/<service> (Service Authorization
+    Reference, Amazon ECS, resource type "service"), derived from the cluster's ARN."""
+    prefix, sep, cluster_name = cluster_arn.partition(":cluster/")
+    if not sep or not cluster_name or "/" in cluster_name or not service_name:
+        raise ValueError(f"not a cluster ARN and service name: {cluster_arn!r}, {service_name!r}")
+    return f"{prefix}:service/{cluster_name}/{service_name}"
+
+
+def service_arn(
+    cluster_arn: pulumi.Input[str], service_name: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """`ecs_service_arn` of outputs: a policy names the service it may restart, not `id`."""
+    return pulumi.Output.all(cluster_arn, service_name).apply(lambda v: ecs_service_arn(v[0], v[1]))
+
+
+def schedule_group_arn(partition: str, region: str, account: str, group: str = "default") -> str:
+    """What Scheduler puts in aws:SourceArn when it assumes a schedule's role: the ARN of
+    the schedule's group, not of the schedule (EventBridge Scheduler guide, "Confused
+    deputy prevention"). Schedules here are in the default group."""
+    return f"arn:{partition}:scheduler:{region}:{account}:schedule-group/{group}"
 
 
 @dataclass(frozen=True)
@@ -74,11 +105,15 @@ class ScheduledTask(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         account = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        region = aws.get_region_output(opts=invoke).region
         role = aws.iam.Role(
             name,
             description="EventBridge Scheduler: start the certificate renewal task",
-            assume_role_policy=account.apply(
-                lambda a: assume_role_policy("scheduler.amazonaws.com", a)
+            assume_role_policy=pulumi.Output.all(partition, region, account).apply(
+                lambda v: assume_role_policy(
+                    "scheduler.amazonaws.com", v[2], schedule_group_arn(v[0], v[1], v[2])
+                )
             ),
             opts=child,
         )

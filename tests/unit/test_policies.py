@@ -12,6 +12,9 @@ import json
 import pytest
 
 import topologies
+from components.iam import TRUSTED_SERVICES, assume_role_policy
+from components.lambda_function import vpc_statements
+from components.renewal import ecs_service_arn, run_task_statements, schedule_group_arn
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import unwrap
 
@@ -33,6 +36,7 @@ WILDCARD_ACTIONS = {
     "route53:ListHostedZones",
     "ec2:DescribeVolumes",  # the data volume script reads its attachment state
     "ec2:DescribeNetworkInterfaces",  # direct-task: a task's public IP, not in its event
+    "ec2:DescribeSubnets",  # a Lambda function in a VPC (components/lambda_function.py)
     "ecs:ListTasks",  # direct-task: scoped to the cluster by the ecs:cluster condition
 }
 
@@ -117,3 +121,77 @@ def test_storage_and_logs_are_encrypted_or_bounded(graph):
                 assert efs["transitEncryption"] == "ENABLED"
     for log_group in graph.of_type("aws:cloudwatch/logGroup:LogGroup"):
         assert log_group.inputs["retentionInDays"] > 0
+
+
+# --- the documents' builders
+
+
+def test_a_trust_policy_carries_the_account_for_a_service_that_sets_it():
+    for service, trusted in TRUSTED_SERVICES.items():
+        if trusted.sets_source_account:
+            with pytest.raises(ValueError, match="needs aws:SourceAccount"):
+                assume_role_policy(service)
+            (statement,) = json.loads(assume_role_policy(service, "123456789012"))["Statement"]
+            assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+        else:
+            # A condition on a key the service never sets would lock the role.
+            with pytest.raises(ValueError, match="does not set"):
+                assume_role_policy(service, "123456789012")
+            assert "Condition" not in json.loads(assume_role_policy(service))["Statement"][0]
+    with pytest.raises(ValueError, match="TRUSTED_SERVICES"):
+        assume_role_policy("glue.amazonaws.com", "123456789012")
+
+
+def test_the_scheduler_may_assume_its_role_for_the_default_group_only():
+    group = schedule_group_arn("aws", "eu-west-1", "123456789012")
+    assert group == "arn:aws:scheduler:eu-west-1:123456789012:schedule-group/default"
+    (statement,) = json.loads(assume_role_policy("scheduler.amazonaws.com", "123456789012", group))[
+        "Statement"
+    ]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnEquals": {"aws:SourceArn": group},
+    }
+
+
+def test_the_scheduler_passes_the_task_roles_to_ecs_tasks_only():
+    roles = ["arn:aws:iam::123456789012:role/b", "arn:aws:iam::123456789012:role/a"]
+    statements = {s.sid: s.to_dict() for s in run_task_statements("td", "cluster", roles)}
+    assert statements["PassTaskRoles"] == {
+        "Sid": "PassTaskRoles",
+        "Effect": "Allow",
+        "Action": ["iam:PassRole"],
+        "Resource": sorted(roles),
+        "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+    }
+
+
+def test_a_service_arn_is_the_long_form_in_its_cluster():
+    cluster = "arn:aws-cn:ecs:cn-north-1:123456789012:cluster/ecs-tls-dev"
+    assert (
+        ecs_service_arn(cluster, "app")
+        == "arn:aws-cn:ecs:cn-north-1:123456789012:service/ecs-tls-dev/app"
+    )
+    for bad in ("app-1234abcd", "arn:aws:ecs:eu-west-1:123456789012:service/app"):
+        with pytest.raises(ValueError):
+            ecs_service_arn(bad, "app")
+
+
+def test_a_lambda_in_a_vpc_creates_interfaces_in_its_own_subnets_only():
+    statements = {
+        s.sid: s.to_dict()
+        for s in vpc_statements(
+            "aws", "eu-west-1", "123456789012", ["subnet-b", "subnet-a"], ["sg-1"]
+        )
+    }
+    ec2 = "arn:aws:ec2:eu-west-1:123456789012"
+    assert statements["CreateFunctionInterfaces"]["Resource"] == [
+        f"{ec2}:network-interface/*",
+        f"{ec2}:security-group/sg-1",
+        f"{ec2}:subnet/subnet-a",
+        f"{ec2}:subnet/subnet-b",
+    ]
+    assert statements["ManageFunctionInterfaces"]["Resource"] == [f"{ec2}:network-interface/*"]
+    assert set(statements["FindInterfaces"]["Action"]) <= WILDCARD_ACTIONS
+    actions = {a for s in statements.values() for a in s["Action"]}
+    assert not any(a.startswith("logs:") for a in actions)
