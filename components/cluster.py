@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -13,7 +13,16 @@ from components.iam import (
     execution_role_statements,
     policy_document,
 )
+from components.image_cache import ImageCache, ImageCacheArgs
 from components.naming import physical_name
+from settings.images import (
+    ImageSettings,
+    cache_repository_arns,
+    ecr_repository_arn,
+    image_map,
+    registry_host,
+    with_cached_images,
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,10 @@ class ClusterArgs:
     log_retention_days: int = 30
     # Cloud Map HTTP namespace for Service Connect; None: <project>-<stack>.
     namespace_name: str | None = None
+    # Where tasks pull the program's own images from (settings/images.py).
+    images: ImageSettings = field(default_factory=ImageSettings)
+    # The images the user chose: the execution role may pull the private ECR ones.
+    user_images: tuple[str, ...] = ()
 
 
 class Cluster(pulumi.ComponentResource):
@@ -40,6 +53,17 @@ class Cluster(pulumi.ComponentResource):
         stack_name = physical_name()
         self.region = aws.get_region_output(opts=invoke).region
         self.account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke)
+        rules = args.images.rules
+        self.image_cache = (
+            ImageCache(f"{name}-images", ImageCacheArgs(rules), opts=child) if rules else None
+        )
+        # The rules' own prefixes are read so that every task definition naming a cached
+        # image is registered after the rules exist.
+        prefixes = [r.ecr_repository_prefix for r in self.image_cache.rules] if rules else []
+        self.image_map: pulumi.Output[dict[str, str]] = pulumi.Output.all(
+            self.account_id, self.region, partition.dns_suffix, *prefixes
+        ).apply(lambda v: image_map(registry_host(v[0], v[1], v[2]), rules))
 
         # The namespace costs nothing and is the cluster's Service Connect default, so it
         # belongs to the foundation: topologies that use Service Connect share it.
@@ -83,8 +107,20 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-execution",
             name="pull-images-write-logs",
             role=self.execution_role.id,
-            policy=self.log_group.arn.apply(
-                lambda arn: policy_document(execution_role_statements(arn))
+            policy=pulumi.Output.all(
+                self.log_group.arn, partition.partition, self.region, self.account_id
+            ).apply(
+                lambda v: policy_document(
+                    execution_role_statements(
+                        v[0],
+                        ecr_repository_arns=[
+                            arn
+                            for image in args.user_images
+                            if (arn := ecr_repository_arn(image, v[1])) is not None
+                        ],
+                        cache_repository_arns=cache_repository_arns(rules, v[1], v[2], v[3]),
+                    )
+                )
             ),
             opts=child,
         )
@@ -96,6 +132,17 @@ class Cluster(pulumi.ComponentResource):
                 "logGroupName": self.log_group.name,
                 "executionRoleArn": self.execution_role.arn,
             }
+        )
+
+    def resolve_images(self, container_definitions: pulumi.Input[str]) -> pulumi.Input[str]:
+        """A task's container definitions with the program's images read from the cache.
+
+        Without the cache the definitions pass through untouched.
+        """
+        if self.image_cache is None:
+            return container_definitions
+        return pulumi.Output.all(container_definitions, self.image_map).apply(
+            lambda v: with_cached_images(v[0], v[1])
         )
 
     def allow_secret_read(

@@ -34,7 +34,9 @@ def task_definition(
         execution_role_arn=cluster.execution_role.arn,
         task_role_arn=task_role_arn,
         volumes=volumes,
-        container_definitions=container_definitions,
+        # The one place every task's images pass: the cluster reads the program's from the
+        # pull-through cache when it is on.
+        container_definitions=cluster.resolve_images(container_definitions),
         opts=pulumi.ResourceOptions(parent=parent),
     )
 
