@@ -1,20 +1,24 @@
 """Commands of certbot and the copier in the ``nlb-certbot`` topology, and of its renewal task.
 
-The app's task runs three containers chained with ``dependsOn``::
+certbot runs in tasks of its own, whose role may answer the ACME challenge and write the
+ACME state under ``/etc/letsencrypt`` (EFS, so the certificate and the ACME account outlive
+tasks); the app's task only reads it. Its two containers are chained with ``dependsOn``::
 
-    certbot (essential=false) --COMPLETE--> copier (essential=false) --SUCCESS--> app
+    copier (essential=false) --SUCCESS--> app
 
-``certbot`` obtains a Let's Encrypt certificate under ``/etc/letsencrypt`` (EFS, so the
-certificate and the ACME account outlive tasks) or keeps the one there. ``copier`` then lays
-it out the way the application (Neo4j 5) expects on a task scratch volume (``/ssl``), see
-``copy_certificates.sh``. The copier waits for certbot to *complete*, not to succeed: it
-succeeds on its own with an unexpired certificate on EFS, so an ACME outage at start-up does
-not keep the database down.
+``copier`` lays the certificate out the way the application (Neo4j 5) expects (``/ssl``),
+see ``copy_certificates.sh``. It succeeds with an unexpired certificate on EFS, so an ACME
+outage at start-up does not keep the database down, and waits (``COPIER_WAIT_SECONDS``) for
+one when there is none yet.
 
-Renewal happens out of band: a scheduled standalone task runs the very same certbot argv
-(``certbot_args``) on the same state, plus a ``--deploy-hook`` that restarts the app's ECS
-service only when certbot actually issued a certificate (``renewal_command``,
-``renewal_hook.py``).
+The issuer task runs ``certbot_command`` whenever a task of the app starts (the first
+deploy included): it obtains the certificate or keeps the one there. The renewal task runs
+on a schedule with the very same certbot argv (``certbot_args``) on the same state, plus a
+``--deploy-hook`` that restarts the app's ECS service only when certbot actually issued a
+certificate (``renewal_command``, ``renewal_hook.py``).
+
+certbot runs as a non-root user, ``CERTBOT_USER`` (also the EFS access point's user); on an
+ECS instance the copier too, as the owner of the files it lays out.
 
 Each ACME server has its own lineage (``lineage_name``): switching ``acme.server`` obtains a
 certificate from the new server on the next run, and switching back finds the old lineage.
@@ -40,15 +44,20 @@ from functools import cache
 from pathlib import Path
 
 from settings import ACME_DIRECTORIES, CertificateLayout
+from settings.images import CERTBOT_DNS_ROUTE53_IMAGE, CERTBOT_IMAGE, COPIER_IMAGE
 
 # The domain becomes certbot's certificate name and a directory name: the same lowercase,
 # no-wildcard, no-trailing-dot DNS name the settings accept.
 from settings.readers import DOMAIN_RE
 
 __all__ = [
+    "CERTBOT_GID",
+    "CERTBOT_UID",
+    "CERTBOT_USER",
     "CERTBOT_VERSION",
     "CHALLENGES",
     "COPIER_IMAGE",
+    "COPIER_WAIT_SECONDS",
     "DEPLOY_HOOK",
     "KEY_TYPES",
     "LOCK_FILE_NAME",
@@ -80,10 +89,8 @@ __all__ = [
 # containers run the same certbot as the one pinned in requirements-dev.txt and exercised
 # by tests/integration/test_acme_pebble.py. Bump both together.
 CERTBOT_VERSION = "5.8.0"
-_IMAGES = {
-    "http-01": f"certbot/certbot:v{CERTBOT_VERSION}",
-    "dns-01": f"certbot/dns-route53:v{CERTBOT_VERSION}",
-}
+# Pinned by digest in settings/images.py, with the other images the program chooses.
+_IMAGES = {"http-01": CERTBOT_IMAGE, "dns-01": CERTBOT_DNS_ROUTE53_IMAGE}
 CHALLENGES = tuple(_IMAGES)
 
 # The renewal task restarts the app from a deploy hook written in Python with boto3: the
@@ -106,11 +113,21 @@ RESTART_PENDING_NAME = ".restart-pending"
 # writes into renewal/<name>.conf as ``renew_hook``.
 DEPLOY_HOOK = 'python3 -c "$ECS_RESTART_PROGRAM"'
 
-# The copier only needs a POSIX shell with cp/mv/mkdir/mktemp/chmod/chown. Alpine's are
-# busybox applets; the integration tests run the script under busybox as well.
-COPIER_IMAGE = "public.ecr.aws/docker/library/alpine:3.20"
+# The copier (COPIER_IMAGE) only needs a POSIX shell with cp/mv/mkdir/mktemp/chmod/chown.
+# Alpine's are busybox applets; the integration tests run the script under busybox as well.
 
 KEY_TYPES = ("ecdsa", "rsa")
+
+# certbot needs no root: its state is on EFS, owned by this user through the access point,
+# and on an ECS instance only root may reach the instance metadata service
+# (components/imds_guard.py). A fixed number outside the images' own users.
+CERTBOT_UID = 10001
+CERTBOT_GID = 10001
+CERTBOT_USER = f"{CERTBOT_UID}:{CERTBOT_GID}"
+
+# How long the copier waits for the issuer task on a first start: the event that starts
+# the issuer, its image pull and a DNS-01 order with Route53 propagation fit with room.
+COPIER_WAIT_SECONDS = 900
 
 _SCRIPT_PATH = Path(__file__).with_name("copy_certificates.sh")
 _HOOK_PATH = Path(__file__).with_name("renewal_hook.py")
@@ -150,13 +167,14 @@ exit "$status"
 
 # Deliberately loose (the ACME server has the final word), but rejects anything that could
 # be taken for another option or split into several arguments.
-_EMAIL_RE = re.compile(r"^[^@\s-][^@\s]*@[^@\s]+\.[^@\s]+$")
-_PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_URL_RE = re.compile(r"^https://[^\s/?#]+(/\S*)?$")
-_SCOPE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_OWNER_RE = re.compile(r"^[0-9]+(:[0-9]+)?$")
-_CLUSTER_ARN_RE = re.compile(r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_-]+$")
-_ECS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+# Anchored with \A and \Z: `$` would also match before a final newline.
+_EMAIL_RE = re.compile(r"\A[^@\s-][^@\s]*@[^@\s]+\.[^@\s]+\Z")
+_PROFILE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+_URL_RE = re.compile(r"\Ahttps://[^\s/?#]+(/\S*)?\Z")
+_SCOPE_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_OWNER_RE = re.compile(r"\A[0-9]+(:[0-9]+)?\Z")
+_CLUSTER_ARN_RE = re.compile(r"\Aarn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_-]+\Z")
+_ECS_NAME_RE = re.compile(r"\A[A-Za-z0-9_-]{1,255}\Z")
 
 
 @dataclass(frozen=True)
@@ -387,12 +405,13 @@ def restart_pending_file(config_dir: str = "/etc/letsencrypt") -> str:
 
 
 def certbot_command(spec: CertbotSpec) -> list[str]:
-    """Command of the app task's ``certbot`` container, after ``SHELL_ENTRY_POINT``.
+    """Command of the issuer task's ``certbot`` container, after ``SHELL_ENTRY_POINT``.
 
     ``sh -c <lock wrapper> certbot-init <lock file> certbot <certbot_args>``: certbot runs
     once the lock is free, so a task start waits for a renewal in progress (and the other
     way round) instead of failing with certbot's "Another instance of Certbot is already
-    running". No deploy hook: a task that starts has the newest certificate anyway.
+    running". No deploy hook: the app's task that started the issuer is waiting for the
+    certificate, and lays out the newest one.
     """
     return [
         _LOCKED_CERTBOT,
@@ -477,12 +496,23 @@ def copier_command() -> list[str]:
     return ["sh", "-c", copy_script()]
 
 
-def copier_environment(layout: CertificateLayout, spec: CertbotSpec) -> dict[str, str]:
+def copier_environment(
+    layout: CertificateLayout, spec: CertbotSpec, wait_seconds: int = 0
+) -> dict[str, str]:
     """Environment of the copier container (the variables ``copy_certificates.sh`` reads).
 
     Takes the certbot request itself, so the copier reads the lineage of the configured
-    ACME server, the one certbot writes.
+    ACME server, the one certbot writes. ``wait_seconds``: how long to wait for a missing
+    or expired certificate to be replaced (0: fail at once).
     """
+    _check(
+        isinstance(wait_seconds, int)
+        and not isinstance(wait_seconds, bool)
+        and 0 <= wait_seconds <= 3600,
+        "wait_seconds",
+        wait_seconds,
+        "0 to 3600 seconds",
+    )
     _check(
         isinstance(layout.scopes, tuple)
         and len(layout.scopes) > 0
@@ -529,6 +559,8 @@ def copier_environment(layout: CertificateLayout, spec: CertbotSpec) -> dict[str
     }
     if layout.owner is not None:
         env["OWNER"] = layout.owner
+    if wait_seconds:
+        env["WAIT_SECONDS"] = str(wait_seconds)
     return env
 
 
@@ -591,7 +623,7 @@ def s3_state_environment(
     """Environment of the S3-state renewal container (the variables ``acme_state.py`` reads)."""
     env = renewal_environment(cluster_arn, service_name)
     _check(
-        isinstance(bucket, str) and bool(re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket)),
+        isinstance(bucket, str) and bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)),
         "bucket",
         bucket,
         "an S3 bucket name",

@@ -14,6 +14,7 @@ from settings.constants import (
     ENVOY_TLS_VERSIONS,
     NGINX_IMAGE,
 )
+from settings.images import NEO4J_IMAGE, ImageSettings
 
 
 @dataclass(frozen=True)
@@ -197,28 +198,23 @@ class Settings:
     service_connect: ServiceConnectSettings = ServiceConnectSettings()
     mesh: MeshSettings = MeshSettings()
     alerts_email: str | None = None  # direct-task: no e-mail subscription unless asked
+    images: ImageSettings = field(default_factory=ImageSettings)  # no cache unless asked
 
 
 # Working workload defaults per topology; `app` overrides them field by field.
 APP_DEFAULTS: dict[str, AppSettings] = {
-    "alb-envoy": AppSettings(
-        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
-    ),
-    "service-connect": AppSettings(
-        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
-    ),
-    "appmesh-efs": AppSettings(
-        image="public.ecr.aws/docker/library/nginx:1.27-alpine", port=80, health_check_path="/"
-    ),
+    "alb-envoy": AppSettings(image=NGINX_IMAGE, port=80, health_check_path="/"),
+    "service-connect": AppSettings(image=NGINX_IMAGE, port=80, health_check_path="/"),
+    "appmesh-efs": AppSettings(image=NGINX_IMAGE, port=80, health_check_path="/"),
     "direct-task": AppSettings(
         # The app's plain port on the task's loopback; clients reach Envoy's TLS port.
-        image="public.ecr.aws/docker/library/nginx:1.27-alpine",
+        image=NGINX_IMAGE,
         port=80,
         health_check_path="/",
         desired_count=1,
     ),
     "nlb-certbot": AppSettings(
-        image="public.ecr.aws/docker/library/neo4j:5",
+        image=NEO4J_IMAGE,
         port=7687,
         ports=(7473, 7687),  # HTTPS and bolt; plain HTTP (7474) is not exposed
         health_check_path="/",

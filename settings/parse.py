@@ -36,7 +36,8 @@ from settings.constants import (
     TOPOLOGIES,
 )
 from settings.errors import ConfigError, invalid, missing
-from settings.mesh import check_service_keys, with_mesh
+from settings.images import parse_images, unpinned_image_warnings
+from settings.mesh import check_service_keys, url_variable, with_mesh
 from settings.model import (
     AcmeSettings,
     CertificateSettings,
@@ -48,18 +49,19 @@ from settings.model import (
 )
 from settings.readers import (
     ACCOUNT_RE,
-    DOMAIN_RE,
-    EMAIL_RE,
     HOSTED_ZONE_RE,
     ORG_ARN_RE,
     OU_ARN_RE,
     PCA_ARN_RE,
     SUBNET_RE,
     VPC_RE,
+    as_integer,
     raw_config,
+    read_dns_name,
+    read_email,
+    read_image,
     read_integer,
     read_object,
-    read_string,
     read_string_list,
     secret_config_keys,
     set_command,
@@ -79,15 +81,28 @@ def parse_topology(values: Mapping[str, Any]) -> str:
     return value
 
 
-def parse_domain(values: Mapping[str, Any]) -> str:
+# A certificate's subject common name holds at most 64 characters (RFC 5280 ub-common-name);
+# ACM refuses a first domain name longer than that ("cannot exceed 64 octets, including
+# periods", RequestCertificate DomainName). Every topology puts `domain` (direct-task:
+# `*.<domain>`) in a certificate's subject. That also keeps direct-task's per-task names,
+# `<32 hex digits of the task ID>.<domain>`, far inside DNS's 253 characters.
+COMMON_NAME_MAX = 64
+
+
+def parse_domain(values: Mapping[str, Any], topology: str) -> str:
     value = values.get("domain")
     if value is None:
         raise missing("domain", "set it to the DNS name clients use, e.g. app.example.com")
-    if not isinstance(value, str):
-        raise invalid("domain", value, "a DNS name such as app.example.com")
-    name = value.strip().rstrip(".").lower()
-    if len(name) > 253 or not DOMAIN_RE.match(name):
-        raise invalid("domain", value, "a DNS name such as app.example.com")
+    # Upper case and a root dot are accepted and normalised, as DNS treats them the same.
+    name = read_dns_name(value, "domain", "a DNS name such as app.example.com")
+    subject = f"*.{name}" if topology == "direct-task" else name
+    if len(subject) > COMMON_NAME_MAX:
+        raise invalid(
+            "domain",
+            value,
+            f"short enough for a certificate: {shown('domain', subject)} has {len(subject)} "
+            f"characters, a certificate's common name (and ACM) at most {COMMON_NAME_MAX}",
+        )
     return name
 
 
@@ -95,22 +110,22 @@ def parse_hosted_zone_id(values: Mapping[str, Any]) -> str | None:
     value = values.get("hostedZoneId")
     if value is None:
         return None
-    if not isinstance(value, str) or not HOSTED_ZONE_RE.match(value.strip()):
+    if not isinstance(value, str) or not HOSTED_ZONE_RE.match(value):
         raise invalid("hostedZoneId", value, "a Route53 hosted zone ID such as Z0123456789ABC")
-    return value.strip()
+    return value
 
 
 def parse_acme(values: Mapping[str, Any]) -> AcmeSettings:
     raw = read_object(values, "acme")
     email = raw.get("email")
-    if email is not None and (not isinstance(email, str) or not EMAIL_RE.match(email)):
-        raise invalid("acme.email", email, "an e-mail address such as ops@example.com")
+    if email is not None:
+        email = read_email(email, "acme.email")
     challenge = raw.get("challenge", "dns-01")
     if challenge not in ACME_CHALLENGES:
         raise invalid("acme.challenge", challenge, f"one of: {', '.join(ACME_CHALLENGES)}")
     server = raw.get("server", "staging")
     if not isinstance(server, str) or (
-        server not in ACME_DIRECTORIES and not re.match(r"^https://[^\s/]+(/\S*)?$", server)
+        server not in ACME_DIRECTORIES and not ACME_URL_RE.match(server)
     ):
         raise invalid("acme.server", server, "staging, production or an https:// directory URL")
     profile = raw.get("profile")
@@ -137,6 +152,16 @@ def parse_acme(values: Mapping[str, Any]) -> AcmeSettings:
     )
 
 
+# An ACME directory: https, a host name or address and a path of URL characters. No user
+# information (it would sit in the task definition in plaintext), query or shell characters:
+# certbot receives it on its command line.
+ACME_URL_RE = re.compile(
+    r"\Ahttps://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%/+=,-]*)?\Z"
+)
+
+
 def parse_network(values: Mapping[str, Any]) -> NetworkSettings:
     raw = read_object(values, "network")
     if "vpcId" in raw:
@@ -156,10 +181,8 @@ def parse_network(values: Mapping[str, Any]) -> NetworkSettings:
     azs = read_integer(
         raw.get("availabilityZones", 2), "network.availabilityZones", MIN_AZS, MAX_AZS
     )
-    nat = raw.get("natGateways", 1)
-    if isinstance(nat, str) and nat.isdigit():
-        nat = int(nat)
-    if isinstance(nat, bool) or nat not in (0, 1, azs):
+    nat = as_integer(raw.get("natGateways", 1))
+    if isinstance(nat, bool) or not isinstance(nat, int) or nat not in (0, 1, azs):
         raise invalid("network.natGateways", nat, f"0, 1 or {azs} (one per availability zone)")
     return NetworkSettings(cidr_block=str(network), availability_zones=azs, nat_gateways=nat)
 
@@ -177,6 +200,13 @@ def _existing_network(raw: Mapping[str, Any]) -> NetworkSettings:
             raise missing(f"network.{key}", "an existing VPC (network.vpcId) needs its subnet IDs")
         subnets[key] = read_string_list(
             raw[key], f"network.{key}", SUBNET_RE, "subnet IDs such as subnet-0123456789abcdef0"
+        )
+    shared = set(subnets["publicSubnetIds"]) & set(subnets["privateSubnetIds"])
+    if shared:
+        raise invalid(
+            "network.privateSubnetIds",
+            sorted(shared)[0],
+            "a private subnet: it is also in network.publicSubnetIds",
         )
     if len(subnets["publicSubnetIds"]) < MIN_AZS:
         raise invalid(
@@ -312,10 +342,8 @@ def parse_service_connect(values: Mapping[str, Any]) -> ServiceConnectSettings:
 
 
 def parse_log_retention(values: Mapping[str, Any]) -> int:
-    value = values.get("logRetentionDays", 30)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if value not in LOG_RETENTION_DAYS or isinstance(value, bool):
+    value = as_integer(values.get("logRetentionDays", 30))
+    if isinstance(value, bool) or not isinstance(value, int) or value not in LOG_RETENTION_DAYS:
         raise invalid(
             "logRetentionDays",
             value,
@@ -331,28 +359,90 @@ def parse_certificate_expiry_alarm_days(values: Mapping[str, Any], topology: str
     return read_integer(values.get(key, 30), key, 1, 45)
 
 
-def parse_allowed_cidrs(values: Mapping[str, Any]) -> tuple[str, ...]:
+def parse_allowed_cidrs(values: Mapping[str, Any], topology: str) -> tuple[str, ...]:
     raw = values.get("allowedCidrs")
     if raw is None:
+        if topology == "nlb-certbot":
+            raise missing(
+                "allowedCidrs",
+                "required by topology 'nlb-certbot': its NLB passes TCP straight to the "
+                "database, so whoever it admits can try the database's login. Set the "
+                'networks of your clients (e.g. ["203.0.113.0/24"]), or, to open it to '
+                'everyone on purpose, allowedCidrs: ["0.0.0.0/0"]',
+            )
         return ("0.0.0.0/0",)
+    accepted = "a non-empty list of IPv4 CIDRs such as [203.0.113.0/24]"
     if isinstance(raw, str):
         raw = [v.strip() for v in raw.split(",") if v.strip()]
     if not isinstance(raw, list) or not raw:
-        raise invalid("allowedCidrs", raw, "a non-empty list of IPv4 CIDRs")
-    cidrs = []
+        raise invalid("allowedCidrs", raw, accepted)
+    cidrs: list[ipaddress.IPv4Network] = []
     for item in raw:
-        try:
-            cidrs.append(str(ipaddress.IPv4Network(item, strict=True)))
-        except (ValueError, TypeError):
-            raise invalid("allowedCidrs", item, "an IPv4 CIDR such as 203.0.113.0/24") from None
-    return tuple(cidrs)
+        # A string first: IPv4Network(0) and IPv4Network(True) are /32 networks.
+        network = None
+        if isinstance(item, str) and re.fullmatch(r"[0-9./]{1,31}", item):
+            try:
+                network = ipaddress.IPv4Network(item, strict=True)
+            except ValueError:
+                network = None
+        if network is None:
+            raise invalid(
+                "allowedCidrs",
+                item,
+                "an IPv4 CIDR such as 203.0.113.0/24",
+            )
+        for other in cidrs:
+            if network.subnet_of(other) or other.subnet_of(network):
+                raise invalid(
+                    "allowedCidrs", item, f"a network not already covered by {str(other)!r}"
+                )
+        cidrs.append(network)
+    return tuple(str(c) for c in cidrs)
+
+
+# Inbound rules of one security group, by default (Amazon VPC quotas, "Inbound or outbound
+# rules per security group"; adjustable, counted for IPv4 and IPv6 separately).
+SECURITY_GROUP_INBOUND_RULES = 60
+
+
+def inbound_rules_per_cidr(s: Settings) -> tuple[int, int]:
+    """(rules each allowed CIDR adds, rules not per CIDR) of the group that admits clients.
+
+    One rule per CIDR and port: components/load_balancer.py `_allow_clients`, and
+    topologies/direct_task.py for the tasks' own group.
+    """
+    if s.topology == "alb-envoy" or (s.topology == "service-connect" and s.ingress == "alb"):
+        return 2, 0  # HTTPS 443 and the HTTP 80 redirect
+    if s.topology == "nlb-certbot":
+        return len(s.app.ports), (1 if s.acme.challenge == "http-01" else 0)
+    return 1, 0  # one listener (service-connect nlb, appmesh-efs) or Envoy's port
+
+
+def check_allowed_cidrs(s: Settings) -> None:
+    per_cidr, fixed = inbound_rules_per_cidr(s)
+    room = (SECURITY_GROUP_INBOUND_RULES - fixed) // per_cidr
+    if len(s.allowed_cidrs) > room:
+        raise ConfigError(
+            "allowedCidrs",
+            f"holds {len(s.allowed_cidrs)} CIDRs; topology {s.topology!r} takes at most "
+            f"{room}: each CIDR takes {per_cidr} inbound rule(s) of one security group, which "
+            f"holds {SECURITY_GROUP_INBOUND_RULES} by default",
+        )
 
 
 def parse_alerts_email(values: Mapping[str, Any]) -> str | None:
     value = values.get("alertsEmail")
-    if value is not None and (not isinstance(value, str) or not EMAIL_RE.match(value)):
-        raise invalid("alertsEmail", value, "an e-mail address such as ops@example.com")
-    return value
+    return None if value is None else read_email(value, "alertsEmail")
+
+
+# Predefined policies that also accept TLS 1.0 or 1.1: the TLS13 ones that start at 1.0 or
+# 1.1, and the older generations (2011-08 to 2016-08, TLS-1-0/1-1, FS-2018-06, FS-1-1).
+# [ELB security policies tables, describe-ssl-policies]
+LEGACY_TLS_POLICY = re.compile(
+    r"ELBSecurityPolicy-(?:TLS13-1-[01]-.*|TLS-1-[01]-.*|FS-2018-06|FS-1-1-.*|20[0-9]{2}-[0-9]{2})"
+    r"|ELBSample-.*",
+    re.IGNORECASE,
+)
 
 
 def parse_ssl_policy(values: Mapping[str, Any], topology: str, ingress: str) -> str:
@@ -361,19 +451,32 @@ def parse_ssl_policy(values: Mapping[str, Any], topology: str, ingress: str) -> 
     accepted = SSL_POLICIES[kind]
     if isinstance(value, str) and value in accepted:
         return value
-    # Only a near-identical name (a typo) earns a suggestion, not a different policy.
-    close = difflib.get_close_matches(value, accepted, 1, 0.95) if isinstance(value, str) else []
+    if isinstance(value, str) and LEGACY_TLS_POLICY.fullmatch(value):
+        raise invalid(
+            "sslPolicy",
+            value,
+            f"accepted: it lets clients use TLS 1.0 or 1.1; use {DEFAULT_SSL_POLICY} (TLS 1.3 "
+            "and 1.2, forward-secret suites only) or another TLS13-1-2 or TLS13-1-3 policy",
+        )
+    # Only a near-identical name (a typo, another case) earns a suggestion.
+    lowered = {p.lower(): p for p in accepted}
+    # Not for a value set with --secret: the suggestion would spell it out.
+    close = (
+        difflib.get_close_matches(value.lower(), lowered, 1, 0.95)
+        if isinstance(value, str) and not is_secret("sslPolicy")
+        else []
+    )
     raise invalid(
         "sslPolicy",
         value,
-        f"a TLS 1.3 security policy of the {kind.upper()}, such as {DEFAULT_SSL_POLICY}"
-        + (f"; did you mean {close[0]!r}?" if close else ""),
+        f"a TLS 1.3 security policy of the {kind.upper()} that refuses TLS 1.0 and 1.1, such "
+        f"as {DEFAULT_SSL_POLICY}" + (f"; did you mean {lowered[close[0]]!r}?" if close else ""),
     )
 
 
 def parse_envoy(values: Mapping[str, Any], topology: str) -> EnvoySettings:
     raw = read_object(values, "envoy")
-    image = read_string(raw.get("image", ENVOY_IMAGE), "envoy.image", "a container image reference")
+    image = read_image(raw.get("image", ENVOY_IMAGE), "envoy.image")
     port = read_integer(raw.get("port", 8443), "envoy.port", 1024, 65535)
     version = raw.get("minTlsVersion", "1.2")
     if isinstance(version, float):  # 1.3 written without quotes in YAML
@@ -411,6 +514,7 @@ def check_envoy_ports(envoy_port: int, app_port: int) -> None:
 
 def check_topology_requirements(s: Settings) -> None:
     """Keys that one topology needs and the others do not."""
+    check_allowed_cidrs(s)
     if s.topology in ("nlb-certbot", "direct-task") and s.acme.email is None:
         raise missing("acme.email", f"required by topology {s.topology!r} for the ACME account")
     if s.topology == "direct-task":
@@ -510,7 +614,7 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
     # The value first, so a misspelt ingress is reported as such on any topology.
     ingress = parse_ingress(values, topology)
     check_applies(values, topology, ingress)
-    domain = parse_domain(values)
+    domain = parse_domain(values, topology)
     check_service_keys(values, topology)
     settings = Settings(
         topology=topology,
@@ -525,14 +629,53 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
         services=parse_services(values, topology),
         log_retention_days=parse_log_retention(values),
         certificate_expiry_alarm_days=parse_certificate_expiry_alarm_days(values, topology),
-        allowed_cidrs=parse_allowed_cidrs(values),
+        allowed_cidrs=parse_allowed_cidrs(values, topology),
         alerts_email=parse_alerts_email(values),
         ssl_policy=parse_ssl_policy(values, topology, ingress),
         envoy=parse_envoy(values, topology),
         service_connect=parse_service_connect(values),
+        images=parse_images(values),
     )
     check_topology_requirements(settings)
-    return with_http01_start(with_mesh(settings, values), values)
+    settings = with_http01_start(with_mesh(settings, values), values)
+    check_reserved_environment(settings)
+    return settings
+
+
+# topologies/service_connect.py FINGERPRINT_VARIABLE (settings imports nothing above it;
+# tests/unit/test_hostile_config.py checks the two agree).
+SERVICE_CONNECT_FINGERPRINT_VARIABLE = "SERVICE_CONNECT_SERVERS"
+
+
+def reserved_environment(s: Settings) -> dict[str, str]:
+    """Variables a topology sets in the workload's container -> why; a user's value would
+    replace the topology's (a Neo4j TLS setting) or clash with a secret (NEO4J_AUTH)."""
+    if s.topology == "nlb-certbot":
+        from components.neo4j import neo4j_tls_environment
+
+        names = dict.fromkeys(
+            neo4j_tls_environment(s.app.certificate_layout, s.domain), "the TLS settings"
+        )
+        return {**names, "NEO4J_AUTH": "the password secret (ECS secrets)"}
+    if s.topology == "service-connect":
+        return {SERVICE_CONNECT_FINGERPRINT_VARIABLE: "the servers' fingerprint"}
+    if s.topology == "appmesh-efs":
+        return {url_variable(v.name): "the address of a service's Envoy" for v in s.services}
+    return {}
+
+
+def check_reserved_environment(s: Settings) -> None:
+    reserved = reserved_environment(s)
+    workloads = [("app.environment", s.app.environment)] + [
+        (f"services[{i}].environment", v.environment) for i, v in enumerate(s.services)
+    ]
+    for key, environment in workloads:
+        for name, _ in environment:
+            if name in reserved:
+                raise ConfigError(
+                    f"{key}.{name}",
+                    f"is set by topology {s.topology!r} ({reserved[name]}); leave it out",
+                )
 
 
 # nlb-certbot, http-01: what answers the port-80 target group's health check on the instance.
@@ -584,4 +727,6 @@ def load_settings() -> Settings:
     warning = certificate_expiry_warning(settings)
     if warning:
         pulumi.log.warn(warning)
+    for note in unpinned_image_warnings(settings):
+        pulumi.log.warn(note)
     return settings

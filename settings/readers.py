@@ -19,38 +19,56 @@ from settings.errors import ConfigError, invalid
 from settings.redaction import holds_key_material, is_secret, shown
 from settings.reference import CONFIG_REFERENCE
 
+# Every pattern is anchored with \A and \Z, never ^ and $: `$` also matches before a final
+# newline, so "Z123\n" would pass a `$`-anchored check and reach AWS with its newline.
+# Character classes are spelt out: `\d` and `\s` also match non-ASCII digits and spaces.
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 
-DOMAIN_RE = re.compile(rf"^(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)$")
+DOMAIN_RE = re.compile(rf"\A(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)\Z")
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$")
+# The local part: the characters mail providers hand out, not starting with a dash (certbot
+# would take `--email -x@...` for an option) or a dot; the domain: a DNS name.
+EMAIL_LOCAL_RE = re.compile(r"\A(?![.-])(?!.*\.\.)[A-Za-z0-9._%+-]{1,64}(?<!\.)\Z")
 
-HOSTED_ZONE_RE = re.compile(r"^Z[A-Z0-9]{1,31}$")
+HOSTED_ZONE_RE = re.compile(r"\AZ[A-Z0-9]{1,31}\Z")
 
-VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+VPC_RE = re.compile(r"\Avpc-[0-9a-f]{8,17}\Z")
 
-SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+SUBNET_RE = re.compile(r"\Asubnet-[0-9a-f]{8,17}\Z")
 
 PCA_ARN_RE = re.compile(
-    r"^arn:aws(?:-[a-z]+)*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/"
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    r"\Aarn:aws(?:-[a-z]+)*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
 )
 
-ACCOUNT_RE = re.compile(r"^\d{12}$")
+ACCOUNT_RE = re.compile(r"\A[0-9]{12}\Z")
 
 ORG_ARN_RE = re.compile(
-    r"^arn:aws(?:-[a-z]+)*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$"
+    r"\Aarn:aws(?:-[a-z]+)*:organizations::[0-9]{12}:organization/o-[a-z0-9]{10,32}\Z"
 )
 
 OU_ARN_RE = re.compile(
-    r"^arn:aws(?:-[a-z]+)*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$"
+    r"\Aarn:aws(?:-[a-z]+)*:organizations::[0-9]{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}\Z"
 )
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# ECS: "Up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores".
+ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 
-SERVICE_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+SERVICE_NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
-FILE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# What the certificate copier accepts (components/certbot.py): no leading dot or dash, so
+# neither `.`, `..` nor an option.
+FILE_NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
+
+# A container image reference as Docker parses it: [registry[:port]/]path[:tag][@digest].
+_IMAGE_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_IMAGE_HOST = rf"{_IMAGE_LABEL}(?:\.{_IMAGE_LABEL})*(?::[0-9]{{1,5}})?"
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"\A(?:{_IMAGE_HOST}/)?{_IMAGE_PATH}(?:/{_IMAGE_PATH})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
+)
 
 
 def raw_config() -> dict[str, Any]:
@@ -146,15 +164,30 @@ def read_object(values: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 
 def read_string(value: Any, key: str, accepted: str = "a non-empty string") -> str:
-    if not isinstance(value, str) or not value.strip():
+    """A one-line printable string, taken as given: surrounding spaces or a final newline
+    (a value pasted from a file) are refused, not trimmed, so what AWS gets is what was set."""
+    if not isinstance(value, str) or not value or value != value.strip() or not value.isprintable():
         raise invalid(key, value, accepted)
-    return value.strip()
+    return value
+
+
+# Digits written out in ASCII; 18 of them stay far below Python's int() limit of 4,300.
+_INTEGER_TEXT = re.compile(r"\A-?[0-9]{1,18}\Z")
+
+
+def as_integer(value: Any) -> Any:
+    """`value` as an int when it is an integer written as text; anything else unchanged.
+
+    `str.isdigit()` and `\\d` accept "²" and "٣", which int() then refuses or reads.
+    """
+    if isinstance(value, str) and _INTEGER_TEXT.match(value):
+        return int(value)
+    return value
 
 
 def read_integer(value: Any, key: str, low: int, high: int) -> int:
     # Config set on the command line arrives as text; JSON numbers arrive as int.
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        value = int(value)
+    value = as_integer(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise invalid(key, value, f"an integer from {low} to {high}")
     return value
@@ -166,14 +199,75 @@ def read_string_list(value: Any, key: str, pattern: re.Pattern[str], what: str) 
     if not isinstance(value, list) or not value:
         raise invalid(key, value, f"a non-empty list of {what}")
     for item in value:
-        if not isinstance(item, str) or not pattern.match(item):
+        if not isinstance(item, str) or not pattern.fullmatch(item):
             raise invalid(key, item, what)
+    if len(set(value)) != len(value):
+        raise invalid(key, value, f"a list of distinct {what}")
     return tuple(value)
 
 
+# ECS `image`: up to 255 characters.
+IMAGE_MAX = 255
+
+
+def read_image(value: Any, key: str) -> str:
+    """A container image reference: no spaces, shell characters or uppercase repository."""
+    accepted = "a container image reference such as public.ecr.aws/docker/library/nginx:1.27"
+    if not isinstance(value, str) or len(value) > IMAGE_MAX or not IMAGE_RE.match(value):
+        raise invalid(key, value, accepted)
+    return value
+
+
+def read_dns_name(value: Any, key: str, accepted: str) -> str:
+    """A DNS name, lower-cased and without its root dot: `App.Example.com.` is
+    `app.example.com`. ASCII first: lower() maps some lookalikes (the Kelvin sign) to ASCII."""
+    if not isinstance(value, str) or not value.isascii():
+        raise invalid(key, value, accepted)
+    name = value.lower().removesuffix(".")
+    if len(name) > 253 or not DOMAIN_RE.match(name):
+        raise invalid(key, value, accepted)
+    return name
+
+
+def read_email(value: Any, key: str) -> str:
+    """An address certbot and SNS both take (components/certbot.py checks the same)."""
+    accepted = "an e-mail address such as ops@example.com"
+    if not isinstance(value, str) or value.count("@") != 1 or len(value) > 254:
+        raise invalid(key, value, accepted)
+    local, domain = value.split("@")
+    if not EMAIL_LOCAL_RE.match(local) or not domain.isascii():
+        raise invalid(key, value, accepted)
+    if not DOMAIN_RE.match(domain.lower()):
+        raise invalid(key, value, accepted)
+    return value
+
+
+# Directories a volume must not hide: the container's own system. Mounted over any of them
+# (or under /proc, /sys, /dev) a volume breaks the image or the kernel interfaces.
+SYSTEM_DIRECTORIES = frozenset(
+    {
+        *("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc"),
+        *("/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"),
+    }
+)
+
+
+def read_container_path(value: Any, key: str, accepted: str) -> str:
+    """An absolute, normalised container path that a volume may be mounted on."""
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"(?:/[A-Za-z0-9_][A-Za-z0-9._-]{0,254})+", value)
+        or any(part in (".", "..") for part in value.split("/"))
+        or len(value) > 1024
+    ):
+        raise invalid(key, value, accepted)
+    if value in SYSTEM_DIRECTORIES or value.startswith(("/proc/", "/sys/", "/dev/")):
+        raise invalid(key, value, f"{accepted}, not a system directory of the container")
+    return value
+
+
 def read_fargate_size(cpu: Any, memory: Any, key: str) -> tuple[int, int]:
-    if isinstance(cpu, str) and cpu.isdigit():
-        cpu = int(cpu)
+    cpu = as_integer(cpu)
     # Checked as an int first: a list or an object is not hashable, so `in` would raise.
     if not isinstance(cpu, int) or isinstance(cpu, bool) or cpu not in FARGATE_MEMORY:
         raise invalid(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from settings.constants import ENVOY_IMAGE
+from settings.constants import DEFAULT_SSL_POLICY, ENVOY_IMAGE
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,18 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ConfigKey(
         "allowedCidrs",
         "array",
-        "[0.0.0.0/0]",
-        "IPv4 CIDRs allowed to reach the public load balancer.",
+        "[0.0.0.0/0]; nlb-certbot: required",
+        "IPv4 CIDRs allowed to reach the public load balancer (direct-task: the tasks). "
+        "Required by nlb-certbot, whose NLB passes TCP straight to the database: "
+        '["0.0.0.0/0"] opens it to everyone. At most 60 inbound rules per security group: '
+        "30 CIDRs behind an ALB, 60 / number of app.ports for nlb-certbot.",
     ),
     ConfigKey(
         "sslPolicy",
         "string",
-        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        DEFAULT_SSL_POLICY,
         "TLS policy of HTTPS listeners; a TLS13 policy, which also makes the ALB speak "
-        "TLS 1.3 to its targets.",
+        "TLS 1.3 to its targets. Policies that accept TLS 1.0 or 1.1 are refused.",
     ),
     ConfigKey(
         "certificateExpiryAlarmDays",
@@ -108,6 +111,41 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "50",
         "Envoy closes idle connections to the app after this; keep it below the app's "
         "keep-alive timeout (nginx: 75 s) or requests racing the app's close fail with 503.",
+    ),
+    ConfigKey(
+        "images",
+        "object",
+        "see below",
+        "Where tasks pull the program's own images (every one pinned by digest; "
+        "settings/images.py). Images you set (app.image, services[].image, envoy.image) are "
+        "pulled as given; the execution role may pull from ECR only the ECR repositories "
+        "they name.",
+    ),
+    ConfigKey(
+        "images.pullThroughCache",
+        "boolean",
+        "false",
+        "true: ECR pull-through cache rules in this account and region mirror ECR Public "
+        "(and Docker Hub with images.dockerHubCredentialsArn), and tasks pull the program's "
+        "images from them. ECR fills the cache on a first pull by tag only, not by digest "
+        "(aws/containers-roadmap#2837): run the commands of the output imageCacheWarmup once "
+        "(after aws ecr get-login-password | docker login) before tasks start.",
+    ),
+    ConfigKey(
+        "images.dockerHubCredentialsArn",
+        "string",
+        "unset",
+        "ARN of a Secrets Manager secret named ecr-pullthroughcache/... holding a Docker Hub "
+        "username and accessToken; ECR caches Docker Hub only with it. Unset: Docker Hub "
+        "images (Envoy, certbot) are pulled from Docker Hub.",
+    ),
+    ConfigKey(
+        "images.repositoryPrefix",
+        "string",
+        "ecs-tls",
+        "Path the cache rules put their repositories under (<prefix>/ecr-public, "
+        "<prefix>/docker-hub); rules are per account and region, so two stacks there "
+        "need two prefixes.",
     ),
     ConfigKey("acme", "object", "see below", "Let's Encrypt (ACME) settings."),
     ConfigKey(
@@ -301,7 +339,14 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "Number of tasks; nlb-certbot: 0 or 1 (1; 0 with http-01 until DNS points at the NLB).",
     ),
     ConfigKey("app.healthCheckPath", "string", "per topology", "HTTP path used by health checks."),
-    ConfigKey("app.environment", "object", "{}", "Plain environment variables (no secrets)."),
+    ConfigKey(
+        "app.environment",
+        "object",
+        "{}",
+        "Plain environment variables, stored in plaintext in the task definition: names "
+        "that say secret (PASSWORD, TOKEN, API_KEY...) and values that look like keys are "
+        "refused; keep those in Secrets Manager.",
+    ),
     ConfigKey(
         "app.ports",
         "array",
@@ -391,7 +436,12 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "HTTP path the load balancer checks; the demo answers /healthz itself.",
     ),
     ConfigKey("services[].command", "array", "image default", "Container command."),
-    ConfigKey("services[].environment", "object", "{}", "Plain environment variables."),
+    ConfigKey(
+        "services[].environment",
+        "object",
+        "{}",
+        "Plain environment variables; no secrets, as app.environment.",
+    ),
     ConfigKey("services[].cpu", "integer", "256", "Fargate task CPU units."),
     ConfigKey("services[].memory", "integer", "512", "Fargate task memory (MiB)."),
     ConfigKey("services[].desiredCount", "integer", "2", "Number of tasks."),
@@ -431,4 +481,4 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
 
 # Keys about the public load balancer's listener, which service-connect only has with
 # `ingress` alb or nlb.
-LOAD_BALANCER_KEYS = ("certificate", "sslPolicy", "certificateExpiryAlarmDays")
+LOAD_BALANCER_KEYS = ("certificate", "sslPolicy", "certificateExpiryAlarmDays", "allowedCidrs")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -25,10 +27,11 @@ from settings.readers import (
     ENV_NAME_RE,
     FILE_NAME_RE,
     SERVICE_NAME_RE,
+    read_container_path,
     read_fargate_size,
+    read_image,
     read_integer,
     read_object,
-    read_string,
     suggest,
 )
 from settings.redaction import shown
@@ -38,27 +41,24 @@ from settings.reference import SERVICE_KEYS
 def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
     raw = read_object(values, "app")
     base = APP_DEFAULTS[topology]
-    image = read_string(raw.get("image", base.image), "app.image", "a container image reference")
+    image = read_image(raw.get("image", base.image), "app.image")
     port = read_integer(raw.get("port", base.port), "app.port", 1, 65535)
     cpu, memory = read_fargate_size(raw.get("cpu", base.cpu), raw.get("memory", base.memory), "app")
     count = read_integer(raw.get("desiredCount", base.desired_count), "app.desiredCount", 0, 100)
-    path = raw.get("healthCheckPath", base.health_check_path)
-    if not isinstance(path, str) or not path.startswith("/") or " " in path:
-        raise invalid("app.healthCheckPath", path, "an absolute HTTP path such as /health")
-    env = raw.get("environment", {})
-    if not isinstance(env, dict):
-        raise invalid("app.environment", env, "an object of NAME: value strings")
-    for name, val in env.items():
-        if not ENV_NAME_RE.match(name):
-            raise invalid(f"app.environment.{name}", name, "an environment variable name")
-        if not isinstance(val, (str, int, float, bool)):
-            raise invalid(f"app.environment.{name}", val, "a string")
+    path = read_health_path(
+        raw.get("healthCheckPath", base.health_check_path), "app.healthCheckPath"
+    )
+    env = read_environment(raw.get("environment", {}), "app.environment")
     # Fields only nlb-certbot reads are refused elsewhere by settings/reference.py APPLIES_TO.
     ports, layout = base.ports, base.certificate_layout
     if "ports" in raw or "certificateLayout" in raw:
         ports = _ports(raw.get("ports", list(ports)))
         layout = _layout(raw.get("certificateLayout", {}), layout)
     host = _host(raw, base, image, count)
+    if host["capacity"] == "ec2" and topology == "nlb-certbot":
+        _check_host_ports(ports)
+    if host["data_path"] is not None:
+        _check_apart(host["data_path"], layout.target_dir)
     return AppSettings(
         **host,
         ports=ports,
@@ -69,8 +69,135 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         cpu=cpu,
         memory=memory,
         desired_count=count,
-        environment=tuple(sorted((k, str(v)) for k, v in env.items())),
+        environment=env,
     )
+
+
+# ALB health check path: up to 1024 characters of a URL path (and query).
+HEALTH_PATH_RE = re.compile(r"\A/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,1023}\Z")
+
+
+def read_health_path(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not HEALTH_PATH_RE.match(value):
+        raise invalid(key, value, "an absolute HTTP path such as /health")
+    return value
+
+
+# Names that say a value is secret, as whole words of the upper-cased name split on `_`
+# (DB_PASSWORD, GITHUB_TOKEN, STRIPE_API_KEY); PASSWORD_POLICY is caught too, TOKENIZER is not.
+SECRET_NAME_WORDS = (
+    ("PASSWORD",),
+    ("PASSWD",),
+    ("TOKEN",),
+    ("SECRET",),
+    ("APIKEY",),
+    ("API", "KEY"),
+    ("PRIVATE", "KEY"),
+    ("ACCESS", "KEY"),
+    ("CREDENTIAL",),
+)
+
+# Values that are key material whatever their name. Each pattern is specific enough that a
+# plain setting (a URL, a path, a git commit, a UUID) does not match it.
+SECRET_VALUES = (
+    ("a PEM block", re.compile(r"-----BEGIN")),
+    ("an AWS access key ID", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")),
+    # 40 base64 characters standing alone with upper case, lower case and a digit: a git
+    # commit (hex, one case) or a path with separators around its words does not qualify.
+    (
+        "an AWS secret access key",
+        re.compile(
+            r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])"
+            r"(?=[A-Za-z0-9/+]{0,39}[0-9])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+        ),
+    ),
+    # A JWT: base64url of a JSON header and payload, both starting `{"` (eyJ).
+    ("a JSON Web Token", re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.")),
+)
+
+SECRETS_ADVICE = (
+    "environment variables sit in plaintext in the task definition, readable by anyone who "
+    "may describe it; keep secrets in AWS Secrets Manager and pass them as ECS `secrets`"
+)
+
+
+def read_environment(value: Any, key: str) -> tuple[tuple[str, str], ...]:
+    """Plain `NAME: value` pairs; a secret is refused without its value being shown."""
+    if not isinstance(value, dict):
+        raise invalid(key, value, "an object of NAME: value strings")
+    pairs = []
+    for name, val in value.items():
+        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+            raise invalid(key, name, "an object whose names are environment variable names")
+        at = f"{key}.{name}"
+        words = name.upper().split("_")
+        for secret in SECRET_NAME_WORDS:
+            n = len(secret)
+            if any(tuple(words[i : i + n]) == secret for i in range(len(words) - n + 1)):
+                raise ConfigError(
+                    at, f"is named like a secret ({'_'.join(secret)}); {SECRETS_ADVICE}"
+                )
+        if not isinstance(val, (str, int, float)):  # bool is an int
+            raise invalid(at, val, "a string, number or boolean")
+        text = json.dumps(val) if isinstance(val, bool) else str(val)
+        if isinstance(val, float) and not math.isfinite(val):
+            raise invalid(at, val, "a finite number")
+        if "\0" in text:
+            raise ConfigError(at, "holds a NUL character, which no environment variable can")
+        for what, pattern in SECRET_VALUES:
+            if pattern.search(text):
+                raise ConfigError(at, f"holds what looks like {what}; {SECRETS_ADVICE}")
+        pairs.append((name, text))
+    return tuple(sorted(pairs))
+
+
+# Ports of the instance itself, which nlb-certbot's EC2 tasks share (host network mode): the
+# ECS agent reserves these by default (ECS_RESERVED_PORTS: SSH, the Docker API, the agent's
+# introspection and credentials endpoints).
+INSTANCE_PORTS = {
+    22: "SSH",
+    2375: "Docker",
+    2376: "Docker TLS",
+    51678: "the ECS agent",
+    51679: "the ECS agent",
+}
+
+
+def _check_host_ports(ports: tuple[int, ...]) -> None:
+    """On EC2 the app binds its ports on the instance: keep clear of what the instance uses.
+
+    Privileged ports (below 1024) need root on the instance's network stack; the default
+    image (Neo4j) and most others run as another user. 443 stays allowed for an app that
+    runs as root and serves the standard HTTPS port.
+    """
+    for port in ports:
+        if port in INSTANCE_PORTS:
+            raise invalid(
+                "app.ports",
+                port,
+                f"free on the instance: {INSTANCE_PORTS[port]} uses it (app.capacity 'ec2' binds "
+                "the app's ports on the instance)",
+            )
+        if port < 1024 and port != 443:
+            raise invalid(
+                "app.ports",
+                port,
+                "1024 or above (or 443): app.capacity 'ec2' binds the app's ports on the "
+                "instance, where a port below 1024 needs root",
+            )
+
+
+def _check_apart(data_path: str, certificate_dir: str) -> None:
+    """The data volume and the certificate directory are separate mounts: neither may hold
+    the other, or one hides the other's files."""
+    a, b = data_path.rstrip("/") + "/", certificate_dir.rstrip("/") + "/"
+    if a.startswith(b) or b.startswith(a):
+        raise invalid(
+            "app.dataPath",
+            data_path,
+            f"apart from app.certificateLayout.directory {certificate_dir!r}: each is its own "
+            "volume",
+        )
 
 
 LAYOUT_KEYS = ("directory", "scopes", "certificateFile", "privateKeyFile", "owner")
@@ -93,10 +220,10 @@ def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> 
     ):
         raise invalid("app.instanceType", instance_type, "an EC2 instance type such as t3.large")
     data_path = raw.get("dataPath", base.data_path)
-    if data_path is not None and (
-        not isinstance(data_path, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]+", data_path)
-    ):
-        raise invalid("app.dataPath", data_path, "an absolute container path such as /data")
+    if data_path is not None:
+        data_path = read_container_path(
+            data_path, "app.dataPath", "an absolute container path such as /data"
+        )
     size = read_integer(
         raw.get("dataVolumeGiB", base.data_volume_gib), "app.dataVolumeGiB", 1, 16384
     )
@@ -139,16 +266,17 @@ def _layout(raw: Any, base: CertificateLayout) -> CertificateLayout:
     for name in raw:
         if name not in LAYOUT_KEYS:
             raise ConfigError(f"{key}.{name}", "is not a known key" + suggest(name, LAYOUT_KEYS))
-    directory = raw.get("directory", base.target_dir)
-    if not isinstance(directory, str) or not re.fullmatch(r"/[A-Za-z0-9._/-]*", directory):
-        raise invalid(f"{key}.directory", directory, "an absolute path such as /ssl")
+    directory = read_container_path(
+        raw.get("directory", base.target_dir), f"{key}.directory", "an absolute path such as /ssl"
+    )
     scopes = raw.get("scopes", list(base.scopes))
     if (
         not isinstance(scopes, list)
         or not scopes
         or not all(isinstance(x, str) and FILE_NAME_RE.match(x) for x in scopes)
+        or len(set(scopes)) != len(scopes)
     ):
-        raise invalid(f"{key}.scopes", scopes, "a non-empty list of directory names")
+        raise invalid(f"{key}.scopes", scopes, "a non-empty list of distinct directory names")
     files = {}
     for field_name, default in (
         ("certificateFile", base.cert_file),
@@ -158,8 +286,14 @@ def _layout(raw: Any, base: CertificateLayout) -> CertificateLayout:
         if not isinstance(value, str) or not FILE_NAME_RE.match(value):
             raise invalid(f"{key}.{field_name}", value, "a file name such as public.crt")
         files[field_name] = value
+    if files["certificateFile"] == files["privateKeyFile"]:
+        raise invalid(
+            f"{key}.privateKeyFile", files["privateKeyFile"], "a name other than certificateFile"
+        )
     owner = raw.get("owner", base.owner)
-    if owner is not None and (not isinstance(owner, str) or not re.fullmatch(r"\d+:\d+", owner)):
+    if owner is not None and (
+        not isinstance(owner, str) or not re.fullmatch(r"[0-9]{1,10}:[0-9]{1,10}", owner)
+    ):
         raise invalid(f"{key}.owner", owner, "uid:gid such as 7474:7474")
     return CertificateLayout(
         scopes=tuple(scopes),
@@ -185,7 +319,7 @@ def _service(item: Any, key: str) -> ServiceSettings:
         raise invalid(f"{key}.name", name, "a lowercase DNS label such as 'backend'")
     if item.get("image") is None:
         raise missing(f"{key}.image", "every service needs a container image")
-    image = read_string(item.get("image"), f"{key}.image", "a container image reference")
+    image = read_image(item.get("image"), f"{key}.image")
     if item.get("port") is None:
         raise missing(f"{key}.port", "every service needs the port its container listens on")
     port = read_integer(item.get("port"), f"{key}.port", 1, 65535)
@@ -209,6 +343,12 @@ def _service(item: Any, key: str) -> ServiceSettings:
     alias = item.get("clientAlias", {"dnsName": name, "port": port})
     if not isinstance(alias, dict):
         raise invalid(f"{key}.clientAlias", alias, "an object with dnsName and port")
+    for field_name in alias:
+        if field_name not in ("dnsName", "port"):
+            raise ConfigError(
+                f"{key}.clientAlias.{field_name}",
+                "is not a known key" + suggest(field_name, ("dnsName", "port")),
+            )
     if "port" not in alias:
         raise missing(f"{key}.clientAlias.port", "the port clients connect to is required")
     alias_port = read_integer(alias["port"], f"{key}.clientAlias.port", 1, 65535)
@@ -217,20 +357,20 @@ def _service(item: Any, key: str) -> ServiceSettings:
         not DOMAIN_RE.match(alias_name) and not SERVICE_NAME_RE.match(alias_name)
     ):
         raise invalid(f"{key}.clientAlias.dnsName", alias_name, "a DNS name such as 'backend'")
-    path = item.get("healthCheckPath", "/")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise invalid(f"{key}.healthCheckPath", path, "an absolute HTTP path such as /health")
+    path = read_health_path(item.get("healthCheckPath", "/"), f"{key}.healthCheckPath")
     calls = item.get("calls", [])
     if not isinstance(calls, list) or not all(
         isinstance(c, str) and SERVICE_NAME_RE.match(c) for c in calls
     ):
         raise invalid(f"{key}.calls", calls, "a list of service names")
+    if len(set(calls)) != len(calls):
+        raise invalid(f"{key}.calls", calls, "a list without repeats")
     command = item.get("command", [])
-    if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+    if not isinstance(command, list) or not all(
+        isinstance(c, str) and "\0" not in c for c in command
+    ):
         raise invalid(f"{key}.command", command, "a list of strings")
-    env = item.get("environment", {})
-    if not isinstance(env, dict) or not all(ENV_NAME_RE.match(k) for k in env):
-        raise invalid(f"{key}.environment", env, "an object of NAME: value strings")
+    env = read_environment(item.get("environment", {}), f"{key}.environment")
     cpu, memory = read_fargate_size(item.get("cpu", 256), item.get("memory", 512), key)
     return ServiceSettings(
         name=name,
@@ -245,7 +385,7 @@ def _service(item: Any, key: str) -> ServiceSettings:
         health_check_path=path,
         calls=tuple(calls),
         command=tuple(command),
-        environment=tuple(sorted((k, str(v)) for k, v in env.items())),
+        environment=env,
         cpu=cpu,
         memory=memory,
         desired_count=read_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),

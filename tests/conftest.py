@@ -16,6 +16,8 @@ MINIMAL_CONFIG = {
         "domain": "db.example.com",
         "acme": {"email": "ops@example.com"},
         "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+        # Required: the NLB passes TCP straight to the database (documentation range).
+        "allowedCidrs": ["203.0.113.0/24"],
     },
     "direct-task": {
         "topology": "direct-task",

@@ -156,6 +156,27 @@ def _not_sg_prefix(value: str) -> str | None:
     return "begins with sg-" if value.lower().startswith("sg-") else None
 
 
+def _kms_alias(value: str) -> str | None:
+    if not value.startswith("alias/"):
+        return "does not begin with alias/"
+    if value.startswith("alias/aws/"):
+        return "begins with alias/aws/, which AWS reserves for its managed keys"
+    return None
+
+
+def _caa_value(value: str) -> str | None:
+    """Only values shaped like CAA (`<digits> <tag> ...`) are checked: the same member
+    carries every record type's values."""
+    if not re.match(r"\d+ [A-Za-z0-9]+ ", value):
+        return None
+    m = re.fullmatch(r'(\d+) ([A-Za-z0-9]+) "([\x20\x21\x23-\x7e]*)"', value)
+    if not m:
+        return 'is not <flags> <tag> "<value>" with a printable ASCII value and no inner quote'
+    if int(m.group(1)) > 255:
+        return f"flags {m.group(1)} exceed 255"
+    return None
+
+
 def _is_json(value: str) -> str | None:
     try:
         json.loads(value)
@@ -423,8 +444,39 @@ RULES: tuple[Rule, ...] = (
         ("aws:efs/accessPoint:AccessPoint", "rootDirectory.path"),
     ),
     model_rule("kms-description", "kms:CreateKey:Description", ("aws:kms/key:Key", "description")),
+    Rule(
+        id="kms-alias-name",
+        summary="the model's AliasName, beginning with alias/ and not with alias/aws/",
+        source="KMS API reference: CreateAlias AliasName",
+        api=("kms:CreateAlias:AliasName", "kms:UpdateAlias:AliasName"),
+        pulumi=(("aws:kms/alias:Alias", "name"),),
+        model="kms:CreateAlias:AliasName",
+        check=_kms_alias,
+    ),
+    Rule(
+        id="route53-caa-value",
+        summary='a CAA value is <flags 0-255> <tag of letters and digits> "<value>", '
+        "the value printable ASCII without a double quote",
+        source="Route 53 Developer Guide, CAA record type; RFC 8659 4.1",
+        api=(
+            "route53:ChangeResourceRecordSets:"
+            "ChangeBatch.Changes[].ResourceRecordSet.ResourceRecords[].Value",
+        ),
+        pulumi=(("aws:route53/record:Record", "records[]"),),
+        check=_caa_value,
+    ),
     model_rule(
         "ssm-parameter-name", "ssm:PutParameter:Name", ("aws:ssm/parameter:Parameter", "name")
+    ),
+    model_rule(
+        "ecr-cache-repository-prefix",
+        "ecr:CreatePullThroughCacheRule:ecrRepositoryPrefix",
+        ("aws:ecr/pullThroughCacheRule:PullThroughCacheRule", "ecrRepositoryPrefix"),
+    ),
+    model_rule(
+        "ecr-cache-credential-arn",
+        "ecr:CreatePullThroughCacheRule:credentialArn",
+        ("aws:ecr/pullThroughCacheRule:PullThroughCacheRule", "credentialArn"),
     ),
 )
 

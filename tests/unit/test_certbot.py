@@ -144,8 +144,11 @@ def test_bad_input_is_refused(change: dict, field: str) -> None:
 
 
 def test_images_are_pinned_to_the_tested_certbot_version() -> None:
-    assert certbot_image("http-01") == f"certbot/certbot:v{certbot.CERTBOT_VERSION}"
-    assert certbot_image("dns-01") == f"certbot/dns-route53:v{certbot.CERTBOT_VERSION}"
+    # The tag names the version; settings/images.py adds the digest.
+    assert certbot_image("http-01").startswith(f"certbot/certbot:v{certbot.CERTBOT_VERSION}@")
+    assert certbot_image("dns-01").split("@")[0] == (
+        f"certbot/dns-route53:v{certbot.CERTBOT_VERSION}"
+    )
     assert certbot.CERTBOT_VERSION == "5.8.0"
     with pytest.raises(ValueError, match=r"^challenge: "):
         certbot_image("tls-alpn-01")
@@ -186,6 +189,22 @@ def test_copier_environment_for_neo4j() -> None:
         "OWNER": "7474:7474",
     }
     assert env["SOURCE_DIR"] == live_dir(SPEC)
+
+
+def test_the_copier_waits_only_when_asked() -> None:
+    assert "WAIT_SECONDS" not in copier_environment(CertificateLayout(), SPEC)
+    env = copier_environment(CertificateLayout(), SPEC, certbot.COPIER_WAIT_SECONDS)
+    assert env["WAIT_SECONDS"] == str(certbot.COPIER_WAIT_SECONDS)
+    for bad in (-1, 3601, True, "60"):
+        with pytest.raises(ValueError, match="wait_seconds"):
+            copier_environment(CertificateLayout(), SPEC, bad)
+
+
+def test_certbot_runs_as_a_fixed_non_root_user() -> None:
+    uid, gid = (int(x) for x in certbot.CERTBOT_USER.split(":"))
+    assert (uid, gid) == (certbot.CERTBOT_UID, certbot.CERTBOT_GID)
+    assert uid >= 1000 and gid >= 1000, "not a system user, not root"
+    assert CertificateLayout().owner != certbot.CERTBOT_USER, "certbot owns none of the app's"
 
 
 def test_copier_environment_follows_layout_and_config_dir() -> None:
@@ -300,7 +319,7 @@ def test_a_lineage_name_must_fit_in_a_file_name() -> None:
 # --------------------------------------------------------------------------- lock and commands
 
 
-def test_the_app_task_runs_certbot_under_the_lock_without_a_hook() -> None:
+def test_the_issuer_task_runs_certbot_under_the_lock_without_a_hook() -> None:
     command = certbot_command(SPEC)
     script, name, lock, executable, *args = command
     assert SHELL_ENTRY_POINT == ("sh", "-c")

@@ -28,6 +28,7 @@ SAMPLE = {
     "certificate": make_pki("app.example.com").certificate_config(),
     "sslPolicy": DEFAULT_SSL_POLICY,
     "certificateExpiryAlarmDays": 14,
+    "allowedCidrs": ["203.0.113.0/24"],
     "app.ports": [7473],
     "app.certificateLayout": {"directory": "/ssl"},
     "app.capacity": "fargate",
@@ -59,7 +60,7 @@ def error_of(config: dict) -> str | None:
 def test_the_table_names_documented_keys_and_real_topologies():
     documented = {k.path for k in CONFIG_REFERENCE}
     assert set(APPLIES_TO) <= documented and set(LOAD_BALANCER_KEYS) <= documented
-    assert set(SAMPLE) == set(APPLIES_TO)
+    assert set(SAMPLE) == set(APPLIES_TO) | set(LOAD_BALANCER_KEYS)
     for readers in APPLIES_TO.values():
         assert readers and set(readers) <= set(TOPOLOGIES)
 
@@ -160,14 +161,16 @@ def test_every_tls13_policy_of_the_alb_and_the_nlb_is_accepted(policy):
         (
             {**MINIMAL_CONFIG["alb-envoy"], "sslPolicy": "ELBSecurityPolicy-TLS-1-2-2017-01"},
             "ecs-tls:sslPolicy: 'ELBSecurityPolicy-TLS-1-2-2017-01' is not a TLS 1.3 security "
-            "policy of the ALB, such as ELBSecurityPolicy-TLS13-1-2-2021-06",
+            "policy of the ALB that refuses TLS 1.0 and 1.1, such as "
+            "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
         ),
         (
             # Matched a name pattern before; no such policy exists.
             {**MINIMAL_CONFIG["alb-envoy"], "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-Res-2021-6"},
             "ecs-tls:sslPolicy: 'ELBSecurityPolicy-TLS13-1-2-Res-2021-6' is not a TLS 1.3 "
-            "security policy of the ALB, such as ELBSecurityPolicy-TLS13-1-2-2021-06; did you "
-            "mean 'ELBSecurityPolicy-TLS13-1-2-Res-2021-06'?",
+            "security policy of the ALB that refuses TLS 1.0 and 1.1, such as "
+            "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09; did you mean "
+            "'ELBSecurityPolicy-TLS13-1-2-Res-2021-06'?",
         ),
         (
             {
@@ -176,7 +179,8 @@ def test_every_tls13_policy_of_the_alb_and_the_nlb_is_accepted(policy):
                 "sslPolicy": "ELBSecurityPolicy-TLS13-1-3-Anything",
             },
             "ecs-tls:sslPolicy: 'ELBSecurityPolicy-TLS13-1-3-Anything' is not a TLS 1.3 "
-            "security policy of the NLB, such as ELBSecurityPolicy-TLS13-1-2-2021-06",
+            "security policy of the NLB that refuses TLS 1.0 and 1.1, such as "
+            "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
         ),
     ],
     ids=["tls12-policy", "typo", "nlb-made-up"],
