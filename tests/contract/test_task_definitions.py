@@ -110,6 +110,7 @@ VARIANTS = {
         "topology": "nlb-certbot",
         "domain": "db.example.com",
         "acme": {"email": "ops@example.com", "challenge": "http-01"},
+        "allowedCidrs": ["203.0.113.0/24"],
     },
     "service-connect-client-mode": {
         **MINIMAL_CONFIG["service-connect"],

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from settings.images import ENVOY_IMAGE
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import config_error, is_secret, plaintext, unwrap
 from tests.pki import make_pki
@@ -39,7 +40,7 @@ def test_https_listener_has_an_explicit_tls13_policy(case):
     _, graph = case
     https = graph.one("aws:lb/listener:Listener", "alb-envoy-https")
     assert https.inputs["port"] == 443 and https.inputs["protocol"] == "HTTPS"
-    assert https.inputs["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert https.inputs["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
     cert = graph.one("aws:acm/certificate:Certificate")
     assert https.inputs["certificateArn"] == cert.outputs["arn"]
 
@@ -182,7 +183,7 @@ def test_service_waits_for_listener_secret_and_permission(case):
 def test_envoy_container_runs_the_v3_bootstrap_with_socket_admin_and_loopback_health(case):
     _, graph = case
     envoy, app = containers(graph)["envoy"], containers(graph)["app"]
-    assert envoy["image"] == "docker.io/envoyproxy/envoy:v1.40.0"
+    assert envoy["image"] == ENVOY_IMAGE
     assert envoy["command"][0] == "--config-yaml"
     bootstrap = json.loads(envoy["command"][1])
     # The app shares the task's loopback: the admin API must not be a TCP port.
@@ -281,7 +282,7 @@ def test_options_reach_the_resources(program):
     assert graph.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 9443
     assert graph.one("aws:lb/targetGroup:TargetGroup").inputs["healthCheck"]["path"] == "/healthz"
     assert containers(graph)["app"]["image"] == "ghcr.io/acme/web:2"
-    record = graph.one("aws:route53/record:Record")
+    record = graph.one("aws:route53/record:Record", "domain")
     assert (record.inputs["zoneId"], record.inputs["name"], record.inputs["type"]) == (
         "Z0123456789ABCDEFGHIJ",
         "app.example.com",
@@ -312,8 +313,9 @@ def test_new_certificate_rolls_the_tasks(program):
     [
         (
             {**MINIMAL, "sslPolicy": "ELBSecurityPolicy-2016-08"},
-            "ecs-tls:sslPolicy: 'ELBSecurityPolicy-2016-08' is not a TLS 1.3 security policy "
-            "of the ALB, such as ELBSecurityPolicy-TLS13-1-2-2021-06",
+            "ecs-tls:sslPolicy: 'ELBSecurityPolicy-2016-08' is not accepted: it lets clients "
+            "use TLS 1.0 or 1.1; use ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09 (TLS 1.3 and "
+            "1.2, forward-secret suites only) or another TLS13-1-2 or TLS13-1-3 policy",
         ),
         (
             {**MINIMAL, "envoy": {"minTlsVersion": "1.1"}},

@@ -102,7 +102,7 @@ def test_a_stack_config_change_without_a_snapshot_update_fails():
 
     assert problem is not None and plan.UPDATE_HINT in problem
     diff_lines = problem.splitlines()[1:]
-    assert "-        sslPolicy: ELBSecurityPolicy-TLS13-1-2-2021-06" in diff_lines
+    assert "-        sslPolicy: ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09" in diff_lines
     assert "+        sslPolicy: ELBSecurityPolicy-TLS13-1-3-2021-06" in diff_lines
     assert len(diff_lines) < 45, "the diff in the message stays short"
 
@@ -135,7 +135,7 @@ def test_text_plan_shows_the_inputs_that_matter():
     for expected in (
         "ecs-tls:alb_envoy:AlbEnvoy  alb-envoy",
         "    aws:lb/listener:Listener  alb-envoy-https",
-        "        sslPolicy: ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "        sslPolicy: ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
         "        certificateArn: <certificate:alb-envoy-certificate>",
         "        action: forward <targetGroup:alb-envoy>",
         "        healthCheck.protocol: HTTPS",

@@ -75,7 +75,7 @@ def test_tls_role_is_trusted_by_ecs_with_the_managed_policy(minimal):
         "AmazonECSInfrastructureRolePolicyForServiceConnectTransportLayerSecurity"
     )
     assert attachment.inputs["role"] == role.outputs["name"]
-    assert not minimal.of_type("aws:kms/key:Key")
+    assert [k.name for k in minimal.of_type("aws:kms/key:Key")] == ["alerts-key"]
 
 
 def test_every_server_has_tls_with_the_ca_and_role(minimal):
@@ -224,7 +224,7 @@ def test_client_mode_service_has_no_server_block(program):
 
 def test_customer_kms_key_is_symmetric_and_used_by_the_role(program):
     graph = program({**MINIMAL, "serviceConnect": {"customerKmsKey": True}})
-    key = graph.one("aws:kms/key:Key")
+    key = graph.one("aws:kms/key:Key", "service-connect-tls")
     assert key.inputs["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT"
     assert key.inputs["enableKeyRotation"] is True
     role = graph.one("aws:iam/role:Role", "service-connect-tls")
