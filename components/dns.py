@@ -149,7 +149,7 @@ def caa_policy(s: Settings) -> CaaPolicy | None:
     Only direct-task issues a wildcard (`*.<domain>`); every other stack forbids them. The
     iodef report address is the alerts e-mail, where one is configured.
     """
-    if s.hosted_zone_id is None:
+    if s.hosted_zone_id is None or not s.caa_record:
         return None
     if s.topology in ("nlb-certbot", "direct-task"):
         if s.acme.server not in ACME_DIRECTORIES:

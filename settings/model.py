@@ -198,6 +198,8 @@ class Settings:
     service_connect: ServiceConnectSettings = ServiceConnectSettings()
     mesh: MeshSettings = MeshSettings()
     alerts_email: str | None = None  # direct-task: no e-mail subscription unless asked
+    # A CAA record for `domain` naming only the stack's CAs; off where CAA is managed elsewhere.
+    caa_record: bool = True
     images: ImageSettings = field(default_factory=ImageSettings)  # no cache unless asked
 
 

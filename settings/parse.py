@@ -430,6 +430,13 @@ def check_allowed_cidrs(s: Settings) -> None:
         )
 
 
+def parse_caa_record(values: Mapping[str, Any]) -> bool:
+    value = values.get("caaRecord", True)
+    if not isinstance(value, bool):
+        raise invalid("caaRecord", value, "true or false")
+    return value
+
+
 def parse_alerts_email(values: Mapping[str, Any]) -> str | None:
     value = values.get("alertsEmail")
     return None if value is None else read_email(value, "alertsEmail")
@@ -631,6 +638,7 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
         certificate_expiry_alarm_days=parse_certificate_expiry_alarm_days(values, topology),
         allowed_cidrs=parse_allowed_cidrs(values, topology),
         alerts_email=parse_alerts_email(values),
+        caa_record=parse_caa_record(values),
         ssl_policy=parse_ssl_policy(values, topology, ingress),
         envoy=parse_envoy(values, topology),
         service_connect=parse_service_connect(values),

@@ -90,6 +90,14 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "direct-task: e-mail address subscribed to the alerts topic (certificate renewed or "
         "renewal failed); SNS mails a confirmation link first.",
     ),
+    ConfigKey(
+        "caaRecord",
+        "boolean",
+        "true",
+        "With hostedZoneId: a CAA record for domain that lets only the stack's CAs issue "
+        "(Let's Encrypt, and Amazon's where ACM issues). false where CAA records for the "
+        "name are managed elsewhere (Route53 refuses a second record set).",
+    ),
     ConfigKey("envoy", "object", "see below", "The TLS-terminating sidecar."),
     ConfigKey("envoy.image", "string", ENVOY_IMAGE, "Stock Envoy image (v3 API, >= 1.21)."),
     ConfigKey("envoy.port", "integer", "8443", "Port of Envoy's TLS listener in the task."),

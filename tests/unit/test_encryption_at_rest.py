@@ -23,6 +23,7 @@ from components.kms import (
 from components.state_bucket import state_bucket_policy
 from scripts.emulator.aws_rules import RULES
 from settings import TOPOLOGIES
+from settings.errors import ConfigError
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import ACCOUNT, REGION, run_program
 from tests.pki import make_pki
@@ -267,6 +268,19 @@ def test_caa_with_a_zone_names_only_the_cas_the_topology_uses(program, topology)
     (record,) = [r for r in graph.of_type("aws:route53/record:Record") if r.name == "domain-caa"]
     # direct-task: the parent of the per-task names, which CAs climb to.
     assert record.inputs["name"] == MINIMAL_CONFIG[topology]["domain"]
+
+
+def test_caa_record_false_leaves_caa_to_the_user(program):
+    """Where the name already has CAA records managed elsewhere, Route53 would refuse ours."""
+    graph = program({**MINIMAL_CONFIG["nlb-certbot"], "caaRecord": False})
+    assert caa(graph) is None
+    assert graph.one("aws:route53/record:Record", "domain"), "the name itself stays"
+
+
+@pytest.mark.parametrize("value", [0, "no", "", [False], {"enabled": False}])
+def test_caa_record_takes_a_boolean(value):
+    with pytest.raises(ConfigError, match=r"^ecs-tls:caaRecord: "):
+        run_program({**MINIMAL_CONFIG["direct-task"], "caaRecord": value})
 
 
 @pytest.mark.parametrize("topology", ["alb-envoy", "service-connect", "appmesh-efs"])

@@ -307,6 +307,10 @@ ROWS: list[Row] = [
     r("logRetentionDays", ALB, 30.0, "float"),
     r("logRetentionDays", ALB, 31, "not-a-retention"),
     r("logRetentionDays", ALB, [30], "list"),
+    # --- caaRecord
+    r("caaRecord", DT, 0, "zero"),
+    r("caaRecord", DT, "yes", "word"),
+    r("caaRecord", DT, [True], "list"),
     # --- alertsEmail
     r("alertsEmail", DT, "-ops@example.com", "starts-with-dash"),
     r("alertsEmail", DT, "ops@example.com\n", "trailing-newline"),
