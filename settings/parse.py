@@ -550,8 +550,9 @@ def check_topology_requirements(s: Settings) -> None:
         raise invalid(
             "app.capacity",
             s.app.capacity,
-            "usable with acme.challenge 'http-01': a Fargate task's init container never "
-            "receives load-balanced traffic; use 'ec2' or acme.challenge 'dns-01'",
+            "usable with acme.challenge 'http-01': on Fargate the issuer task is not behind "
+            "the load balancer, so the ACME server's HTTP request never reaches certbot; "
+            "use 'ec2' or acme.challenge 'dns-01'",
         )
     if s.topology == "nlb-certbot" and s.acme.challenge == "dns-01" and s.hosted_zone_id is None:
         raise missing(

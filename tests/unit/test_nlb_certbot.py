@@ -633,9 +633,9 @@ def test_outputs(mode):
         ),
         (
             {**HTTP01, "app": {"capacity": "fargate"}},
-            "ecs-tls:app.capacity: 'fargate' is not usable with acme.challenge 'http-01': a "
-            "Fargate task's init container never receives load-balanced traffic; use 'ec2' or "
-            "acme.challenge 'dns-01'",
+            "ecs-tls:app.capacity: 'fargate' is not usable with acme.challenge 'http-01': on "
+            "Fargate the issuer task is not behind the load balancer, so the ACME server's "
+            "HTTP request never reaches certbot; use 'ec2' or acme.challenge 'dns-01'",
         ),
         (
             {**DNS01, "app": {"capacity": "fargate", "dataVolumeGiB": 50}},
