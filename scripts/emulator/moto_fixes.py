@@ -74,6 +74,37 @@ def _task_ids_as_aws_makes_them() -> None:
     models.Task.__init__ = init
 
 
+def _route53_create_checks_the_record_itself() -> None:
+    # moto refuses a CREATE identical to one in its change journal whenever any record sorts
+    # at or after that name: a record deleted and created again (a stack switched away from
+    # a domain and back) is "already exists". AWS refuses a CREATE only when that name and
+    # type (and set identifier) exist now.
+    from moto.route53 import models
+    from moto.route53.exceptions import ResourceRecordAlreadyExists
+
+    original = models.Route53Backend.change_resource_record_sets
+
+    def change(self, zoneid: str, change_list: list) -> None:
+        zone = self.get_hosted_zone(zoneid)
+        for value in change_list:
+            if value.get("Action") != "CREATE":
+                continue
+            wanted = value["ResourceRecordSet"]
+            name = wanted["Name"].strip(".").lower()
+            for record in zone.rrsets:
+                if (
+                    record.name.strip(".").lower() == name
+                    and record.type == wanted["Type"]
+                    and record.set_identifier == wanted.get("SetIdentifier")
+                ):
+                    raise ResourceRecordAlreadyExists(name=f"{name}.", _type=wanted["Type"])
+            while value in zone.rr_changes:  # the journal of a record that is gone
+                zone.rr_changes.remove(value)
+        return original(self, zoneid, change_list)
+
+    models.Route53Backend.change_resource_record_sets = change
+
+
 def _file_system_policy_deletes() -> None:
     # moto has no DeleteFileSystemPolicy; AWS removes the policy (204, empty body). The
     # provider calls it whenever a file system's policy goes.
@@ -98,6 +129,9 @@ FIXES = {
     "efs: access point IDs of 17 hex digits": _access_point_ids_as_aws_makes_them,
     "efs: DeleteFileSystemPolicy": _file_system_policy_deletes,
     "ecs: task IDs of 32 hex digits": _task_ids_as_aws_makes_them,
+    "route53: CREATE refused only for a record that exists": (
+        _route53_create_checks_the_record_itself
+    ),
 }
 
 

@@ -255,6 +255,16 @@ def terraform_json(tf: Terraform, *args: str) -> list[tuple[str, str]]:
     return changes
 
 
+def renamed(address: str, names: dict[str, Any], translation: Translation) -> bool:
+    """A DNS record whose name the new configuration changes (another `domain`): a new
+    record by nature, created before the old one goes, not a foundation replaced."""
+    tf_type, _, tf_name = address.partition(".")
+    if tf_type != "aws_route53_record":
+        return False
+    wanted = translation.config["resource"][tf_type][tf_name].get("name")
+    return isinstance(wanted, str) and names.get(address) not in (wanted, wanted.rstrip("."))
+
+
 def state_resources(tf: Terraform) -> list[tuple[str, dict]]:
     """(address, attributes) of each resource in the local state file."""
     path = tf.workdir / "terraform.tfstate"
@@ -282,7 +292,7 @@ def moto_inventory() -> Counter:
     moto's own /moto-api/data.json lists every object ever created, deleted or not; the
     backends' dictionaries hold what exists, so they are walked instead (moto runs in this
     process). Objects AWS keeps visible for a while after deletion (a deleted NAT gateway,
-    an INACTIVE ECS service, a secret scheduled for deletion) are not live."""
+    an INACTIVE ECS service, a secret or a KMS key scheduled for deletion) are not live."""
     from moto.backends import get_backend, list_of_moto_modules
     from moto.core.common_models import BaseModel
 
@@ -322,9 +332,14 @@ def _live(backend: Any, base: type, module: str, where: str) -> Counter:
 
 
 def _deleted(obj: Any) -> bool:
-    for key in ("state", "status", "lifecycle_state"):
+    for key in ("state", "status", "lifecycle_state", "key_state"):
         value = getattr(obj, key, None)
-        if isinstance(value, str) and value.lower() in ("deleted", "deleting", "inactive"):
+        if isinstance(value, str) and value.lower() in (
+            "deleted",
+            "deleting",
+            "inactive",
+            "pendingdeletion",  # a KMS key: destroy schedules its deletion, 7 to 30 days on
+        ):
             return True
     return getattr(obj, "deleted_date", None) is not None
 
@@ -419,6 +434,7 @@ def emulate(
         previous_urns: set[str] = set()
         auto_names: dict[tuple[str, str], str] = {}
         translation: Translation | None = None
+        names: dict[str, Any] = {}  # address -> its `name` after the previous stage
         for index, stage in enumerate(stages):
             verb = "apply" if index == 0 else "switch to"
             topology = stage.config.get("ecs-tls:topology")
@@ -461,7 +477,11 @@ def emulate(
                 raise
             for action, address in changes:
                 report.say(f"  {action:8}{describe(address, translation, known)}")
-            replaced = [a for action, a in changes if action == "replace" and a in previous]
+            replaced = [
+                a
+                for action, a in changes
+                if action == "replace" and a in previous and not renamed(a, names, translation)
+            ]
             if replaced:
                 raise EmulateError(
                     "the switch replaced what both configurations declare (the foundation "
@@ -470,7 +490,9 @@ def emulate(
                 )
             _assert_clean(emulator, report)
             retainable = {}
+            names = {}
             for address, values in state_resources(tf):
+                names[address] = values.get("name")
                 created.update(v for v in (values.get("id"), values.get("arn")) if v)
                 r = translation.addresses.get(address)
                 if r is not None and r.retain_on_delete:

@@ -34,7 +34,7 @@ from botocore.parsers import RpcV2CBORParser
 from botocore.serialize import create_serializer
 from dateutil.tz import tzutc
 
-from scripts.emulator import aws_requests, server
+from scripts.emulator import aws_requests, moto_fixes, server
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +180,28 @@ def test_route53_txt_string_length(emulator: server.Emulator) -> None:
     txt = [r for r in records if r["Name"] == "fits.example.com." and r["Type"] == "TXT"]
     assert [v["Value"] for v in txt[0]["ResourceRecords"]] == [fits]
     assert not any(r["Name"] == "long.example.com." for r in records)
+
+
+def test_route53_record_created_again_after_its_delete(emulator: server.Emulator) -> None:
+    """A stack switched away from a domain and back creates the same record again: AWS
+    accepts it once the first is deleted (moto's journal would not, hence a fix)."""
+    moto_fixes.apply()
+    route53 = client(emulator, "route53")
+    zone = route53.create_hosted_zone(Name="example.org", CallerReference="again")["HostedZone"]
+    change = txt_change("db.example.org.", '"first"')
+    route53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch=change)
+    later = txt_change("tasks.example.org.", '"sorts after db"')
+    route53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch=later)
+    with pytest.raises(ClientError, match="already exists"):
+        route53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch=change)
+    delete = {"Changes": [{**change["Changes"][0], "Action": "DELETE"}]}
+    route53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch=delete)
+    route53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch=change)
+    records = route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+    assert {(r["Name"], r["Type"]) for r in records} >= {
+        ("db.example.org.", "TXT"),
+        ("tasks.example.org.", "TXT"),
+    }
 
 
 # --- IAM (query) ----------------------------------------------------------------------------
