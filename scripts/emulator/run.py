@@ -114,7 +114,10 @@ class Terraform:
         with (self.workdir / "terraform.log").open("a") as log:
             log.write(f"$ terraform {' '.join(args)}\n{done.stdout}{done.stderr}\n")
         if check and done.returncode != 0:
-            raise EmulateError(f"terraform {' '.join(args)} failed:\n{_errors(done)}")
+            raise EmulateError(
+                f"terraform {' '.join(args)} failed (exit status {done.returncode}):\n"
+                f"{_errors(done)}"
+            )
         return done
 
 
@@ -122,8 +125,8 @@ def _errors(done: subprocess.CompletedProcess) -> str:
     text = (done.stderr or "") + (done.stdout or "")
     lines = [line for line in text.splitlines() if line.strip(" │╷╵")]
     errors = [i for i, line in enumerate(lines) if "Error:" in line]
-    if not errors:
-        return "\n".join(lines[-40:])
+    if not errors:  # killed, or a crash that printed no diagnostic: its last words
+        return "\n".join(lines[-40:]) + f"\n(no error message; exit status {done.returncode})"
     return "\n".join(lines[errors[0] : errors[0] + 60])
 
 
