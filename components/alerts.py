@@ -42,6 +42,32 @@ def days_to_expiry_alarm_args(
     }
 
 
+FUNCTION_PERIOD_S = 300
+
+
+def function_alarm_args(
+    function_name: pulumi.Input[str], metric: str, periods: int, topic_arn: pulumi.Input[str]
+) -> dict:
+    """The alarm's arguments: a Lambda function's `metric` (AWS/Lambda, dimension
+    FunctionName, e.g. Errors or Throttles) at least once in each of `periods` 5-minute
+    periods. A function that is not invoked publishes nothing: missing data is not a failure.
+    """
+    return {
+        "namespace": "AWS/Lambda",
+        "metric_name": metric,
+        "dimensions": {"FunctionName": function_name},
+        "statistic": "Sum",
+        "period": FUNCTION_PERIOD_S,
+        "evaluation_periods": periods,
+        "datapoints_to_alarm": periods,
+        "comparison_operator": "GreaterThanOrEqualToThreshold",
+        "threshold": 1,
+        "treat_missing_data": "notBreaching",
+        "alarm_actions": [topic_arn],
+        "ok_actions": [topic_arn],
+    }
+
+
 def failed_task_pattern(cluster_arn: str, family: str) -> str:
     """EventBridge pattern: a task of `family` in the cluster stopped and did not succeed.
 
@@ -160,6 +186,23 @@ class Alerts(pulumi.ComponentResource):
                 "Your own: set ecs-tls:certificate to a renewed one and run `pulumi up`."
             ),
             **days_to_expiry_alarm_args(certificate_arn, threshold_days, self.topic.arn),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
+    def function_alarm(
+        self,
+        name: str,
+        function_name: pulumi.Input[str],
+        metric: str,
+        periods: int,
+        description: str,
+        parent: pulumi.Resource,
+    ) -> aws.cloudwatch.MetricAlarm:
+        """Alarm when a Lambda function's `metric` is non-zero `periods` times running."""
+        return aws.cloudwatch.MetricAlarm(
+            name,
+            alarm_description=description,
+            **function_alarm_args(function_name, metric, periods, self.topic.arn),
             opts=pulumi.ResourceOptions(parent=parent),
         )
 

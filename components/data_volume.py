@@ -30,6 +30,7 @@ __all__ = [
     "data_volume_policy_statements",
     "data_volume_script",
     "data_volume_user_data",
+    "mark_unhealthy_policy_document",
 ]
 
 _SCRIPT_PATH = Path(__file__).with_name("data_volume.sh")
@@ -60,6 +61,9 @@ _PATH_RE = re.compile(r"(/[A-Za-z0-9_][A-Za-z0-9._-]*)+")
 _OWNER_RE = re.compile(r"[0-9]+:[0-9]+")
 _DEVICE_RE = re.compile(r"/dev/(sd|xvd)[f-p]")
 _TAG_KEY_RE = re.compile(r"[A-Za-z0-9 _.:/=+@-]{1,128}")
+# Any name Pulumi or a user gives a group; no "*", "?" or ":" that would widen or break
+# the ARN the grant names.
+_GROUP_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 # A mount point hides what is below it: never one of these or inside them.
 _SYSTEM_DIRS = frozenset(
     {"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/mnt", "/opt", "/proc",
@@ -72,11 +76,13 @@ _SYSTEM_TREES = ("/boot/", "/dev/", "/etc/", "/proc/", "/run/", "/sys/", "/usr/"
 
 @cache
 def _script_body() -> str:
-    """data_volume.sh after its shebang, without comment-only and blank lines.
+    """data_volume.sh after its shebang, without comment-only and blank lines and without
+    indentation.
 
-    EC2 caps user data at 16 KiB: the comments stay in the repository. Dropping whole
-    comment lines is safe because the script has no here-document (whose body could
-    contain such lines); this is checked.
+    EC2 caps user data at 16 KiB: the comments and the indentation stay in the
+    repository. Dropping them is safe because the script has no here-document (whose body
+    could contain such lines) and no quoted string spanning lines (checked by the tests,
+    which run this body).
     """
     text = _SCRIPT_PATH.read_text()
     first, _, rest = text.partition("\n")
@@ -85,7 +91,9 @@ def _script_body() -> str:
     if re.search(r"(?<!<)<<(?!<)", rest):
         raise RuntimeError(f"{_SCRIPT_PATH.name} must not use here-documents")
     kept = [
-        line for line in rest.splitlines() if line.strip() and not line.lstrip().startswith("#")
+        line.lstrip()
+        for line in rest.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
     ]
     return "\n".join(kept) + "\n"
 
@@ -311,3 +319,32 @@ def data_volume_policy_document(
         kms_key_arn=kms_key_arn,
     )
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def mark_unhealthy_policy_document(
+    *, partition: str, region: str, account_id: str, group_name: str
+) -> str:
+    """The instance role's right to mark an instance of its own group Unhealthy, which the
+    script uses when the volume cannot be attached (a zombie instance otherwise passes EC2
+    health checks forever).
+
+    autoscaling:SetInstanceHealth takes the autoScalingGroup resource type (Service
+    Authorization Reference, "Actions, resources, and condition keys for Amazon EC2 Auto
+    Scaling"), whose ARN holds a group ID that AWS generates and the group's name, unique
+    in the account and region: the grant names the group, with a wildcard for the ID only.
+    """
+    if not isinstance(partition, str) or not _PARTITION_RE.fullmatch(partition):
+        raise ValueError(f"partition must look like aws or aws-cn, got {partition!r}")
+    _check_region(region)
+    if not isinstance(account_id, str) or not _ACCOUNT_RE.fullmatch(account_id):
+        raise ValueError(f"account_id must be 12 digits, got {account_id!r}")
+    if not isinstance(group_name, str) or not _GROUP_NAME_RE.fullmatch(group_name):
+        raise ValueError(f"group_name must be an Auto Scaling group name, got {group_name!r}")
+    group_arn = (
+        f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:"
+        f"autoScalingGroupName/{group_name}"
+    )
+    statement = Statement(
+        "MarkOwnGroupInstanceUnhealthy", ["autoscaling:SetInstanceHealth"], [group_arn]
+    )
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement.to_dict()]}, sort_keys=True)

@@ -22,8 +22,8 @@
 #   DATA_VOLUME_BY_ID_DIR (/dev/disk/by-id), DATA_VOLUME_XEN_DEVICE (ATTACH_DEVICE),
 #   DATA_VOLUME_DEVICE_TIMEOUT (120), DATA_VOLUME_RETRY_SLEEP (2),
 #   DATA_VOLUME_RETRY_MAX_SLEEP (30). External commands (aws, curl, blkid, mkfs.ext4, mount,
-#   mountpoint, findmnt, chattr, chown, systemctl, udevadm, sleep, dnf) are found on PATH,
-#   so tests put recording stubs first on PATH.
+#   mountpoint, findmnt, chattr, chown, systemctl, udevadm, sleep, dnf, resize2fs,
+#   dumpe2fs, blockdev) are found on PATH, so tests put recording stubs first on PATH.
 #
 # On any failure: exit 1 with one line "data-volume: error: ..." on stderr (cloud-init logs
 # it to /var/log/cloud-init-output.log and the console). The instance then never runs a
@@ -34,6 +34,21 @@
 # Safe to run again (reboot, manual rerun): a volume already attached to this instance is
 # not attached again, a volume with any signature is never formatted, the fstab line and
 # the drop-in are rewritten, not appended.
+#
+# Growing the volume (app.dataVolumeGiB raised, `pulumi up`: EBS modifies the volume in
+# place) leaves the ext4 file system at its old size. Each run grows it to the device
+# with resize2fs, online, once it is mounted, and does nothing when they already match;
+# so the next instance picks the new size up by itself. On the running instance, once
+# `aws ec2 describe-volumes-modifications` shows the modification "optimizing" or
+# "completed", rerun this script from a Session Manager shell:
+#   sudo /usr/local/sbin/ecs-tls-data-volume
+# (or grow it directly: sudo resize2fs "$(findmnt -n -o SOURCE /mnt/ecs-tls-data)").
+#
+# A zombie instance: if the volume cannot be attached within DATA_VOLUME_ATTACH_TIMEOUT
+# (typically still held by an instance that will not let go), the ECS agent stays off but
+# EC2 health checks pass forever. The script then marks this instance Unhealthy in its
+# Auto Scaling group, which terminates it and launches another that tries again; the
+# volume is never force-detached from its holder, which may still be writing.
 set -euo pipefail
 umask 022
 
@@ -152,6 +167,8 @@ ensure_tools() {
     ensure_command aws awscli-2
     ensure_command mkfs.ext4 e2fsprogs
     ensure_command chattr e2fsprogs
+    ensure_command resize2fs e2fsprogs
+    ensure_command dumpe2fs e2fsprogs
 }
 
 imds_token() {
@@ -190,6 +207,20 @@ read_identity() {
 aws_ec2() {
     # Bounded network calls; stderr goes to a file so a failure can be reported in one line.
     aws --region "$REGION" --cli-connect-timeout 10 --cli-read-timeout 30 ec2 "$@" 2>"$TMP_DIR/aws.err"
+}
+
+# Out of service is better than a healthy-looking instance that never runs a task. Not
+# respecting the grace period: this script has already waited longer than any grace period.
+# A failure here (e.g. the instance is not in a group) is logged; the caller still fails.
+mark_unhealthy() {
+    if aws --region "$REGION" --cli-connect-timeout 10 --cli-read-timeout 30 autoscaling \
+        set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy \
+        --no-should-respect-grace-period >/dev/null 2>"$TMP_DIR/aws.err"; then
+        log "marked $INSTANCE_ID Unhealthy: its Auto Scaling group replaces it"
+    else
+        last_aws_error
+        log "warning: cannot mark $INSTANCE_ID Unhealthy ($REPLY); terminate it by hand"
+    fi
 }
 
 last_aws_error() {
@@ -235,6 +266,7 @@ attach_volume() {
         # replace sleep with a stub that returns at once).
         if [ $((SECONDS - started)) -ge "$DATA_VOLUME_ATTACH_TIMEOUT" ] ||
             [ "$waited" -ge "$DATA_VOLUME_ATTACH_TIMEOUT" ]; then
+            mark_unhealthy
             die "volume $VOLUME_ID is not attached to $INSTANCE_ID after ${DATA_VOLUME_ATTACH_TIMEOUT}s: $status"
         fi
         log "$status; next check in ${delay}s"
@@ -359,6 +391,42 @@ mount_volume() {
     check_mount_source
 }
 
+# Sets REPLY to the file system's size in bytes and FS_BLOCK_SIZE.
+ext4_bytes() {
+    local out count
+    out=$(dumpe2fs -h "$DEVICE" 2>/dev/null) || die "dumpe2fs cannot read $DEVICE"
+    read -r count FS_BLOCK_SIZE <<<"$(awk -F': *' '$1 == "Block count" { c = $2 } $1 == "Block size" { s = $2 } END { print c, s }' <<<"$out")"
+    [[ $count =~ ^[0-9]+$ && $FS_BLOCK_SIZE =~ ^[1-9][0-9]*$ ]] || die "no block count or size in the superblock of $DEVICE"
+    REPLY=$((count * FS_BLOCK_SIZE))
+}
+
+# After a volume modification the device is bigger than its file system: grow it, online
+# (ext4 grows while mounted); nothing to do when less than a block is unused. A regular
+# file stands for the device in the tests.
+grow_filesystem() {
+    local device fs
+    if [ "$FS_FOUND_TYPE" != ext4 ]; then
+        log "grow $FS_FOUND_TYPE by hand after a resize: xfs_growfs $MOUNT_POINT"
+        return 0
+    fi
+    if [ -b "$DEVICE" ]; then
+        device=$(blockdev --getsize64 "$DEVICE") || die "blockdev cannot size $DEVICE"
+    else
+        device=$(stat -L -c %s "$DEVICE")
+    fi
+    ext4_bytes
+    fs=$REPLY
+    if [ $((device - fs)) -lt "$FS_BLOCK_SIZE" ]; then
+        log "the file system fills $DEVICE"
+        return 0
+    fi
+    log "$DEVICE has $device bytes, its file system $fs: growing it"
+    resize2fs "$DEVICE" >&2 || die "resize2fs $DEVICE failed"
+    ext4_bytes
+    [ "$REPLY" -gt "$fs" ] || die "resize2fs left $DEVICE at $fs bytes"
+    log "grew the file system of $DEVICE to $REPLY bytes"
+}
+
 # Created only now, inside the mounted file system: the app directory never exists on the
 # root disk.
 prepare_app_dir() {
@@ -390,6 +458,8 @@ main() {
     write_fstab
     STEP="mount the volume"
     mount_volume
+    STEP="grow the file system"
+    grow_filesystem
     STEP="prepare the app directory"
     prepare_app_dir
     log "ready: $VOLUME_ID ($DEVICE, $FS_FOUND_TYPE $FS_UUID) on $MOUNT_POINT; $APP_DIR owned by $OWNER"

@@ -9,7 +9,7 @@ root reaches the instance metadata service there (components/imds_guard.py).
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -105,6 +105,9 @@ class ContainerInstancesArgs:
     instance_policy: pulumi.Input[str] | None = None
     # Lowest port non-root processes of the host namespace may bind; None: the kernel's.
     unprivileged_port_start: int | None = None
+    # A policy document of the instance role built from the group's name (known only once
+    # the group exists), e.g. marking the instance Unhealthy in its own group.
+    group_policy: Callable[[pulumi.Output[str]], pulumi.Input[str]] | None = None
 
 
 class ContainerInstances(pulumi.ComponentResource):
@@ -206,4 +209,14 @@ class ContainerInstances(pulumi.ComponentResource):
             health_check_type="EC2",
             opts=child,
         )
+        if args.group_policy is not None:
+            # Granted once the group exists; the instance only uses it after its attach
+            # timeout (components/data_volume.sh), long after.
+            aws.iam.RolePolicy(
+                f"{name}-group",
+                name="own-auto-scaling-group",
+                role=role.id,
+                policy=args.group_policy(self.group.name),
+                opts=child,
+            )
         self.register_outputs({"autoScalingGroupName": self.group.name})

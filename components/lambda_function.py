@@ -21,6 +21,15 @@ RUNTIME = "python3.13"
 # Lambda's guide, "Giving Lambda functions access to resources in an Amazon VPC",
 # execution role permissions.
 VPC_PERMISSIONS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html"
+# A deleted function's interfaces keep its security groups in use for up to ~35 minutes,
+# so deleting those groups stalls (pulumi-aws#4382). With replace_security_groups_on_destroy
+# the provider first moves the function onto other groups, waits for that update, then
+# deletes it (terraform-provider-aws#37624): the interfaces left behind hold only those.
+# They must be groups nobody deletes while the interfaces linger: without
+# replacement_security_group_ids the provider looks up the default group of the
+# function's VPC (internal/service/lambda/function.go, replaceSecurityGroupsOnDestroy),
+# which goes only with the VPC; a group of ours would stall its own deletion instead.
+VPC_TEARDOWN = "https://github.com/pulumi/pulumi-aws/issues/4382"
 
 
 def log_statements(log_group_arn: str) -> list[Statement]:
@@ -152,11 +161,14 @@ class PythonFunction(pulumi.ComponentResource):
         # Lambda refuses a VPC function whose role may not create its interfaces.
         self.ready = [policy]
         vpc_config = None
+        teardown: dict[str, pulumi.Input] = {}
         if args.subnet_ids is not None:
             vpc_config = {
                 "subnet_ids": args.subnet_ids,
                 "security_group_ids": list(args.security_group_ids),
             }
+            # VPC_TEARDOWN: the VPC's default group takes over before the function goes.
+            teardown = {"replace_security_groups_on_destroy": True}
         file_system_config = None
         if args.file_system_access_point_arn is not None:
             file_system_config = {
@@ -174,6 +186,7 @@ class PythonFunction(pulumi.ComponentResource):
             memory_size=args.memory_size,
             environment={"variables": dict(args.environment)} if args.environment else None,
             vpc_config=vpc_config,
+            **teardown,
             file_system_config=file_system_config,
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.ready)),

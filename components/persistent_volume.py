@@ -4,6 +4,12 @@ A database's store must not live in a container's scratch space: the Neo4j image
 `VOLUME /data`, which dies with the task, and Neo4j does not support NFS (EFS) for its
 store. The volume is created apart from any instance, in one availability zone; the
 instance of that zone attaches and mounts it at boot (components/data_volume.sh).
+
+What a configuration change does to it (Terraform AWS provider, aws_ebs_volume): a new
+size, type, IOPS or throughput modifies the volume in place (EC2 ModifyVolume; the file
+system is grown by the boot script). A new zone, snapshot, encryption or KMS key creates
+another volume: the plan shows the replacement, and the old volume is kept (never
+deleted, see retain_on_delete) with its data and its snapshots.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class PersistentVolumeArgs:
     size_gib: int
     snapshot_retention_days: int  # 0: no snapshots
     description: str
+    # Restore: the volume is created from this snapshot (and in any zone); None: blank.
+    snapshot_id: str | None = None
 
 
 class PersistentVolume(pulumi.ComponentResource):
@@ -69,6 +77,7 @@ class PersistentVolume(pulumi.ComponentResource):
             name,
             availability_zone=args.availability_zone,
             size=args.size_gib,
+            snapshot_id=args.snapshot_id,
             type="gp3",
             encrypted=True,
             tags={"Name": tag_value, SNAPSHOT_TAG: tag_value},
@@ -78,7 +87,9 @@ class PersistentVolume(pulumi.ComponentResource):
         )
         if args.snapshot_retention_days:
             self._snapshots(name, tag_value, args.snapshot_retention_days, args.description)
-        self.register_outputs({"volumeId": self.volume.id})
+        self.register_outputs(
+            {"volumeId": self.volume.id, "availabilityZone": self.volume.availability_zone}
+        )
 
     def _snapshots(self, name: str, tag_value: str, retain: int, description: str) -> None:
         child = pulumi.ResourceOptions(parent=self)

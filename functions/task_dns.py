@@ -8,7 +8,11 @@ boto3 of Lambda's Python runtime only):
 - `{"reconcile": true}` from a schedule: every running task of the family gets its records,
   and records this function owns whose task is gone are deleted. Events can be lost or arrive
   late (EventBridge delivers at least once, in no guaranteed order); the reconciler bounds how
-  long a name can be missing or orphaned.
+  long a name can be missing or orphaned. It lists the zone once and sends its changes in
+  batches, so its Route53 requests grow with the zone's pages, not with the tasks.
+- `{"purge": true}` from the deploy-time invocation: when that invocation is deleted (the
+  topology is destroyed or switched away, after the service and the event rules are gone)
+  every name this cluster owns is deleted.
 
 Ownership: beside each A record the function writes a TXT record at the same name whose value
 is a digest of this cluster's ARN and the task ID. Only names with that TXT are ever changed or
@@ -58,6 +62,16 @@ MAX_DELAY_S = 5.0
 # A DELETE must carry the record's current values; if the record changed between the read and
 # the write, Route53 refuses the batch with InvalidChangeBatch: read again and retry.
 CONFLICT_ATTEMPTS = 3
+
+# Route53's limits per ChangeResourceRecordSets request (Route53 developer guide, "Quotas",
+# "Quotas on API requests"): 1,000 ResourceRecord elements and 32,000 characters of values,
+# an UPSERT counting twice for both; 1,000 changes is the API reference's bound on Changes.
+MAX_BATCH_CHANGES = 1000
+MAX_BATCH_RECORDS = 1000
+MAX_BATCH_CHARS = 32000
+# Interfaces per DescribeNetworkInterfaces request (a filter's values).
+ENI_CHUNK = 100
+STARTING = ("PROVISIONING", "PENDING", "ACTIVATING")
 
 # ECS task IDs (long ARN format): 32 hex digits. The role's IAM condition allows nothing else.
 _TASK_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -346,11 +360,35 @@ def _running_tasks(clients: Clients, cfg: Config) -> dict[str, dict]:
     return {tid: t for tid, t in describe(clients, cfg, arns).items() if is_running(t)}
 
 
-def _owned_records(clients: Clients, cfg: Config) -> dict[str, tuple[str, str | None]]:
-    """name -> (task ID, current A value) for every name we own."""
+def public_ips(clients: Clients, eni_ids: Iterable[str]) -> dict[str, str]:
+    """Interface ID -> public IP, ENI_CHUNK interfaces per request. A filter, not
+    NetworkInterfaceIds: one interface gone since ListTasks would fail the whole request."""
+    wanted = sorted(set(eni_ids))
+    out: dict[str, str] = {}
+    for i in range(0, len(wanted), ENI_CHUNK):
+        kwargs: dict[str, Any] = {
+            "Filters": [{"Name": "network-interface-id", "Values": wanted[i : i + ENI_CHUNK]}]
+        }
+        while True:
+            page = with_retries(
+                lambda kw=kwargs: clients.ec2.describe_network_interfaces(**kw),
+                "DescribeNetworkInterfaces",
+            )
+            for interface in page.get("NetworkInterfaces", []):
+                address = (interface.get("Association") or {}).get("PublicIp")
+                if address:
+                    out[interface["NetworkInterfaceId"]] = address
+            if not page.get("NextToken"):
+                break
+            kwargs = {**kwargs, "NextToken": page["NextToken"]}
+    return out
+
+
+def zone_names(clients: Clients, cfg: Config) -> dict[str, dict[str, dict]]:
+    """One listing of the zone: every direct child of the domain (where task names live),
+    name -> type -> record set. Reconcile and purge decide from this alone."""
     suffix = f".{cfg.domain}."
-    txt: dict[str, str] = {}
-    a: dict[str, str] = {}
+    out: dict[str, dict[str, dict]] = {}
     kwargs: dict[str, Any] = {"HostedZoneId": cfg.zone_id}
     while True:
         page = with_retries(
@@ -361,11 +399,7 @@ def _owned_records(clients: Clients, cfg: Config) -> dict[str, tuple[str, str | 
             name = rrset["Name"].lower()
             if not name.endswith(suffix) or name.count(".") != suffix.count("."):
                 continue  # only direct children of the domain are task names
-            if rrset["Type"] == "TXT":
-                if is_owned(cfg, name, _txt_values(rrset)):
-                    txt[name] = name.split(".", 1)[0]
-            elif rrset["Type"] == "A" and rrset.get("ResourceRecords"):
-                a[name] = rrset["ResourceRecords"][0]["Value"]
+            out.setdefault(name, {})[rrset["Type"]] = rrset
         if not page.get("IsTruncated"):
             break
         kwargs = {
@@ -373,35 +407,170 @@ def _owned_records(clients: Clients, cfg: Config) -> dict[str, tuple[str, str | 
             "StartRecordName": page["NextRecordName"],
             "StartRecordType": page["NextRecordType"],
         }
-    return {name: (task, a.get(name)) for name, task in txt.items()}
+        if page.get("NextRecordIdentifier"):
+            kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+    return out
+
+
+def _owned(cfg: Config, zone: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    return {
+        name: sets
+        for name, sets in zone.items()
+        if is_owned(cfg, name, _txt_values(sets.get("TXT")))
+    }
+
+
+def _upserts(cfg: Config, task: str, ip: str) -> list[dict]:
+    name = record_name(task, cfg.domain)
+    return [
+        {
+            "Action": "UPSERT",
+            "ResourceRecordSet": {
+                "Name": name,
+                "Type": kind,
+                "TTL": TTL,
+                "ResourceRecords": [{"Value": value}],
+            },
+        }
+        for kind, value in (("TXT", owner_value(cfg, task)), ("A", ip))
+    ]
+
+
+def _deletes(sets: dict[str, dict]) -> list[dict]:
+    """DELETEs of a name's A and TXT, with the values just listed (Route53 requires them)."""
+    return [{"Action": "DELETE", "ResourceRecordSet": sets[k]} for k in ("A", "TXT") if k in sets]
+
+
+def _weight(change: dict) -> tuple[int, int]:
+    """(ResourceRecord elements, characters of values) as Route53 counts them: twice for an
+    UPSERT (Route53 developer guide, "Quotas", ChangeResourceRecordSets elements)."""
+    records = change["ResourceRecordSet"].get("ResourceRecords", [])
+    factor = 2 if change["Action"] == "UPSERT" else 1
+    return factor * len(records), factor * sum(len(r["Value"]) for r in records)
+
+
+def change_batches(groups: Iterable[list[dict]]) -> list[list[list[dict]]]:
+    """Pack groups of changes (one name's A and TXT go together) into requests within
+    Route53's limits on changes, ResourceRecord elements and value characters per request."""
+    batches: list[list[list[dict]]] = []
+    current: list[list[dict]] = []
+    changes = records = chars = 0
+    for group in groups:
+        g_records = sum(_weight(c)[0] for c in group)
+        g_chars = sum(_weight(c)[1] for c in group)
+        if current and (
+            changes + len(group) > MAX_BATCH_CHANGES
+            or records + g_records > MAX_BATCH_RECORDS
+            or chars + g_chars > MAX_BATCH_CHARS
+        ):
+            batches.append(current)
+            current, changes, records, chars = [], 0, 0, 0
+        current.append(group)
+        changes, records, chars = changes + len(group), records + g_records, chars + g_chars
+    if current:
+        batches.append(current)
+    return batches
+
+
+def apply_batches(
+    clients: Clients,
+    cfg: Config,
+    groups: dict[str, list[dict]],
+    comment: str,
+    one_by_one: Callable[[str], object],
+) -> None:
+    """Send `groups` (name -> changes) in as few requests as the limits allow. A batch is all
+    or nothing: if a record changed since the listing (InvalidChangeBatch), that batch's
+    names are redone one by one with `one_by_one(name)`, which reads them again."""
+    names_of = {id(changes): name for name, changes in groups.items()}
+    for batch in change_batches(groups.values()):
+        try:
+            _change(clients, cfg, [c for group in batch for c in group], comment)
+        except Exception as exc:
+            if _error_code(exc) != "InvalidChangeBatch":
+                raise
+            LOG.warning("batch of %d names refused (%s): one by one", len(batch), exc)
+            for group in batch:
+                one_by_one(names_of[id(group)])
 
 
 def reconcile(clients: Clients, cfg: Config) -> dict[str, list[str]]:
-    """Add missing or stale records of running tasks; delete owned records of gone tasks."""
+    """Add missing or stale records of running tasks; delete owned records of gone tasks.
+
+    Route53 calls depend on the zone's pages and the change batches, not on the number of
+    tasks: one listing, then batched changes (Route53 allows a few requests per second per
+    account, shared with everything else in it)."""
     running = _running_tasks(clients, cfg)
-    owned = _owned_records(clients, cfg)
+    ips = public_ips(clients, [e for e in map(eni_of, running.values()) if e])
+    zone = zone_names(clients, cfg)
+    owned = _owned(cfg, zone)
     report: dict[str, list[str]] = {"upserted": [], "deleted": [], "unchanged": []}
-    for task, described in running.items():
-        eni = eni_of(described)
-        ip = public_ip(clients, eni) if eni else None
+    upserts: dict[str, list[dict]] = {}
+    for task, described in sorted(running.items()):
+        ip = ips.get(eni_of(described) or "")
         if ip is None:
             continue
-        result = upsert(clients, cfg, task, ip)
-        report.setdefault(result, []).append(record_name(task, cfg.domain))
+        name = record_name(task, cfg.domain)
+        existing = zone.get(name, {})
+        if existing and name not in owned:
+            LOG.warning("%s exists without this function's ownership record: left alone", name)
+            report.setdefault("foreign", []).append(name)
+        elif [r["Value"] for r in existing.get("A", {}).get("ResourceRecords", [])] == [ip]:
+            report["unchanged"].append(name)
+        else:
+            upserts[name] = _upserts(cfg, task, ip)
+            report["upserted"].append(name)
     running_names = {record_name(task, cfg.domain) for task in running}
-    candidates = {name: task for name, (task, _) in owned.items() if name not in running_names}
+    candidates = {n: n.split(".", 1)[0] for n in owned if n not in running_names}
     # A task may have started since ListTasks: only delete names whose task is really gone.
     now = describe(clients, cfg, sorted(set(candidates.values()))) if candidates else {}
+    deletes: dict[str, list[dict]] = {}
     for name, task in sorted(candidates.items()):
-        if is_running(now.get(task)) or (now.get(task) or {}).get("lastStatus") in (
-            "PROVISIONING",
-            "PENDING",
-            "ACTIVATING",
-        ):
+        state = now.get(task)
+        if is_running(state) or (state or {}).get("lastStatus") in STARTING:
             continue
-        report.setdefault(delete_owned(clients, cfg, name), []).append(name)
-    LOG.info("reconciled: %s", json.dumps(report, sort_keys=True))
+        deletes[name] = _deletes(owned[name])
+        report["deleted"].append(name)
+
+    def redo(name: str) -> None:
+        if name in deletes:
+            delete_owned(clients, cfg, name)
+        else:
+            task = name.split(".", 1)[0]
+            upsert(clients, cfg, task, ips[eni_of(running[task]) or ""])
+
+    apply_batches(clients, cfg, {**upserts, **deletes}, "ecs-tls reconcile", redo)
+    # Counts, and names only of deletions (a record of what left the zone), one line.
+    LOG.info(
+        "reconciled: %s; deleted %s",
+        json.dumps({k: len(v) for k, v in report.items()}, sort_keys=True),
+        " ".join(report["deleted"]) or "nothing",
+    )
     return report
+
+
+def purge(clients: Clients, cfg: Config) -> dict[str, list[str]]:
+    """Delete every name this cluster owns, running task or not: the topology is going
+    away, and a name left behind would point at an address AWS gives to someone else."""
+    owned = _owned(cfg, zone_names(clients, cfg))
+    deletes = {name: _deletes(sets) for name, sets in sorted(owned.items())}
+    apply_batches(
+        clients, cfg, deletes, "ecs-tls purge", lambda name: delete_owned(clients, cfg, name)
+    )
+    report = {"deleted": sorted(deletes)}
+    LOG.info("purged: %s", json.dumps(report, sort_keys=True))
+    return report
+
+
+def on_lifecycle(clients: Clients, cfg: Config, event: dict) -> Any:
+    """The deploy-time invocation (`aws.lambda_.Invocation`, lifecycle scope CRUD), which
+    adds `tf.action`: only its delete, when the topology is destroyed or switched, purges.
+    Create and update do nothing: a first deploy must not depend on IAM having propagated,
+    and the scheduled reconciler adds names."""
+    action = (event.get("tf") or {}).get("action")
+    if action == "delete":
+        return purge(clients, cfg)
+    return {"action": action, "purged": False}
 
 
 def handler(event: dict, context: Any, clients: Clients | None = None) -> Any:
@@ -409,6 +578,8 @@ def handler(event: dict, context: Any, clients: Clients | None = None) -> Any:
     clients = clients or default_clients(cfg.cluster_arn.split(":")[3])
     if event.get("reconcile") is True:
         return reconcile(clients, cfg)
+    if event.get("purge") is True:
+        return on_lifecycle(clients, cfg, event)
     if event.get("source") == "aws.ecs" and event.get("detail-type") == "ECS Task State Change":
         return on_task_state_change(clients, cfg, event.get("detail") or {})
     LOG.warning("ignored event: %s", json.dumps(event)[:500])

@@ -46,6 +46,11 @@ NOT_IN_MESH = {
     "healthCheckPath": "the gateway's load balancer checks TCP; Envoy reports its own health",
 }
 
+# A Cloud Map MULTIVALUE answer holds at most 8 records (Route 53 multivalue answer
+# routing; aws-facts.md): Envoys resolving a service with more tasks would never see
+# the rest, which would take no mesh traffic.
+MAX_DISCOVERED_TASKS = 8
+
 # A service's Envoy gives the app one loopback listener per service it calls: service i of
 # `services` is reached at 127.0.0.1:(EGRESS_BASE_PORT + i), announced to the app as
 # <NAME>_URL (App Mesh's sidecar took egress on 15001 through iptables; Fargate has none).
@@ -133,6 +138,7 @@ def with_mesh(s: Settings, values: Mapping[str, Any]) -> Settings:
             raise ConfigError(f"mesh.{name}", "is not a known key" + suggest(name, MESH_KEYS))
     services = s.services if "services" in values else MESH_DEMO_SERVICES
     _check_node_names(services)
+    _check_discovered_counts(services)
     namespace = raw.get("namespace", f"mesh.{s.domain}")
     if not isinstance(namespace, str) or not DOMAIN_RE.match(namespace):
         raise invalid("mesh.namespace", namespace, "a DNS name such as mesh.app.example.com")
@@ -169,6 +175,19 @@ def _check_node_names(services: tuple[ServiceSettings, ...]) -> None:
                     f"{value!r} is the virtual gateway's name in topology {TOPOLOGY!r} (its "
                     "files, resources and certificate name); choose another",
                 )
+
+
+def _check_discovered_counts(services: tuple[ServiceSettings, ...]) -> None:
+    """Every service is found through Cloud Map (the gateway is not: its NLB finds it)."""
+    for i, service in enumerate(services):
+        if service.desired_count > MAX_DISCOVERED_TASKS:
+            raise invalid(
+                f"services[{i}].desiredCount",
+                service.desired_count,
+                f"at most {MAX_DISCOVERED_TASKS} in topology {TOPOLOGY!r}: Cloud Map answers "
+                f"with at most {MAX_DISCOVERED_TASKS} addresses, so further tasks would get "
+                "no traffic",
+            )
 
 
 def _routes(raw: Any, services: tuple[ServiceSettings, ...]) -> tuple[GatewayRoute, ...]:

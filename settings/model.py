@@ -101,10 +101,16 @@ class AppSettings:
     data_path: str | None = None  # the container path kept on the data volume (EC2)
     data_volume_gib: int = 20
     snapshot_retention_days: int = 7  # daily snapshots kept; 0 turns them off
+    # The snapshot the data volume is created from (restore); None: a blank volume.
+    data_volume_snapshot_id: str | None = None
 
     @property
     def is_neo4j(self) -> bool:
         return is_neo4j_image(self.image)
+
+
+# Neo4j's operations manual ("System requirements") gives 2 GB as its minimum memory.
+NEO4J_MIN_MEMORY_MIB = 2048
 
 
 def is_neo4j_image(image: str) -> bool:

@@ -339,7 +339,14 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ConfigKey("app.image", "string", "per topology", "Container image of the app."),
     ConfigKey("app.port", "integer", "per topology", "Port the app listens on."),
     ConfigKey("app.cpu", "integer", "256", "Fargate task CPU units."),
-    ConfigKey("app.memory", "integer", "512", "Fargate task memory (MiB), valid for app.cpu."),
+    ConfigKey(
+        "app.memory",
+        "integer",
+        "512",
+        "Fargate task memory (MiB), valid for app.cpu. nlb-certbot with Neo4j: at least "
+        "2048; Neo4j's heap gets 40 % of it, its page cache 35 %, the rest is left to the "
+        "JVM's other memory.",
+    ),
     ConfigKey(
         "app.desiredCount",
         "integer",
@@ -387,13 +394,31 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "app.dataVolumeGiB",
         "integer",
         "20",
-        "With capacity ec2: size of the encrypted gp3 data volume; it can grow, not shrink.",
+        "With capacity ec2: size of the encrypted gp3 data volume; it can grow, not shrink. "
+        "Raising it modifies the volume in place (no replacement, at most one change every "
+        "6 hours); the next instance grows the file system at boot, and on the running "
+        "instance `sudo /usr/local/sbin/ecs-tls-data-volume` (from Session Manager, once "
+        "the volume modification is optimizing) grows it online with resize2fs.",
     ),
     ConfigKey(
         "app.snapshotRetentionDays",
         "integer",
         "7",
         "With capacity ec2: daily snapshots of the data volume kept (0: no snapshots).",
+    ),
+    ConfigKey(
+        "app.dataVolumeSnapshotId",
+        "string",
+        "",
+        "With capacity ec2: create the data volume from this EBS snapshot (snap- and 8 or 17 "
+        "hex digits), to restore. Runbook: set it to one of the daily snapshots, check that "
+        "app.dataVolumeGiB is at least the snapshot's size, `pulumi preview` (the data "
+        "volume shows as replaced: the new volume is created from the snapshot in the zone "
+        "of the first private subnet, the old one is kept, not deleted: retained), then "
+        "`pulumi up`, and the instance attaches the new volume at its next boot (terminate "
+        "it). Leave the key set afterwards: removing it replaces the volume again, with a "
+        "blank one. Changing the private subnets (their order, or the VPC) moves the "
+        "volume's zone and also replaces it: the output dataVolumeZone shows the zone.",
     ),
     ConfigKey(
         "services",
@@ -452,7 +477,13 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ),
     ConfigKey("services[].cpu", "integer", "256", "Fargate task CPU units."),
     ConfigKey("services[].memory", "integer", "512", "Fargate task memory (MiB)."),
-    ConfigKey("services[].desiredCount", "integer", "2", "Number of tasks."),
+    ConfigKey(
+        "services[].desiredCount",
+        "integer",
+        "2",
+        "Number of tasks; at most 8 in appmesh-efs, where Cloud Map answers with at most "
+        "8 addresses.",
+    ),
 )
 
 KNOWN_TOP_LEVEL = tuple(k.path for k in CONFIG_REFERENCE if "." not in k.path)
@@ -485,6 +516,7 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "app.dataPath": ("nlb-certbot",),
     "app.dataVolumeGiB": ("nlb-certbot",),
     "app.snapshotRetentionDays": ("nlb-certbot",),
+    "app.dataVolumeSnapshotId": ("nlb-certbot",),
 }
 
 # Keys about the public load balancer's listener, which service-connect only has with

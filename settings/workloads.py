@@ -17,6 +17,7 @@ from settings.errors import ConfigError, invalid, missing
 from settings.model import (
     APP_DEFAULTS,
     DEMO_SERVICES,
+    NEO4J_MIN_MEMORY_MIB,
     AppSettings,
     CertificateLayout,
     ServiceSettings,
@@ -55,6 +56,13 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         ports = _ports(raw.get("ports", list(ports)))
         layout = _layout(raw.get("certificateLayout", {}), layout)
     host = _host(raw, base, image, count)
+    if topology == "nlb-certbot" and is_neo4j_image(image) and memory < NEO4J_MIN_MEMORY_MIB:
+        raise invalid(
+            "app.memory",
+            memory,
+            f"at least {NEO4J_MIN_MEMORY_MIB} MiB for Neo4j (heap, page cache and the JVM's "
+            "other memory)",
+        )
     if host["capacity"] == "ec2" and topology == "nlb-certbot":
         _check_host_ports(ports)
     if host["data_path"] is not None:
@@ -202,7 +210,15 @@ def _check_apart(data_path: str, certificate_dir: str) -> None:
 
 LAYOUT_KEYS = ("directory", "scopes", "certificateFile", "privateKeyFile", "owner")
 
-EC2_ONLY_APP_KEYS = ("instanceType", "dataPath", "dataVolumeGiB", "snapshotRetentionDays")
+EC2_ONLY_APP_KEYS = (
+    "instanceType",
+    "dataPath",
+    "dataVolumeGiB",
+    "snapshotRetentionDays",
+    "dataVolumeSnapshotId",
+)
+# EBS snapshot IDs: 8 hex digits (older) or 17 (current).
+SNAPSHOT_ID_RE = re.compile(r"\Asnap-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 
 
 def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> dict[str, Any]:
@@ -233,6 +249,15 @@ def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> 
         0,
         1000,
     )
+    snapshot_id = raw.get("dataVolumeSnapshotId")
+    if snapshot_id is not None and (
+        not isinstance(snapshot_id, str) or not SNAPSHOT_ID_RE.match(snapshot_id)
+    ):
+        raise invalid(
+            "app.dataVolumeSnapshotId",
+            snapshot_id,
+            "an EBS snapshot ID: snap- and 8 or 17 lower-case hex digits",
+        )
     single = capacity == "ec2" or is_neo4j_image(image)
     if single and count > 1:
         why = (
@@ -247,6 +272,7 @@ def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> 
         "data_path": data_path if capacity == "ec2" else None,
         "data_volume_gib": size,
         "snapshot_retention_days": retention,
+        "data_volume_snapshot_id": snapshot_id if capacity == "ec2" else None,
     }
 
 

@@ -19,11 +19,12 @@ everyone.
 
 The TLS files live on an encrypted EFS volume, as in the seed: a certificate publisher
 (Lambda, functions/cert_publisher.py) writes each node's chain.pem, key.pem and ca.pem
-into the node's own directory whenever a certificate changes. Each node's task mounts
-only its directory, read-only, through an access point rooted there that only the node's
-task role may use. Envoy reads static files once, so tasks carry their certificate's
-fingerprint: a new certificate changes the task definition and ECS rolls the tasks after
-the files are written.
+(and your client certificate) as one set into the node's own directory, switched into
+place at once (`current`), whenever one of them changes. Each node's task mounts only its
+directory, read-only, through an access point rooted there that only the node's task role
+may use. Envoy reads static files once, so tasks carry one fingerprint of every file of
+their set: a new certificate, CA or client certificate changes the task definition and
+ECS rolls the tasks after the files are written.
 """
 
 from __future__ import annotations
@@ -31,15 +32,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
 
 from components.certificates import (
+    CHAIN_KEY,
     LEAF_ALLOWED_USES,
     LEAF_EARLY_RENEWAL_HOURS,
     LEAF_VALIDITY_HOURS,
@@ -73,11 +80,12 @@ from components.envoy import (
 )
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
-from components.lambda_function import PythonFunction, PythonFunctionArgs
+from components.lambda_function import FUNCTIONS_DIR, PythonFunction, PythonFunctionArgs
 from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
 from components.naming import physical_name
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.verify import verify_outputs
+from functions.cert_publisher import CURRENT_LINK
 from settings import ServiceSettings, Settings, creation_order
 from settings.mesh import (
     GATEWAY_NODE,
@@ -115,21 +123,27 @@ GATEWAY_CPU = 256
 GATEWAY_MEMORY = 512
 
 
+# The node's visible set: a symlink the publisher switches in one rename, so the files
+# read through it always belong together.
+CURRENT_SET = f"{CERTIFICATE_DIR}/{CURRENT_LINK}"
+
+
 @dataclass(frozen=True)
 class MeshFiles:
     """One node's TLS files as its Envoy sees them: the node's own directory is mounted at
-    CERTIFICATE_DIR. Tests relocate them to a tmp dir (`MeshFiles.under`)."""
+    CERTIFICATE_DIR. Tests relocate them to a node's directory elsewhere (`MeshFiles.under`)."""
 
-    chain: str = f"{CERTIFICATE_DIR}/chain.pem"
-    key: str = f"{CERTIFICATE_DIR}/key.pem"
-    ca: str = f"{CERTIFICATE_DIR}/ca.pem"
-    client_chain: str = f"{CERTIFICATE_DIR}/client.pem"
-    client_key: str = f"{CERTIFICATE_DIR}/client-key.pem"
+    chain: str = f"{CURRENT_SET}/chain.pem"
+    key: str = f"{CURRENT_SET}/key.pem"
+    ca: str = f"{CURRENT_SET}/ca.pem"
+    client_chain: str = f"{CURRENT_SET}/client.pem"
+    client_key: str = f"{CURRENT_SET}/client-key.pem"
 
     @classmethod
-    def under(cls, directory: str) -> MeshFiles:
+    def under(cls, node_directory: str) -> MeshFiles:
+        """The files as published into `node_directory` (what CERTIFICATE_DIR mounts)."""
         names = ("chain", "key", "ca", "client", "client-key")
-        return cls(*(f"{directory}/{name}.pem" for name in names))
+        return cls(*(f"{node_directory}/{CURRENT_LINK}/{name}.pem" for name in names))
 
 
 def node_names(s: Settings) -> list[str]:
@@ -260,7 +274,7 @@ def envoy_container(s: Settings, spec: MeshProxySpec, v: TaskValues, prefix: str
         image=s.envoy.image,
         command=mesh_envoy_args(spec),
         environment={
-            # A new certificate changes the task definition: ECS starts new tasks, whose
+            # A new published file changes the task definition: ECS starts new tasks, whose
             # Envoy reads the new files (it does not watch files on NFS).
             "CERTIFICATE_SHA256": v.certificate_fingerprint,
             "ENVOY_UID": str(ENVOY_UID),
@@ -297,8 +311,10 @@ def root_ca_pem(chain_pem: str) -> str:
 
 
 def publisher_statements(
-    secret_arns: list[str], file_system_arn: str, access_point_arn: str
+    secret_arns: list[str], file_system_arn: str, access_point_arn: str, vpc_id: str
 ) -> list[Statement]:
+    _, partition, _, region, account = file_system_arn.split(":")[:5]
+    ec2 = f"arn:{partition}:ec2:{region}:{account}"
     return [
         Statement("ReadCertificateSecrets", ["secretsmanager:GetSecretValue"], secret_arns),
         # The only writer of the file system, through its access point only.
@@ -307,6 +323,16 @@ def publisher_statements(
             ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
             [file_system_arn],
             condition={"StringEquals": {"elasticfilesystem:AccessPointArn": access_point_arn}},
+        ),
+        # Before the function is deleted, the provider moves it onto the VPC's default
+        # group (components/lambda_function.py, VPC_TEARDOWN), whose ID the program does
+        # not know; Lambda creates those interfaces with this role. Any group, but only of
+        # this VPC (ec2:Vpc on the security-group resource).
+        Statement(
+            "CreateInterfacesInTheDefaultGroupOnDestroy",
+            ["ec2:CreateNetworkInterface"],
+            [f"{ec2}:security-group/*"],
+            condition={"ArnEquals": {"ec2:Vpc": f"{ec2}:vpc/{vpc_id}"}},
         ),
     ]
 
@@ -323,9 +349,35 @@ def reader_statements(file_system_arn: str, access_point_arn: str) -> list[State
     ]
 
 
+# What stands for a generated key in a set's fingerprint: pulumi-tls issues a new
+# certificate whenever a key is replaced (its request changes), so the chain's entry
+# already changes with the key.
+GENERATED_KEY = "generated: changes with chain.pem"
+
+
+def published_chain(leaf_pem: str, chain_pem: str | None) -> str:
+    """chain.pem (or client.pem) exactly as the publisher writes it from the secret."""
+    return json.loads(secret_document(leaf_pem, chain_pem, ""))[CHAIN_KEY]
+
+
+def key_identity(private_key_pem: str) -> str:
+    """What stands for a key file of yours in a set's fingerprint: the SHA-256 of its
+    public half, which is public (unlike any digest of the key itself, which tasks and
+    the publisher's input would show)."""
+    key = load_pem_private_key(private_key_pem.encode(), password=None)
+    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return "public key sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def set_fingerprint(files: Mapping[str, str]) -> str:
+    """One digest over every file a node's set publishes ({name: content, or a key's
+    identity}): what the node's tasks carry, so that any change rolls them."""
+    return fingerprint(json.dumps(dict(files), sort_keys=True))
+
+
 @dataclass(frozen=True)
 class NodeIdentity:
-    """Where a node's TLS material is kept (public ARNs) and its certificate's fingerprint."""
+    """Where a node's TLS material is kept (public ARNs) and the fingerprint of its set."""
 
     secret_arn: pulumi.Output[str]
     client_secret_arn: pulumi.Output[str] | None
@@ -351,14 +403,21 @@ def publication_nodes(identities: dict[str, NodeIdentity]) -> pulumi.Output[dict
     )
 
 
-def publication_event(ca_pem: str, nodes: dict[str, dict]) -> str:
+def publisher_code_digest() -> str:
+    """The handler's source as deployed (the module is the whole package)."""
+    return hashlib.sha256((FUNCTIONS_DIR / "cert_publisher.py").read_bytes()).hexdigest()
+
+
+def publication_event(ca_pem: str, nodes: dict[str, dict], target: Mapping[str, str]) -> str:
     """The publisher's event: no key, only where the keys are; one fingerprint of every
-    node's certificate, so that any new certificate invokes the publisher again."""
+    node's set, and `target` (the code, the file system and its access point), so that a
+    new file, new code or a new volume invokes the publisher again."""
     every = {n: e["fingerprint"] for n, e in nodes.items()}
     event = {
         "caPem": ca_pem,
         "fingerprint": fingerprint(json.dumps(every, sort_keys=True)),
         "nodes": {n: {k: v for k, v in e.items() if k != "fingerprint"} for n, e in nodes.items()},
+        **target,
     }
     return json.dumps(event, sort_keys=True)
 
@@ -428,7 +487,12 @@ class NodeCertificate(pulumi.ComponentResource):
             opts=child,
         )
         self.certificate_pem = leaf.cert_pem
-        self.fingerprint = leaf.cert_pem.apply(fingerprint)
+        # The node's set: the mesh CA, its chain, its (generated) key.
+        self.fingerprint = pulumi.Output.all(args.ca_certificate_pem, leaf.cert_pem).apply(
+            lambda v: set_fingerprint(
+                {"ca.pem": v[0], "chain.pem": published_chain(v[1], v[0]), "key.pem": GENERATED_KEY}
+            )
+        )
         self.secret_arn = secret.arn
         self.register_outputs({"certificatePem": leaf.cert_pem, "secretArn": secret.arn})
 
@@ -464,7 +528,7 @@ class AppmeshEfs(pulumi.ComponentResource):
             client_arn = self.client_secret.arn
             written_after.append(version)
         gateway = NodeIdentity(
-            self.certificate.secret_arn, client_arn, self.certificate.fingerprint
+            self.certificate.secret_arn, client_arn, self._shared_set_fingerprint(s, ca_pem)
         )
         self.identities: dict[str, NodeIdentity] = {GATEWAY_NODE: gateway}
         self.node_certificates: dict[str, NodeCertificate] = {}
@@ -630,8 +694,8 @@ class AppmeshEfs(pulumi.ComponentResource):
                 description="appmesh-efs: write the mesh's TLS files to EFS",
                 log_retention_days=s.log_retention_days,
                 statements=pulumi.Output.all(
-                    secret_arns, efs.file_system.arn, efs.access_point.arn
-                ).apply(lambda v: publisher_statements(sorted(set(v[0])), v[1], v[2])),
+                    secret_arns, efs.file_system.arn, efs.access_point.arn, network.vpc_id
+                ).apply(lambda v: publisher_statements(sorted(set(v[0])), v[1], v[2], v[3])),
                 environment={"CERTIFICATE_DIR": PUBLISHER_MOUNT},
                 subnet_ids=network.private_subnet_ids,
                 security_group_ids=[publisher_sg.id, efs_clients.id],
@@ -644,10 +708,19 @@ class AppmeshEfs(pulumi.ComponentResource):
         self.publication = aws.lambda_.Invocation(
             f"{name}-publish-certificates",
             function_name=publisher.function.name,
-            # Public values only (the CA, fingerprints, secret ARNs); a new certificate
-            # changes the input, which invokes again.
-            input=pulumi.Output.all(ca_pem, publication_nodes(self.identities)).apply(
-                lambda v: publication_event(v[0], v[1])
+            # Public values only (the CA, fingerprints, secret ARNs, what it runs and
+            # writes to); any change of them changes the input, which invokes again.
+            input=pulumi.Output.all(
+                ca_pem,
+                publication_nodes(self.identities),
+                efs.file_system.id,
+                efs.access_point.arn,
+            ).apply(
+                lambda v: publication_event(
+                    v[0],
+                    v[1],
+                    {"code": publisher_code_digest(), "fileSystem": v[2], "accessPoint": v[3]},
+                )
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -683,6 +756,9 @@ class AppmeshEfs(pulumi.ComponentResource):
                     "dns_records": [{"type": "A", "ttl": DNS_TTL_SECONDS}],
                     "routing_policy": "MULTIVALUE",
                 },
+                # DeleteService fails while instances are registered, and ECS may still
+                # be deregistering the tasks it stops when the service goes.
+                force_destroy=True,
                 opts=child,
             )
             task = task_definition(
@@ -772,6 +848,32 @@ class AppmeshEfs(pulumi.ComponentResource):
         self.register_outputs(
             {"gatewayAddress": lb.load_balancer.dns_name, "namespaceId": self.namespace.id}
         )
+
+    def _shared_set_fingerprint(self, s: Settings, ca_pem: pulumi.Input[str]) -> pulumi.Output:
+        """The gateway's set; with your certificate, every node's: the CA, the chain, the
+        key, and your client certificate and key when mutual TLS uses them."""
+        own, client = s.certificate, s.mesh.client_certificate
+        if own is None:
+            return pulumi.Output.all(
+                ca_pem, self.certificate.certificate_pem, self.certificate.ca_certificate_pem
+            ).apply(
+                lambda v: set_fingerprint(
+                    {
+                        "ca.pem": v[0],
+                        "chain.pem": published_chain(v[1], v[2]),
+                        "key.pem": GENERATED_KEY,
+                    }
+                )
+            )
+        files = {
+            "ca.pem": ca_pem,
+            "chain.pem": published_chain(own.certificate_pem, own.chain_pem),
+            "key.pem": key_identity(own.private_key_pem),
+        }
+        if client is not None:
+            files["client.pem"] = published_chain(client.certificate_pem, own.chain_pem)
+            files["client-key.pem"] = key_identity(client.private_key_pem)
+        return pulumi.Output.from_input(set_fingerprint(files))
 
     def _client_secret(self, name: str, s: Settings):
         """Your client certificate (mutual TLS), stored like the server certificate."""

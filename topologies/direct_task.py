@@ -209,8 +209,13 @@ def task_dns_statements(
 
 
 def task_state_pattern(cluster_arn: str, region: str, account: str, partition: str) -> str:
-    """Every state change of a task of this family in this cluster, started by the service
-    or by RunTask (matched on the task definition ARN, not the `group`, which differs)."""
+    """The state changes of a task of this family in this cluster that change its name,
+    started by the service or by RunTask (matched on the task definition ARN, not the
+    `group`, which differs): running (both statuses RUNNING), or on its way out (desired
+    STOPPED, whatever the last status, so a task whose container exited is caught too).
+
+    The provisioning and pending changes of every start would each invoke the function for
+    nothing; every invocation competes for Route53's per-account request rate."""
     prefix = f"arn:{partition}:ecs:{region}:{account}:task-definition/{family()}:"
     return json.dumps(
         {
@@ -219,6 +224,10 @@ def task_state_pattern(cluster_arn: str, region: str, account: str, partition: s
             "detail": {
                 "clusterArn": [cluster_arn],
                 "taskDefinitionArn": [{"prefix": prefix}],
+                "$or": [
+                    {"lastStatus": ["RUNNING"], "desiredStatus": ["RUNNING"]},
+                    {"desiredStatus": ["STOPPED"]},
+                ],
             },
         },
         sort_keys=True,
@@ -296,7 +305,7 @@ class DirectTask(pulumi.ComponentResource):
         )
 
         # ------------------------------------------------------------ tasks
-        tasks_sg = tasks_security_group(
+        self.tasks_security_group = tasks_sg = tasks_security_group(
             f"{name}-tasks",
             network.vpc_id,
             "direct-task: the Envoy TLS port from allowedCidrs",
@@ -329,7 +338,7 @@ class DirectTask(pulumi.ComponentResource):
                 )
             )
         )
-        task = task_definition(
+        self.task_definition = task = task_definition(
             name,
             family=family(),
             cpu=s.app.cpu,
@@ -338,20 +347,6 @@ class DirectTask(pulumi.ComponentResource):
             container_definitions=containers,
             parent=self,
         )
-        self.service = fargate_service(
-            name,
-            cluster=cluster,
-            task_definition=task,
-            desired_count=s.app.desired_count,
-            # Public subnets and a public IP: the task is the endpoint (and pulls its images
-            # and reads its secret without NAT).
-            subnet_ids=network.public_subnet_ids,
-            security_group_ids=[tasks_sg.id],
-            assign_public_ip=True,
-            parent=self,
-            depends_on=[read_secret, version],
-        )
-
         # ------------------------------------------------------------ per-task DNS
         self.dns = PythonFunction(
             f"{name}-dns",
@@ -388,6 +383,19 @@ class DirectTask(pulumi.ComponentResource):
             schedule_expression=RECONCILE_EVERY,
             opts=child,
         )
+        # Destroy and switch: the purge runs when this invocation is deleted. Pulumi deletes
+        # dependents first, so the service (which ECS drains: its tasks stop) and the rules'
+        # targets go before it, and the function after it; then no event can bring a name
+        # back. `lifecycle_scope = "CRUD"` invokes on delete too, adding `tf.action`
+        # (pulumi-aws, aws.lambda_.Invocation, "CRUD Lifecycle Management").
+        purge = aws.lambda_.Invocation(
+            f"{name}-dns-purge",
+            function_name=function.name,
+            input=json.dumps({"purge": True}),
+            lifecycle_scope="CRUD",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.dns.ready)),
+        )
+        dns_machinery: list[pulumi.Resource] = [function, state_rule, reconcile_rule, purge]
         for rule_name, rule, target_input in (
             (f"{name}-task-state", state_rule, None),
             (f"{name}-reconcile", reconcile_rule, '{"reconcile": true}'),
@@ -400,15 +408,52 @@ class DirectTask(pulumi.ComponentResource):
                 source_arn=rule.arn,
                 opts=child,
             )
-            aws.cloudwatch.EventTarget(
+            target = aws.cloudwatch.EventTarget(
                 rule_name,
                 rule=rule.name,
                 arn=function.arn,
                 input=target_input,
                 # Events outlive a short Lambda outage; the reconciler covers the rest.
                 retry_policy={"maximum_event_age_in_seconds": 3600, "maximum_retry_attempts": 20},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, purge]),
             )
+            dns_machinery += [permission, target]
+        # Failures are told. Errors: a broken reconciler fails every 5 minutes, so two
+        # periods running is a fault, not one event that failed all its retries. Throttles:
+        # Lambda retries throttled asynchronous events for hours, so only throttling that
+        # lasts 15 minutes means names are falling behind.
+        for metric, periods, what in (
+            ("Errors", 2, "failed in two 5-minute periods running"),
+            ("Throttles", 3, "was throttled for 15 minutes"),
+        ):
+            alerts.function_alarm(
+                f"{name}-dns-{metric.lower()}",
+                function.name,
+                metric,
+                periods,
+                (
+                    f"The direct-task DNS function {what}: task names under {s.domain} may "
+                    "be missing or left behind. Its log group says why."
+                ),
+                self,
+            )
+
+        self.public_subnet_ids = network.public_subnet_ids
+        self.service = fargate_service(
+            name,
+            cluster=cluster,
+            task_definition=task,
+            desired_count=s.app.desired_count,
+            # Public subnets and a public IP: the task is the endpoint (and pulls its images
+            # and reads its secret without NAT).
+            subnet_ids=network.public_subnet_ids,
+            security_group_ids=[tasks_sg.id],
+            assign_public_ip=True,
+            parent=self,
+            # Deleted before the DNS machinery: the last tasks' STOPPED events still find
+            # a function to delete their names, and the purge comes after them.
+            depends_on=[read_secret, version, *dns_machinery],
+        )
 
         # ------------------------------------------------------------ wildcard renewal
         role = aws.iam.Role(
@@ -538,6 +583,23 @@ def outputs(s: Settings, t: DirectTask) -> dict[str, pulumi.Input]:
         "acmeDirectory": s.acme.directory_url,
         "renewalSchedule": f"rate({s.acme.renew_every_days} days), first run at deploy",
         "dnsFunctionName": t.dns.function.name,
+        # What RunTask needs to start an on-demand task that gets a name and a certificate
+        # like the service's: the family's task definition, public subnets, public IP, and
+        # the group that opens Envoy's port.
+        "taskDefinitionArn": t.task_definition.arn,
+        "taskSubnetIds": t.public_subnet_ids,
+        "taskSecurityGroupId": t.tasks_security_group.id,
+        "runTaskCommand": pulumi.Output.concat(
+            "aws ecs run-task --cluster ",
+            t.service.cluster,
+            " --launch-type FARGATE --task-definition ",
+            t.task_definition.arn,
+            " --network-configuration 'awsvpcConfiguration={subnets=[",
+            t.public_subnet_ids.apply(",".join),
+            "],securityGroups=[",
+            t.tasks_security_group.id,
+            "],assignPublicIp=ENABLED}'",
+        ),
         "verifyCommand": pulumi.Output.concat(
             "TASK=$(",
             list_tasks,

@@ -63,7 +63,11 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
-from components.data_volume import data_volume_policy_document, data_volume_user_data
+from components.data_volume import (
+    data_volume_policy_document,
+    data_volume_user_data,
+    mark_unhealthy_policy_document,
+)
 from components.dns import AliasTarget
 from components.ec2_capacity import INSTANCE_TAG, ContainerInstances, ContainerInstancesArgs
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
@@ -71,7 +75,7 @@ from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
 from components.naming import physical_name
-from components.neo4j import neo4j_tls_environment
+from components.neo4j import neo4j_memory_environment, neo4j_tls_environment
 from components.persistent_volume import PersistentVolume, PersistentVolumeArgs
 from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
 from components.service import fargate_service, task_definition, tasks_security_group
@@ -215,7 +219,12 @@ def task_containers(s: Settings, v: TaskValues, on_ec2: bool = True) -> list[Con
     app = Container(
         name="app",
         image=s.app.image,
-        environment={**neo4j_tls_environment(layout, s.domain), **dict(s.app.environment)},
+        environment={
+            **neo4j_tls_environment(layout, s.domain),
+            # Heap and page cache sized to the task's memory, not guessed by Neo4j.
+            **(neo4j_memory_environment(s.app.memory) if s.app.is_neo4j else {}),
+            **dict(s.app.environment),
+        },
         # NEO4J_AUTH is "neo4j/<password>", read from Secrets Manager at task start.
         secrets={"NEO4J_AUTH": v.auth_secret_arn},
         port_mappings=[PortMapping(p) for p in s.app.ports],
@@ -439,6 +448,7 @@ class NlbCertbot(pulumi.ComponentResource):
                     availability_zone=network.private_zonal_subnets[0].availability_zone,
                     size_gib=s.app.data_volume_gib,
                     snapshot_retention_days=s.app.snapshot_retention_days,
+                    snapshot_id=s.app.data_volume_snapshot_id,
                     description=f"the data of {s.domain}",
                 ),
                 opts=child,
@@ -565,6 +575,14 @@ class NlbCertbot(pulumi.ComponentResource):
                 instance_policy=instance_policy,
                 # certbot (non-root) answers HTTP-01 on the instance's port 80 itself.
                 unprivileged_port_start=HTTP01_PORT if s.acme.challenge == "http-01" else None,
+                # An instance that cannot attach the volume marks itself Unhealthy.
+                group_policy=lambda group_name: pulumi.Output.all(
+                    partition.partition, cluster.region, cluster.account_id, group_name
+                ).apply(
+                    lambda v: mark_unhealthy_policy_document(
+                        partition=v[0], region=v[1], account_id=v[2], group_name=v[3]
+                    )
+                ),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -762,6 +780,8 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
     }
     if topology.data_volume is not None:
         outputs["dataVolumeId"] = topology.data_volume.volume.id
+        # Changing it (subnets, VPC) replaces the volume: see app.dataVolumeSnapshotId.
+        outputs["dataVolumeZone"] = topology.data_volume.volume.availability_zone
     if s.acme.challenge == "http-01" and s.hosted_zone_id is None and s.app.desired_count == 0:
         outputs["nextSteps"] = topology.load_balancer.dns_name.apply(
             lambda dns: (

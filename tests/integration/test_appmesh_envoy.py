@@ -168,17 +168,18 @@ def efs(tmp_path_factory, mesh_ca) -> Path:
         event = {"caPem": cert_pem(mesh_ca.cert), "fingerprint": "x", "nodes": nodes}
         cert_publisher.handler(event, client=client)
     for node in NODE_NAMES:
-        assert oct(os.stat(directory / node / "key.pem").st_mode & 0o777) == "0o400"
+        assert oct(os.stat(directory / node / "current" / "key.pem").st_mode & 0o777) == "0o400"
     return directory
 
 
 def relocated_files(efs: Path, node: str) -> MeshFiles:
-    """A node's files: its own directory, mounted at /certs in its task."""
+    """A node's files: its own directory, mounted at /certs in its task, where Envoy reads
+    the set the publisher switched `current` to."""
     return MeshFiles.under(str(efs / node))
 
 
 def node_cert(efs: Path, node: str) -> tuple[Path, Path]:
-    return efs / node / "chain.pem", efs / node / "key.pem"
+    return efs / node / "current" / "chain.pem", efs / node / "current" / "key.pem"
 
 
 class App(BaseHTTPRequestHandler):
@@ -323,7 +324,7 @@ def mesh(envoy_bin, efs, mesh_ca, tmp_path_factory) -> Iterator[Mesh]:
                 processes.append(_start(envoy_bin, rogue, work / "rogue-gateway"))
                 yield Mesh(
                     ca=mesh_ca,
-                    ca_file=efs / "gateway" / "ca.pem",
+                    ca_file=efs / "gateway" / "current" / "ca.pem",
                     efs=efs,
                     gateway_port=gateway.listener_port,
                     rogue_gateway_port=rogue.listener_port,
@@ -427,7 +428,7 @@ def test_the_gateway_may_call_only_what_it_routes_to(mesh):
 
 
 def test_every_node_has_its_own_key(mesh):
-    keys = [(mesh.efs / node / "key.pem").read_text() for node in NODE_NAMES]
+    keys = [(mesh.efs / node / "current" / "key.pem").read_text() for node in NODE_NAMES]
     assert len(set(keys)) == len(NODE_NAMES)
 
 
@@ -555,10 +556,10 @@ def own_mesh(envoy_bin, tmp_path_factory) -> Iterator[OwnMesh]:
         process = _start(envoy_bin, spec, work)
         try:
             yield OwnMesh(
-                ca_file=directory / "backend" / "ca.pem",
+                ca_file=directory / "backend" / "current" / "ca.pem",
                 client=(
-                    directory / "backend" / "client.pem",
-                    directory / "backend" / "client-key.pem",
+                    directory / "backend" / "current" / "client.pem",
+                    directory / "backend" / "current" / "client-key.pem",
                 ),
                 backend_port=spec.listener_port,
                 admin_socket=spec.admin_socket_path,
@@ -610,7 +611,7 @@ def test_every_deployed_bootstrap_validates(envoy_bin, efs):
             check=False,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-    # As deployed, the paths are /certs/...: only the file locations differ.
+    # As deployed, the paths are /certs/current/...: only the file locations differ.
     assert json.dumps(gateway_spec(SETTINGS).server_certificate.__dict__) == json.dumps(
-        {"certificate_chain": "/certs/chain.pem", "private_key": "/certs/key.pem"}
+        {"certificate_chain": "/certs/current/chain.pem", "private_key": "/certs/current/key.pem"}
     )

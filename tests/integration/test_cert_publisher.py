@@ -1,15 +1,23 @@
 """The certificate publisher's handler against moto's Secrets Manager, writing into a tmp dir
-that stands in for the EFS access point: one directory per node, files, modes, atomic
-replacement, idempotence, what is removed."""
+that stands in for the EFS access point: one directory per node, each showing one complete
+set of files through `current`, modes, a switch of the whole set at once, idempotence,
+what is removed."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import threading
 
 import boto3
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
 from moto import mock_aws
 
 from components.certificates import secret_document
@@ -56,42 +64,147 @@ def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def tree(directory) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if not p.is_dir())
+def visible(directory) -> list[str]:
+    """What readers see: each node's files through its `current` link."""
+    return sorted(
+        f"{node.name}/{f.name}"
+        for node in directory.iterdir()
+        if (node / "current").is_dir()
+        for f in (node / "current").iterdir()
+    )
 
 
-def test_each_node_gets_its_own_directory_key_and_certificate(secrets):
+def sets(node_directory) -> list[str]:
+    return sorted(p.name for p in node_directory.iterdir() if p.name.startswith(".set-"))
+
+
+def test_each_node_sees_its_own_complete_set_through_one_link(secrets):
     client, directory, arns = secrets
     result = cert_publisher.handler(event(arns), client=client)
-    assert tree(directory) == [f"{n}/{f}" for n in sorted(PKI) for f in NODE_FILES]
-    # The CAs first, then each node's chain and key.
-    assert result["written"][:3] == [f"{n}/ca.pem" for n in PKI]
+    assert visible(directory) == [f"{n}/{f}" for n in sorted(PKI) for f in NODE_FILES]
+    assert sorted(result["written"]) == visible(directory)
     for node, pki in PKI.items():
         folder = directory / node
         assert mode(folder) == 0o700
-        assert (folder / "ca.pem").read_text() == ROOT_PEM
-        assert (folder / "chain.pem").read_text() == pki.leaf_pem + pki.chain_pem
-        assert (folder / "key.pem").read_text() == pki.key_pem
-        assert mode(folder / "key.pem") == 0o400
-        assert mode(folder / "chain.pem") == 0o444 and mode(folder / "ca.pem") == 0o444
-    keys = {(directory / n / "key.pem").read_text() for n in PKI}
+        # A relative link, so that it resolves wherever the volume is mounted (the
+        # publisher under /mnt, Envoy at /certs), and the set it names is the only one.
+        link = os.readlink(folder / "current")
+        assert "/" not in link and sets(folder) == [link]
+        current = folder / "current"
+        assert (current / "ca.pem").read_text() == ROOT_PEM
+        assert (current / "chain.pem").read_text() == pki.leaf_pem + pki.chain_pem
+        assert (current / "key.pem").read_text() == pki.key_pem
+        assert mode(current / "key.pem") == 0o400
+        assert mode(current / "chain.pem") == 0o444 and mode(current / "ca.pem") == 0o444
+        assert sorted(p.name for p in folder.iterdir()) == sorted(["current", link])
+    keys = {(directory / n / "current" / "key.pem").read_text() for n in PKI}
     assert len(keys) == len(PKI)
 
 
-def test_a_second_run_changes_nothing_and_a_renewed_node_replaces_its_files_only(secrets):
+def test_a_second_run_changes_nothing_and_a_renewed_node_switches_its_set_only(secrets):
     client, directory, arns = secrets
     cert_publisher.handler(event(arns), client=client)
-    inodes = {n: os.stat(directory / n / "key.pem").st_ino for n in PKI}
-    assert cert_publisher.handler(event(arns), client=client)["written"] == []
+    links = {n: os.readlink(directory / n / "current") for n in PKI}
+    again = cert_publisher.handler(event(arns), client=client)
+    assert again["written"] == [] and sorted(again["unchanged"]) == sorted(PKI)
     renewed = make_pki(f"backend.{NS}", label="backend-renewed")
     client.put_secret_value(SecretId=arns["backend"], SecretString=_document(renewed))
     result = cert_publisher.handler(event(arns), client=client)
-    assert result["written"] == ["backend/chain.pem", "backend/key.pem"]
-    assert (directory / "backend" / "key.pem").read_text() == renewed.key_pem
-    assert mode(directory / "backend" / "key.pem") == 0o400
-    # Replaced by rename: a reader holding the old file keeps reading the old content.
-    assert os.stat(directory / "backend" / "key.pem").st_ino != inodes["backend"]
-    assert os.stat(directory / "frontend" / "key.pem").st_ino == inodes["frontend"]
+    assert sorted(result["written"]) == [f"backend/{f}" for f in NODE_FILES]
+    backend = directory / "backend"
+    assert (backend / "current" / "key.pem").read_text() == renewed.key_pem
+    assert mode(backend / "current" / "key.pem") == 0o400
+    # A new set behind the link; the old set is gone.
+    assert os.readlink(backend / "current") != links["backend"]
+    assert sets(backend) == [os.readlink(backend / "current")]
+    assert os.readlink(directory / "frontend" / "current") == links["frontend"]
+
+
+def _belong_together(chain_pem: bytes, key_pem: bytes) -> bool:
+    leaf = x509.load_pem_x509_certificates(chain_pem)[0]
+    key = load_pem_private_key(key_pem, password=None)
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return leaf.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+
+
+def _read_at(directory_fd: int, name: str) -> bytes:
+    with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=directory_fd), "rb") as f:
+        return f.read()
+
+
+def test_a_reader_never_sees_a_chain_and_a_key_of_different_sets(secrets):
+    """Envoy starting while the publisher runs: it resolves the node's set and reads the
+    chain and the key from it. Whatever moment it picks, the two belong together."""
+    client, directory, arns = secrets
+    cert_publisher.handler(event(arns), client=client)
+    current = directory / "backend" / "current"
+    stop = threading.Event()
+    seen = {"complete": 0, "mixed": 0, "gone": 0}
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                # The set as one lookup: a directory opened through the link.
+                fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                seen["gone"] += 1  # `current` never disappears: counted to prove it
+                continue
+            try:
+                chain, key = _read_at(fd, "chain.pem"), _read_at(fd, "key.pem")
+            except FileNotFoundError:
+                # This set was replaced and removed after the lookup: the next lookup
+                # finds the new one. Never a part of a set.
+                continue
+            finally:
+                os.close(fd)
+            seen["complete" if _belong_together(chain, key) else "mixed"] += 1
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for i in range(15):
+            renewed = make_pki(f"backend.{NS}", label=f"backend-{i}")
+            client.put_secret_value(SecretId=arns["backend"], SecretString=_document(renewed))
+            assert cert_publisher.handler(event(arns), client=client)["written"]
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert seen["mixed"] == 0 and seen["gone"] == 0, seen
+    assert seen["complete"] > 15, seen
+    assert sets(directory / "backend") == [os.readlink(current)]
+
+
+def test_the_link_only_ever_names_a_complete_set(secrets):
+    """Whoever lists the node's set during switches finds every file of it: a set is
+    complete before the link names it."""
+    client, directory, arns = secrets
+    cert_publisher.handler(event(arns), client=client)
+    node = directory / "gateway"
+    stop = threading.Event()
+    incomplete: list[list[str]] = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                names = sorted(os.listdir(node / "current"))
+            except FileNotFoundError:
+                continue  # resolved to the set just removed: the next lookup finds the new
+            if names and names != NODE_FILES:
+                incomplete.append(names)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(15):
+            renewed = make_pki("app.example.com", label=f"gateway-{i}")
+            client.put_secret_value(SecretId=arns["gateway"], SecretString=_document(renewed))
+            cert_publisher.handler(event(arns), client=client)
+    finally:
+        stop.set()
+        watcher.join()
+    assert incomplete == []
 
 
 def test_the_client_certificate_when_given_and_its_removal(secrets):
@@ -103,38 +216,46 @@ def test_the_client_certificate_when_given_and_its_removal(secrets):
     result = cert_publisher.handler(event(arns, client=shared), client=client)
     for node in PKI:
         assert f"{node}/client-key.pem" in result["written"]
-        assert mode(directory / node / "client-key.pem") == 0o400
-        assert (directory / node / "client.pem").read_text().startswith(CLIENT.leaf_pem)
-    result = cert_publisher.handler(event(arns), client=client)
-    assert sorted(result["removed"]) == sorted(
-        f"{n}/{f}" for n in PKI for f in ("client.pem", "client-key.pem")
-    )
-    assert tree(directory) == [f"{n}/{f}" for n in sorted(PKI) for f in NODE_FILES]
+        current = directory / node / "current"
+        assert mode(current / "client-key.pem") == 0o400
+        assert (current / "client.pem").read_text().startswith(CLIENT.leaf_pem)
+    # Without the client certificate, each node's next set has no client files.
+    cert_publisher.handler(event(arns), client=client)
+    assert visible(directory) == [f"{n}/{f}" for n in sorted(PKI) for f in NODE_FILES]
+    for node in PKI:
+        assert sets(directory / node) == [os.readlink(directory / node / "current")]
 
 
-def test_removes_the_old_shared_files_and_the_files_of_a_node_that_left(secrets):
+def test_removes_the_earlier_layouts_and_the_files_of_a_node_that_left(secrets):
     client, directory, arns = secrets
     for name in ("chain.pem", "key.pem", "ca.pem"):  # the layout where every node shared one
         (directory / name).write_text("old")
-    cert_publisher.handler(event(arns), client=client)
+    (directory / "gateway").mkdir(mode=0o700)
+    for name in NODE_FILES:  # the layout before sets: files in the node's directory
+        (directory / "gateway" / name).write_text("old")
+    result = cert_publisher.handler(event(arns), client=client)
+    assert sorted(result["removed"]) == sorted(NODE_FILES + [f"gateway/{f}" for f in NODE_FILES])
     assert not (directory / "key.pem").exists()
     (directory / "frontend" / "notes.txt").write_text("not ours")
     (directory / "lost+found").mkdir()
+    left = {n: os.readlink(directory / n / "current") for n in ("frontend", "backend")}
     del arns["frontend"], arns["backend"]
     result = cert_publisher.handler(event(arns), client=client)
     assert sorted(result["removed"]) == sorted(
-        f"{n}/{f}" for n in ("frontend", "backend") for f in NODE_FILES
+        f"{n}/{name}" for n in ("frontend", "backend") for name in ("current", left[n])
     )
-    # Only the publisher's own file names go; a directory holding anything else stays.
+    # Only the publisher's own names go; a directory holding anything else stays.
     assert not (directory / "backend").exists()
-    assert tree(directory) == ["frontend/notes.txt"] + [f"gateway/{f}" for f in NODE_FILES]
+    assert sorted(p.name for p in (directory / "frontend").iterdir()) == ["notes.txt"]
+    assert visible(directory) == [f"gateway/{f}" for f in NODE_FILES]
     assert (directory / "lost+found").is_dir()
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_partial_one(secrets, monkeypatch):
+def test_a_failed_write_leaves_the_old_set_visible_and_no_partial_one(secrets, monkeypatch):
     client, directory, arns = secrets
     cert_publisher.handler(event(arns), client=client)
-    old = (directory / "gateway" / "key.pem").read_text()
+    gateway = directory / "gateway"
+    old, link = (gateway / "current" / "key.pem").read_text(), os.readlink(gateway / "current")
     renewed = make_pki("app.example.com", label="failing")
     client.put_secret_value(SecretId=arns["gateway"], SecretString=_document(renewed))
 
@@ -144,8 +265,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(secrets, monkeypa
     monkeypatch.setattr(cert_publisher.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         cert_publisher.handler(event(arns), client=client)
-    assert (directory / "gateway" / "key.pem").read_text() == old
-    assert tree(directory) == [f"{n}/{f}" for n in sorted(PKI) for f in NODE_FILES]
+    assert (gateway / "current" / "key.pem").read_text() == old
+    assert os.readlink(gateway / "current") == link
+    assert sorted(p.name for p in gateway.iterdir()) == sorted(["current", link])
 
 
 @pytest.mark.parametrize(
@@ -179,6 +301,13 @@ def test_refuses_a_bad_secret_without_showing_content_or_writing(secrets):
     assert "privateKey" in str(caught.value) and "oops" not in str(caught.value)
     # Every secret is read before anything is written: no node got new files.
     assert list(directory.iterdir()) == []
+
+
+def test_the_identities_that_only_re_invoke_it_are_accepted(secrets):
+    client, directory, arns = secrets
+    extra = {"code": "0" * 64, "fileSystem": "fs-1", "accessPoint": "arn:aws:x"}
+    cert_publisher.handler({**event(arns), **extra}, client=client)
+    assert visible(directory) == [f"{n}/{f}" for n in sorted(PKI) for f in NODE_FILES]
 
 
 def test_logs_names_only(secrets, capsys):

@@ -125,6 +125,11 @@ elif name == "aws":
         volume.update(state="in-use", holder=flag("--instance-id"), holder_state="attached")
         save()
         print(json.dumps({"State": "attaching", "Device": flag("--device")}))
+    elif "autoscaling" in args and "set-instance-health" in args:
+        if state["health_fails"]:
+            aws_error("ValidationError", "SetInstanceHealth operation: Instance Id not found")
+        state["health"][flag("--instance-id")] = flag("--health-status")
+        save()
     else:
         sys.exit(2)
 elif name == "mount":
@@ -225,6 +230,8 @@ class Sandbox:
             "mount_lies": False,
             "mounts": {},
             "dnf_installs_aws": False,
+            "health": {},
+            "health_fails": False,
         }
         self.script = root / "data-volume.sh"
         self.render()
@@ -358,6 +365,9 @@ def test_blank_volume_is_attached_formatted_mounted_and_guarded(box: Sandbox) ->
     assert box.app_dir.is_dir()
     assert oct(box.app_dir.stat().st_mode & 0o777) == "0o750"
     assert "data-volume: ready:" in run.stderr
+    # A healthy start never touches the instance's health in its group.
+    assert [a for a in run.of("aws") if "autoscaling" in a] == []
+    assert box.state["health"] == {}
 
 
 def test_volume_with_a_file_system_is_never_reformatted(box: Sandbox, tmp_path: Path) -> None:
@@ -399,6 +409,58 @@ def test_second_run_is_idempotent(box: Sandbox) -> None:
     assert run.of("chattr") == []  # never on a mounted file system's root
     assert blkid(box.image)["UUID"] == fs_uuid
     assert len(box.data_lines()) == 1
+
+
+def _sizes(image: Path) -> tuple[int, int]:
+    """(block count, block size) of the ext4 file system in `image`."""
+    dumpe2fs = require_binary("dumpe2fs", "apt-get install -y e2fsprogs")
+    out = subprocess.run(
+        [dumpe2fs, "-h", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return int(fields["Block count"]), int(fields["Block size"])
+
+
+def test_a_grown_volume_grows_its_file_system_and_keeps_the_data(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    mke2fs = require_binary("mke2fs", "apt-get install -y e2fsprogs")
+    e2fsck = require_binary("e2fsck", "apt-get install -y e2fsprogs")
+    seed = tmp_path / "seed"
+    (seed / "neo4j").mkdir(parents=True)
+    (seed / "neo4j" / "marker").write_text("the user's database\n")
+    box.image.unlink()
+    subprocess.run([mke2fs, "-q", "-t", "ext4", "-d", str(seed), str(box.image), "64M"], check=True)
+    fs_uuid = blkid(box.image)["UUID"]
+
+    # The file system fills the device: nothing to grow.
+    run = box.run()
+    assert run.returncode == 0, run.stderr
+    assert "growing it" not in run.stderr
+    count, size = _sizes(box.image)
+    assert count * size == 64 * 2**20
+
+    # app.dataVolumeGiB raised: EBS makes the device bigger, the file system is not.
+    subprocess.run(["truncate", "-s", "128M", str(box.image)], check=True)
+    run = box.run()
+    assert run.returncode == 0, run.stderr
+    assert "growing it" in run.stderr
+    count, size = _sizes(box.image)
+    assert count * size == 128 * 2**20
+    assert debugfs(box.image, "cat /neo4j/marker") == "the user's database\n"
+    assert blkid(box.image)["UUID"] == fs_uuid
+    # Grown while mounted (the earlier run mounted it): online, as on a running instance.
+    assert box.state["mounts"][str(box.mount_point)] == str(box.image)
+    fsck = subprocess.run([e2fsck, "-f", "-n", str(box.image)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+    # Every later run (every boot) sees nothing to do and changes nothing.
+    before = box.image.read_bytes()
+    run = box.run()
+    assert run.returncode == 0, run.stderr
+    assert "growing it" not in run.stderr
+    assert "the file system fills" in run.stderr
+    assert box.image.read_bytes() == before
 
 
 def test_already_attached_to_this_instance_is_success_without_attach(box: Sandbox) -> None:
@@ -455,6 +517,58 @@ def test_attach_failing_forever_stops_in_bounded_time(box: Sandbox) -> None:
     assert blkid(box.image) == {}
     assert (box.systemd / "ecs.service.d" / "50-ecs-tls-data-volume.conf").exists()
     assert "stale-uuid" in box.fstab.read_text()
+    # Not a zombie: the instance marks itself Unhealthy so its group replaces it, after the
+    # last attach attempt; nothing ever detaches the volume.
+    (health,) = [a for a in run.of("aws") if "autoscaling" in a]
+    assert health[health.index("autoscaling") :] == [
+        "autoscaling",
+        "set-instance-health",
+        "--instance-id",
+        INSTANCE,
+        "--health-status",
+        "Unhealthy",
+        "--no-should-respect-grace-period",
+    ]
+    assert health[health.index("--region") + 1] == REGION
+    assert box.state["health"] == {INSTANCE: "Unhealthy"}
+    assert run.calls.index({"cmd": "aws", "args": health}) == len(run.calls) - 1
+    assert f"marked {INSTANCE} Unhealthy" in run.stderr
+    assert not [a for a in run.of("aws") if "detach-volume" in a]
+
+
+def test_volume_held_past_the_timeout_marks_the_instance_unhealthy(box: Sandbox) -> None:
+    # The old instance never lets go: the new one gives up, never steals the volume.
+    box.state["volume"].update(state="in-use", holder=OLD_INSTANCE, holder_state="attached")
+    run = box.run(DATA_VOLUME_ATTACH_TIMEOUT="30")
+    assert run.returncode == 1
+    assert run.error_lines == [
+        f"data-volume: error: volume {VOLUME} is not attached to {INSTANCE} after 30s:"
+        f" still attached to {OLD_INSTANCE} (attached)"
+    ]
+    assert box.state["health"] == {INSTANCE: "Unhealthy"}
+    assert box.state["volume"]["holder"] == OLD_INSTANCE
+    assert [a[a.index("ec2") + 1] for a in run.of("aws") if "ec2" in a] == ["describe-volumes"] * 5
+
+
+def test_failing_to_mark_itself_unhealthy_still_fails_with_one_error(box: Sandbox) -> None:
+    box.state["attach_failures"] = "forever"
+    box.state["health_fails"] = True
+    run = box.run(DATA_VOLUME_ATTACH_TIMEOUT="30")
+    assert run.returncode == 1
+    assert len(run.error_lines) == 1
+    assert run.error_lines[0].startswith(f"data-volume: error: volume {VOLUME} is not attached")
+    assert (
+        f"data-volume: warning: cannot mark {INSTANCE} Unhealthy (An error occurred"
+        " (ValidationError)" in run.stderr
+    )
+    assert box.state["health"] == {}
+
+
+def test_other_failures_do_not_mark_the_instance_unhealthy(box: Sandbox) -> None:
+    # A volume in another zone: a replacement in the same subnet would fail the same way.
+    box.state["volume"]["zone"] = "eu-west-1a"
+    assert box.run().returncode == 1
+    assert box.state["health"] == {}
 
 
 def test_volume_in_another_zone_fails_at_once(box: Sandbox) -> None:

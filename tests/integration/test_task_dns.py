@@ -91,10 +91,13 @@ class World:
         }
 
     def records(self) -> dict[tuple[str, str], list[str]]:
-        sets = self.route53.list_resource_record_sets(HostedZoneId=self.zone_id)
+        pages = self.route53.get_paginator("list_resource_record_sets").paginate(
+            HostedZoneId=self.zone_id
+        )
         return {
             (r["Name"], r["Type"]): [v["Value"] for v in r.get("ResourceRecords", [])]
-            for r in sets["ResourceRecordSets"]
+            for page in pages
+            for r in page["ResourceRecordSets"]
             if r["Type"] in ("A", "TXT")
         }
 
@@ -354,3 +357,235 @@ def test_missing_environment_names_the_variables(monkeypatch) -> None:
     monkeypatch.setenv("DOMAIN", DOMAIN)
     with pytest.raises(RuntimeError, match="HOSTED_ZONE_ID, CLUSTER_ARN"):
         task_dns.Config.from_environ()
+
+
+# --------------------------------------------------------------------------- purge
+
+
+def lifecycle(action: str) -> dict:
+    """What `aws.lambda_.Invocation` with lifecycle scope CRUD sends: the input plus `tf`."""
+    return {"purge": True, "tf": {"action": action, "prev_input": {"purge": True}}}
+
+
+def test_purge_on_delete_removes_every_owned_name_and_nothing_else(world: World) -> None:
+    running, _ = world.run_task()
+    stopped, _ = world.run_task()
+    for task in (running, stopped):
+        handle(world, world.event(task, "RUNNING", "RUNNING"))
+    world.ecs.stop_task(cluster=world.cluster_arn, task=stopped["taskArn"])
+    foreign = f"{'f' * 32}.{DOMAIN}."
+    # Another stack's name under the same domain (its own cluster ARN in the mark) stays.
+    other = task_dns.Config(world.zone_id, DOMAIN, world.cluster_arn + "-other", None)
+    world.route53.change_resource_record_sets(
+        HostedZoneId=world.zone_id,
+        ChangeBatch={"Changes": task_dns._upserts(other, "f" * 32, "198.51.100.9")},
+    )
+    # Create and update (deploys) change nothing: names come from events and the reconciler.
+    before = world.records()
+    for action in ("create", "update"):
+        assert handle(world, lifecycle(action)) == {"action": action, "purged": False}
+    assert world.records() == before
+
+    report = handle(world, lifecycle("delete"))
+    # A task still running (one started with RunTask outlives the service) loses its name
+    # too: nothing will be left to delete it when it stops.
+    assert report == {"deleted": sorted([world.name(running), world.name(stopped)])}
+    records = world.records()
+    assert not [k for k in records if k[0] in (world.name(running), world.name(stopped))]
+    assert records[(foreign, "A")] == ["198.51.100.9"]
+    assert handle(world, lifecycle("delete")) == {"deleted": []}  # a retried destroy
+
+
+class StrictDeletes:
+    """Route53's rule that moto does not apply: a DELETE must carry the record set's current
+    TTL and values, or the whole batch is refused (InvalidChangeBatch; Route53 API reference,
+    ChangeResourceRecordSets, "To delete a resource record set, you must specify all the same
+    values that you specified when you created it")."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self.sent, self.refused = client, 0, 0
+
+    def change_resource_record_sets(self, **kwargs: Any) -> Any:
+        self.sent += 1
+        for change in kwargs["ChangeBatch"]["Changes"]:
+            if change["Action"] != "DELETE":
+                continue
+            wanted = change["ResourceRecordSet"]
+            found = self._client.list_resource_record_sets(
+                HostedZoneId=kwargs["HostedZoneId"],
+                StartRecordName=wanted["Name"],
+                StartRecordType=wanted["Type"],
+                MaxItems="1",
+            )["ResourceRecordSets"]
+            current = found[0] if found else {}
+            if (current.get("Name"), current.get("Type"), current.get("TTL")) != (
+                wanted["Name"],
+                wanted["Type"],
+                wanted.get("TTL"),
+            ) or current.get("ResourceRecords") != wanted.get("ResourceRecords"):
+                self.refused += 1
+                raise ClientError(
+                    {"Error": {"Code": "InvalidChangeBatch", "Message": "values do not match"}},
+                    "ChangeResourceRecordSets",
+                )
+        return self._client.change_resource_record_sets(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_purge_redoes_a_refused_batch_name_by_name(world: World) -> None:
+    tasks = [world.run_task()[0] for _ in range(3)]
+    for task in tasks:
+        handle(world, world.event(task, "RUNNING", "RUNNING"))
+    # Between the listing and the batch, one record changes (a late event): Route53 refuses
+    # the whole batch, whose DELETE carries the old value.
+    real = world.route53.list_resource_record_sets
+    changed = world.name(tasks[1])
+
+    def list_then_change(**kwargs: Any) -> Any:
+        page = real(**kwargs)
+        world.route53.list_resource_record_sets = real
+        world.route53.change_resource_record_sets(
+            HostedZoneId=world.zone_id,
+            ChangeBatch={
+                "Changes": [
+                    {
+                        "Action": "UPSERT",
+                        "ResourceRecordSet": {
+                            "Name": changed,
+                            "Type": "A",
+                            "TTL": 60,
+                            "ResourceRecords": [{"Value": "192.0.2.99"}],
+                        },
+                    }
+                ]
+            },
+        )
+        return page
+
+    world.route53.list_resource_record_sets = list_then_change
+    strict = StrictDeletes(world.route53)
+    clients = task_dns.Clients(route53=strict, ec2=world.ec2, ecs=world.ecs)
+    report = task_dns.handler(lifecycle("delete"), None, clients)
+    assert report["deleted"] == sorted(world.name(t) for t in tasks)
+    # The refused batch, then each name read again and deleted on its own.
+    assert strict.refused == 1 and strict.sent == 1 + len(tasks)
+    assert not [k for k in world.records() if k[0].endswith(f".{DOMAIN}.")]
+
+
+# --------------------------------------------------------------------------- request quota
+
+
+class Calls:
+    """Counts the requests a client sends (botocore's before-call event), by operation."""
+
+    def __init__(self, *clients: Any) -> None:
+        self.by_operation: dict[str, int] = {}
+        for client in clients:
+            client.meta.events.register("before-call", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        key = f"{model.service_model.service_name}:{model.name}"
+        self.by_operation[key] = self.by_operation.get(key, 0) + 1
+
+    def service(self, name: str) -> int:
+        return sum(n for k, n in self.by_operation.items() if k.startswith(f"{name}:"))
+
+    def reset(self) -> None:
+        self.by_operation.clear()
+
+
+def start_tasks(world: World, count: int) -> list[dict]:
+    """`count` running awsvpc tasks with public IPs (RunTask starts at most 10 at a time)."""
+    started: list[dict] = []
+    while len(started) < count:
+        started.extend(
+            world.ecs.run_task(
+                cluster=world.cluster_arn,
+                taskDefinition=FAMILY,
+                launchType="FARGATE",
+                count=min(10, count - len(started)),
+                networkConfiguration={
+                    "awsvpcConfiguration": {
+                        "subnets": [world.subnet],
+                        "securityGroups": [],
+                        "assignPublicIp": "ENABLED",
+                    }
+                },
+            )["tasks"]
+        )
+    for task in started:
+        address = world.ec2.allocate_address(Domain="vpc")
+        world.ec2.associate_address(
+            AllocationId=address["AllocationId"], NetworkInterfaceId=task_dns.eni_of(task)
+        )
+    return started
+
+
+def expected_batches(world: World, tasks: list[dict], action: str) -> int:
+    """How many requests the changes of `tasks` need under Route53's per-request limits."""
+    groups = []
+    for task in tasks:
+        tid = task_dns.task_id(task["taskArn"])
+        changes = task_dns._upserts(world.cfg, tid, "203.0.113.255")
+        if action == "DELETE":
+            changes = [{**c, "Action": "DELETE"} for c in changes]
+        groups.append(changes)
+    return len(task_dns.change_batches(groups))
+
+
+@pytest.mark.parametrize("world", ["ecs-tls-dev"], indirect=True)
+def test_reconciling_a_thousand_tasks_costs_pages_and_batches_not_tasks(world: World) -> None:
+    import math
+    import time
+
+    tasks = start_tasks(world, 1000)
+    calls = Calls(world.route53, world.ec2, world.ecs)
+
+    started = time.monotonic()
+    report = handle(world, {"reconcile": True})
+    first_s = time.monotonic() - started
+    assert len(report["upserted"]) == 1000
+    batches = expected_batches(world, tasks, "UPSERT")
+    # Bound by the characters of the values (an UPSERT counts twice): 7 requests, not 1,000.
+    assert batches == math.ceil(1000 / (32000 // (2 * (89 + len("203.0.113.255")))))
+    assert calls.by_operation["route53:ChangeResourceRecordSets"] == batches
+    assert calls.by_operation["route53:ListResourceRecordSets"] == 1  # NS and SOA only
+    # ECS and EC2 by hundreds: ListTasks pages (moto answers in one), DescribeTasks and
+    # interface chunks.
+    assert calls.by_operation["ecs:ListTasks"] <= 10
+    assert calls.by_operation["ecs:DescribeTasks"] == 10
+    assert calls.by_operation["ec2:DescribeNetworkInterfaces"] == 10
+    records = world.records()
+    assert sum(1 for (_, kind) in records if kind == "A") == 1000
+
+    # Nothing to do: the zone's pages (300 record sets each) and no change at all.
+    calls.reset()
+    again = handle(world, {"reconcile": True})
+    assert len(again["unchanged"]) == 1000 and again["upserted"] == again["deleted"] == []
+    pages = math.ceil((2 * 1000 + 2) / 300)
+    assert calls.by_operation.pop("ecs:ListTasks") <= 10
+    assert calls.by_operation == {
+        "route53:ListResourceRecordSets": pages,
+        "ecs:DescribeTasks": 10,
+        "ec2:DescribeNetworkInterfaces": 10,
+    }
+
+    # Every task stopped, every STOPPED event lost: deletes in batches too.
+    for task in tasks:
+        world.ecs.stop_task(cluster=world.cluster_arn, task=task["taskArn"])
+    calls.reset()
+    started = time.monotonic()
+    gone = handle(world, {"reconcile": True})
+    last_s = time.monotonic() - started
+    assert len(gone["deleted"]) == 1000
+    assert calls.by_operation["route53:ListResourceRecordSets"] == pages
+    assert calls.by_operation["route53:ChangeResourceRecordSets"] == expected_batches(
+        world, tasks, "DELETE"
+    )
+    assert calls.service("route53") < 20
+    assert not [k for k in world.records() if k[0].endswith(f".{DOMAIN}.")]
+    # Far within the function's 120 s timeout even against in-process moto; a generous bound.
+    print(f"reconcile of 1000 tasks: {first_s:.1f}s to add, {last_s:.1f}s to delete")
+    assert first_s < 60 and last_s < 60

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.certificates import fingerprint
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, is_secret, unwrap
+from tests.harness import ROOT, config_error, is_secret, unwrap
+from topologies.appmesh_efs import GENERATED_KEY, set_fingerprint
 
 MINIMAL = MINIMAL_CONFIG["appmesh-efs"]
 NS = "mesh.app.example.com"
@@ -149,8 +149,8 @@ def test_gateway_terminates_tls_from_efs_and_reencrypts_with_san_check(graph):
     tls = downstream(boot)
     (files,) = tls["common_tls_context"]["tls_certificates"]
     assert files == {
-        "certificate_chain": {"filename": "/certs/chain.pem"},
-        "private_key": {"filename": "/certs/key.pem"},
+        "certificate_chain": {"filename": "/certs/current/chain.pem"},
+        "private_key": {"filename": "/certs/current/key.pem"},
     }
     assert "require_client_certificate" not in tls  # clients come through the NLB
     routes = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
@@ -169,13 +169,16 @@ def test_gateway_terminates_tls_from_efs_and_reencrypts_with_san_check(graph):
     assert upstream["sni"] == f"frontend.{NS}"
     context = upstream["common_tls_context"]
     assert context["validation_context"] == {
-        "trusted_ca": {"filename": "/certs/ca.pem"},
+        "trusted_ca": {"filename": "/certs/current/ca.pem"},
         "match_typed_subject_alt_names": [
             {"san_type": "DNS", "matcher": {"exact": f"frontend.{NS}"}}
         ],
     }
     # Mutual TLS by default: the generated leaf is also the client certificate.
-    assert context["tls_certificates"][0]["certificate_chain"]["filename"] == "/certs/chain.pem"
+    assert (
+        context["tls_certificates"][0]["certificate_chain"]["filename"]
+        == "/certs/current/chain.pem"
+    )
 
 
 def test_services_require_a_client_certificate_and_call_through_envoy(graph):
@@ -185,7 +188,7 @@ def test_services_require_a_client_certificate_and_call_through_envoy(graph):
         tls = downstream(bootstrap(t))
         assert tls["require_client_certificate"] is True
         assert tls["common_tls_context"]["validation_context"] == {
-            "trusted_ca": {"filename": "/certs/ca.pem"},
+            "trusted_ca": {"filename": "/certs/current/ca.pem"},
             "match_typed_subject_alt_names": [
                 {"san_type": "DNS", "matcher": {"exact": f"{caller}.{NS}"}}
             ],
@@ -261,7 +264,8 @@ def test_publisher_runs_in_the_vpc_on_every_certificate_change(graph):
     assert env == {"CERTIFICATE_DIR": "/mnt/certs"}
     invocation = graph.one("aws:lambda/invocation:Invocation")
     event = json.loads(invocation.inputs["input"])
-    assert set(event) == {"caPem", "fingerprint", "nodes"} and "PRIVATE" not in event["caPem"]
+    assert set(event) == {"caPem", "fingerprint", "nodes", "code", "fileSystem", "accessPoint"}
+    assert "PRIVATE" not in event["caPem"]
     assert set(event["nodes"]) == {"gateway", "frontend", "backend"}
     for arns in event["nodes"].values():
         assert set(arns) == {"certificate"}
@@ -428,8 +432,8 @@ def test_own_certificate_with_a_client_certificate(program):
         "typed_config"
     ]["common_tls_context"]
     assert context["tls_certificates"][0] == {
-        "certificate_chain": {"filename": "/certs/client.pem"},
-        "private_key": {"filename": "/certs/client-key.pem"},
+        "certificate_chain": {"filename": "/certs/current/client.pem"},
+        "private_key": {"filename": "/certs/current/client-key.pem"},
     }
     statements = json.loads(
         graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-cert-publisher").inputs["policy"]
@@ -638,8 +642,14 @@ def test_each_node_task_reads_its_own_certificate(graph):
         # ...where the publisher writes the node's own certificate.
         leaf = graph.one("tls:index/locallySignedCert:LocallySignedCert", leaves[node])
         assert _node_document(graph, node)["certificateChain"].startswith(leaf.outputs["certPem"])
+        # Its tasks carry the digest of exactly the set published for it.
+        published = {
+            "ca.pem": _event(graph)["caPem"],
+            "chain.pem": _node_document(graph, node)["certificateChain"],
+            "key.pem": GENERATED_KEY,
+        }
         env = {e["name"]: e["value"] for e in container(t, "envoy")["environment"]}
-        assert env["CERTIFICATE_SHA256"] == fingerprint(leaf.outputs["certPem"])
+        assert env["CERTIFICATE_SHA256"] == set_fingerprint(published)
 
 
 def test_no_two_nodes_share_a_key(graph):
@@ -732,7 +742,7 @@ def test_own_certificate_checks_the_chain_and_a_service_nobody_calls_refuses_all
     for service in ("web", "orders", "users"):
         context = downstream(bootstrap(task(graph, service)))["common_tls_context"]
         assert context["validation_context"] == {
-            "trusted_ca": {"filename": "/certs/ca.pem"},
+            "trusted_ca": {"filename": "/certs/current/ca.pem"},
             "verify_certificate_spki": [pin],
         }
     assert _accepted(graph, "audit") == [NO_NAME]
@@ -760,3 +770,101 @@ def test_a_service_may_not_take_the_gateway_name(key):
         f"ecs-tls:services[0].{key}: 'gateway' is the virtual gateway's name in topology "
         "'appmesh-efs' (its files, resources and certificate name); choose another"
     )
+
+
+# --------------------------------------------------------------------------- day 2
+
+
+def test_cloud_map_services_delete_while_instances_are_still_registered(graph):
+    registries = graph.of_type("aws:servicediscovery/service:Service")
+    assert {r.name for r in registries} == {"appmesh-efs-frontend", "appmesh-efs-backend"}
+    for registry in registries:
+        assert registry.inputs["forceDestroy"] is True, registry
+
+
+def test_the_publisher_frees_its_security_groups_before_it_is_deleted(graph):
+    function = graph.one("aws:lambda/function:Function")
+    assert function.inputs["replaceSecurityGroupsOnDestroy"] is True
+    # No replacement of ours: the provider takes the VPC's default group, which outlives
+    # every group this stack deletes.
+    assert "replacementSecurityGroupIds" not in function.inputs
+    statements = json.loads(
+        graph.one("aws:iam/rolePolicy:RolePolicy", "appmesh-efs-cert-publisher").inputs["policy"]
+    )["Statement"]
+    (statement,) = [
+        s for s in statements if s["Sid"] == "CreateInterfacesInTheDefaultGroupOnDestroy"
+    ]
+    assert statement["Action"] == ["ec2:CreateNetworkInterface"]
+    assert statement["Resource"] == ["arn:aws:ec2:eu-west-1:123456789012:security-group/*"]
+    vpc = graph.one("aws:ec2/vpc:Vpc")
+    assert statement["Condition"] == {
+        "ArnEquals": {"ec2:Vpc": f"arn:aws:ec2:eu-west-1:123456789012:vpc/{vpc.id}"}
+    }
+
+
+def test_the_publisher_runs_again_for_new_code_or_a_new_volume(graph):
+    event = _event(graph)
+    source = ROOT / "functions" / "cert_publisher.py"
+    assert event["code"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    file_system = graph.one("aws:efs/fileSystem:FileSystem")
+    point = graph.one("aws:efs/accessPoint:AccessPoint", "appmesh-efs-certificates")
+    assert event["fileSystem"] == file_system.id
+    assert event["accessPoint"] == point.outputs["arn"]
+
+
+def _own_pki_with_two_clients():
+    """Your certificate and two client certificates from the same root: a rotation."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _issue(_name("Root R"), root_key, _name("Root R"), root_key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _issue(
+        _name("app.example.com"),
+        leaf_key,
+        root.subject,
+        root_key,
+        names=("app.example.com", f"*.{NS}"),
+    )
+    certificate = {
+        "certificatePem": _pem(leaf),
+        "privateKeyPem": _key(leaf_key),
+        "chainPem": _pem(root),
+    }
+    clients = []
+    for _ in range(2):
+        key = ec.generate_private_key(ec.SECP256R1())
+        client = _issue(
+            _name("gateway"), key, root.subject, root_key, usages=[ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
+        clients.append({"certificatePem": _pem(client), "privateKeyPem": _key(key)})
+    return certificate, clients
+
+
+def _published(graph) -> tuple[str, dict[str, str]]:
+    """The publisher's input and each node's task fingerprint."""
+    prints = {}
+    for node in NODES:
+        env = container(task(graph, node), "envoy")["environment"]
+        prints[node] = next(e["value"] for e in env if e["name"] == "CERTIFICATE_SHA256")
+    return graph.one("aws:lambda/invocation:Invocation").inputs["input"], prints
+
+
+def test_a_rotated_client_certificate_is_published_and_rolls_every_task(program):
+    certificate, (first, second) = _own_pki_with_two_clients()
+
+    def run(**mesh):
+        config = {**MINIMAL, "certificate": certificate, "mesh": mesh}
+        return _published(program(config, secret_keys=("certificate", "mesh")))
+
+    before = run(clientCertificate=first)
+    rotated = run(clientCertificate=second)
+    unrelated = run(clientCertificate=first, dnsRefreshSeconds=7)
+    # A new client certificate and key: the publisher runs again, every node's tasks roll
+    # (every node presents your client certificate as a caller).
+    assert rotated[0] != before[0]
+    for node in NODES:
+        assert rotated[1][node] != before[1][node], node
+    # A key that is not published changes neither.
+    assert unrelated == before
+    # Only public values: the client's key is not in what the publisher or tasks are given.
+    for text in (rotated[0], *rotated[1].values()):
+        assert "PRIVATE" not in text and second["privateKeyPem"] not in text

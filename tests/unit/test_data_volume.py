@@ -20,6 +20,7 @@ from components.data_volume import (
     data_volume_policy_statements,
     data_volume_script,
     data_volume_user_data,
+    mark_unhealthy_policy_document,
 )
 from tests.tools import require_binary
 
@@ -63,10 +64,13 @@ def test_script_starts_with_the_rendered_parameters() -> None:
 
 
 def test_body_is_the_script_without_its_comment_lines() -> None:
-    # EC2 user data is capped at 16 KiB, so comment-only and blank lines are dropped; every
-    # other line is kept, unchanged and in order. The integration tests run this body.
+    # EC2 user data is capped at 16 KiB, so comment-only and blank lines and indentation
+    # are dropped; every other line is kept, otherwise unchanged and in order. The
+    # integration tests run this body.
     original = data_volume._SCRIPT_PATH.read_text().splitlines()[1:]
-    code = [line for line in original if line.strip() and not line.lstrip().startswith("#")]
+    code = [
+        line.lstrip() for line in original if line.strip() and not line.lstrip().startswith("#")
+    ]
     script = data_volume_script(**ARGS)
     assert script.endswith("\n".join(code) + "\n")
     assert not any(line.lstrip().startswith("#") for line in script.splitlines()[2:])
@@ -275,3 +279,47 @@ def test_policy_document_is_json_with_the_same_statements() -> None:
     document = json.loads(data_volume_policy_document(**POLICY))
     assert document["Version"] == "2012-10-17"
     assert document["Statement"] == data_volume_policy_statements(**POLICY)
+
+
+GROUP = dict(partition="aws", region="eu-west-1", account_id="123456789012", group_name="g-1")
+
+
+def test_marking_unhealthy_is_granted_on_the_named_group_only() -> None:
+    document = json.loads(mark_unhealthy_policy_document(**GROUP))
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "MarkOwnGroupInstanceUnhealthy",
+                "Effect": "Allow",
+                "Action": ["autoscaling:SetInstanceHealth"],
+                # Only the ID AWS generates is left open; the name pins the group.
+                "Resource": [
+                    "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:"
+                    "autoScalingGroupName/g-1"
+                ],
+            }
+        ],
+    }
+    china = json.loads(
+        mark_unhealthy_policy_document(**{**GROUP, "partition": "aws-cn", "region": "cn-north-1"})
+    )
+    assert china["Statement"][0]["Resource"][0].startswith("arn:aws-cn:autoscaling:cn-north-1:")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"group_name": "*"}, "group_name"),
+        ({"group_name": "g-1*"}, "group_name"),
+        ({"group_name": "a:b"}, "group_name"),
+        ({"group_name": ""}, "group_name"),
+        ({"group_name": "g" * 256}, "group_name"),
+        ({"partition": "*"}, "partition"),
+        ({"region": "eu-west-1*"}, "region"),
+        ({"account_id": "*"}, "account_id"),
+    ],
+)
+def test_marking_unhealthy_inputs_are_validated(override: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        mark_unhealthy_policy_document(**{**GROUP, **override})

@@ -423,3 +423,144 @@ def test_envoy_trusts_no_forwarded_for_hop_without_a_proxy_in_front():
 
     assert hops("alb-envoy") == 1
     assert hops("direct-task") == 0
+
+
+# --------------------------------------------------------------------------- day 2
+
+
+def test_destroy_deletes_the_service_then_purges_then_the_function(graph):
+    """Pulumi deletes a resource before what it depends on: the service goes first (ECS
+    stops its tasks, whose STOPPED events still reach the function), then the rules'
+    targets, then the purge invocation, and the function last."""
+    service = graph.one("aws:ecs/service:Service")
+    function = graph.one("aws:lambda/function:Function")
+    purge = graph.one("aws:lambda/invocation:Invocation")
+    machinery = [
+        function,
+        purge,
+        *graph.of_type("aws:cloudwatch/eventRule:EventRule", "direct-task-task-state"),
+        *graph.of_type("aws:cloudwatch/eventRule:EventRule", "direct-task-reconcile"),
+        *graph.of_type("aws:cloudwatch/eventTarget:EventTarget", "direct-task-task-state"),
+        *graph.of_type("aws:cloudwatch/eventTarget:EventTarget", "direct-task-reconcile"),
+        *graph.of_type("aws:lambda/permission:Permission", "direct-task-task-state"),
+        *graph.of_type("aws:lambda/permission:Permission", "direct-task-reconcile"),
+    ]
+    assert len(machinery) == 8
+    for r in machinery:
+        assert graph.depends_on(service, r), r
+    for target in graph.of_type("aws:cloudwatch/eventTarget:EventTarget"):
+        if target.name.startswith("direct-task-") and "renewal" not in target.name:
+            assert graph.depends_on(target, purge), target
+    # The purge runs with the function's rights in place, and before the function goes.
+    assert purge.inputs["functionName"] == function.outputs["name"]
+    assert graph.depends_on(purge, graph.one("aws:iam/rolePolicy:RolePolicy", "direct-task-dns"))
+    assert purge.inputs["lifecycleScope"] == "CRUD"
+    assert json.loads(purge.inputs["input"]) == {"purge": True}
+
+
+def test_the_purge_input_reaches_the_purge_only_on_delete(graph, monkeypatch):
+    from functions import task_dns
+
+    purge = graph.one("aws:lambda/invocation:Invocation")
+    called: list[str] = []
+    monkeypatch.setattr(task_dns, "purge", lambda clients, cfg: called.append("purge") or {})
+    monkeypatch.setenv("HOSTED_ZONE_ID", ZONE)
+    monkeypatch.setenv("DOMAIN", DOMAIN)
+    monkeypatch.setenv("CLUSTER_ARN", "arn:aws:ecs:eu-west-1:123456789012:cluster/ecs-tls-dev")
+    for action in ("create", "update", "delete"):
+        # What the provider sends with lifecycle scope CRUD: the input plus `tf`.
+        event = {**json.loads(purge.inputs["input"]), "tf": {"action": action}}
+        task_dns.handler(event, None, clients=object())
+    assert called == ["purge"]
+
+
+def ecs_event(last: str, desired: str, cluster_arn: str) -> dict:
+    return {
+        "source": "aws.ecs",
+        "detail-type": "ECS Task State Change",
+        "detail": {
+            "clusterArn": cluster_arn,
+            "taskDefinitionArn": f"arn:aws:ecs:eu-west-1:123456789012:task-definition/{FAMILY}:3",
+            "lastStatus": last,
+            "desiredStatus": desired,
+        },
+    }
+
+
+def test_the_state_rule_passes_only_changes_that_move_a_name(graph):
+    EventPattern = pytest.importorskip("moto.events.models").EventPattern
+    rule = graph.one("aws:cloudwatch/eventRule:EventRule", "direct-task-task-state")
+    pattern = EventPattern.load(rule.inputs["eventPattern"])
+    cluster_arn = graph.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    passed = {
+        (last, desired)
+        for last, desired in [
+            ("PROVISIONING", "RUNNING"),
+            ("PENDING", "RUNNING"),
+            ("ACTIVATING", "RUNNING"),
+            ("RUNNING", "RUNNING"),
+            ("RUNNING", "STOPPED"),
+            ("DEACTIVATING", "STOPPED"),
+            ("STOPPING", "STOPPED"),
+            ("DEPROVISIONING", "STOPPED"),
+            ("STOPPED", "STOPPED"),
+            ("PENDING", "STOPPED"),
+        ]
+        if pattern.matches_event(ecs_event(last, desired, cluster_arn))
+    }
+    assert ("RUNNING", "RUNNING") in passed
+    assert not {p for p in passed if p[1] == "RUNNING" and p[0] != "RUNNING"}
+    assert {p for p in passed if p[1] == "STOPPED"} == {
+        ("RUNNING", "STOPPED"),
+        ("DEACTIVATING", "STOPPED"),
+        ("STOPPING", "STOPPED"),
+        ("DEPROVISIONING", "STOPPED"),
+        ("STOPPED", "STOPPED"),
+        ("PENDING", "STOPPED"),
+    }
+    other = ecs_event("RUNNING", "RUNNING", cluster_arn)
+    other["detail"]["taskDefinitionArn"] = other["detail"]["taskDefinitionArn"].replace(
+        FAMILY, RENEWAL_FAMILY
+    )
+    assert not pattern.matches_event(other)
+
+
+def test_dns_function_errors_and_throttles_reach_the_alerts_topic(graph):
+    function_name = graph.one("aws:lambda/function:Function").outputs["name"]
+    topic = graph.one("aws:sns/topic:Topic").outputs["arn"]
+    alarms = {
+        a.inputs["metricName"]: a.inputs
+        for a in graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if a.inputs["namespace"] == "AWS/Lambda"
+    }
+    assert set(alarms) == {"Errors", "Throttles"}
+    for alarm in alarms.values():
+        assert alarm["dimensions"] == {"FunctionName": function_name}
+        assert alarm["alarmActions"] == [topic] and alarm["okActions"] == [topic]
+        assert alarm["statistic"] == "Sum" and alarm["threshold"] == 1
+        assert alarm["treatMissingData"] == "notBreaching"
+        assert alarm["datapointsToAlarm"] == alarm["evaluationPeriods"]
+    assert alarms["Errors"]["evaluationPeriods"] * alarms["Errors"]["period"] == 600
+    assert alarms["Throttles"]["evaluationPeriods"] * alarms["Throttles"]["period"] == 900
+
+
+def test_outputs_give_what_run_task_needs(graph):
+    out = graph.stack_outputs
+    task = graph.one("aws:ecs/taskDefinition:TaskDefinition", "direct-task")
+    sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "direct-task-tasks")
+    public = [
+        s.outputs.get("id") or s.id
+        for s in graph.of_type("aws:ec2/subnet:Subnet")
+        if s.inputs["tags"]["tier"] == "public"
+    ]
+    service = graph.one("aws:ecs/service:Service")
+    assert out["taskDefinitionArn"] == task.outputs["arn"]
+    assert out["taskSubnetIds"] == service.inputs["networkConfiguration"]["subnets"]
+    assert sorted(out["taskSubnetIds"]) == sorted(public)
+    assert out["taskSecurityGroupId"] == sg.id
+    assert service.inputs["networkConfiguration"]["securityGroups"] == [sg.id]
+    command = out["runTaskCommand"]
+    assert command.startswith("aws ecs run-task --cluster ")
+    assert f"--task-definition {task.outputs['arn']} " in command
+    assert f"subnets=[{','.join(out['taskSubnetIds'])}]" in command
+    assert f"securityGroups=[{sg.id}],assignPublicIp=ENABLED" in command

@@ -480,6 +480,13 @@ ROWS: list[Row] = [
     r("app.dataVolumeGiB", NLB, 0, "zero"),
     r("app.dataVolumeGiB", NLB, 10**20, "huge"),
     r("app.snapshotRetentionDays", NLB, -1, "negative"),
+    r("app.dataVolumeSnapshotId", NLB, "vol-0123456789abcdef0", "volume-id"),
+    r("app.dataVolumeSnapshotId", NLB, "snap-0123456789ABCDEF0", "upper-case"),
+    r("app.dataVolumeSnapshotId", NLB, "snap-012345678", "nine-digits"),
+    r("app.dataVolumeSnapshotId", NLB, "snap-0123456789abcdef0\n", "trailing-newline"),
+    r("app.dataVolumeSnapshotId", NLB, "snap-*", "wildcard"),
+    r("app.dataVolumeSnapshotId", NLB, 12345678, "number"),
+    r("app.memory", NLB, {"cpu": 512, "memory": 1024}, "too-small-for-neo4j", path="app"),
     # --- services
     r("services", SC, {"name": "web"}, "object-for-list"),
     r("services", SC, [], "empty"),
@@ -518,6 +525,9 @@ ROWS: list[Row] = [
     svc("cpu", 128, "too-small"),
     svc("memory", 100000, "too-large"),
     svc("desiredCount", -1, "negative"),
+    # Cloud Map answers with at most 8 addresses.
+    svc("desiredCount", 9, "mesh-over-cloud-map-answer", topology=MESH),
+    svc("desiredCount", 100, "mesh-far-over-cloud-map-answer", topology=MESH),
     env(
         f"services[0].environment.{SERVICE_CONNECT_FINGERPRINT_VARIABLE}",
         SC,

@@ -369,6 +369,73 @@ def test_daily_snapshots_keep_the_configured_count():
     assert not off.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
 
 
+def test_growing_the_data_volume_changes_its_size_and_nothing_else():
+    # Size is modified in place (EC2 ModifyVolume); any other input would make a new volume.
+    before = run_program(DNS01).one("aws:ebs/volume:Volume")
+    after = run_program({**DNS01, "app": {"dataVolumeGiB": 50}}).one("aws:ebs/volume:Volume")
+    assert after.urn == before.urn
+    assert after.inputs["size"] == 50
+    assert {k: v for k, v in after.inputs.items() if k != "size"} == {
+        k: v for k, v in before.inputs.items() if k != "size"
+    }
+    assert not after.delete_before_replace and after.retain_on_delete
+
+
+def test_a_volume_is_restored_from_a_snapshot_and_its_zone_is_an_output():
+    graph = run_program(DNS01)
+    volume = graph.one("aws:ebs/volume:Volume")
+    assert "snapshotId" not in volume.inputs
+    assert graph.stack_outputs["dataVolumeZone"] == volume.inputs["availabilityZone"]
+    snapshot = "snap-0123456789abcdef0"
+    restored = run_program({**DNS01, "app": {"dataVolumeSnapshotId": snapshot}})
+    assert restored.one("aws:ebs/volume:Volume").inputs["snapshotId"] == snapshot
+    fargate = {**DNS01, "app": {"capacity": "fargate", "dataVolumeSnapshotId": snapshot}}
+    assert config_error(fargate) == (
+        "ecs-tls:app.dataVolumeSnapshotId: applies to app.capacity 'ec2' only"
+    )
+
+
+def test_an_instance_may_mark_only_its_own_group_unhealthy():
+    graph = run_program(DNS01)
+    group = graph.one("aws:autoscaling/group:Group")
+    role = graph.one("aws:iam/role:Role", "nlb-certbot-instances")
+    grant = graph.one("aws:iam/rolePolicy:RolePolicy", "nlb-certbot-instances-group")
+    assert grant.inputs["role"] == role.id
+    statements = policy(graph, "nlb-certbot-instances-group")
+    assert statements == {
+        "MarkOwnGroupInstanceUnhealthy": {
+            "Sid": "MarkOwnGroupInstanceUnhealthy",
+            "Effect": "Allow",
+            "Action": ["autoscaling:SetInstanceHealth"],
+            "Resource": [
+                "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:"
+                f"autoScalingGroupName/{group.outputs['name']}"
+            ],
+        }
+    }
+    assert group.urn in grant.dependencies
+
+
+@pytest.mark.parametrize(
+    ("app", "heap", "page_cache"),
+    [({}, "819m", "716m"), ({"cpu": 2048, "memory": 8192}, "3276m", "2867m")],
+)
+def test_neo4j_memory_is_sized_to_its_task(app, heap, page_cache):
+    graph = run_program({**DNS01, "app": app})
+    app_env = env(definitions(graph)["app"])
+    assert app_env["NEO4J_server_memory_heap_initial__size"] == heap
+    assert app_env["NEO4J_server_memory_heap_max__size"] == heap
+    assert app_env["NEO4J_server_memory_pagecache_size"] == page_cache
+
+
+def test_memory_settings_are_for_neo4j_only_and_too_little_is_refused():
+    graph = run_program({**DNS01, "app": FARGATE_APP})
+    assert not any(k.startswith("NEO4J_") for k in env(definitions(graph)["app"]) if "memory" in k)
+    assert config_error({**DNS01, "app": {"cpu": 512, "memory": 1024}}).startswith(
+        "ecs-tls:app.memory: 1024 is not at least 2048 MiB for Neo4j"
+    )
+
+
 def test_fargate_keeps_nothing_and_runs_in_private_subnets():
     graph = run_program(MODES["fargate"])
     assert not graph.of_type("aws:ebs/volume:Volume")

@@ -36,6 +36,7 @@ SAMPLE = {
     "app.dataPath": "/data",
     "app.dataVolumeGiB": 20,
     "app.snapshotRetentionDays": 7,
+    "app.dataVolumeSnapshotId": "snap-0123456789abcdef0",
 }
 
 
