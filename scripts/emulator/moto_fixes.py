@@ -121,6 +121,26 @@ def _file_system_policy_deletes() -> None:
     responses.EFSResponse.delete_file_system_policy = delete_response
 
 
+def _lambda_vpc_id_of_its_subnets() -> None:
+    # AWS answers a function's VpcConfig with the VPC its subnets are in; moto answers a
+    # fixed "vpc-123abc". The provider looks that VPC's default security group up when a
+    # function with replace_security_groups_on_destroy goes, and fails on the fixed ID.
+    from moto.awslambda import models
+    from moto.ec2 import ec2_backends
+
+    def vpc_config(self):
+        if not self._vpc_config:
+            return None
+        config = self._vpc_config.copy()
+        if config["SecurityGroupIds"]:
+            ec2 = ec2_backends[self.account_id][self.region]
+            subnets = [ec2.get_subnet(s) for s in config.get("SubnetIds", [])]
+            config["VpcId"] = subnets[0].vpc_id if subnets else None
+        return config
+
+    models.LambdaFunction.vpc_config = property(vpc_config)
+
+
 FIXES = {
     "ecs: no networkConfiguration on a service without awsvpc": (
         _service_without_network_configuration
@@ -132,6 +152,7 @@ FIXES = {
     "route53: CREATE refused only for a record that exists": (
         _route53_create_checks_the_record_itself
     ),
+    "lambda: VpcConfig names its subnets' VPC": _lambda_vpc_id_of_its_subnets,
 }
 
 

@@ -16,6 +16,7 @@ import io
 import json
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -260,6 +261,13 @@ def test_secret_values_are_redacted(emulator: server.Emulator) -> None:
     assert secrets.get_secret_value(SecretId="db")["SecretString"] == secret
 
 
+def _zip_with(name: str, text: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, text)
+    return buffer.getvalue()
+
+
 # --- Lambda (rest-json, URI label), EFS, S3 (rest-xml) ------------------------------------
 
 
@@ -273,6 +281,30 @@ def test_lambda_function_name_from_the_uri(emulator: server.Emulator) -> None:
         lambda_.get_function(FunctionName="absent")
     assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert emulator.checked.checked[key] == before + 1
+
+
+def test_lambda_vpc_config_names_the_subnets_vpc(emulator: server.Emulator) -> None:
+    # The provider finds the default security group of this VPC when a function that
+    # replaces its security groups on destroy goes.
+    moto_fixes.apply()
+    ec2 = client(emulator, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="fn", Description="fn", VpcId=vpc)["GroupId"]
+    role = client(emulator, "iam").create_role(
+        RoleName="fn", AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}'
+    )["Role"]["Arn"]
+    lambda_ = client(emulator, "lambda")
+    lambda_.create_function(
+        FunctionName="in-vpc",
+        Runtime="python3.12",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": _zip_with("index.py", "def handler(e, c): return e\n")},
+        VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]},
+    )
+    config = lambda_.get_function(FunctionName="in-vpc")["Configuration"]["VpcConfig"]
+    assert config["VpcId"] == vpc
 
 
 def test_efs_access_point_root_directory(emulator: server.Emulator) -> None:
