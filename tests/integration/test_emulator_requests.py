@@ -16,7 +16,6 @@ import io
 import json
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,8 +33,10 @@ from botocore.exceptions import ClientError
 from botocore.parsers import RpcV2CBORParser
 from botocore.serialize import create_serializer
 from dateutil.tz import tzutc
+from pulumi import AssetArchive, StringAsset
 
 from scripts.emulator import aws_requests, moto_fixes, server
+from scripts.emulator.translate import _archive
 
 pytestmark = pytest.mark.integration
 
@@ -261,13 +262,6 @@ def test_secret_values_are_redacted(emulator: server.Emulator) -> None:
     assert secrets.get_secret_value(SecretId="db")["SecretString"] == secret
 
 
-def _zip_with(name: str, text: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(name, text)
-    return buffer.getvalue()
-
-
 # --- Lambda (rest-json, URI label), EFS, S3 (rest-xml) ------------------------------------
 
 
@@ -300,7 +294,12 @@ def test_lambda_vpc_config_names_the_subnets_vpc(emulator: server.Emulator) -> N
         Runtime="python3.12",
         Role=role,
         Handler="index.handler",
-        Code={"ZipFile": _zip_with("index.py", "def handler(e, c): return e\n")},
+        # The zip the translation makes of a function's code (scripts/emulator/translate.py).
+        Code={
+            "ZipFile": _archive(
+                AssetArchive({"index.py": StringAsset("def handler(e, c): pass\n")})
+            )
+        },
         VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]},
     )
     config = lambda_.get_function(FunctionName="in-vpc")["Configuration"]["VpcConfig"]
