@@ -24,7 +24,7 @@ cluster = Cluster(
         user_images=tuple(user_images(settings)),
     ),
 )
-alerts = Alerts("alerts")
+alerts = Alerts("alerts", email=settings.alerts_email)
 # One record for the domain whatever the topology, so a switch updates it in place.
 domain_name = DomainName(settings.domain, settings.hosted_zone_id)
 # Which CAs may issue for the domain: also one record set whatever the topology.

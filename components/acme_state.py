@@ -13,10 +13,12 @@ task. Around certbot the wrapper runs:
              could register a new account or order a certificate it already has.
 ``publish``  (certbot's ``--deploy-hook``, and once more after certbot) If the secret does not
              hold the lineage's certificate, write certificate chain and key to it as one JSON
-             document (the keys the Envoy sidecar selects), mark a restart as pending, redeploy
-             the ECS service, clear the mark and tell the alerts topic. certbot ignores a deploy
-             hook's exit status, so the second call catches up whatever the hook could not do;
-             the mark travels with the state, so a failed redeploy is retried on later runs.
+             document (the keys the tasks' refresher reads) and tell the alerts topic. No task
+             is replaced: each task's refresher (``secret_refresh.py``) polls the secret and
+             Envoy loads the new files while it serves. certbot ignores a deploy hook's exit
+             status, so the second call catches up whatever the hook could not do. The
+             second call (no RENEWED_LINEAGE) also reports the days left on the certificate
+             the secret holds (``report``), whether certbot succeeded or not.
 ``save``     Upload the state if it changed (a digest of names, links, modes and contents), with
              an S3 conditional write on the version it restored: a concurrent run fails loudly
              instead of overwriting the other's account or lineage. The upload names SSE-KMS
@@ -24,13 +26,20 @@ task. Around certbot the wrapper runs:
              managed aws/s3 key, and the bucket policy refuses any upload that does not name
              its key.
 
+``report``   Put the metric of components/alerts.py (namespace ECS-TLS, DaysToExpiry,
+             dimension Certificate = CERT_NAMES's first name) from the certificate the secret
+             holds now. The placeholder of the first deploy, or anything that is not a
+             certificate, counts as 0 days: a first issuance that keeps failing alarms.
+
 Environment: STATE_BUCKET, STATE_KEY, STATE_KMS_KEY_ARN, CERTBOT_CONFIG_DIR, LIVE_DIR (the
-lineage's live directory), CERT_SECRET_ARN, ECS_CLUSTER, ECS_SERVICE, optional
-ALERTS_TOPIC_ARN and CERT_NAMES (for the message); RENEWED_LINEAGE from certbot in the hook.
+lineage's live directory), CERT_SECRET_ARN, CERT_NAMES (the metric's dimension, and the
+message), optional ALERTS_TOPIC_ARN and PLACEHOLDER_ISSUER (the organization of the
+placeholder's issuer); RENEWED_LINEAGE from certbot in the hook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -38,12 +47,19 @@ import os
 import stat
 import sys
 import tarfile
+import time
 from typing import Any
 
 CHAIN_KEY = "certificateChain"  # components/certificates.py CHAIN_KEY
 PRIVATE_KEY_KEY = "privateKey"  # components/certificates.py PRIVATE_KEY_KEY
 STATE_KMS_KEY_ENV = "STATE_KMS_KEY_ARN"  # the state bucket's customer managed key
+# Left in saved states by the versions that restarted the service: nothing reads it now.
 RESTART_PENDING = ".restart-pending"
+# components/alerts.py: the metric every renewal run reports.
+METRIC_NAMESPACE = "ECS-TLS"  # CERTIFICATE_METRIC_NAMESPACE
+METRIC_NAME = "DaysToExpiry"  # CERTIFICATE_METRIC
+METRIC_DIMENSION = "Certificate"  # CERTIFICATE_DIMENSION
+PLACEHOLDER_ISSUER_ENV = "PLACEHOLDER_ISSUER"
 RESTORED = ".state-restored.json"  # what restore found: the version save must build on
 # Not state: logs (also in CloudWatch), the run lock, and this program's own bookkeeping.
 EXCLUDED_TOP = {".logs", ".work", RESTORED, ".certbot-run.lock"}
@@ -192,59 +208,102 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def _not_after(chain_pem: str) -> str:
-    try:  # certbot depends on cryptography, so the image has it
-        from cryptography import x509
+def _leaf(chain_pem: str) -> Any:
+    from cryptography import x509  # certbot depends on cryptography, so the image has it
 
-        leaf = x509.load_pem_x509_certificates(chain_pem.encode())[0]
-        return leaf.not_valid_after_utc.isoformat()
+    return x509.load_pem_x509_certificates(chain_pem.encode())[0]
+
+
+def _not_after(chain_pem: str) -> str:
+    try:
+        return _leaf(chain_pem).not_valid_after_utc.isoformat()
     except Exception:  # the date only decorates the message
         return "?"
 
 
+def days_left(chain_pem: str, now: float | None = None) -> float:
+    """Days until the chain's leaf expires; 0 for the placeholder or what is not a chain
+    (nothing a client would trust is being served)."""
+    from cryptography.x509.oid import NameOID
+
+    try:
+        leaf = _leaf(chain_pem)
+    except Exception:
+        return 0.0
+    placeholder = os.environ.get(PLACEHOLDER_ISSUER_ENV)
+    issuers = [a.value for a in leaf.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    if placeholder and placeholder in issuers:
+        return 0.0
+    seconds = leaf.not_valid_after_utc.timestamp() - (time.time() if now is None else now)
+    return max(0.0, round(seconds / 86400, 2))
+
+
+def report(secrets: Any | None = None) -> int:
+    """Put DaysToExpiry of the certificate the secret holds now."""
+    secret_arn, names = env("CERT_SECRET_ARN"), env("CERT_NAMES")
+    certificate = names.split(",")[0].strip()
+    try:
+        secrets = secrets or client("secretsmanager")
+        stored = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
+        days = days_left(str(stored.get(CHAIN_KEY, "")))
+        client("cloudwatch").put_metric_data(
+            Namespace=METRIC_NAMESPACE,
+            MetricData=[
+                {
+                    "MetricName": METRIC_NAME,
+                    "Dimensions": [{"Name": METRIC_DIMENSION, "Value": certificate}],
+                    "Value": days,
+                    "Unit": "None",
+                }
+            ],
+        )
+    except Exception as exc:
+        # The alarm is blind without it: the run fails, and the failed-task alert says so.
+        log(f"error: cannot report the days left: {' '.join(str(exc).split())}", error=True)
+        return 1
+    log(f"reported {METRIC_NAME}={days} for {certificate}")
+    return 0
+
+
 def publish() -> int:
+    in_hook = bool(os.environ.get("RENEWED_LINEAGE"))
     lineage = os.environ.get("RENEWED_LINEAGE") or env("LIVE_DIR")
     config_dir = env("CERTBOT_CONFIG_DIR")
-    secret_arn, cluster, service = env("CERT_SECRET_ARN"), env("ECS_CLUSTER"), env("ECS_SERVICE")
-    pending = os.path.join(config_dir, RESTART_PENDING)
+    secret_arn = env("CERT_SECRET_ARN")
+    with contextlib.suppress(OSError):
+        os.remove(os.path.join(config_dir, RESTART_PENDING))
+    secrets = client("secretsmanager")
+    status = _publish(secrets, lineage, secret_arn)
+    if not in_hook:  # once per run, after certbot, whatever it did
+        status = report(secrets) or status
+    return status
+
+
+def _publish(secrets: Any, lineage: str, secret_arn: str) -> int:
     try:
         chain, key = (_read(os.path.join(lineage, n)) for n in ("fullchain.pem", "privkey.pem"))
     except OSError:
         log(f"error: no certificate in {lineage}: certbot has not obtained one", error=True)
         return 1
-
-    secrets = client("secretsmanager")
     try:
         stored = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
     except Exception as exc:
         log(f"error: cannot read the certificate secret: {' '.join(str(exc).split())}", error=True)
         return 1
-    changed = stored.get(CHAIN_KEY) != chain or stored.get(PRIVATE_KEY_KEY) != key
-    if changed:
-        # Recorded first: if anything below fails, later runs still restart the service.
-        with open(pending, "w", encoding="utf-8") as out:
-            out.write(secret_arn + "\n")
-        document = json.dumps({CHAIN_KEY: chain, PRIVATE_KEY_KEY: key}, sort_keys=True)
-        try:
-            secrets.put_secret_value(SecretId=secret_arn, SecretString=document)
-        except Exception as exc:
-            reason = " ".join(str(exc).split())
-            log(f"error: cannot write the certificate secret: {reason}", error=True)
-            return 1
-        log(f"wrote the certificate of {lineage} to the secret")
-    if not os.path.exists(pending):
+    if stored.get(CHAIN_KEY) == chain and stored.get(PRIVATE_KEY_KEY) == key:
         log("the secret already holds this certificate: nothing to publish")
         return 0
+    document = json.dumps({CHAIN_KEY: chain, PRIVATE_KEY_KEY: key}, sort_keys=True)
     try:
-        client("ecs").update_service(cluster=cluster, service=service, forceNewDeployment=True)
+        secrets.put_secret_value(SecretId=secret_arn, SecretString=document)
     except Exception as exc:
         reason = " ".join(str(exc).split())
-        log(
-            f"error: UpdateService({service}) failed, retried on the next run: {reason}", error=True
-        )
+        log(f"error: cannot write the certificate secret: {reason}", error=True)
         return 1
-    os.remove(pending)
-    log(f"redeployed service {service}: new tasks read the new certificate at start")
+    log(
+        f"wrote the certificate of {lineage} to the secret: "
+        "running tasks load it on their next poll"
+    )
     topic = os.environ.get("ALERTS_TOPIC_ARN")
     if topic:
         names = os.environ.get("CERT_NAMES", "the certificate")
@@ -254,7 +313,7 @@ def publish() -> int:
                 Subject="Certificate renewed",
                 Message=(
                     f"A new certificate for {names} (valid until {_not_after(chain)}) is in "
-                    f"{secret_arn}; service {service} is rolling its tasks to it."
+                    f"{secret_arn}; running tasks load it within minutes, without a restart."
                 ),
             )
         except Exception as exc:  # the certificate is out; a lost notice is only logged
@@ -262,7 +321,7 @@ def publish() -> int:
     return 0
 
 
-COMMANDS = {"restore": restore, "save": save, "publish": publish}
+COMMANDS = {"restore": restore, "save": save, "publish": publish, "report": report}
 
 
 def main(argv: list[str]) -> int:

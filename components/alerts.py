@@ -7,10 +7,12 @@ so every certificate a listener presents gets an alarm on ACM's `DaysToExpiry` m
 from __future__ import annotations
 
 import json
+import re
 
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import Statement
 from components.kms import CustomerKey, CustomerKeyArgs, alias_name, sns_topic_key_policy
 from components.naming import physical_name
 
@@ -42,6 +44,29 @@ def days_to_expiry_alarm_args(
     }
 
 
+# Certificates issued at run time (certbot) are in no AWS service that publishes their
+# expiry: the program that holds each one after a renewal run puts this metric itself.
+CERTIFICATE_METRIC_NAMESPACE = "ECS-TLS"
+CERTIFICATE_METRIC = "DaysToExpiry"
+CERTIFICATE_DIMENSION = "Certificate"  # the certificate's first name, e.g. db.example.com
+
+
+def certificate_metric_alarm_args(
+    certificate: str, threshold_days: int, topic_arn: pulumi.Input[str]
+) -> dict:
+    """`days_to_expiry_alarm_args` for a certificate whose renewal run publishes
+    CERTIFICATE_METRIC: the same alarm on the project's namespace and dimension. Runs are
+    days apart, so missing data keeps the state; a run that cannot start or fails has its
+    own alert (dead-letter queue, failed-task rule)."""
+    args = days_to_expiry_alarm_args("", threshold_days, topic_arn)
+    args.update(
+        namespace=CERTIFICATE_METRIC_NAMESPACE,
+        metric_name=CERTIFICATE_METRIC,
+        dimensions={CERTIFICATE_DIMENSION: certificate},
+    )
+    return args
+
+
 FUNCTION_PERIOD_S = 300
 
 
@@ -66,6 +91,156 @@ def function_alarm_args(
         "alarm_actions": [topic_arn],
         "ok_actions": [topic_arn],
     }
+
+
+# ------------------------------------------------------------------ dead letters
+# SQS's longest retention (SQS API reference, SetQueueAttributes MessageRetentionPeriod):
+# a message may wait for a person back from two weeks away.
+DEAD_LETTER_RETENTION_S = 14 * SECONDS_PER_DAY
+DEAD_LETTER_SUFFIX = "-undelivered-events"
+SQS_NAME_MAX = 80  # SQS API reference, CreateQueue QueueName
+DEAD_LETTER_PERIOD_S = 300
+
+
+def dead_letter_queue_name(stack_name: str) -> str:
+    """`<project>-<stack>-undelivered-events` in SQS's alphabet and length: stack names may
+    hold dots, and the suffix survives any truncation so the queue says what it holds."""
+    body = re.sub(r"[^A-Za-z0-9_-]+", "-", stack_name).strip("-")
+    return body[: SQS_NAME_MAX - len(DEAD_LETTER_SUFFIX)] + DEAD_LETTER_SUFFIX
+
+
+def dead_letter_queue_policy(queue_arn: str, partition: str, region: str, account: str) -> str:
+    """EventBridge rules of this account and region may put undelivered events here.
+
+    EventBridge sends a target's dead letters with the queue's resource policy, the rule's
+    ARN as aws:SourceArn (EventBridge user guide, "Granting permissions to the dead-letter
+    queue"). Scheduler is not named: it sends a schedule's dead letters with the schedule's
+    execution role (Scheduler user guide, "Configuring a schedule's dead-letter queue"),
+    which `dead_letter_send_statement` grants.
+    """
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "RulesOfThisAccountSendDeadLetters",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {
+                        "ArnLike": {
+                            "aws:SourceArn": f"arn:{partition}:events:{region}:{account}:rule/*"
+                        },
+                        "StringEquals": {"aws:SourceAccount": account},
+                    },
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def dead_letter_send_statement(queue_arn: str) -> Statement:
+    """What a schedule's execution role needs to hand Scheduler's dead letters over."""
+    return Statement("SendDeadLetters", ["sqs:SendMessage"], [queue_arn])
+
+
+def dead_letter_alarm_args(queue_name: pulumi.Input[str], topic_arn: pulumi.Input[str]) -> dict:
+    """The alarm's arguments: any message waiting in the dead-letter queue.
+
+    SQS publishes ApproximateNumberOfMessagesVisible every 5 minutes for an active queue and
+    keeps publishing while messages wait. An idle queue may publish nothing, which is not a
+    fault; a message stays until someone reads it, so the alarm holds until then.
+    """
+    return {
+        "namespace": "AWS/SQS",
+        "metric_name": "ApproximateNumberOfMessagesVisible",
+        "dimensions": {"QueueName": queue_name},
+        "statistic": "Maximum",
+        "period": DEAD_LETTER_PERIOD_S,
+        "evaluation_periods": 1,
+        "comparison_operator": "GreaterThanOrEqualToThreshold",
+        "threshold": 1,
+        "treat_missing_data": "notBreaching",
+        "alarm_actions": [topic_arn],
+        "ok_actions": [topic_arn],
+    }
+
+
+# ------------------------------------------------------------------ still serving
+SERVING_PERIOD_S = 60
+SERVING_PERIODS = 3
+
+
+def serving_alarm_args(
+    namespace: str,
+    metric_name: str,
+    dimensions: dict[str, pulumi.Input[str]],
+    desired_count: int,
+    topic_arn: pulumi.Input[str],
+    periods: int = SERVING_PERIODS,
+) -> dict:
+    """The alarm's arguments: the fewest healthy targets or running tasks in each 1-minute
+    period stayed below `desired_count` for `periods` minutes running.
+
+    Missing data is breaching: ECS publishes no service metric while the service has no
+    running task (ECS developer guide, "Amazon ECS CloudWatch metrics"), so silence is the
+    worst case, not an idle one. A deployment's brief dip shorter than `periods` is not told.
+    """
+    if desired_count < 1:
+        raise ValueError("a service scaled to zero has nothing to stop serving")
+    return {
+        "namespace": namespace,
+        "metric_name": metric_name,
+        "dimensions": dimensions,
+        "statistic": "Minimum",
+        "period": SERVING_PERIOD_S,
+        "evaluation_periods": periods,
+        "datapoints_to_alarm": periods,
+        "comparison_operator": "LessThanThreshold",
+        "threshold": desired_count,
+        "treat_missing_data": "breaching",
+        "alarm_actions": [topic_arn],
+        "ok_actions": [topic_arn],
+    }
+
+
+def healthy_targets_alarm_args(
+    load_balancer_type: str,
+    load_balancer_arn_suffix: pulumi.Input[str],
+    target_group_arn_suffix: pulumi.Input[str],
+    desired_count: int,
+    topic_arn: pulumi.Input[str],
+) -> dict:
+    """`serving_alarm_args` on a target group's HealthyHostCount (dimensions TargetGroup
+    and LoadBalancer, the ARN suffixes: ELB user guides, "CloudWatch metrics")."""
+    namespace = {"application": "AWS/ApplicationELB", "network": "AWS/NetworkELB"}
+    return serving_alarm_args(
+        namespace[load_balancer_type],
+        "HealthyHostCount",
+        {"TargetGroup": target_group_arn_suffix, "LoadBalancer": load_balancer_arn_suffix},
+        desired_count,
+        topic_arn,
+    )
+
+
+def running_tasks_alarm_args(
+    cluster_name: pulumi.Input[str],
+    service_name: pulumi.Input[str],
+    desired_count: int,
+    topic_arn: pulumi.Input[str],
+) -> dict:
+    """`serving_alarm_args` on a service's RunningTaskCount, which only Container Insights
+    publishes (namespace ECS/ContainerInsights, dimensions ClusterName and ServiceName);
+    components/cluster.py turns it on for the cluster."""
+    return serving_alarm_args(
+        "ECS/ContainerInsights",
+        "RunningTaskCount",
+        {"ClusterName": cluster_name, "ServiceName": service_name},
+        desired_count,
+        topic_arn,
+    )
 
 
 def failed_task_pattern(cluster_arn: str, family: str) -> str:
@@ -127,18 +302,31 @@ def topic_policy(topic_arn: str, account_id: str) -> str:
     )
 
 
+# Before `alertsEmail` applied to every topology, direct-task subscribed the address itself;
+# this alias keeps that confirmed subscription (a new one waits for a new confirmation).
+DIRECT_TASK_SUBSCRIPTION = pulumi.Alias(
+    name="direct-task-alerts-email",
+    parent=pulumi.create_urn("direct-task", "ecs-tls:direct_task:DirectTask"),
+)
+
+
 class Alerts(pulumi.ComponentResource):
-    """The stack's alert topic (subscribe e-mail or chat to it) and the alarms that use it."""
+    """The stack's alert topic, the address it mails (`alertsEmail`), the alarms that use
+    it, and the queue that keeps what EventBridge and Scheduler could not deliver."""
 
     topic: aws.sns.Topic
     key: CustomerKey
+    email: aws.sns.TopicSubscription | None
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, email: str | None = None, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("ecs-tls:alerts:Alerts", name, None, opts)
+        self._name = name
         invoke = pulumi.InvokeOutputOptions(parent=self)
-        account = aws.get_caller_identity_output(opts=invoke).account_id
-        partition = aws.get_partition_output(opts=invoke).partition
-        region = aws.get_region_output(opts=invoke).region
+        self._account = account = aws.get_caller_identity_output(opts=invoke).account_id
+        self._partition = partition = aws.get_partition_output(opts=invoke).partition
+        self._region = region = aws.get_region_output(opts=invoke).region
         # Encrypted at rest with a customer managed key, not the AWS managed aws/sns key:
         # CloudWatch cannot publish to a topic under aws/sns, whose policy cannot be changed
         # to admit cloudwatch.amazonaws.com (components/kms.py sns_topic_key_policy).
@@ -167,7 +355,86 @@ class Alerts(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({"topicArn": self.topic.arn})
+        # Every topology's alerts reach a person; SNS first mails a link to confirm, and
+        # until it is followed the subscription stays pending and receives nothing (SNS
+        # developer guide, "Email notifications").
+        self.email = (
+            aws.sns.TopicSubscription(
+                f"{name}-email",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=email,
+                opts=pulumi.ResourceOptions(parent=self, aliases=[DIRECT_TASK_SUBSCRIPTION]),
+            )
+            if email
+            else None
+        )
+        # Part of the foundation even where no topology sends to it yet, so that a switch
+        # of topology keeps it and whatever it holds.
+        self._dead_letters = self._dead_letter_queue()
+        self.register_outputs(
+            {"topicArn": self.topic.arn, "deadLetterQueueArn": self._dead_letters.arn}
+        )
+
+    @property
+    def dead_letter_arn(self) -> pulumi.Output[str]:
+        """The stack's one dead-letter queue: every EventBridge target and Scheduler
+        schedule that starts a task or calls a function sends what it could not deliver
+        there (`dead_letter_config`). A RunTask that cannot place its task starts nothing
+        and sends no task event: this queue is then the only trace."""
+        return self._dead_letters.arn
+
+    def _dead_letter_queue(self) -> aws.sqs.Queue:
+        name = f"{self._name}-undelivered"
+        child = pulumi.ResourceOptions(parent=self)
+        queue = aws.sqs.Queue(
+            name,
+            name=dead_letter_queue_name(physical_name()),
+            message_retention_seconds=DEAD_LETTER_RETENTION_S,
+            # SSE-SQS: SQS holds the key, so EventBridge and Scheduler need no key grant to
+            # send (a KMS key would need kms:GenerateDataKey and kms:Decrypt for both: SQS
+            # developer guide, "Key management").
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        where = pulumi.Output.all(queue.arn, self._partition, self._region, self._account)
+        aws.sqs.QueuePolicy(
+            name,
+            queue_url=queue.url,
+            policy=where.apply(lambda v: dead_letter_queue_policy(*v)),
+            opts=child,
+        )
+        aws.cloudwatch.MetricAlarm(
+            name,
+            alarm_description=(
+                "A scheduled or event-started run (certificate issue or renewal, task DNS) "
+                "or an alert could not be delivered: a task that could not be placed, a "
+                "function that could not be invoked, or missing rights. Each message in "
+                "the queue "
+                f"{dead_letter_queue_name(physical_name())} names the rule or schedule and "
+                "the error; read it, fix the cause, then purge the queue."
+            ),
+            **dead_letter_alarm_args(queue.name, self.topic.arn),
+            opts=child,
+        )
+        return queue
+
+    def serving_alarm(
+        self, name: str, args: dict, what: str, parent: pulumi.Resource
+    ) -> aws.cloudwatch.MetricAlarm:
+        """Alarm with `healthy_targets_alarm_args` or `running_tasks_alarm_args`: `what`
+        has fewer healthy targets or running tasks than it should."""
+        periods = args["evaluation_periods"]
+        return aws.cloudwatch.MetricAlarm(
+            name,
+            alarm_description=(
+                f"{what} has had fewer than {args['threshold']} healthy tasks for "
+                f"{periods} minutes: clients may fail. The ECS service's events and stopped "
+                "tasks, and the cluster's log group, say why."
+            ),
+            **args,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
 
     def certificate_expiry_alarm(
         self,
@@ -189,6 +456,20 @@ class Alerts(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=parent),
         )
 
+    def certificate_metric_alarm(
+        self, name: str, certificate: str, threshold_days: int, what: str, parent: pulumi.Resource
+    ) -> aws.cloudwatch.MetricAlarm:
+        """Alarm when the renewal runs of `certificate` report < `threshold_days` left."""
+        return aws.cloudwatch.MetricAlarm(
+            name,
+            alarm_description=(
+                f"The certificate of {certificate} expires in less than {threshold_days} days "
+                f"and {what} has not renewed it: its log says why."
+            ),
+            **certificate_metric_alarm_args(certificate, threshold_days, self.topic.arn),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
     def function_alarm(
         self,
         name: str,
@@ -203,22 +484,6 @@ class Alerts(pulumi.ComponentResource):
             name,
             alarm_description=description,
             **function_alarm_args(function_name, metric, periods, self.topic.arn),
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
-
-    def email_subscription(
-        self, name: str, address: str, parent: pulumi.Resource
-    ) -> aws.sns.TopicSubscription:
-        """Send the topic's messages to `address`; SNS first mails a link to confirm it.
-
-        Until the link is followed the subscription stays pending and receives nothing
-        (SNS developer guide, "Email notifications").
-        """
-        return aws.sns.TopicSubscription(
-            name,
-            topic=self.topic.arn,
-            protocol="email",
-            endpoint=address,
             opts=pulumi.ResourceOptions(parent=parent),
         )
 
@@ -250,6 +515,7 @@ class Alerts(pulumi.ComponentResource):
                     "its log stream in the cluster's log group says why.\""
                 ),
             },
+            dead_letter_config={"arn": self.dead_letter_arn},
             opts=pulumi.ResourceOptions(parent=parent),
         )
         return rule

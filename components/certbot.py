@@ -572,8 +572,9 @@ def copier_environment(
 STATE_DEPLOY_HOOK = 'python3 -c "$ACME_STATE_PROGRAM" publish'
 
 # restore -> certbot (its deploy hook publishes) -> publish again (catches up a hook that
-# failed: certbot ignores its exit status) -> save. Saved even when an earlier step failed, so
-# a pending restart or a new lineage is never lost; the exit status is the first failure's.
+# failed: certbot ignores its exit status; it also reports the days left) -> save. Saved even
+# when an earlier step failed, so a new lineage is never lost; the exit status is the first
+# failure's.
 _S3_STATE_RENEWAL = """\
 ACME_STATE_PROGRAM=$1
 export ACME_STATE_PROGRAM
@@ -616,12 +617,13 @@ def s3_state_environment(
     bucket: str,
     key: str,
     secret_arn: str,
-    cluster_arn: str,
-    service_name: str,
     topic_arn: str | None = None,
 ) -> dict[str, str]:
-    """Environment of the S3-state renewal container (the variables ``acme_state.py`` reads)."""
-    env = renewal_environment(cluster_arn, service_name)
+    """Environment of the S3-state renewal container (the variables ``acme_state.py`` reads).
+
+    No cluster or service: the tasks load a new certificate from the secret while they run
+    (``secret_refresh.py``), so the renewal restarts nothing."""
+    env: dict[str, str] = {}
     _check(
         isinstance(bucket, str) and bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)),
         "bucket",

@@ -23,6 +23,11 @@ LEAF_VALIDITY_HOURS = 365 * 24
 # most 45 days before expiry (settings: certificateExpiryAlarmDays), so it only fires when
 # no `up` ran in the 15 or more days before.
 LEAF_EARLY_RENEWAL_HOURS = 60 * 24
+# The CA too: its expiry notice (components/expiry_notice.py) also comes at most 45 days
+# before, and tells the operator to run `pulumi up`, which must then issue a new CA. Without
+# it pulumi-tls re-issues a certificate only once it has expired. Changing it is an update
+# in place (no new CA): the provider's schema does not mark it as forcing replacement.
+CA_EARLY_RENEWAL_HOURS = 60 * 24
 # An ECDSA key signs; it cannot encipher a key, so keyEncipherment does not belong in the
 # certificate (RFC 5480, section 3). TLS 1.2 and 1.3 ECDHE suites only need the signature.
 LEAF_ALLOWED_USES = ("digital_signature", "server_auth")
@@ -61,6 +66,9 @@ class PrivateChain(pulumi.ComponentResource):
     """
 
     ca_certificate_pem: pulumi.Output[str]
+    # RFC 3339 times when the CA and the leaf expire, for their expiry notices.
+    ca_validity_end_time: pulumi.Output[str]
+    validity_end_time: pulumi.Output[str]
     # Secret: appmesh-efs signs one certificate per mesh node with it.
     ca_private_key_pem: pulumi.Output[str]
     certificate_pem: pulumi.Output[str]
@@ -81,6 +89,7 @@ class PrivateChain(pulumi.ComponentResource):
             },
             is_ca_certificate=True,
             validity_period_hours=CA_VALIDITY_HOURS,
+            early_renewal_hours=CA_EARLY_RENEWAL_HOURS,
             allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
             opts=child,
         )
@@ -103,6 +112,8 @@ class PrivateChain(pulumi.ComponentResource):
             opts=child,
         )
         self.ca_certificate_pem = ca.cert_pem
+        self.ca_validity_end_time = ca.validity_end_time
+        self.validity_end_time = leaf.validity_end_time
         self.ca_private_key_pem = pulumi.Output.secret(ca_key.private_key_pem)
         self.certificate_pem = leaf.cert_pem
         # The engine marks generated keys secret; mark it here too so nothing depends on that.
@@ -133,6 +144,9 @@ class ServerCertificate(pulumi.ComponentResource):
     ca_certificate_pem: pulumi.Output[str] | None
     # The generated CA's key (secret), None when the user brought the certificate.
     ca_private_key_pem: pulumi.Output[str] | None
+    # When the generated CA expires (RFC 3339), None when the user brought the certificate.
+    # The leaf needs no notice of its own: ACM holds it, and its DaysToExpiry alarm watches.
+    ca_validity_end_time: pulumi.Output[str] | None
     fingerprint: pulumi.Output[str]
     # Tasks that read the secret must start after its value exists (None: not stored).
     secret_arn: pulumi.Output[str] | None
@@ -158,12 +172,14 @@ class ServerCertificate(pulumi.ComponentResource):
             key_pem = chain.private_key_pem
             self.ca_certificate_pem = chain.ca_certificate_pem
             self.ca_private_key_pem = chain.ca_private_key_pem
+            self.ca_validity_end_time = chain.ca_validity_end_time
         else:
             leaf_pem = pulumi.Output.from_input(args.provided.certificate_pem)
             chain_pem = args.provided.chain_pem
             key_pem = args.provided.secret_private_key()
             self.ca_certificate_pem = None
             self.ca_private_key_pem = None
+            self.ca_validity_end_time = None
 
         # ACM never renews an imported certificate; re-importing keeps the ARN, which is
         # what an update of this resource does.
@@ -234,6 +250,7 @@ class AcmIssuedCertificate(pulumi.ComponentResource):
 
     acm_certificate_arn: pulumi.Output[str]
     ca_certificate_pem = None  # publicly trusted: clients need no CA file
+    ca_validity_end_time = None  # and no generated CA to watch
 
     def __init__(
         self, name: str, args: AcmIssuedCertificateArgs, opts: pulumi.ResourceOptions | None = None

@@ -282,12 +282,11 @@ def data_volume_policy_statements(
         ),
     ]
     if kms_key_arn is not None:
-        if not re.fullmatch(
-            rf"^arn:{re.escape(partition)}:kms:{region}:{account_id}:key/\S+$", kms_key_arn
+        # Any account: the key may be shared with this one; its policy is its owner's.
+        if not isinstance(kms_key_arn, str) or not re.fullmatch(
+            rf"arn:{re.escape(partition)}:kms:{region}:[0-9]{{12}}:key/[A-Za-z0-9-]+", kms_key_arn
         ):
-            raise ValueError(
-                f"kms_key_arn must be a key ARN of {account_id} in {region}, got {kms_key_arn!r}"
-            )
+            raise ValueError(f"kms_key_arn must be a key ARN in {region}, got {kms_key_arn!r}")
         statements.append(
             Statement(
                 "GrantForEncryptedVolume",

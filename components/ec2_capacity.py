@@ -9,8 +9,10 @@ root reaches the instance metadata service there (components/imds_guard.py).
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -24,10 +26,76 @@ from components.naming import physical_name
 # refresh: README) starts from it. [EC2 Auto Scaling user guide, "Use AWS Systems Manager
 # parameters instead of AMI IDs in launch templates"]
 ECS_AMI = "resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+# The same for Graviton (arm64) instance types (Amazon ECS developer guide, "Retrieving
+# Amazon ECS-optimized Linux AMI metadata").
+ECS_AMI_ARM64 = (
+    "resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id"
+)
+# Graviton families carry a "g" right after their generation (t4g, m7g, c7gn, r8gd, x2gd,
+# im4gn, is4gen, g5g); a1 (Graviton 1) is arm64 too, but Amazon Linux 2023 does not run on
+# it. x86 families never do (g5, g4dn, g6e: the "g" there is the GPU family).
+_GRAVITON_FAMILY = re.compile(r"[a-z]+[0-9]+g[a-z-]*")
+
+
+def instance_architecture(instance_type: str) -> str:
+    """ "arm64" or "x86_64" for an EC2 instance type; ValueError for a1 (no AL2023 AMI)."""
+    family = instance_type.partition(".")[0]
+    if family == "a1":
+        raise ValueError(
+            f"{instance_type!r} is a Graviton 1 (a1) type, which the Amazon Linux 2023 "
+            "ECS-optimized AMI does not support: use t4g, m7g, c7g, r7g or newer"
+        )
+    return "arm64" if _GRAVITON_FAMILY.fullmatch(family) else "x86_64"
+
+
+def ecs_ami(instance_type: str) -> str:
+    """The ECS-optimized AMI (an SSM parameter EC2 resolves) for the instance's CPU."""
+    return ECS_AMI_ARM64 if instance_architecture(instance_type) == "arm64" else ECS_AMI
+
 
 # The tag every instance of the group carries; the instance role may attach the data
 # volume only to instances that carry it.
 INSTANCE_TAG = "ecs-tls:instance-of"
+
+
+# How long the group's termination lifecycle hook holds an instance for draining: the
+# app's stop timeout (120 s) and the agent's reports fit, and it stays below the time a
+# replacement waits for the data volume (components/data_volume.py, 600 s).
+DRAIN_HOOK_SECONDS = 300
+DRAIN_SCRIPT_PATH = "/usr/local/sbin/ecs-tls-drain"
+_DRAIN_SCRIPT = Path(__file__).with_name("drain_on_terminate.sh")
+_CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
+
+
+def drain_script(cluster_name: str) -> str:
+    """drain_on_terminate.sh with CLUSTER set after its first line, without comment-only
+    and blank lines and indentation (user data holds 16 KiB; the script has no
+    here-document or multi-line string they could belong to)."""
+    if not _CLUSTER_NAME_RE.fullmatch(cluster_name):
+        raise ValueError(f"not an ECS cluster name: {cluster_name!r}")
+    first, _, rest = _DRAIN_SCRIPT.read_text().partition("\n")
+    kept = [line.strip() for line in rest.splitlines()]
+    body = "\n".join(line for line in kept if line and not line.startswith("#"))
+    return f"{first}\nCLUSTER={cluster_name}\n{body}\n"
+
+
+def drain_user_data(cluster_name: str) -> str:
+    """Install the drain script and a unit that runs it from boot until termination."""
+    return (
+        f"cat >{DRAIN_SCRIPT_PATH} <<'DRAIN'\n{drain_script(cluster_name)}DRAIN\n"
+        f"chmod 0700 {DRAIN_SCRIPT_PATH}\n"
+        "cat >/etc/systemd/system/ecs-tls-drain.service <<'UNIT'\n"
+        "[Unit]\n"
+        "Description=Drain this ECS container instance when Auto Scaling terminates it\n"
+        "After=ecs.service\n"
+        "[Service]\n"
+        f"ExecStart={DRAIN_SCRIPT_PATH}\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+        "UNIT\n"
+        "systemctl daemon-reload\n"
+        "systemctl enable --now --no-block ecs-tls-drain.service"
+    )
 
 
 def health_responder_unit(port: int) -> str:
@@ -81,6 +149,7 @@ def instance_user_data(
         "ECS_DISABLE_PRIVILEGED=true\n"
         "CONFIG"
     )
+    parts.append(drain_user_data(cluster_name))
     if responder_port is not None:
         parts.append(
             "cat >/etc/systemd/system/health-responder.service <<'UNIT'\n"
@@ -108,6 +177,8 @@ class ContainerInstancesArgs:
     # A policy document of the instance role built from the group's name (known only once
     # the group exists), e.g. marking the instance Unhealthy in its own group.
     group_policy: Callable[[pulumi.Output[str]], pulumi.Input[str]] | None = None
+    # A customer managed KMS key for the root volume; None: the account's default EBS key.
+    kms_key_arn: str | None = None
 
 
 class ContainerInstances(pulumi.ComponentResource):
@@ -161,7 +232,7 @@ class ContainerInstances(pulumi.ComponentResource):
         )
         template = aws.ec2.LaunchTemplate(
             name,
-            image_id=ECS_AMI,
+            image_id=ecs_ami(args.instance_type),
             instance_type=args.instance_type,
             iam_instance_profile={"arn": profile.arn},
             vpc_security_group_ids=[args.security_group_id],
@@ -186,6 +257,7 @@ class ContainerInstances(pulumi.ComponentResource):
                         "volume_type": "gp3",
                         "volume_size": 30,
                         "delete_on_termination": "true",
+                        **({"kms_key_id": args.kms_key_arn} if args.kms_key_arn else {}),
                     },
                 }
             ],
@@ -207,6 +279,17 @@ class ContainerInstances(pulumi.ComponentResource):
             target_group_arns=list(args.target_group_arns),
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             health_check_type="EC2",
+            opts=child,
+        )
+        # Terminating instances wait here while they drain their tasks (drain_user_data);
+        # they do not complete the action, the hook times out with CONTINUE.
+        self.drain_hook = aws.autoscaling.LifecycleHook(
+            name,
+            name="drain-ecs-tasks",
+            autoscaling_group_name=self.group.name,
+            lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+            heartbeat_timeout=DRAIN_HOOK_SECONDS,
+            default_result="CONTINUE",
             opts=child,
         )
         if args.group_policy is not None:

@@ -35,12 +35,15 @@ __all__ = [
     "PeerValidation",
     "PrefixRoute",
     "ProxyTuning",
+    "SdsFiles",
     "TlsFiles",
     "UpstreamCluster",
     "envoy_args",
     "envoy_bound_ports",
     "mesh_bound_ports",
+    "mesh_drain_command",
     "mesh_envoy_args",
+    "mesh_stop_timeout",
     "ready_check_command",
     "render_bootstrap",
     "render_bootstrap_yaml",
@@ -452,6 +455,25 @@ class EnvoyProxySpec:
     # (which appends the client's address), 0 when clients connect to the task directly
     # (direct-task), where the header holds only what the client wrote.
     trusted_proxy_hops: int = 1
+    # Certificate from an SDS file instead of the two variables: `sds.path` is reloaded
+    # whenever an entry is moved into `sds.watched_directory`, so a new certificate reaches
+    # a running Envoy (open connections keep theirs). None: the variables, read at start.
+    sds: SdsFiles | None = None
+
+
+@dataclass(frozen=True)
+class SdsFiles:
+    """A listener certificate served through SDS from the file system.
+
+    PathConfigSource (Envoy v3, config/core/v3/config_source.proto): the file at `path` holds
+    a DiscoveryResponse with one tls Secret named `secret_name`; with `watched_directory` set,
+    Envoy re-reads `path` when an entry is moved into that directory (the atomic swap of a
+    symlink), and not on writes. `path` must exist when Envoy loads its bootstrap.
+    """
+
+    path: str
+    watched_directory: str
+    secret_name: str = "listener_certificate"
 
 
 def envoy_bound_ports(spec: EnvoyProxySpec) -> dict[str, int]:
@@ -517,11 +539,47 @@ def _validate(spec: EnvoyProxySpec) -> None:
             raise ValueError(f"{field} must name an environment variable")
     if spec.certificate_env == spec.private_key_env:
         raise ValueError("certificate_env and private_key_env must be different variables")
+    if spec.sds is not None:
+        for field in ("path", "watched_directory"):
+            value = getattr(spec.sds, field)
+            if not isinstance(value, str) or not value.startswith("/"):
+                raise ValueError(f"sds.{field} must be an absolute path, got {value!r}")
+        if not spec.sds.secret_name:
+            raise ValueError("sds.secret_name must not be empty")
     _check_tuning(spec.tuning)
 
 
 def _socket_address(address: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": address, "port_value": port}}
+
+
+def _listener_certificate(spec: EnvoyProxySpec) -> dict[str, Any]:
+    if spec.sds is not None:
+        return {
+            "tls_certificate_sds_secret_configs": [
+                {
+                    "name": spec.sds.secret_name,
+                    "sds_config": {
+                        "resource_api_version": "V3",
+                        "path_config_source": {
+                            "path": spec.sds.path,
+                            "watched_directory": {"path": spec.sds.watched_directory},
+                        },
+                    },
+                }
+            ]
+        }
+    # Environment-variable data sources (Envoy >= 1.21): ECS injects the PEMs from Secrets
+    # Manager / SSM as container env vars, so the stock Envoy image works unchanged and the
+    # key never lands on a file system or in the config.
+    return {
+        "tls_certificates": [
+            {
+                "certificate_chain": {"environment_variable": spec.certificate_env},
+                "private_key": {"environment_variable": spec.private_key_env},
+            }
+        ]
+    }
 
 
 def _downstream_tls(spec: EnvoyProxySpec) -> dict[str, Any]:
@@ -534,15 +592,7 @@ def _downstream_tls(spec: EnvoyProxySpec) -> dict[str, Any]:
                     "tls_minimum_protocol_version": spec.min_tls_version,
                     "tls_maximum_protocol_version": "TLSv1_3",
                 },
-                # Environment-variable data sources (Envoy >= 1.21): ECS injects the PEMs
-                # from Secrets Manager / SSM as container env vars, so the stock Envoy image
-                # works unchanged and the key never lands on a file system or in the config.
-                "tls_certificates": [
-                    {
-                        "certificate_chain": {"environment_variable": spec.certificate_env},
-                        "private_key": {"environment_variable": spec.private_key_env},
-                    }
-                ],
+                **_listener_certificate(spec),
                 "alpn_protocols": ["h2", "http/1.1"],
             },
         },
@@ -715,6 +765,10 @@ def render_bootstrap(spec: EnvoyProxySpec) -> dict[str, Any]:
         },
     }
     bootstrap["overload_manager"] = _overload_manager(spec.tuning)
+    if spec.sds is not None:
+        # Envoy refuses any SDS subscription, file-based too, without a node id and cluster;
+        # nothing else reads them here (no management server).
+        bootstrap["node"] = {"id": "ecs-task", "cluster": "ecs-tls"}
     # Without an admin address Envoy starts no admin server at all.
     if spec.admin_socket_path is not None:
         bootstrap["admin"] = _admin(spec)
@@ -781,6 +835,22 @@ _UPSTREAM_TLS_TYPE = _TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.U
 # Envoy's own default is 5 s (Cluster.dns_refresh_rate); kept explicit, with the record TTL
 # of the Cloud Map service at most this, so a task that comes or goes is seen within seconds.
 DEFAULT_DNS_REFRESH_MS = 5000
+# Route retries to upstream clusters: 2 further tries, each on another host
+# (RetryPolicy.num_retries, retry_host_predicate previous_hosts); the cluster's circuit
+# breaker allows 3 retries in flight (max_retries).
+DEFAULT_UPSTREAM_RETRIES = 2
+MAX_UPSTREAM_RETRIES = 3
+# What is retried: the request never reached an app (connect-failure, refused-stream) or
+# its connection was reset (reset). `reset` may repeat a request an app had started on:
+# an Envoy that drains (mesh_drain_command) finishes requests before it closes, so a reset
+# is a task that died, not one that was stopped.
+_RETRY_ON = "connect-failure,refused-stream,reset"
+_PREVIOUS_HOSTS_TYPE = (
+    _TYPE_PREFIX + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+)
+_PROXY_PROTOCOL_TYPE = (
+    _TYPE_PREFIX + "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol"
+)
 
 
 @dataclass(frozen=True)
@@ -871,6 +941,14 @@ class MeshProxySpec:
     xff_num_trusted_hops: int = 0
     stat_prefix: str = "ingress_https"
     tuning: ProxyTuning = ProxyTuning()
+    # Tries of a request to another upstream host after a connection failure or reset (0:
+    # none), and ejection of hosts that keep failing: a task stopping mid-rollout costs
+    # its callers no 503 (see _upstream_retry_policy, _outlier_detection).
+    upstream_retries: int = DEFAULT_UPSTREAM_RETRIES
+    outlier_detection: bool = True
+    # A load balancer in front prepends a PROXY protocol v2 header (NLB target group
+    # proxy_protocol_v2): the listener requires it and takes the client's address from it.
+    proxy_protocol: bool = False
 
 
 def mesh_bound_ports(spec: MeshProxySpec) -> dict[str, int]:
@@ -909,6 +987,11 @@ def _validate_mesh(spec: MeshProxySpec) -> None:
         raise ValueError("route prefixes must be distinct and start with '/'")
     if spec.dns_refresh_ms < 1000:
         raise ValueError("dns_refresh_ms must be at least 1000")
+    retries = spec.upstream_retries
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise ValueError(f"upstream_retries must be an integer, got {retries!r}")
+    if not 0 <= retries <= MAX_UPSTREAM_RETRIES:
+        raise ValueError(f"upstream_retries must be in 0..{MAX_UPSTREAM_RETRIES}")
     _check_tuning(spec.tuning)
 
 
@@ -982,10 +1065,30 @@ def _upstream_tls(upstream: UpstreamCluster, min_version: str) -> dict[str, Any]
     }
 
 
-def _route_entry(route: PrefixRoute, timeout_seconds: int) -> dict[str, Any]:
+def _upstream_retry_policy(retries: int) -> dict[str, Any]:
+    """RetryPolicy of a route to another task: a try that could not reach a host goes to
+    another one (previous_hosts; up to 3 host picks per try when only the failed one comes
+    up), with Envoy's default back-off (25 ms base). The route timeout bounds all tries."""
+    return {
+        "retry_on": _RETRY_ON,
+        "num_retries": retries,
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": _PREVIOUS_HOSTS_TYPE},
+            }
+        ],
+        "host_selection_retry_max_attempts": 3,
+    }
+
+
+def _route_entry(route: PrefixRoute, timeout_seconds: int, retries: int = 0) -> dict[str, Any]:
     action: dict[str, Any] = {"cluster": route.cluster, "timeout": f"{timeout_seconds}s"}
     if route.prefix_rewrite is not None:
         action["prefix_rewrite"] = route.prefix_rewrite
+    # The app on loopback is one host: retrying it elsewhere is impossible.
+    if retries and route.cluster != APP_CLUSTER:
+        action["retry_policy"] = _upstream_retry_policy(retries)
     return {"match": {"prefix": route.prefix}, "route": action}
 
 
@@ -995,6 +1098,7 @@ def _mesh_hcm(
     timeout_seconds: int,
     xff_hops: int,
     tuning: ProxyTuning,
+    retries: int = 0,
 ) -> dict[str, Any]:
     # Envoy takes the first route that matches: the longest prefix goes first, so `/` never
     # hides `/api` (App Mesh also picked the most specific gateway route).
@@ -1017,7 +1121,7 @@ def _mesh_hcm(
                         "name": stat_prefix,
                         "domains": ["*"],
                         **_client_address_headers(),
-                        "routes": [_route_entry(r, timeout_seconds) for r in ordered],
+                        "routes": [_route_entry(r, timeout_seconds, retries) for r in ordered],
                     }
                 ],
             },
@@ -1070,9 +1174,26 @@ def _mesh_clusters(spec: MeshProxySpec) -> list[dict[str, Any]]:
                     ],
                 },
                 "transport_socket": _upstream_tls(upstream, spec.min_tls_version),
+                **({"outlier_detection": _OUTLIER_DETECTION} if spec.outlier_detection else {}),
             }
         )
     return clusters
+
+
+# Cluster.outlier_detection of the clusters of other tasks: a host that fails 3 connections
+# or requests in a row at the gateway level (502/503/504, connect failures included; Envoy
+# enforces this check only with enforcing_consecutive_gateway_failure set), or returns 5
+# 5xx in a row, is left out for 10 s (longer each time), checked every 2 s. At most half of
+# a service's tasks are ejected: a service failing everywhere still gets its traffic and
+# answers for itself, rather than Envoy answering 503 for all of it.
+_OUTLIER_DETECTION = {
+    "consecutive_5xx": 5,
+    "consecutive_gateway_failure": 3,
+    "enforcing_consecutive_gateway_failure": 100,
+    "interval": "2s",
+    "base_ejection_time": "10s",
+    "max_ejection_percent": 50,
+}
 
 
 def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
@@ -1092,14 +1213,31 @@ def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
                             spec.route_timeout_seconds,
                             spec.xff_num_trusted_hops,
                             spec.tuning,
+                            spec.upstream_retries,
                         )
                     ],
                     "transport_socket": _mesh_downstream_tls(spec),
                     **_handshake_timeout(spec.tuning),
                 }
             ],
+            # drain_listeners?inboundonly (mesh_drain_command) drains this one only: the
+            # app keeps its egress listeners while its task stops.
+            "traffic_direction": "INBOUND",
         }
     ]
+    if spec.proxy_protocol:
+        # Required, not optional: only the load balancer reaches this port (security
+        # groups), and it sends the header on every connection; its health checks send
+        # one too, with the LOCAL command (no client address), which the filter accepts
+        # (ELB guide, "Proxy protocol" of Network Load Balancer target groups). Envoy then
+        # sees the client's address as the downstream address: use_remote_address writes it
+        # into X-Forwarded-For and the access log.
+        listeners[0]["listener_filters"] = [
+            {
+                "name": "envoy.filters.listener.proxy_protocol",
+                "typed_config": {"@type": _PROXY_PROTOCOL_TYPE},
+            }
+        ]
     for egress in spec.egress:
         # Loopback only: the app of this task is the only caller; the hop leaving the task
         # is the upstream cluster's TLS.
@@ -1116,10 +1254,12 @@ def render_mesh_bootstrap(spec: MeshProxySpec) -> dict[str, Any]:
                                 spec.route_timeout_seconds,
                                 0,
                                 spec.tuning,
+                                spec.upstream_retries,
                             )
                         ]
                     }
                 ],
+                "traffic_direction": "OUTBOUND",
             }
         )
     listeners.append(_health_listener(spec))  # type: ignore[arg-type]  # reads health_port
@@ -1148,4 +1288,73 @@ def mesh_envoy_args(spec: MeshProxySpec, flush_interval_ms: int = 1000) -> list[
         str(flush_interval_ms),
         "--concurrency",
         str(spec.tuning.concurrency),
+    ]
+
+
+# Stopping without dropping requests. ECS sends SIGTERM, then SIGKILL after the container's
+# stopTimeout; on SIGTERM Envoy exits at once, resetting every request in flight. The
+# container therefore runs a small sh entry point that starts Envoy and, on SIGTERM, asks
+# Envoy over its admin socket to drain its inbound listener
+# (`POST /drain_listeners?graceful&inboundonly`): from then on every response closes its
+# connection (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY) at once (`--drain-strategy
+# immediate`), while the listener still accepts callers whose DNS answer still names this
+# task; after `--drain-time-s` Envoy stops the listener. The entry point waits the same
+# time, then stops Envoy (SIGTERM). The stock image has no curl and bash cannot open a Unix
+# socket: the request is made by perl's core Socket module (perl-base, essential in the
+# image's Ubuntu). Egress listeners are not drained: the app keeps calling out until it stops.
+_DRAIN_REQUEST = "POST /drain_listeners?graceful&inboundonly HTTP/1.1"
+_DRAIN_PERL = (
+    "use Socket; socket(my $s, PF_UNIX, SOCK_STREAM, 0) or exit 1; "
+    "connect($s, pack_sockaddr_un($ARGV[0])) or exit 1; "
+    f'syswrite($s, "{_DRAIN_REQUEST}\\r\\nHost: localhost\\r\\nConnection: close\\r\\n'
+    'Content-Length: 0\\r\\n\\r\\n"); '
+    "my $r = join(q(), <$s>); exit($r =~ m{^HTTP/1\\.1 200} ? 0 : 1)"
+)
+# $1: the admin socket, $2: the drain time (s); the rest: Envoy's arguments.
+_DRAIN_SCRIPT = (
+    'admin="$1"; drain="$2"; shift 2; '
+    "stop() { "
+    f"perl -e '{_DRAIN_PERL}' \"$admin\" || echo 'drain request failed' >&2; "
+    'sleep "$drain"; kill -TERM "$child" 2>/dev/null; }; '
+    "trap stop TERM INT; "
+    'envoy "$@" & child=$!; '
+    # `wait` returns when the trap has run; wait again until Envoy has exited.
+    'while :; do wait "$child"; status=$?; kill -0 "$child" 2>/dev/null || exit "$status"; done'
+)
+# What a drain may last: the stop timeout leaves STOP_MARGIN_SECONDS for Envoy to exit after
+# it; Fargate allows a stopTimeout of at most 120 s.
+FARGATE_MAX_STOP_TIMEOUT_SECONDS = 120
+STOP_MARGIN_SECONDS = 10
+
+
+def mesh_stop_timeout(drain_seconds: int) -> int:
+    """The container's stopTimeout for a drain of `drain_seconds`."""
+    return drain_seconds + STOP_MARGIN_SECONDS
+
+
+def mesh_drain_command(
+    spec: MeshProxySpec, drain_seconds: int, flush_interval_ms: int = 1000
+) -> list[str]:
+    """The container command of a mesh Envoy that drains on SIGTERM (see _DRAIN_SCRIPT).
+
+    The stock image's entrypoint runs a command that is not an Envoy flag as Envoy's user."""
+    if spec.admin_socket_path is None:
+        raise ValueError("draining needs the admin socket (admin_socket_path)")
+    if not 1 <= drain_seconds <= FARGATE_MAX_STOP_TIMEOUT_SECONDS - STOP_MARGIN_SECONDS:
+        raise ValueError(
+            f"drain_seconds must be in 1..{FARGATE_MAX_STOP_TIMEOUT_SECONDS - STOP_MARGIN_SECONDS}"
+            f" (Fargate's stopTimeout is at most {FARGATE_MAX_STOP_TIMEOUT_SECONDS} s)"
+        )
+    return [
+        "sh",
+        "-c",
+        _DRAIN_SCRIPT,
+        "envoy-drain",
+        spec.admin_socket_path,
+        str(drain_seconds),
+        *mesh_envoy_args(spec, flush_interval_ms),
+        "--drain-time-s",
+        str(drain_seconds),
+        "--drain-strategy",
+        "immediate",
     ]

@@ -180,6 +180,9 @@ class NlbListener:
     # ACME HTTP-01 only: Let's Encrypt validates from addresses it does not publish, so a
     # port limited to `allowed_cidrs` would never validate.
     open_to_internet: bool = False
+    # The target sees the client's address in a PROXY protocol v2 header the NLB prepends
+    # (TCP targets only; its health checks send the header too, without an address).
+    proxy_protocol_v2: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,8 @@ class NetworkLoadBalancer(_LoadBalancer):
                 protocol=listener.protocol,
                 port=listener.target_port,
                 deregistration_delay=30,
+                # Only when asked: other stacks keep their registered inputs.
+                **({"proxy_protocol_v2": True} if listener.proxy_protocol_v2 else {}),
                 health_check={
                     "protocol": "TCP",
                     "port": listener.health_check_port,

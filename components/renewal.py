@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.alerts import dead_letter_send_statement
 from components.iam import Statement, assume_role_policy, policy_document
 
 
@@ -80,6 +81,9 @@ class ScheduledTaskArgs:
     launch_type: str  # EC2 | FARGATE
     # Roles the task definition names (task role, execution role).
     pass_role_arns: Sequence[pulumi.Input[str]]
+    # Where Scheduler puts a run it could not start, e.g. a task ECS could not place, which
+    # starts nothing and so sends no task event (Alerts.dead_letter_arn).
+    dead_letter_arn: pulumi.Input[str]
     # awsvpc tasks (Fargate) only.
     subnet_ids: pulumi.Input[Sequence[str]] | None = None
     security_group_ids: Sequence[pulumi.Input[str]] = ()
@@ -89,6 +93,9 @@ class ScheduledTaskArgs:
     # runs once right after it is created (EventBridge Scheduler guide, "Schedule types"),
     # which is how direct-task gets its first certificate right after the first deploy.
     flexible_window_minutes: int | None = 60
+    # A Scheduler rate or cron expression instead of `rate(<interval_days> days)`, e.g. the
+    # hourly runs of direct-task, whose certbot asks the CA only when renewal is due.
+    schedule_expression: str | None = None
 
 
 class ScheduledTask(pulumi.ComponentResource):
@@ -122,8 +129,15 @@ class ScheduledTask(pulumi.ComponentResource):
             name,
             name="run-renewal-task",
             role=role.id,
-            policy=pulumi.Output.all(task_arn, args.cluster_arn, *args.pass_role_arns).apply(
-                lambda v: policy_document(run_task_statements(v[0], v[1], list(v[2:])))
+            policy=pulumi.Output.all(
+                task_arn, args.cluster_arn, args.dead_letter_arn, *args.pass_role_arns
+            ).apply(
+                lambda v: policy_document(
+                    [
+                        *run_task_statements(v[0], v[1], list(v[3:])),
+                        dead_letter_send_statement(v[2]),
+                    ]
+                )
             ),
             opts=child,
         )
@@ -138,10 +152,13 @@ class ScheduledTask(pulumi.ComponentResource):
                 "security_groups": list(args.security_group_ids),
                 "assign_public_ip": args.assign_public_ip,
             }
+        expression = args.schedule_expression or f"rate({args.interval_days} days)"
+        every = expression.removeprefix("rate(").removesuffix(")")
+        every = f"every {every}" if expression.startswith("rate(") else expression
         self.schedule = aws.scheduler.Schedule(
             name,
-            description=f"Renew the certificate every {args.interval_days} days (certbot)",
-            schedule_expression=f"rate({args.interval_days} days)",
+            description=f"Renew the certificate if due, {every} (certbot)",
+            schedule_expression=expression,
             flexible_time_window=(
                 {"mode": "OFF"}
                 if args.flexible_window_minutes is None
@@ -152,6 +169,7 @@ class ScheduledTask(pulumi.ComponentResource):
                 "role_arn": role.arn,
                 "ecs_parameters": ecs_parameters,
                 "retry_policy": {"maximum_retry_attempts": 3},
+                "dead_letter_config": {"arn": args.dead_letter_arn},
             },
             # The first run must find the role able to start the task.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),

@@ -24,19 +24,28 @@ It runs twice per renewal task, with the same code:
    leave the app on the old certificate until it expires. With it the task fails visibly, and
    every later run retries until the restart succeeded.
 
+The second run also reports how many days the live certificate has left, whether certbot
+renewed it or not, as the metric of the contract in components/alerts.py (namespace
+ECS-TLS, DaysToExpiry, dimension Certificate = the domain), so an alarm fires when renewals
+keep failing quietly: a task that never starts, an ACME server that refuses, a hook that
+cannot restart. Only the program's constants are repeated here (a test keeps them equal).
+
 Environment:
     ECS_CLUSTER          cluster ARN (its region is the API's) or name (region from
                          AWS_REGION / AWS_DEFAULT_REGION)
     ECS_SERVICE          service name or ARN
     ECS_RESTART_PENDING  optional path of the pending-restart record
+    CERTIFICATE_FILE     optional: the live certificate (PEM) whose expiry is reported
+    CERTIFICATE_NAME     the metric's Certificate dimension (the domain); with CERTIFICATE_FILE
     RENEWED_LINEAGE, RENEWED_DOMAINS  set by certbot for a deploy hook
 
-Exit status: 0 when nothing was due or the restart was accepted, 1 otherwise (one line on
-stderr says why).
+Exit status: 0 when nothing was due or the restart was accepted and the expiry (if asked
+for) was reported, 1 otherwise (one line on stderr says why).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import sys
@@ -47,6 +56,13 @@ from typing import Any
 CLUSTER_ENV = "ECS_CLUSTER"
 SERVICE_ENV = "ECS_SERVICE"
 PENDING_ENV = "ECS_RESTART_PENDING"
+CERTIFICATE_FILE_ENV = "CERTIFICATE_FILE"
+CERTIFICATE_NAME_ENV = "CERTIFICATE_NAME"
+
+# components/alerts.py: CERTIFICATE_METRIC_NAMESPACE, CERTIFICATE_METRIC, CERTIFICATE_DIMENSION.
+METRIC_NAMESPACE = "ECS-TLS"
+METRIC_NAME = "DaysToExpiry"
+METRIC_DIMENSION = "Certificate"
 
 # arn:<partition>:ecs:<region>:<account>:cluster/<name>
 _CLUSTER_ARN_RE = re.compile(r"^arn:aws[a-z-]*:ecs:([a-z0-9-]+):[0-9]{12}:cluster/[A-Za-z0-9_-]+$")
@@ -92,6 +108,110 @@ def ecs_client(region: str | None) -> Any:
     return boto3.client("ecs", region_name=region, config=config)
 
 
+def expiry_environment(certificate_file: str, certificate_name: str) -> dict[str, str]:
+    """The container environment that makes the second run report `certificate_file`."""
+    if not certificate_file.startswith("/") or not _NAME_RE.match(
+        certificate_name.replace(".", "-")
+    ):
+        raise ValueError(
+            f"need an absolute file and a DNS name: {certificate_file!r} {certificate_name!r}"
+        )
+    return {CERTIFICATE_FILE_ENV: certificate_file, CERTIFICATE_NAME_ENV: certificate_name}
+
+
+def cloudwatch_client(region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, read_timeout=30)
+    return boto3.client("cloudwatch", region_name=region, config=config)
+
+
+def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(tag, content start, content end) of each DER element in data[start:end]."""
+    items = []
+    while start < end:
+        tag, length, at = data[start], data[start + 1], start + 2
+        if length & 0x80:  # long form: the next (length & 0x7f) bytes hold the length
+            count = length & 0x7F
+            length, at = int.from_bytes(data[at : at + count], "big"), at + count
+        if at + length > end:
+            raise ValueError("truncated DER")
+        items.append((tag, at, at + length))
+        start = at + length
+    return items
+
+
+def not_after(pem: bytes) -> datetime:
+    """The certificate's notAfter, read from its DER with the standard library only (the
+    hook is standalone: RFC 5280, Certificate > tbsCertificate > validity)."""
+    body = b"".join(
+        line
+        for line in pem.split(b"-----END CERTIFICATE-----")[0].splitlines()
+        if line and not line.startswith(b"-----")
+    )
+    der = base64.b64decode(body, validate=True)
+    _, start, end = _der_items(der, 0, len(der))[0]
+    _, tbs_start, tbs_end = _der_items(der, start, end)[0]
+    fields = _der_items(der, tbs_start, tbs_end)
+    if fields[0][0] == 0xA0:  # explicit [0] version
+        fields = fields[1:]
+    _, validity_start, validity_end = fields[3]  # serialNumber, signature, issuer, validity
+    tag, at, until = _der_items(der, validity_start, validity_end)[1]
+    text = der[at:until].decode("ascii")
+    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ: 50-99 are 19xx (RFC 5280 4.1.2.5.1)
+        year = int(text[:2])
+        text = f"{19 if year >= 50 else 20}{text}"
+    elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
+        raise ValueError(f"notAfter has ASN.1 tag {tag:#x}")
+    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+
+
+def days_to_expiry(pem: bytes, now: datetime) -> int:
+    """Whole days from `now` until the certificate's notAfter (negative once expired)."""
+    return int((not_after(pem) - now).total_seconds() // 86400)
+
+
+def report_expiry(
+    environ: Mapping[str, str],
+    region: str | None,
+    make_client: Callable[[str | None], Any] = cloudwatch_client,
+    now: datetime | None = None,
+) -> int:
+    """Put the live certificate's days to expiry; 0 on success or when not asked for."""
+    path = environ.get(CERTIFICATE_FILE_ENV, "")
+    name = environ.get(CERTIFICATE_NAME_ENV, "")
+    if not path:
+        return 0
+    if not name:
+        log(f"error: {CERTIFICATE_FILE_ENV} is set without {CERTIFICATE_NAME_ENV}", error=True)
+        return 1
+    try:
+        with open(path, "rb") as source:
+            days = days_to_expiry(source.read(), now or datetime.now(UTC))
+    except (OSError, ValueError, IndexError) as exc:
+        log(f"error: cannot read the certificate {path}: {exc!r}", error=True)
+        return 1
+    try:
+        make_client(region).put_metric_data(
+            Namespace=METRIC_NAMESPACE,
+            MetricData=[
+                {
+                    "MetricName": METRIC_NAME,
+                    "Dimensions": [{"Name": METRIC_DIMENSION, "Value": name}],
+                    "Value": float(days),
+                    "Unit": "Count",
+                }
+            ],
+        )
+    except Exception as exc:  # any failure: the alarm would act on stale data
+        reason = " ".join(str(exc).split())
+        log(f"error: PutMetricData {METRIC_NAMESPACE}/{METRIC_NAME} failed: {reason}", error=True)
+        return 1
+    log(f"the certificate of {name} expires in {days} days")
+    return 0
+
+
 def record_pending(path: str, lineage: str) -> None:
     """Write the record before calling ECS, so a crash in between still leaves it."""
     temporary = f"{path}.tmp"
@@ -105,7 +225,18 @@ def record_pending(path: str, lineage: str) -> None:
 def main(
     environ: Mapping[str, str] = os.environ,
     make_client: Callable[[str | None], Any] = ecs_client,
+    make_metrics_client: Callable[[str | None], Any] = cloudwatch_client,
 ) -> int:
+    lineage = environ.get("RENEWED_LINEAGE", "")
+    status = restart(environ, make_client)
+    if lineage:
+        return status
+    # After certbot, on every run: the certificate the app holds now, renewed or not.
+    region = region_of(environ.get(CLUSTER_ENV, ""))
+    return max(status, report_expiry(environ, region, make_metrics_client))
+
+
+def restart(environ: Mapping[str, str], make_client: Callable[[str | None], Any]) -> int:
     cluster = environ.get(CLUSTER_ENV, "")
     service = environ.get(SERVICE_ENV, "")
     pending = environ.get(PENDING_ENV, "")

@@ -7,7 +7,8 @@ task mounts only its own directory, through an access point rooted there. For ea
 listed in the event, the function reads the node's secret(s) from Secrets Manager and
 publishes one set of files, which Envoy reads as `<node>/current/<file>`:
 
-    ca.pem           the CA that Envoys trust for peers (from the event: it is public)
+    ca.pem           the root CA(s) Envoys trust for peers (from the event: it is public;
+                     during a CA rotation the mesh's root and the other one)
     chain.pem        the node's leaf and its chain, what its Envoy presents
     key.pem          its private key, mode 0400
     client.pem       with a "client" secret: the certificate the node presents as a caller

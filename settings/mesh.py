@@ -35,6 +35,7 @@ MESH_KEYS = (
     "gatewayRoutes",
     "gatewayDesiredCount",
     "dnsRefreshSeconds",
+    "additionalTrustedCaPem",
 )
 ROUTE_KEYS = ("prefix", "service", "prefixRewrite")
 # Service fields of service-connect that have no meaning here, and why.
@@ -160,6 +161,7 @@ def with_mesh(s: Settings, values: Mapping[str, Any]) -> Settings:
         gateway_routes=routes,
         gateway_desired_count=gateways,
         dns_refresh_seconds=refresh,
+        additional_trusted_ca_pem=_additional_roots(raw.get("additionalTrustedCaPem")),
     )
     return replace(s, services=services, mesh=mesh)
 
@@ -333,6 +335,34 @@ def _client_certificate(
             "certificate.chainPem: the services trust that chain's root only",
         )
     return CertificateSettings(certificate_pem=certificate_pem, private_key_pem=key_pem)
+
+
+def _additional_roots(value: Any) -> str | None:
+    """Root CAs trusted besides the mesh's own while it changes CA (topologies/appmesh_efs.py
+    says how): self-issued CA certificates only, re-encoded so only certificates travel."""
+    key = "mesh.additionalTrustedCaPem"
+    if value is None:
+        return None
+    if not isinstance(value, str) or "-----BEGIN CERTIFICATE-----" not in value:
+        raise invalid(key, value, "PEM text of one or more root CA certificates")
+    if holds_key_material(value):
+        raise ConfigError(key, "holds a private key; it takes CA certificates only")
+    try:
+        roots = x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise ConfigError(key, "is not PEM certificates") from None
+    for root in roots:
+        try:
+            is_ca = root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if root.subject != root.issuer or not is_ca:
+            raise ConfigError(
+                key,
+                f"holds {root.subject.rfc4514_string()!r}, which is not a root CA (self-issued,"
+                " basicConstraints CA): only roots are trusted here",
+            )
+    return "".join(r.public_bytes(serialization.Encoding.PEM).decode() for r in roots)
 
 
 def _covers(names: list[str], host: str) -> bool:

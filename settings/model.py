@@ -103,6 +103,11 @@ class AppSettings:
     snapshot_retention_days: int = 7  # daily snapshots kept; 0 turns them off
     # The snapshot the data volume is created from (restore); None: a blank volume.
     data_volume_snapshot_id: str | None = None
+    # Where a new data volume is created; None: the zone of the first private subnet. An
+    # existing volume never moves (components/persistent_volume.py).
+    data_volume_zone: str | None = None
+    # A customer managed KMS key for the data and root volumes; None: the account's default.
+    data_volume_kms_key_arn: str | None = None
 
     @property
     def is_neo4j(self) -> bool:
@@ -182,6 +187,8 @@ class MeshSettings:
     gateway_routes: tuple[GatewayRoute, ...] = ()  # parsed default: / -> the first service
     gateway_desired_count: int = 2  # one gateway task per zone of the default VPC
     dns_refresh_seconds: int = 5  # how soon the gateway sees tasks that come and go
+    # Root CAs every node trusts besides the mesh's own, during a CA rotation (PEM, public).
+    additional_trusted_ca_pem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,9 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "alertsEmail",
         "string",
         "unset",
-        "direct-task: e-mail address subscribed to the alerts topic (certificate renewed or "
-        "renewal failed); SNS mails a confirmation link first.",
+        "E-mail address subscribed to the alerts topic (certificate expiry, renewal or issue "
+        "failed, undelivered scheduled runs, fewer healthy tasks than desired); SNS mails a "
+        "confirmation link first.",
     ),
     ConfigKey(
         "caaRecord",
@@ -179,9 +180,10 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "acme.renewEveryDays",
         "integer",
         "from the lifetime",
-        "Days between runs of the renewal task (1 to 30); a run that issues a certificate "
-        "restarts the app once. Default: a sixth of the certificate lifetime, 7 days for "
-        "45-day certificates.",
+        "nlb-certbot: days between runs of the renewal task (1 to 30); a run that issues a "
+        "certificate restarts the app once. Default: a sixth of the certificate lifetime, 7 "
+        "days for 45-day certificates. direct-task runs its renewal every hour instead "
+        "(certbot asks the CA only when renewal is due) and replaces no task.",
     ),
     ConfigKey(
         "network",
@@ -335,6 +337,13 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "5",
         "How often the gateway's Envoy re-resolves the services' Cloud Map names (1 to 60).",
     ),
+    ConfigKey(
+        "mesh.additionalTrustedCaPem",
+        "string",
+        "unset",
+        "Root CA certificates (PEM) every Envoy trusts besides the mesh's own, for a CA "
+        "rotation without outage: the README's appmesh-efs section gives the steps.",
+    ),
     ConfigKey("app", "object", "per topology", "The workload; each field overrides a default."),
     ConfigKey("app.image", "string", "per topology", "Container image of the app."),
     ConfigKey("app.port", "integer", "per topology", "Port the app listens on."),
@@ -412,13 +421,32 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "",
         "With capacity ec2: create the data volume from this EBS snapshot (snap- and 8 or 17 "
         "hex digits), to restore. Runbook: set it to one of the daily snapshots, check that "
-        "app.dataVolumeGiB is at least the snapshot's size, `pulumi preview` (the data "
-        "volume shows as replaced: the new volume is created from the snapshot in the zone "
-        "of the first private subnet, the old one is kept, not deleted: retained), then "
-        "`pulumi up`, and the instance attaches the new volume at its next boot (terminate "
-        "it). Leave the key set afterwards: removing it replaces the volume again, with a "
-        "blank one. Changing the private subnets (their order, or the VPC) moves the "
-        "volume's zone and also replaces it: the output dataVolumeZone shows the zone.",
+        "app.dataVolumeGiB is at least the snapshot's size, `pulumi preview` (a new volume "
+        "is created from the snapshot in app.dataVolumeZone, by default the zone of the "
+        "first private subnet, with app.dataVolumeKmsKeyArn; the old one is kept, not "
+        "deleted: retained), then `pulumi up`, and the instance attaches the new volume at "
+        "its next boot (terminate it). Leave the key set afterwards: removing it creates a "
+        "blank volume. Other changes never replace the volume: the output dataVolumeZone "
+        "shows its zone, which the instance follows.",
+    ),
+    ConfigKey(
+        "app.dataVolumeZone",
+        "string",
+        "",
+        "With capacity ec2: the availability zone (e.g. eu-west-1a) of a new data volume; "
+        "empty: the zone of the first private subnet. An existing volume never moves: a "
+        "value other than its zone stops `pulumi up` with the steps to move it (snapshot, "
+        "app.dataVolumeSnapshotId, this key). A private subnet must exist in the zone.",
+    ),
+    ConfigKey(
+        "app.dataVolumeKmsKeyArn",
+        "string",
+        "",
+        "With capacity ec2: a customer managed KMS key ARN that encrypts the data volume and "
+        "the instance's root volume; empty: the account's default EBS key. The instance "
+        "role gets kms:CreateGrant on it; the key's policy must let the Auto Scaling "
+        "service-linked role use it (README). Set on an existing volume, it stops `pulumi "
+        "up` with the steps to re-encrypt.",
     ),
     ConfigKey(
         "services",
@@ -498,13 +526,15 @@ SERVICE_KEYS = tuple(
 # includes `serviceConnect.namespace` (the cluster's namespace, part of the foundation)
 # and every key Pulumi.yaml declares with a default, which the CLI merges into every stack.
 APPLIES_TO: dict[str, tuple[str, ...]] = {
+    # direct-task runs its renewal hourly (certbot asks the CA only when due). Before
+    # `acme`, so that key is named when both are refused.
+    "acme.renewEveryDays": ("nlb-certbot",),
     "acme": ("nlb-certbot", "direct-task"),
     "privateCa": ("service-connect",),
     "serviceConnect.customerKmsKey": ("service-connect",),
     "ingress": ("service-connect",),
     "services": ("service-connect", "appmesh-efs"),
     "envoy": ("alb-envoy", "appmesh-efs", "direct-task"),
-    "alertsEmail": ("direct-task",),
     "certificate": ("alb-envoy", "service-connect", "appmesh-efs"),
     "sslPolicy": ("alb-envoy", "service-connect"),
     "certificateExpiryAlarmDays": ("alb-envoy", "service-connect", "appmesh-efs"),
@@ -517,6 +547,8 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "app.dataVolumeGiB": ("nlb-certbot",),
     "app.snapshotRetentionDays": ("nlb-certbot",),
     "app.dataVolumeSnapshotId": ("nlb-certbot",),
+    "app.dataVolumeZone": ("nlb-certbot",),
+    "app.dataVolumeKmsKeyArn": ("nlb-certbot",),
 }
 
 # Keys about the public load balancer's listener, which service-connect only has with

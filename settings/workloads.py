@@ -216,9 +216,18 @@ EC2_ONLY_APP_KEYS = (
     "dataVolumeGiB",
     "snapshotRetentionDays",
     "dataVolumeSnapshotId",
+    "dataVolumeZone",
+    "dataVolumeKmsKeyArn",
 )
 # EBS snapshot IDs: 8 hex digits (older) or 17 (current).
 SNAPSHOT_ID_RE = re.compile(r"\Asnap-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+# An availability zone name such as eu-west-1a (not a zone ID such as euw1-az1).
+ZONE_RE = re.compile(r"\A[a-z]{2}(?:-[a-z]+)+-[0-9]+[a-z]\Z")
+# A KMS key ARN: key ID a UUID or a multi-Region key (mrk-); an alias cannot be granted.
+KMS_KEY_ARN_RE = re.compile(
+    r"\Aarn:aws(?:-[a-z]+)*:kms:[a-z]{2}(?:-[a-z]+)+-[0-9]+:[0-9]{12}:key/"
+    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})\Z"
+)
 
 
 def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> dict[str, Any]:
@@ -235,6 +244,13 @@ def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> 
         r"[a-z0-9-]+\.[a-z0-9]+", instance_type
     ):
         raise invalid("app.instanceType", instance_type, "an EC2 instance type such as t3.large")
+    if instance_type.startswith("a1."):
+        # Graviton 1: Amazon Linux 2023, the ECS-optimized AMI's system, does not run on it.
+        raise invalid(
+            "app.instanceType",
+            instance_type,
+            "a type the ECS-optimized Amazon Linux 2023 AMI runs on (not a1: use t4g or m7g)",
+        )
     data_path = raw.get("dataPath", base.data_path)
     if data_path is not None:
         data_path = read_container_path(
@@ -258,6 +274,16 @@ def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> 
             snapshot_id,
             "an EBS snapshot ID: snap- and 8 or 17 lower-case hex digits",
         )
+    zone = raw.get("dataVolumeZone")
+    if zone is not None and (not isinstance(zone, str) or not ZONE_RE.match(zone)):
+        raise invalid("app.dataVolumeZone", zone, "an availability zone name such as eu-west-1a")
+    kms_key = raw.get("dataVolumeKmsKeyArn")
+    if kms_key is not None and (not isinstance(kms_key, str) or not KMS_KEY_ARN_RE.match(kms_key)):
+        raise invalid(
+            "app.dataVolumeKmsKeyArn",
+            kms_key,
+            "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>; not an alias)",
+        )
     single = capacity == "ec2" or is_neo4j_image(image)
     if single and count > 1:
         why = (
@@ -273,6 +299,8 @@ def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> 
         "data_volume_gib": size,
         "snapshot_retention_days": retention,
         "data_volume_snapshot_id": snapshot_id if capacity == "ec2" else None,
+        "data_volume_zone": zone if capacity == "ec2" else None,
+        "data_volume_kms_key_arn": kms_key if capacity == "ec2" else None,
     }
 
 

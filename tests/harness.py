@@ -16,6 +16,7 @@ import runpy
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ PROJECT = "ecs-tls"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 AZ_NAMES = [f"{REGION}{c}" for c in "abcdef"]
+MOCK_ISSUED = datetime(2100, 1, 1, tzinfo=UTC)  # pulumi-tls certificates
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -144,11 +146,16 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state["dnsName"] = f"{args.name}-{digest[:8]}.{REGION}.elb.amazonaws.com"
         state["zoneId"] = "Z32O12XQLNTSW2"
         state["arnSuffix"] = f"app/{args.name}/{digest[:16]}"
+    if args.typ == "aws:lb/targetGroup:TargetGroup":
+        state["arnSuffix"] = f"targetgroup/{args.name}/{digest[:16]}"
     if args.typ == "aws:secretsmanager/secret:Secret":
         state["arn"] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{args.name}-AbCdEf"
         resource_id = state["arn"]
     if args.typ == "aws:ecs/cluster:Cluster":
         state["arn"] = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{state['name']}"
+    if args.typ == "aws:sqs/queue:Queue":
+        # SQS addresses a queue by its URL, which queue policies take as their ID.
+        state["url"] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{state['name']}"
     if args.typ == "aws:cloudwatch/logGroup:LogGroup":
         state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{state['name']}"
     # pulumi-tls: PEM-shaped text. Mocks, unlike the engine, do not mark keys secret, so a
@@ -162,6 +169,13 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         "tls:index/locallySignedCert:LocallySignedCert",
     ):
         state["certPem"] = _pem("CERTIFICATE", args.name)
+        # The provider's validity window (RFC 3339), from a fixed issue time far ahead: a
+        # notice computed from it is never already due, which would make it read the clock.
+        hours = int(args.inputs.get("validityPeriodHours", 0))
+        state["validityStartTime"] = MOCK_ISSUED.strftime("%Y-%m-%dT%H:%M:%SZ")
+        state["validityEndTime"] = (MOCK_ISSUED + timedelta(hours=hours)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
     if args.typ == "tls:index/certRequest:CertRequest":
         state["certRequestPem"] = _pem("CERTIFICATE REQUEST", args.name)
     if args.typ == "aws:acm/certificate:Certificate" and "domainName" in args.inputs:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components.alerts import healthy_targets_alarm_args
 from components.certificates import (
     CHAIN_KEY,
     PRIVATE_KEY_KEY,
@@ -25,6 +26,7 @@ from components.container_definitions import (
 )
 from components.dns import AliasTarget
 from components.envoy_sidecar import SidecarTask, sidecar_containers
+from components.expiry_notice import expiry_notices, generated_ca
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
 from components.naming import physical_name
@@ -144,6 +146,24 @@ class AlbEnvoy(pulumi.ComponentResource):
             s.certificate_expiry_alarm_days,
             parent=self,
         )
+        # The alarm watches the leaf in ACM; the generated CA behind it is in no AWS service.
+        if self.certificate.ca_validity_end_time is not None:
+            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self).watch(
+                f"{name}-ca", generated_ca(s.domain, self.certificate.ca_validity_end_time)
+            )
+        if s.app.desired_count > 0:
+            foundation.alerts.serving_alarm(
+                f"{name}-healthy-targets",
+                healthy_targets_alarm_args(
+                    "application",
+                    lb.arn_suffix,
+                    self.load_balancer.target_group.arn_suffix,
+                    s.app.desired_count,
+                    foundation.alerts.topic.arn,
+                ),
+                f"The load balancer of {s.domain}",
+                self,
+            )
         self.outputs = verification_outputs(s, lb.dns_name, self.certificate)
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 

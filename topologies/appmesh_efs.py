@@ -25,6 +25,28 @@ directory, read-only, through an access point rooted there that only the node's 
 may use. Envoy reads static files once, so tasks carry one fingerprint of every file of
 their set: a new certificate, CA or client certificate changes the task definition and
 ECS rolls the tasks after the files are written.
+
+Changing the root CA. A node's ca.pem both checks its callers and its callees, and an
+Envoy reads it once: while tasks roll from leaves of one root to leaves of another, old
+and new tasks must trust both. `mesh.additionalTrustedCaPem` adds roots to every ca.pem
+(`trust_bundle`: the mesh's root first); it is part of every set's fingerprint, so adding
+or removing it rolls every task. A rotation is three deploys, each a complete rollout:
+trust the new root besides the old one (old leaves), switch the leaves (the old root now
+the additional one), drop the old root. The state lives in the stack's configuration, not
+on the volume, so what the publisher writes and what the tasks' fingerprints say always
+agree and a rerun changes nothing. The generated chain replaces its CA and every leaf in
+one deploy, so it can only do the last two steps at once (the README gives the steps).
+
+Rollouts. Routes to other tasks retry a request that could not connect or was reset on
+another task, and clusters eject tasks that keep failing (components/envoy.py). Every Envoy
+runs under an entry point that drains it on SIGTERM (`mesh_drain_command`) for
+`drain_seconds`: longer than a caller may still hold the stopping task's address (its DNS
+refresh, the record's TTL and the deregistration); the container's stopTimeout adds the
+time Envoy needs to exit. The gateway's NLB deregisters a task before ECS stops it.
+
+Client addresses. The NLB's target group sends a PROXY protocol v2 header; the gateway's
+listener requires it and so sees the client's address, which it writes into
+X-Forwarded-For (replacing whatever the client sent) for the services and their apps.
 """
 
 from __future__ import annotations
@@ -32,6 +54,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -45,6 +68,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from components.alerts import healthy_targets_alarm_args
 from components.certificates import (
     CHAIN_KEY,
     LEAF_ALLOWED_USES,
@@ -74,9 +98,18 @@ from components.envoy import (
     PrefixRoute,
     TlsFiles,
     UpstreamCluster,
-    mesh_envoy_args,
+    mesh_drain_command,
+    mesh_stop_timeout,
     ready_check_command,
     tuning_for_task,
+)
+from components.expiry_notice import (
+    REISSUE,
+    RENEW_CLIENT,
+    WatchedCertificate,
+    expiry_notices,
+    generated_ca,
+    pem_validity_end,
 )
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
@@ -118,6 +151,13 @@ ENVOY_UID = 101
 # The Cloud Map records' TTL (s): the VPC resolver caches no longer than this, so with
 # Envoy's DNS refresh the gateway sees a task that comes or goes within ~10 s.
 DNS_TTL_SECONDS = 5
+# How long a stopping Envoy keeps serving while it closes its connections: ECS removes the
+# task from Cloud Map when it starts stopping, but a caller's Envoy re-resolves only every
+# mesh.dnsRefreshSeconds, and the VPC resolver may answer from its cache for the record's
+# TTL: until both have passed, callers still send new connections here. DRAIN_MARGIN_SECONDS
+# covers the deregistration itself. The container's stopTimeout adds the time Envoy needs
+# to exit (components/envoy.py, mesh_stop_timeout); at most 70 + 10 s, within Fargate's 120.
+DRAIN_MARGIN_SECONDS = 5
 # The gateway task (Envoy alone): the smallest Fargate size.
 GATEWAY_CPU = 256
 GATEWAY_MEMORY = 512
@@ -144,6 +184,26 @@ class MeshFiles:
         """The files as published into `node_directory` (what CERTIFICATE_DIR mounts)."""
         names = ("chain", "key", "ca", "client", "client-key")
         return cls(*(f"{node_directory}/{CURRENT_LINK}/{name}.pem" for name in names))
+
+
+def drain_seconds(s: Settings) -> int:
+    return s.mesh.dns_refresh_seconds + DNS_TTL_SECONDS + DRAIN_MARGIN_SECONDS
+
+
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def trust_bundle(ca_pem: str, additional_pem: str | None) -> str:
+    """ca.pem: the mesh's root, then each additional root that is not it (one file is what
+    Envoy's trusted_ca takes; it trusts every certificate in it). Roots are compared as PEM
+    text: settings re-encode mesh.additionalTrustedCaPem as the mesh's roots are encoded."""
+    if not additional_pem:
+        return ca_pem
+    own = set(_PEM_CERTIFICATE.findall(ca_pem))
+    extra = [pem + "\n" for pem in _PEM_CERTIFICATE.findall(additional_pem) if pem not in own]
+    if not extra:
+        return ca_pem
+    return (ca_pem if ca_pem.endswith("\n") else ca_pem + "\n") + "".join(extra)
 
 
 def node_names(s: Settings) -> list[str]:
@@ -192,6 +252,8 @@ def gateway_spec(s: Settings, files: MeshFiles = MeshFiles()) -> MeshProxySpec:
         min_tls_version=s.envoy.envoy_tls_version,
         dns_refresh_ms=s.mesh.dns_refresh_seconds * 1000,
         stat_prefix="gateway",
+        # The NLB's target group sends a PROXY protocol v2 header: the client's address.
+        proxy_protocol=True,
         # Envoy is the gateway task's only container: it may use most of the memory.
         tuning=tuning_for_task(
             GATEWAY_CPU,
@@ -272,7 +334,9 @@ def envoy_container(s: Settings, spec: MeshProxySpec, v: TaskValues, prefix: str
     return Container(
         name="envoy",
         image=s.envoy.image,
-        command=mesh_envoy_args(spec),
+        # Drains on SIGTERM (components/envoy.py, mesh_drain_command), within stopTimeout.
+        command=mesh_drain_command(spec, drain_seconds(s)),
+        stop_timeout=mesh_stop_timeout(drain_seconds(s)),
         environment={
             # A new published file changes the task definition: ECS starts new tasks, whose
             # Envoy reads the new files (it does not watch files on NFS).
@@ -435,6 +499,8 @@ class NodeCertificateArgs:
     ca_certificate_pem: pulumi.Input[str]
     ca_private_key_pem: pulumi.Input[str]
     client_auth: bool  # mutual TLS: the node presents it when it calls
+    # The node's ca.pem: the CA, and any root trusted besides it (trust_bundle).
+    trusted_ca_pem: pulumi.Input[str] | None = None
 
 
 class NodeCertificate(pulumi.ComponentResource):
@@ -487,10 +553,16 @@ class NodeCertificate(pulumi.ComponentResource):
             opts=child,
         )
         self.certificate_pem = leaf.cert_pem
-        # The node's set: the mesh CA, its chain, its (generated) key.
-        self.fingerprint = pulumi.Output.all(args.ca_certificate_pem, leaf.cert_pem).apply(
+        # For its expiry notice.
+        self.host = args.host
+        self.validity_end_time = leaf.validity_end_time
+        # The node's set: what it trusts, its chain (with the mesh CA), its (generated) key.
+        trusted = (
+            args.trusted_ca_pem if args.trusted_ca_pem is not None else args.ca_certificate_pem
+        )
+        self.fingerprint = pulumi.Output.all(args.ca_certificate_pem, leaf.cert_pem, trusted).apply(
             lambda v: set_fingerprint(
-                {"ca.pem": v[0], "chain.pem": published_chain(v[1], v[0]), "key.pem": GENERATED_KEY}
+                {"ca.pem": v[2], "chain.pem": published_chain(v[1], v[0]), "key.pem": GENERATED_KEY}
             )
         )
         self.secret_arn = secret.arn
@@ -521,6 +593,11 @@ class AppmeshEfs(pulumi.ComponentResource):
             ca_pem: pulumi.Input[str] = self.certificate.ca_certificate_pem
         else:
             ca_pem = root_ca_pem(s.certificate.chain_pem or "")
+        # What every node's ca.pem holds: the mesh's root, and during a CA rotation the
+        # other root too (see the module docstring).
+        ca_pem = pulumi.Output.from_input(ca_pem).apply(
+            lambda pem: trust_bundle(pem, mesh.additional_trusted_ca_pem)
+        )
         client_arn, written_after = None, [self.certificate.secret_version]
         self.client_secret = None
         if mesh.client_certificate is not None:
@@ -543,6 +620,7 @@ class AppmeshEfs(pulumi.ComponentResource):
                     ca_certificate_pem=self.certificate.ca_certificate_pem,
                     ca_private_key_pem=self.certificate.ca_private_key_pem,
                     client_auth=mesh.mutual_tls,
+                    trusted_ca_pem=ca_pem,
                 ),
                 opts=child,
             )
@@ -564,6 +642,25 @@ class AppmeshEfs(pulumi.ComponentResource):
             s.certificate_expiry_alarm_days,
             parent=self,
         )
+        # The alarm watches the gateway's certificate in ACM; the mesh CA, the nodes'
+        # leaves and your client certificate are in no AWS service.
+        watched: list[tuple[str, WatchedCertificate]] = []
+        if self.certificate.ca_validity_end_time is not None:
+            watched.append(
+                (f"{name}-ca", generated_ca(s.domain, self.certificate.ca_validity_end_time))
+            )
+        for service_name, node in self.node_certificates.items():
+            label = f"the mesh certificate of {node.host}"
+            end = node.validity_end_time
+            watched.append((f"{name}-{service_name}", WatchedCertificate(label, end, REISSUE)))
+        if mesh.client_certificate is not None:
+            end = pem_validity_end(mesh.client_certificate.certificate_pem)
+            label = "the mesh client certificate (ecs-tls:mesh.clientCertificate)"
+            watched.append((f"{name}-client", WatchedCertificate(label, end, RENEW_CLIENT)))
+        if watched:
+            notices = expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self)
+            for notice_name, certificate in watched:
+                notices.watch(notice_name, certificate)
 
         # --- security groups
         gateway_sg = tasks_security_group(
@@ -796,7 +893,7 @@ class AppmeshEfs(pulumi.ComponentResource):
                 subnet_ids=network.private_subnet_ids,
                 # TCP: the gateway's Envoy terminates TLS with the EFS certificate, as the
                 # seed's virtual gateway did. Health checks are TCP on the traffic port.
-                listeners=[NlbListener(443, port, "TCP")],
+                listeners=[NlbListener(443, port, "TCP", proxy_protocol_v2=True)],
                 allowed_cidrs=s.allowed_cidrs,
                 internal=True,
             ),
@@ -845,6 +942,19 @@ class AppmeshEfs(pulumi.ComponentResource):
         foundation.domain_name.point_at(
             AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
         )
+        if mesh.gateway_desired_count > 0:
+            foundation.alerts.serving_alarm(
+                f"{name}-healthy-gateways",
+                healthy_targets_alarm_args(
+                    "network",
+                    lb.load_balancer.arn_suffix,
+                    lb.target_groups[443].arn_suffix,
+                    mesh.gateway_desired_count,
+                    foundation.alerts.topic.arn,
+                ),
+                f"The mesh gateway of {s.domain}",
+                self,
+            )
         self.register_outputs(
             {"gatewayAddress": lb.load_balancer.dns_name, "namespaceId": self.namespace.id}
         )
@@ -866,14 +976,15 @@ class AppmeshEfs(pulumi.ComponentResource):
                 )
             )
         files = {
-            "ca.pem": ca_pem,
             "chain.pem": published_chain(own.certificate_pem, own.chain_pem),
             "key.pem": key_identity(own.private_key_pem),
         }
         if client is not None:
             files["client.pem"] = published_chain(client.certificate_pem, own.chain_pem)
             files["client-key.pem"] = key_identity(client.private_key_pem)
-        return pulumi.Output.from_input(set_fingerprint(files))
+        return pulumi.Output.from_input(ca_pem).apply(
+            lambda trusted: set_fingerprint({"ca.pem": trusted, **files})
+        )
 
     def _client_secret(self, name: str, s: Settings):
         """Your client certificate (mutual TLS), stored like the server certificate."""

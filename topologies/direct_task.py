@@ -11,10 +11,18 @@ only Envoy's TLS port is open, to `allowedCidrs`.
 - Certificate: one wildcard `*.<domain>` for every task, obtained over DNS-01 by a scheduled
   standalone certbot task (the project's one certbot command, stock `certbot/dns-route53`
   image). Its state lives in S3 between runs; its deploy hook writes chain and key to one
-  Secrets Manager secret, which Envoy reads through ECS `secrets`, and redeploys the service.
+  Secrets Manager secret. No task is replaced: a refresher container in each task polls the
+  secret (task role, that secret only) and swaps the files Envoy serves through SDS, so open
+  connections stay up and RunTask tasks get the new certificate too.
+- Runs: every hour (`RETRY_EVERY`): certbot orders only when the
+  certificate is missing or due, so a failed first issuance or renewal is retried within the
+  hour at the cost of one short task. The hourly schedule's name carries the ACME server, so
+  a new server makes a new schedule, which Scheduler runs at once.
 - First deploy: the secret starts with a placeholder from pulumi-tls (kept out of later `up`s
-  by `ignore_changes`); the renewal schedule has no start date, so Scheduler runs it right
-  after it is created, and that run replaces the placeholder and rolls the service.
+  by `ignore_changes`); the schedule has no start date, so Scheduler runs it right after
+  it is created, and that run replaces the placeholder; tasks load it within minutes.
+- Told: every run reports the days left on the secret's certificate (0 for the placeholder)
+  to the ECS-TLS metric, and an alarm watches it; a failed run has the failed-task alert.
 
 Departures from the seed: certbot instead of a hand-written ACME Lambda; the ACME account key
 in S3 (encrypted, TLS-only), not an SSM String; renewal every sixth of the lifetime, not
@@ -23,13 +31,15 @@ monthly; records carry an ownership TXT and a reconciler removes orphans.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from components.acme_state import STATE_KMS_KEY_ENV
+from components.acme_state import PLACEHOLDER_ISSUER_ENV, STATE_KMS_KEY_ENV
+from components.alerts import CERTIFICATE_METRIC_NAMESPACE, running_tasks_alarm_args
 from components.certbot import (
     RENEWAL_IMAGE,
     SHELL_ENTRY_POINT,
@@ -38,8 +48,6 @@ from components.certbot import (
     s3_state_renewal_command,
 )
 from components.certificates import (
-    CHAIN_KEY,
-    PRIVATE_KEY_KEY,
     PrivateChain,
     PrivateChainArgs,
     secret_document,
@@ -49,21 +57,37 @@ from components.container_definitions import (
     LogSettings,
     container_definitions_json,
 )
-from components.envoy_sidecar import SidecarTask, sidecar_containers
+from components.envoy_sidecar import (
+    TLS_VOLUME,
+    RefreshedCertificate,
+    SidecarTask,
+    sidecar_containers,
+)
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.lambda_function import PythonFunction, PythonFunctionArgs
 from components.naming import physical_name
-from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
+from components.renewal import (
+    ScheduledTask,
+    ScheduledTaskArgs,
+)
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.state_bucket import StateBucket, StateBucketArgs
 from settings import Settings
+from settings.constants import ACME_PROFILE_LIFETIMES
 from topologies.base import Foundation, TopologyResult
 from topologies.nlb_certbot import route53_statements
 
 LETSENCRYPT = "/etc/letsencrypt"
 STATE_KEY = "letsencrypt/state.tar.gz"
 RECONCILE_EVERY = "rate(5 minutes)"
+# Hourly renewal runs: certbot contacts the CA for an order only when the lineage is missing
+# or due (otherwise it checks the CA's renewal information, which Let's Encrypt exempts from
+# its rate limits), so a run that is not due costs one short Fargate task. A failing order is
+# retried once an hour, below Let's Encrypt's 5 failed validations per hostname per hour.
+RETRY_EVERY = "rate(1 hour)"
+# The placeholder's CA organization: the renewal reports 0 days while the secret holds it.
+PLACEHOLDER_ORGANIZATION = "ecs-tls placeholder"
 # What a task asks to learn its own ID (and so its name): the task metadata endpoint v4, whose
 # base URL ECS puts in every container's environment (ECS developer guide, "Task metadata
 # endpoint version 4"); `TaskARN` in its answer ends with the task ID.
@@ -76,6 +100,23 @@ def family() -> str:
 
 def renewal_family() -> str:
     return physical_name("direct-task-renewal")
+
+
+def certificate_name(s: Settings) -> str:
+    """The wildcard's first (only) name: the metric's Certificate dimension."""
+    return f"*.{s.domain}"
+
+
+def expiry_threshold_days(s: Settings) -> int:
+    """Alarm below this many days: certbot renews once a third of the lifetime is left and
+    runs hourly, so two days under that mean a day or more of failed runs."""
+    lifetime = ACME_PROFILE_LIFETIMES.get(s.acme.profile or "tlsserver", 45)
+    return max(1, lifetime // 3 - 2)
+
+
+def server_digest(directory_url: str) -> str:
+    """A short stable digest of the ACME server, for the hourly schedule's name."""
+    return hashlib.sha256(directory_url.encode()).hexdigest()[:8]
 
 
 def certbot_spec(s: Settings) -> CertbotSpec:
@@ -97,8 +138,6 @@ def certbot_spec(s: Settings) -> CertbotSpec:
 class RenewalValues:
     bucket: str
     secret_arn: str
-    cluster_arn: str
-    service_name: str
     topic_arn: str
     log_group: str
     region: str
@@ -119,11 +158,10 @@ def renewal_containers(s: Settings, v: RenewalValues) -> list[Container]:
                     bucket=v.bucket,
                     key=STATE_KEY,
                     secret_arn=v.secret_arn,
-                    cluster_arn=v.cluster_arn,
-                    service_name=v.service_name,
                     topic_arn=v.topic_arn,
                 ),
                 STATE_KMS_KEY_ENV: v.state_key_arn,
+                PLACEHOLDER_ISSUER_ENV: PLACEHOLDER_ORGANIZATION,
             },
             log=LogSettings(v.log_group, v.region, "direct-task-renewal"),
         )
@@ -234,9 +272,12 @@ def task_state_pattern(cluster_arn: str, region: str, account: str, partition: s
     )
 
 
-def renewal_statements(
-    bucket_arn: str, secret_arn: str, service_arn: str, topic_arn: str
-) -> list[Statement]:
+def task_statements(secret_arn: str) -> list[Statement]:
+    """The service's task role: the refresher reads the certificate secret, nothing else."""
+    return [Statement("ReadCertificate", ["secretsmanager:GetSecretValue"], [secret_arn])]
+
+
+def renewal_statements(bucket_arn: str, secret_arn: str, topic_arn: str) -> list[Statement]:
     return [
         # ListBucket makes a missing state a 404 (first run) instead of a 403.
         Statement("FindState", ["s3:ListBucket"], [bucket_arn]),
@@ -249,8 +290,16 @@ def renewal_statements(
             ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
             [secret_arn],
         ),
-        Statement("RedeployService", ["ecs:UpdateService"], [service_arn]),
         Statement("NotifyRenewal", ["sns:Publish"], [topic_arn]),
+        # PutMetricData has no resource type (Service Authorization Reference, CloudWatch):
+        # the cloudwatch:namespace condition holds it to the project's namespace.
+        Statement(
+            "ReportExpiry",
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            why_wildcard="PutMetricData has no resource type; scoped by cloudwatch:namespace",
+            condition={"StringEquals": {"cloudwatch:namespace": CERTIFICATE_METRIC_NAMESPACE}},
+        ),
     ]
 
 
@@ -275,9 +324,11 @@ class DirectTask(pulumi.ComponentResource):
         # ------------------------------------------------------------ certificate secret
         placeholder = PrivateChain(
             f"{name}-placeholder",
-            PrivateChainArgs(domain=f"*.{s.domain}", organization="ecs-tls placeholder"),
+            PrivateChainArgs(domain=f"*.{s.domain}", organization=PLACEHOLDER_ORGANIZATION),
             opts=child,
         )
+        # No expiry notice for the placeholder: every renewal run reports 0 days for it to
+        # the certificate metric, whose alarm (below) fires while it is still served.
         self.secret = aws.secretsmanager.Secret(
             f"{name}-certificate",
             description=f"Wildcard certificate *.{s.domain} for direct-task's Envoy (ecs-tls)",
@@ -300,8 +351,22 @@ class DirectTask(pulumi.ComponentResource):
                 parent=self, ignore_changes=["secret_string", "version_stages"]
             ),
         )
-        read_secret = cluster.allow_secret_read(
-            f"{name}-read-certificate", "ReadCertificateSecret", self.secret.arn, self
+        # The refresher in each task reads the secret while the task runs: the task role,
+        # not the execution role (ECS injects nothing at start).
+        task_role = aws.iam.Role(
+            f"{name}-task",
+            description="direct-task tasks: read the certificate secret (the refresher)",
+            assume_role_policy=cluster.account_id.apply(
+                lambda a: assume_role_policy("ecs-tasks.amazonaws.com", a)
+            ),
+            opts=child,
+        )
+        read_secret = aws.iam.RolePolicy(
+            f"{name}-read-certificate",
+            name="read-certificate",
+            role=task_role.id,
+            policy=self.secret.arn.apply(lambda arn: policy_document(task_statements(arn))),
+            opts=child,
         )
 
         # ------------------------------------------------------------ tasks
@@ -328,9 +393,10 @@ class DirectTask(pulumi.ComponentResource):
                     SidecarTask(
                         app=s.app,
                         envoy=s.envoy,
-                        chain_value_from=f"{v[0]}:{CHAIN_KEY}::",
-                        key_value_from=f"{v[0]}:{PRIVATE_KEY_KEY}::",
-                        # No fingerprint: the renewal's deploy hook redeploys the service.
+                        chain_value_from=None,
+                        key_value_from=None,
+                        # No fingerprint: a new certificate reaches running tasks.
+                        refreshed=RefreshedCertificate(secret_arn=v[0]),
                         log=LogSettings(v[1], v[2], "direct-task"),
                         # Clients connect to the task itself: X-Forwarded-For is theirs.
                         trusted_proxy_hops=0,
@@ -346,6 +412,9 @@ class DirectTask(pulumi.ComponentResource):
             cluster=cluster,
             container_definitions=containers,
             parent=self,
+            task_role_arn=task_role.arn,
+            # Task storage shared by the refresher and Envoy (a Fargate bind mount).
+            volumes=[{"name": TLS_VOLUME}],
         )
         # ------------------------------------------------------------ per-task DNS
         self.dns = PythonFunction(
@@ -415,6 +484,8 @@ class DirectTask(pulumi.ComponentResource):
                 input=target_input,
                 # Events outlive a short Lambda outage; the reconciler covers the rest.
                 retry_policy={"maximum_event_age_in_seconds": 3600, "maximum_retry_attempts": 20},
+                # What still fails (the function gone, its permission missing) is told.
+                dead_letter_config={"arn": alerts.dead_letter_arn},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, purge]),
             )
             dns_machinery += [permission, target]
@@ -454,6 +525,16 @@ class DirectTask(pulumi.ComponentResource):
             # a function to delete their names, and the purge comes after them.
             depends_on=[read_secret, version, *dns_machinery],
         )
+        if s.app.desired_count > 0:
+            # No load balancer counts healthy targets: Container Insights counts the tasks.
+            alerts.serving_alarm(
+                f"{name}-running-tasks",
+                running_tasks_alarm_args(
+                    cluster.cluster.name, self.service.name, s.app.desired_count, alerts.topic.arn
+                ),
+                f"The direct-task service of {s.domain}",
+                self,
+            )
 
         # ------------------------------------------------------------ wildcard renewal
         role = aws.iam.Role(
@@ -489,25 +570,20 @@ class DirectTask(pulumi.ComponentResource):
             f"{name}-renewal-publish",
             name="acme-state-and-certificate",
             role=role.id,
-            policy=pulumi.Output.all(
-                bucket.arn,
-                self.secret.arn,
-                service_arn(cluster.cluster.arn, self.service.name),
-                alerts.topic.arn,
-            ).apply(lambda v: policy_document(renewal_statements(*v))),
+            policy=pulumi.Output.all(bucket.arn, self.secret.arn, alerts.topic.arn).apply(
+                lambda v: policy_document(renewal_statements(*v))
+            ),
             opts=child,
         )
         renewal_values = pulumi.Output.all(
             bucket.bucket,
             self.secret.arn,
-            cluster.cluster.arn,
-            self.service.name,
             alerts.topic.arn,
             cluster.log_group.name,
             cluster.region,
             self.state.key.arn,
         ).apply(lambda v: RenewalValues(*v))
-        renewal_task = task_definition(
+        self.renewal_task = renewal_task = task_definition(
             f"{name}-renewal",
             family=renewal_family(),
             cpu=256,
@@ -519,7 +595,7 @@ class DirectTask(pulumi.ComponentResource):
             parent=self,
             task_role_arn=role.arn,
         )
-        renewal_sg = tasks_security_group(
+        self.renewal_security_group = renewal_sg = tasks_security_group(
             f"{name}-renewal",
             network.vpc_id,
             "direct-task renewal: HTTPS out to the ACME server and AWS APIs, nothing in",
@@ -533,26 +609,38 @@ class DirectTask(pulumi.ComponentResource):
             "certificate renewal",
             self,
         )
-        if s.alerts_email:
-            alerts.email_subscription(f"{name}-alerts-email", s.alerts_email, self)
+        # One schedule, hourly: certbot asks the CA only when renewal is due, so a failed
+        # first issuance or renewal is retried within the hour at the cost of one short
+        # task. Its name carries the ACME server: a new server makes a new schedule, and a
+        # rate schedule without a start date runs right after it is created (EventBridge
+        # Scheduler User Guide, "Schedule types"), so the first deploy and a change of
+        # acme.server are served at once.
         self.schedule = ScheduledTask(
-            f"{name}-renewal",
+            f"{name}-renewal-hourly-{server_digest(s.acme.directory_url)}",
             ScheduledTaskArgs(
                 cluster_arn=cluster.cluster.arn,
                 task_definition=renewal_task,
-                interval_days=s.acme.renew_every_days,
+                interval_days=1,
+                schedule_expression=RETRY_EVERY,
                 launch_type="FARGATE",
                 pass_role_arns=[role.arn, cluster.execution_role.arn],
+                dead_letter_arn=alerts.dead_letter_arn,
                 subnet_ids=network.public_subnet_ids,
                 security_group_ids=[renewal_sg.id],
                 assign_public_ip=True,
-                # On time: the first run, right after creation, replaces the placeholder.
                 flexible_window_minutes=None,
             ),
-            # The first run needs the service to redeploy, its rights, and the bucket ready.
+            # The first run needs its rights and the bucket ready.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.service, dns01, publish, *self.state.ready]
+                parent=self, depends_on=[dns01, publish, *self.state.ready]
             ),
+        )
+        alerts.certificate_metric_alarm(
+            f"{name}-certificate-expiry",
+            certificate_name(s),
+            expiry_threshold_days(s),
+            "the direct-task renewal task",
+            self,
         )
         self.outputs = outputs(s, self)
         self.register_outputs(
@@ -581,7 +669,23 @@ def outputs(s: Settings, t: DirectTask) -> dict[str, pulumi.Input]:
         "certificateSecretArn": t.secret.arn,
         "acmeStateBucket": t.state.bucket.bucket,
         "acmeDirectory": s.acme.directory_url,
-        "renewalSchedule": f"rate({s.acme.renew_every_days} days), first run at deploy",
+        "renewalSchedule": (
+            f"{RETRY_EVERY} (certbot orders only when due), first run at deploy and after a "
+            "change of acme.server"
+        ),
+        # A renewal now (after fixing what made one fail): the renewal task definition, the
+        # public subnets with a public IP (no NAT), and the renewal's own security group.
+        "renewNowCommand": pulumi.Output.concat(
+            "aws ecs run-task --cluster ",
+            t.service.cluster,
+            " --launch-type FARGATE --task-definition ",
+            t.renewal_task.arn,
+            " --network-configuration 'awsvpcConfiguration={subnets=[",
+            t.public_subnet_ids.apply(",".join),
+            "],securityGroups=[",
+            t.renewal_security_group.id,
+            "],assignPublicIp=ENABLED}'",
+        ),
         "dnsFunctionName": t.dns.function.name,
         # What RunTask needs to start an on-demand task that gets a name and a certificate
         # like the service's: the family's task definition, public subnets, public IP, and

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 import pulumi
 import pulumi_aws as aws
 
+from components.alerts import CERTIFICATE_METRIC_NAMESPACE, healthy_targets_alarm_args
 from components.certbot import (
     CERTBOT_GID,
     CERTBOT_UID,
@@ -52,6 +53,7 @@ from components.certbot import (
     certbot_image,
     copier_command,
     copier_environment,
+    live_dir,
     renewal_command,
     renewal_environment,
 )
@@ -69,17 +71,30 @@ from components.data_volume import (
     mark_unhealthy_policy_document,
 )
 from components.dns import AliasTarget
-from components.ec2_capacity import INSTANCE_TAG, ContainerInstances, ContainerInstancesArgs
+from components.ec2_capacity import (
+    INSTANCE_TAG,
+    ContainerInstances,
+    ContainerInstancesArgs,
+    instance_architecture,
+)
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
 from components.naming import physical_name
 from components.neo4j import neo4j_memory_environment, neo4j_tls_environment
-from components.persistent_volume import PersistentVolume, PersistentVolumeArgs
+from components.persistent_volume import (
+    PersistentVolume,
+    PersistentVolumeArgs,
+    kept_volume_problem,
+    subnet_in_zone,
+)
 from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
+from components.renewal_hook import expiry_environment
 from components.service import fargate_service, task_definition, tasks_security_group
-from settings import Settings
+from settings import ConfigError, Settings
+from settings.constants import ACME_PROFILE_LIFETIMES
+from settings.images import DEFAULT_IMAGES
 from settings.parse import HTTP01_RESPONDER_PORT
 from topologies.base import Foundation, TopologyResult
 
@@ -290,17 +305,48 @@ def issuer_trigger_statements(
 def renewal_containers(
     s: Settings, v: TaskValues, cluster_arn: str, service_name: str
 ) -> list[Container]:
-    """The renewal task: certbot alone, on the same ACME state, the task's only container."""
+    """The renewal task: certbot alone, on the same ACME state, the task's only container.
+
+    Its hook reports the live certificate's days to expiry after every run; RENEWAL_IMAGE
+    (the Route53 plugin's image, also for HTTP-01) ships the boto3 it needs.
+    """
+    spec = certbot_spec(s)
     return [
         replace(
             certbot_container(s, v),
             image=RENEWAL_IMAGE,
             essential=True,
-            command=renewal_command(certbot_spec(s)),
-            environment=renewal_environment(cluster_arn, service_name),
+            command=renewal_command(spec),
+            environment={
+                **renewal_environment(cluster_arn, service_name),
+                **expiry_environment(f"{live_dir(spec)}/cert.pem", s.domain),
+            },
             log=_log(v, "renewal"),
         )
     ]
+
+
+def expiry_threshold_days(s: Settings) -> int:
+    """Alarm below this many days left: certbot renews once a third of the lifetime is left,
+    so a value under that after a run means the run did not renew; two days of margin for
+    the exact point certbot (or the CA's renewal window) picks."""
+    lifetime = ACME_PROFILE_LIFETIMES.get(s.acme.profile or "tlsserver", 45)
+    return max(1, lifetime // 3 - 2)
+
+
+def report_expiry_statement() -> Statement:
+    """The renewal role's right to report the certificate's expiry (components/alerts.py).
+
+    PutMetricData has no resource type (Service Authorization Reference, Amazon
+    CloudWatch); the cloudwatch:namespace condition key holds it to the project's namespace.
+    """
+    return Statement(
+        "ReportCertificateExpiry",
+        ["cloudwatch:PutMetricData"],
+        ["*"],
+        why_wildcard="PutMetricData has no resource type; scoped by cloudwatch:namespace",
+        condition={"StringEquals": {"cloudwatch:namespace": CERTIFICATE_METRIC_NAMESPACE}},
+    )
 
 
 class NlbCertbot(pulumi.ComponentResource):
@@ -322,6 +368,16 @@ class NlbCertbot(pulumi.ComponentResource):
                 self,
             )
 
+        # The program's images are multi-architecture indexes (settings/images.py); a
+        # custom image is the user's, and ECS fails its pull on a Graviton instance
+        # without an arm64 variant.
+        graviton = on_ec2 and instance_architecture(s.app.instance_type) == "arm64"
+        if graviton and s.app.image not in DEFAULT_IMAGES.values():
+            pulumi.log.warn(
+                f"nlb-certbot: app.instanceType {s.app.instance_type} is Graviton (arm64): "
+                f"app.image {s.app.image} must have a linux/arm64 variant",
+                self,
+            )
         auth, read_auth, auth_version = self._auth_secret(name, s, cluster, on_ec2)
         roles = {
             purpose: aws.iam.Role(
@@ -445,11 +501,15 @@ class NlbCertbot(pulumi.ComponentResource):
             self.data_volume = PersistentVolume(
                 f"{name}-data",
                 PersistentVolumeArgs(
-                    availability_zone=network.private_zonal_subnets[0].availability_zone,
+                    # Only where a new volume is created: an existing one stays in its zone,
+                    # and the instance follows it (_instance_subnet).
+                    availability_zone=s.app.data_volume_zone
+                    or network.private_zonal_subnets[0].availability_zone,
                     size_gib=s.app.data_volume_gib,
                     snapshot_retention_days=s.app.snapshot_retention_days,
                     snapshot_id=s.app.data_volume_snapshot_id,
                     description=f"the data of {s.domain}",
+                    kms_key_arn=s.app.data_volume_kms_key_arn,
                 ),
                 opts=child,
             )
@@ -494,6 +554,20 @@ class NlbCertbot(pulumi.ComponentResource):
                 depends_on=[*ready, *lb.listeners],
             )
         self.service = service
+        if s.app.desired_count > 0:
+            for port, group in lb.target_groups.items():
+                foundation.alerts.serving_alarm(
+                    f"{name}-healthy-{port}",
+                    healthy_targets_alarm_args(
+                        "network",
+                        lb.load_balancer.arn_suffix,
+                        group.arn_suffix,
+                        s.app.desired_count,
+                        foundation.alerts.topic.arn,
+                    ),
+                    f"Port {port} of {s.domain}",
+                    self,
+                )
         self._renewal(name, foundation, roles["renewal"], values, efs, tasks_sg, service)
         self.register_outputs({"nlbDnsName": lb.load_balancer.dns_name})
 
@@ -536,9 +610,9 @@ class NlbCertbot(pulumi.ComponentResource):
     ) -> aws.ecs.Service:
         """One instance in the data volume's zone; host networking, instance targets."""
         s, cluster = self.settings, foundation.cluster
-        subnet = foundation.network.private_zonal_subnets[0]
         instances_name = f"{name}-instances"
         volume = self.data_volume.volume
+        subnet_id = self._instance_subnet(foundation)
         # The data directory and the copier's output belong to the app's non-root user
         # (Neo4j's image: 7474:7474), as which both the copier and the app run.
         owner = app_user(s)
@@ -558,13 +632,16 @@ class NlbCertbot(pulumi.ComponentResource):
                 account_id=v[2],
                 volume_id=v[3],
                 instance_tag=(INSTANCE_TAG, physical_name(instances_name)),
+                kms_key_arn=s.app.data_volume_kms_key_arn,
             )
         )
         instances = ContainerInstances(
             instances_name,
             ContainerInstancesArgs(
                 cluster_name=cluster.cluster.name,
-                subnet_id=subnet.subnet_id,
+                subnet_id=subnet_id,
+                # The root volume too: an account may allow only its own key.
+                kms_key_arn=s.app.data_volume_kms_key_arn,
                 security_group_id=tasks_sg_id,
                 # The group registers the instance with every target group (port 80 too,
                 # so the NLB can forward the ACME request while certbot listens).
@@ -605,6 +682,45 @@ class NlbCertbot(pulumi.ComponentResource):
                 parent=self, depends_on=[*ready, *lb.listeners, instances.group]
             ),
         )
+
+    def _instance_subnet(self, foundation: Foundation) -> pulumi.Output[str]:
+        """The private subnet in the data volume's zone, as the volume really is.
+
+        Stops the program (preview included) when the configuration asks for another
+        volume than the one that exists, or when no private subnet is left in its zone:
+        replacing the volume would start the database on a blank disk.
+        """
+        s, volume = self.settings, self.data_volume.volume
+        zonal = foundation.network.private_zonal_subnets
+
+        def pick(v: list) -> str:
+            volume_id, zone, kms_key_id, *flat = v
+            problem = kept_volume_problem(
+                volume_id=volume_id,
+                zone=zone,
+                kms_key_id=kms_key_id or None,
+                wanted_zone=s.app.data_volume_zone,
+                wanted_kms_key_arn=s.app.data_volume_kms_key_arn,
+            )
+            if problem:
+                raise ConfigError(*problem)
+            pairs = list(zip(flat[0::2], flat[1::2], strict=True))
+            subnet = subnet_in_zone(zone, pairs)
+            if subnet is None:
+                raise ConfigError(
+                    "app.dataVolumeZone" if s.app.data_volume_zone else "network.privateSubnetIds",
+                    f"no private subnet is in {zone}, the zone of the data volume "
+                    f"{volume_id}: keep one there, or move the data (README, nlb-certbot, "
+                    "Restore or move the data)",
+                )
+            return subnet
+
+        return pulumi.Output.all(
+            volume.id,
+            volume.availability_zone,
+            volume.kms_key_id,
+            *[x for z in zonal for x in (z.subnet_id, z.availability_zone)],
+        ).apply(pick)
 
     def _issuer(self, name, foundation, role, values, efs, tasks_sg) -> list[pulumi.Resource]:
         """certbot whenever a task of the app starts: an EventBridge rule runs the issuer
@@ -681,6 +797,8 @@ class NlbCertbot(pulumi.ComponentResource):
                 "maximum_event_age_in_seconds": COPIER_WAIT_SECONDS,
                 "maximum_retry_attempts": 10,
             },
+            # A task ECS cannot place starts nothing and sends no event: this is its trace.
+            dead_letter_config={"arn": foundation.alerts.dead_letter_arn},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[run]),
         )
         # A failed issue keeps a new task of the app waiting, then failing: say why.
@@ -723,6 +841,21 @@ class NlbCertbot(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        aws.iam.RolePolicy(
+            f"{name}-renewal-expiry",
+            name="report-certificate-expiry",
+            role=role.id,
+            policy=policy_document([report_expiry_statement()]),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Every run reports the days left; fewer than a renewal leaves means runs fail.
+        foundation.alerts.certificate_metric_alarm(
+            f"{name}-certificate-expiry",
+            s.domain,
+            expiry_threshold_days(s),
+            "the nlb-certbot renewal task",
+            self,
+        )
         # A failed renewal changes nothing for the app; the operators still need to know
         # before the certificate runs out.
         foundation.alerts.failed_task_rule(
@@ -740,6 +873,7 @@ class NlbCertbot(pulumi.ComponentResource):
                 interval_days=s.acme.renew_every_days,
                 launch_type="EC2" if self.on_ec2 else "FARGATE",
                 pass_role_arns=[role.arn, cluster.execution_role.arn],
+                dead_letter_arn=foundation.alerts.dead_letter_arn,
                 subnet_ids=None if self.on_ec2 else foundation.network.private_subnet_ids,
                 security_group_ids=[] if self.on_ec2 else [tasks_sg.id],
             ),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.alerts import healthy_targets_alarm_args
 from components.certificates import load_balancer_certificate
 from components.container_definitions import (
     Container,
@@ -23,6 +24,7 @@ from components.container_definitions import (
     container_definitions_json,
 )
 from components.dns import AliasTarget
+from components.expiry_notice import expiry_notices, generated_ca
 from components.firewall import allow_tcp
 from components.load_balancer import (
     ALB_PROTOCOL_VERSIONS,
@@ -298,6 +300,24 @@ class ServiceConnect(pulumi.ComponentResource):
             s.certificate_expiry_alarm_days,
             parent=self,
         )
+        # The alarm watches the leaf in ACM; a generated CA behind it is in no AWS service.
+        if certificate.ca_validity_end_time is not None:
+            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self).watch(
+                f"{name}-ca", generated_ca(s.domain, certificate.ca_validity_end_time)
+            )
+        if public.desired_count > 0:
+            foundation.alerts.serving_alarm(
+                f"{name}-healthy-targets",
+                healthy_targets_alarm_args(
+                    "application" if s.ingress == "alb" else "network",
+                    lb.load_balancer.arn_suffix,
+                    group.arn_suffix,
+                    public.desired_count,
+                    foundation.alerts.topic.arn,
+                ),
+                f"The load balancer of {s.domain} (service {public.name})",
+                self,
+            )
         return group, listeners
 
 

@@ -381,6 +381,11 @@ RULES: tuple[Rule, ...] = (
         ("aws:dlm/lifecyclePolicy:LifecyclePolicy", "policyDetails.schedules[].name"),
     ),
     model_rule(
+        "autoscaling-lifecycle-hook-name",
+        "autoscaling:PutLifecycleHook:LifecycleHookName",
+        ("aws:autoscaling/lifecycleHook:LifecycleHook", "name"),
+    ),
+    model_rule(
         "scheduler-name",
         "scheduler:CreateSchedule:Name",
         ("aws:scheduler/schedule:Schedule", "name"),

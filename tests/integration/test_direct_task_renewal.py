@@ -6,12 +6,13 @@
   ECS, SNS and KMS are the same moto server. Only what cannot hold here is relocated: the
   state directory (/etc/letsencrypt), the secret's ARN (moto picks its own suffix) and the
   state key's ARN (moto picks its own key ID).
-- The issued wildcard then feeds the task's deployed Envoy bootstrap, exactly as ECS injects
-  it (the JSON keys the container's `secrets` select), and curl reaches
-  https://<taskId>.<domain> with --resolve and verifies the chain against Pebble's root.
+- The issued wildcard then reaches the task's deployed Envoy bootstrap the way the task's
+  refresher delivers it (its deployed program and environment, one poll, the SDS directory
+  relocated), and curl reaches https://<taskId>.<domain> with --resolve and verifies the
+  chain against Pebble's root.
 
 moto's default account (123456789012) and the harness's region match the mocked ARNs, so the
-cluster, service and topic the deployed environment names exist in moto under those ARNs.
+topic the deployed environment names exists in moto under its ARN.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from cryptography import x509
 from components.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY, STATE_KMS_KEY_ENV
 from components.certbot import lineage_name
 from components.envoy import HEALTH_PATH
+from components.envoy_sidecar import REFRESHER
 from tests.harness import ACCOUNT, REGION, run_program, unwrap
 from tests.integration import test_acme_pebble as pebble
 from tests.integration.test_acme_pebble import CERTBOT_TIMEOUT_S, EMAIL, LOOPBACK, Acme, Route53
@@ -74,6 +76,7 @@ APP_BODY = b"hello from a direct task\n"
 class Deployed:
     renewal: dict  # the renewal container definition
     envoy: dict  # the Envoy container definition
+    refresher: dict  # the container that writes Envoy's certificate files from the secret
     app_port: int
     envoy_port: int
 
@@ -100,6 +103,7 @@ def deployed(acme: Acme) -> Deployed:
     return Deployed(
         containers("direct-task-renewal")["certbot"],
         containers("direct-task")["envoy"],
+        containers("direct-task")[REFRESHER],
         app_port,
         envoy_port,
     )
@@ -164,14 +168,14 @@ def aws(route53: Route53, deployed: Deployed) -> Aws:
     secret_arn = secrets.create_secret(Name="direct-task-certificate", SecretString=placeholder)[
         "ARN"
     ]
-    cluster_name = env["ECS_CLUSTER"].rsplit("/", 1)[-1]
-    cluster = ecs.create_cluster(clusterName=cluster_name)["cluster"]["clusterArn"]
-    assert cluster == env["ECS_CLUSTER"], "moto's account and region match the mocked ARN"
+    # A service whose deployment must not change: the renewal replaces no task.
+    assert "ECS_CLUSTER" not in env and "ECS_SERVICE" not in env
+    cluster = ecs.create_cluster(clusterName="ecs-tls-dev")["cluster"]["clusterArn"]
     ecs.register_task_definition(
         family="app", containerDefinitions=[{"name": "app", "image": "app", "memory": 64}]
     )
     ecs.create_service(
-        cluster=cluster, serviceName=env["ECS_SERVICE"], taskDefinition="app", desiredCount=1
+        cluster=cluster, serviceName="direct-task", taskDefinition="app", desiredCount=1
     )
     topic = sns.create_topic(Name=env["ALERTS_TOPIC_ARN"].rsplit(":", 1)[-1])["TopicArn"]
     assert topic == env["ALERTS_TOPIC_ARN"]
@@ -184,7 +188,7 @@ def aws(route53: Route53, deployed: Deployed) -> Aws:
         env["STATE_BUCKET"],
         secret_arn,
         cluster,
-        env["ECS_SERVICE"],
+        "direct-task",
         key_arn,
     )
 
@@ -278,7 +282,8 @@ def issued(acme: Acme, route53: Route53, aws: Aws, deployed: Deployed, tmp_path_
     assert route53.relay.errors == []
     assert result.returncode == 0, output
     assert acme.log_since(orders).count("Added order") == 1
-    assert _deployment(aws) != before, "the deploy hook redeployed the service"
+    assert _deployment(aws) == before, "the renewal replaced no task"
+    assert "reported DaysToExpiry=" in output
     return Issued(_secret(aws), output, tmp / "letsencrypt", tmp)
 
 
@@ -329,7 +334,7 @@ def test_a_second_run_restores_the_state_and_orders_nothing(
     assert {k: v for k, v in after_state.items() if not k.startswith("renewal/")} == {
         k: v for k, v in before_state.items() if not k.startswith("renewal/")
     }
-    assert _deployment(aws) == deployment, "nothing new, no redeploy"
+    assert _deployment(aws) == deployment, "no redeploy"
     for version in after:
         head = aws.s3.head_object(Bucket=aws.bucket, Key=STATE_KEY, VersionId=version)
         assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", aws.kms_key_arn)
@@ -351,7 +356,9 @@ def test_a_run_without_access_to_the_state_stops_before_certbot(
         acme,
         route53,
         broken,
-        Deployed(container, deployed.envoy, deployed.app_port, deployed.envoy_port),
+        Deployed(
+            container, deployed.envoy, deployed.refresher, deployed.app_port, deployed.envoy_port
+        ),
         tmp_path / "letsencrypt",
         tmp_path,
     )
@@ -426,14 +433,42 @@ def envoy_serving(deployed: Deployed, aws: Aws, issued: Issued, tmp_path: Path) 
             listener["address"]["socket_address"]["port_value"] = health_port
     command[command.index("--config-yaml") + 1] = json.dumps(bootstrap)
 
-    # What ECS does with `secrets`: `<arn>:<json key>::` -> that key of the secret's JSON.
-    secret = _secret(aws)
-    env = dict(os.environ)
-    for item in container["secrets"]:
-        json_key = item["valueFrom"].split(":")[-3]
-        env[item["name"]] = secret[json_key]
+    # The SDS files move to a directory here, where the task's refresher (its deployed
+    # program and environment, one poll) writes them from the secret.
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    for listener in bootstrap["static_resources"]["listeners"]:
+        if listener["name"] == "ingress_tls":
+            tls = listener["filter_chains"][0]["transport_socket"]["typed_config"]
+            (config,) = tls["common_tls_context"]["tls_certificate_sds_secret_configs"]
+            source = config["sds_config"]["path_config_source"]
+            source["path"] = str(tls_dir / "sds.json")
+            source["watched_directory"]["path"] = str(tls_dir)
+    command[command.index("--config-yaml") + 1] = json.dumps(bootstrap)
+    refresher = deployed.refresher
+    refresh_env = {e["name"]: e["value"] for e in refresher["environment"]}
+    refresh_env.update(TLS_DIR=str(tls_dir), CERT_SECRET_ARN=aws.secret_arn)
+    del refresh_env["FILE_OWNER"]  # no chown: this test does not run as root
+    program, mode = refresher["command"]
+    assert mode == "run"
+    refreshed = subprocess.run(
+        [sys.executable, "-c", program, "once"],
+        env={
+            **os.environ,
+            **refresh_env,
+            "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:{aws.moto_port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
 
-    yield from _serve(envoy_bin, command, env, health_port, deployed, tmp_path)
+    yield from _serve(envoy_bin, command, dict(os.environ), health_port, deployed, tmp_path)
 
 
 def _serve(

@@ -90,7 +90,8 @@ GRAPHS: dict[str, object] = {}
 def bootstrap(task, container="envoy") -> dict:
     containers = json.loads(unwrap(task.inputs["containerDefinitions"]))
     (envoy,) = [c for c in containers if c["name"] == container]
-    return json.loads(envoy["command"][1])
+    command = envoy["command"]
+    return json.loads(command[command.index("--config-yaml") + 1])
 
 
 def container(task, name) -> dict:
@@ -868,3 +869,143 @@ def test_a_rotated_client_certificate_is_published_and_rolls_every_task(program)
     # Only public values: the client's key is not in what the publisher or tasks are given.
     for text in (rotated[0], *rotated[1].values()):
         assert "PRIVATE" not in text and second["privateKeyPem"] not in text
+
+
+# --------------------------------------------------------------------------- day 2: rollouts
+
+
+def _envoy_command(graph, node) -> list[str]:
+    return container(task(graph, node), "envoy")["command"]
+
+
+def test_envoys_drain_on_stop_for_longer_than_callers_keep_the_dns_answer(graph, program):
+    for node in NODES:
+        envoy = container(task(graph, node), "envoy")
+        command = envoy["command"]
+        # sh starts Envoy and drains it on SIGTERM through the admin socket.
+        assert command[:2] == ["sh", "-c"] and "drain_listeners?graceful" in command[2]
+        assert command[4] == "/tmp/envoy-admin.sock"
+        # Cloud Map: Envoy re-resolves every 5 s, records live 5 s, 5 s of deregistration.
+        assert command[5] == "15"
+        assert command[-4:] == ["--drain-time-s", "15", "--drain-strategy", "immediate"]
+        # ECS waits this long between SIGTERM and SIGKILL (default 30, Fargate at most 120).
+        assert envoy["stopTimeout"] == 25
+    slow = program({**MINIMAL, "mesh": {"dnsRefreshSeconds": 60}})
+    envoy = container(task(slow, "gateway"), "envoy")
+    assert envoy["command"][5] == "70" and envoy["stopTimeout"] == 80 <= 120
+
+
+def test_routes_to_other_tasks_retry_on_another_host_and_eject_failing_ones(graph):
+    for node in ("gateway", "frontend"):
+        boot = bootstrap(task(graph, node))
+        routes = [
+            route
+            for listener in boot["static_resources"]["listeners"]
+            if listener["name"] != "health"
+            for route in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+                "virtual_hosts"
+            ][0]["routes"]
+        ]
+        for route in routes:
+            action = route["route"]
+            if action["cluster"] == "app":
+                # One host on loopback: nothing to retry elsewhere.
+                assert "retry_policy" not in action
+                continue
+            policy = action["retry_policy"]
+            assert policy["retry_on"] == "connect-failure,refused-stream,reset"
+            assert 2 <= policy["num_retries"] <= 3
+            (predicate,) = policy["retry_host_predicate"]
+            assert predicate["name"] == "envoy.retry_host_predicates.previous_hosts"
+            assert policy["host_selection_retry_max_attempts"] == 3
+        for name, cluster in clusters(boot).items():
+            if name == "app":
+                assert "outlier_detection" not in cluster
+                continue
+            outlier = cluster["outlier_detection"]
+            assert outlier["consecutive_gateway_failure"] == 3
+            assert outlier["enforcing_consecutive_gateway_failure"] == 100
+            assert outlier["max_ejection_percent"] == 50
+        directions = {
+            x["name"]: x.get("traffic_direction") for x in boot["static_resources"]["listeners"]
+        }
+        # Only the inbound listener drains; the app keeps calling out while it stops.
+        assert directions["ingress_tls"] == "INBOUND"
+        assert {d for n, d in directions.items() if n.startswith("egress_")} <= {"OUTBOUND"}
+
+
+def test_the_gateway_takes_the_client_address_from_the_nlb_proxy_protocol_header(graph):
+    group = graph.one("aws:lb/targetGroup:TargetGroup")
+    assert group.inputs["proxyProtocolV2"] is True
+    # TCP health checks keep working: the NLB sends them a header without an address.
+    assert group.inputs["healthCheck"]["protocol"] == "TCP"
+    gateway = bootstrap(task(graph, "gateway"))
+    ingress = gateway["static_resources"]["listeners"][0]
+    (proxy,) = ingress["listener_filters"]
+    assert proxy["name"] == "envoy.filters.listener.proxy_protocol"
+    hcm = ingress["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["use_remote_address"] is True and hcm["xff_num_trusted_hops"] == 0
+    # Services are reached by the gateway, never through the NLB: no header there.
+    service = bootstrap(task(graph, "backend"))
+    assert "listener_filters" not in service["static_resources"]["listeners"][0]
+
+
+# --------------------------------------------------------------------------- day 2: CA change
+
+
+def _root_pem(label: str) -> str:
+    certificate, _ = own_pki(label=label)
+    return certificate["chainPem"]
+
+
+def test_an_additional_root_is_in_every_ca_pem_and_rolls_every_task(program):
+    other = _root_pem("next")
+    before = _published(program(MINIMAL))
+    during = _published(program({**MINIMAL, "mesh": {"additionalTrustedCaPem": other}}))
+    ca_before = json.loads(before[0])["caPem"]
+    ca_during = json.loads(during[0])["caPem"]
+    # The mesh's root first, then the other: one file Envoy trusts as a whole.
+    assert ca_during.startswith(ca_before) and ca_during.endswith(other)
+    for node in NODES:
+        assert during[1][node] != before[1][node], node
+    # Dropping it again goes back to the mesh's root alone, and rolls the tasks again.
+    assert _published(program(MINIMAL)) == before
+
+
+def test_an_additional_root_with_your_own_certificate(program):
+    certificate, client = own_pki()
+    other = _root_pem("next")
+    config = {
+        **MINIMAL,
+        "certificate": certificate,
+        "mesh": {"clientCertificate": client, "additionalTrustedCaPem": other},
+    }
+    event, _ = _published(program(config, secret_keys=("certificate", "mesh")))
+    assert json.loads(event)["caPem"] == certificate["chainPem"] + other
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["pem"], "PEM text of one or more root CA certificates"),
+        ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "is not PEM"),
+    ],
+)
+def test_a_bad_additional_root_is_refused_naming_the_key(value, message):
+    from settings import parse_settings
+    from settings.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"mesh\.additionalTrustedCaPem") as error:
+        parse_settings({**MINIMAL, "mesh": {"additionalTrustedCaPem": value}})
+    assert message in str(error.value)
+
+
+def test_a_leaf_is_not_an_additional_root():
+    from settings import parse_settings
+    from settings.errors import ConfigError
+
+    certificate, _ = own_pki()
+    with pytest.raises(ConfigError, match="which is not a root CA"):
+        parse_settings(
+            {**MINIMAL, "mesh": {"additionalTrustedCaPem": certificate["certificatePem"]}}
+        )

@@ -9,6 +9,14 @@ import pytest
 from components.certbot import CertbotSpec, certbot_args, s3_state_renewal_command
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
 from components.envoy import EnvoyProxySpec, envoy_args
+from components.envoy_sidecar import (
+    ENVOY_UID,
+    REFRESHER,
+    TLS_DIR,
+    TLS_VOLUME,
+    refresh_program,
+    sds_files,
+)
 from settings import ACME_DIRECTORIES
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import config_error, is_secret, unwrap
@@ -89,20 +97,60 @@ def test_only_envoys_port_is_open_and_only_to_allowed_cidrs(program):
     assert graph.stack_outputs["endpoint"] == f"https://<taskId>.{DOMAIN}:9443"
 
 
-def test_the_task_runs_the_alb_envoy_sidecar_with_the_secret_injected(graph):
+def test_the_task_runs_the_alb_envoy_sidecar_with_its_certificate_from_sds_files(graph):
     task = containers(graph, "direct-task")
-    envoy, app = task["envoy"], task["app"]
-    # The alb-envoy sidecar, except that no X-Forwarded-For hop is trusted (no proxy in front).
-    expected = EnvoyProxySpec(app_port=80, listener_port=8443, trusted_proxy_hops=0)
+    envoy, app, refresher = task["envoy"], task["app"], task[REFRESHER]
+    # The alb-envoy sidecar, except that no X-Forwarded-For hop is trusted (no proxy in front)
+    # and the certificate comes from the refresher's SDS files, not from variables.
+    expected = EnvoyProxySpec(
+        app_port=80, listener_port=8443, trusted_proxy_hops=0, sds=sds_files()
+    )
     assert envoy["command"] == envoy_args(expected)
-    secret = graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
-    assert {s["name"]: s["valueFrom"] for s in envoy["secrets"]} == {
-        "ENVOY_TLS_CERTIFICATE_CHAIN": f"{secret}:{CHAIN_KEY}::",
-        "ENVOY_TLS_PRIVATE_KEY": f"{secret}:{PRIVATE_KEY_KEY}::",
-    }
+    assert "secrets" not in envoy, "ECS injects nothing: a renewal replaces no task"
     assert "portMappings" not in app, "the app is reached on the loopback only"
+    # Envoy starts once the refresher has written the first files, and reads them only.
+    assert {"containerName": REFRESHER, "condition": "HEALTHY"} in envoy["dependsOn"]
+    assert envoy["mountPoints"] == [
+        {"sourceVolume": TLS_VOLUME, "containerPath": TLS_DIR, "readOnly": True}
+    ]
+    assert refresher["mountPoints"] == [
+        {"sourceVolume": TLS_VOLUME, "containerPath": TLS_DIR, "readOnly": False}
+    ]
+    definition = graph.one("aws:ecs/taskDefinition:TaskDefinition", "direct-task")
+    assert definition.inputs["volumes"] == [{"name": TLS_VOLUME}], "task storage, no host path"
+    # The key file goes to the uid Envoy's image runs as.
+    env = {e["name"]: e["value"] for e in envoy["environment"]}
+    assert env["ENVOY_UID"] == str(ENVOY_UID)
+    refresh_env = {e["name"]: e["value"] for e in refresher["environment"]}
+    assert refresh_env["FILE_OWNER"] == f"{ENVOY_UID}:{ENVOY_UID}"
+    assert refresher["entryPoint"] == ["python3", "-c"]
+    assert refresher["command"] == [refresh_program(), "run"]
+    assert refresher["image"].startswith("certbot/dns-route53:")
+    assert refresher["essential"] is True
+
+
+def test_only_the_task_role_reads_the_secret_and_only_that_secret(graph):
+    secret = graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
+    definition = graph.one("aws:ecs/taskDefinition:TaskDefinition", "direct-task")
+    role = graph.one("aws:iam/role:Role", "direct-task-task")
+    assert definition.inputs["taskRoleArn"] == role.outputs["arn"]
     read = policy(graph, "direct-task-read-certificate")
-    assert statement(read, "ReadCertificateSecret")["Resource"] == [secret]
+    assert read["Statement"] == [
+        {
+            "Sid": "ReadCertificate",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": [secret],
+        }
+    ]
+    refresher = containers(graph, "direct-task")[REFRESHER]
+    env = {e["name"]: e["value"] for e in refresher["environment"]}
+    assert env["CERT_SECRET_ARN"] == secret
+    # The execution role no longer reads it: nothing is injected at start.
+    execution = graph.one("aws:iam/role:Role", "cluster-execution")
+    for r in graph.of_type("aws:iam/rolePolicy:RolePolicy"):
+        if r.inputs["role"] == execution.id:
+            assert secret not in r.inputs["policy"], r
 
 
 def test_the_secret_starts_with_a_placeholder_marked_secret(graph):
@@ -266,7 +314,7 @@ def test_state_is_encrypted_with_its_own_key_used_only_by_the_renewal_role(graph
     (certbot,) = containers(graph, "direct-task-renewal").values()
     env = {e["name"]: e["value"] for e in certbot["environment"]}
     assert env["STATE_KMS_KEY_ARN"] == key.outputs["arn"]
-    schedule = graph.one("aws:scheduler/schedule:Schedule")
+    schedule = hourly(graph)
     assert graph.depends_on(schedule, key)
     assert graph.depends_on(schedule, graph.one("aws:s3/bucketPolicy:BucketPolicy"))
 
@@ -287,7 +335,9 @@ def test_renewal_task_runs_the_projects_certbot_command_on_s3_state(graph):
     bucket = graph.one("aws:s3/bucket:Bucket").outputs["bucket"]
     assert env["STATE_BUCKET"] == bucket and env["STATE_KEY"] == STATE_KEY
     assert env["CERT_SECRET_ARN"] == graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
-    assert env["ECS_SERVICE"] == graph.one("aws:ecs/service:Service").outputs["name"]
+    assert "ECS_SERVICE" not in env and "ECS_CLUSTER" not in env, "the renewal restarts nothing"
+    assert env["CERT_NAMES"] == f"*.{DOMAIN}"
+    assert env["PLACEHOLDER_ISSUER"] == "ecs-tls placeholder"
     assert env["ALERTS_TOPIC_ARN"] == graph.one("aws:sns/topic:Topic").outputs["arn"]
     publish = policy(graph, "direct-task-renewal-publish")
     assert statement(publish, "ReadWriteState")["Resource"] == [
@@ -300,30 +350,80 @@ def test_renewal_task_runs_the_projects_certbot_command_on_s3_state(graph):
     ]
 
 
-def test_renewal_schedule_runs_at_once_then_on_the_lifetime(program):
-    graph = program(BASE)
-    schedule = graph.one("aws:scheduler/schedule:Schedule")
-    assert schedule.inputs["scheduleExpression"] == "rate(7 days)"
-    assert "startDate" not in schedule.inputs, "no start date: the first run is at creation"
+def test_one_renewal_schedule_runs_at_once_then_hourly(program):
+    for config in (BASE, {**BASE, "acme": {"email": "ops@example.com", "profile": "shortlived"}}):
+        graph = program(config)
+        (schedule,) = graph.of_type("aws:scheduler/schedule:Schedule")
+        assert schedule is hourly(graph)
+        assert schedule.inputs["scheduleExpression"] == "rate(1 hour)"
+        assert "startDate" not in schedule.inputs, "no start date: the first run is at creation"
+        network = schedule.inputs["target"]["ecsParameters"]["networkConfiguration"]
+        assert network["assignPublicIp"] is True
+        # Nothing to redeploy: the first run needs no service.
+        assert not graph.depends_on(schedule, graph.one("aws:ecs/service:Service"))
+
+
+def test_renew_every_days_is_refused_where_runs_are_hourly(program):
+    with pytest.raises(Exception, match=r"acme\.renewEveryDays: applies only to topology"):
+        program({**BASE, "acme": {**BASE["acme"], "renewEveryDays": 3}})
+
+
+def hourly(graph):
+    (found,) = [
+        r
+        for r in graph.of_type("aws:scheduler/schedule:Schedule")
+        if r.name.startswith("direct-task-renewal-hourly-")
+    ]
+    return found
+
+
+def test_an_hourly_run_retries_a_failed_issuance_within_the_hour(graph):
+    schedule = hourly(graph)
+    renewal = graph.one("aws:ecs/taskDefinition:TaskDefinition", "direct-task-renewal")
+    assert schedule.inputs["scheduleExpression"] == "rate(1 hour)"
+    assert "startDate" not in schedule.inputs
     assert schedule.inputs["flexibleTimeWindow"] == {"mode": "OFF"}
-    network = schedule.inputs["target"]["ecsParameters"]["networkConfiguration"]
-    assert network["assignPublicIp"] is True
-    assert graph.depends_on(schedule, graph.one("aws:ecs/service:Service"))
-    short = program({**BASE, "acme": {"email": "ops@example.com", "profile": "shortlived"}})
-    assert short.one("aws:scheduler/schedule:Schedule").inputs["scheduleExpression"] == (
-        "rate(1 days)"
-    )
+    ecs = schedule.inputs["target"]["ecsParameters"]
+    assert ecs["taskDefinitionArn"] == renewal.outputs["arn"]
+    assert ecs["networkConfiguration"]["assignPublicIp"] is True
+    role = graph.one("aws:iam/role:Role", schedule.name)
+    assert schedule.inputs["target"]["roleArn"] == role.outputs["arn"]
+    document = policy(graph, schedule.name)
+    assert statement(document, "RunRenewalTask")["Resource"] == [renewal.outputs["arn"]]
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    assert [t["Principal"] for t in trust["Statement"]] == [{"Service": "scheduler.amazonaws.com"}]
 
 
-def test_renewal_failures_and_optional_email_reach_the_alerts_topic(program):
+def test_a_new_acme_server_makes_a_new_hourly_schedule_that_runs_at_once(program):
+    staging = hourly(program(BASE))
+    production = hourly(program({**BASE, "acme": {**BASE["acme"], "server": "production"}}))
+    again = hourly(program(BASE))
+    # Another URN: Pulumi creates the schedule anew, and Scheduler runs a new rate schedule
+    # without a start date right away.
+    assert staging.name != production.name
+    assert staging.name == again.name, "stable while the server is"
+
+
+def test_every_run_reports_days_to_expiry_and_an_alarm_watches_it(graph):
+    publish = policy(graph, "direct-task-renewal-publish")
+    report = statement(publish, "ReportExpiry")
+    assert report["Action"] == ["cloudwatch:PutMetricData"]
+    assert report["Condition"] == {"StringEquals": {"cloudwatch:namespace": "ECS-TLS"}}
+    assert not [s for s in publish["Statement"] if "ecs:UpdateService" in s["Action"]]
+    alarm = graph.one("aws:cloudwatch/metricAlarm:MetricAlarm", "direct-task-certificate-expiry")
+    assert alarm.inputs["namespace"] == "ECS-TLS"
+    assert alarm.inputs["metricName"] == "DaysToExpiry"
+    assert alarm.inputs["dimensions"] == {"Certificate": f"*.{DOMAIN}"}
+    # 45-day certificates renew with 15 days left; hourly runs, so 13 means two failed days.
+    assert alarm.inputs["threshold"] == 13
+    assert alarm.inputs["alarmActions"] == [graph.one("aws:sns/topic:Topic").outputs["arn"]]
+
+
+def test_renewal_failures_reach_the_alerts_topic(program):
+    # The e-mail subscription is the foundation's now: tests/unit/test_alerts.py.
     graph = program(BASE)
     failed = graph.one("aws:cloudwatch/eventRule:EventRule", "direct-task-renewal-failed")
     assert f"family:{RENEWAL_FAMILY}" in failed.inputs["eventPattern"]
-    assert graph.of_type("aws:sns/topicSubscription:TopicSubscription") == []
-    mailed = program({**BASE, "alertsEmail": "oncall@example.com"})
-    subscription = mailed.one("aws:sns/topicSubscription:TopicSubscription")
-    assert subscription.inputs["protocol"] == "email"
-    assert subscription.inputs["endpoint"] == "oncall@example.com"
 
 
 def test_branches_scale_to_zero_production_and_no_nat(program):
@@ -378,11 +478,6 @@ def test_outputs_tell_how_to_find_and_verify_a_task(graph):
 )
 def test_bad_configuration_fails_before_any_resource(config, message):
     assert config_error(config).startswith(message)
-
-
-def test_alerts_email_is_refused_on_other_topologies():
-    message = config_error({**MINIMAL_CONFIG["alb-envoy"], "alertsEmail": "ops@example.com"})
-    assert message == "ecs-tls:alertsEmail: applies only to topology 'direct-task', not 'alb-envoy'"
 
 
 def test_the_wildcard_certbot_request():
@@ -564,3 +659,16 @@ def test_outputs_give_what_run_task_needs(graph):
     assert f"--task-definition {task.outputs['arn']} " in command
     assert f"subnets=[{','.join(out['taskSubnetIds'])}]" in command
     assert f"securityGroups=[{sg.id}],assignPublicIp=ENABLED" in command
+
+
+def test_outputs_give_the_command_that_renews_now(graph):
+    out = graph.stack_outputs
+    renewal = graph.one("aws:ecs/taskDefinition:TaskDefinition", "direct-task-renewal")
+    sg = graph.one("aws:ec2/securityGroup:SecurityGroup", "direct-task-renewal")
+    cluster = graph.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    assert out["renewNowCommand"] == (
+        f"aws ecs run-task --cluster {cluster} --launch-type FARGATE "
+        f"--task-definition {renewal.outputs['arn']} --network-configuration "
+        f"'awsvpcConfiguration={{subnets=[{','.join(out['taskSubnetIds'])}],"
+        f"securityGroups=[{sg.id}],assignPublicIp=ENABLED}}'"
+    )

@@ -67,3 +67,13 @@ def test_every_stack_file_is_valid_configuration(path):
         f"{path.name} selects {settings.topology!r}, which is not built yet"
     )
     assert path.name in README, f"{path.name} is not listed in the README"
+
+
+def test_every_topology_has_a_day_2_table_the_readme_links_to():
+    day2 = (ROOT / "docs" / "day-2.md").read_text()
+    for topology in TOPOLOGIES:
+        section = day2.split(f"\n## {topology}\n", 1)
+        assert len(section) == 2, f"docs/day-2.md has no section {topology}"
+        table = section[1].split("\n## ", 1)[0]
+        assert "| Event | What happens | What you see | What to do |" in table, topology
+        assert f"(docs/day-2.md#{topology})" in README, topology

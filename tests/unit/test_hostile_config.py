@@ -315,6 +315,7 @@ ROWS: list[Row] = [
     r("alertsEmail", DT, "-ops@example.com", "starts-with-dash"),
     r("alertsEmail", DT, "ops@example.com\n", "trailing-newline"),
     r("alertsEmail", DT, ["ops@example.com"], "list"),
+    r("alertsEmail", ALB, "ops@example.com\n", "trailing-newline-alb-envoy"),
     # --- envoy
     r("envoy.image", ALB, "envoyproxy/envoy:v1.40.0 --help", "space"),
     r("envoy.image", ALB, "envoyproxy/envoy:v1.40.0;id", "semicolon"),
@@ -360,6 +361,20 @@ ROWS: list[Row] = [
     r("mesh.gatewayDesiredCount", MESH, -1, "negative"),
     r("mesh.dnsRefreshSeconds", MESH, "⁵", "superscript-five"),
     r("mesh.dnsRefreshSecond", MESH, 5, "typo-key", path="mesh.dnsRefreshSecond"),
+    r("mesh.additionalTrustedCaPem", MESH, ["pem"], "list-for-string"),
+    r("mesh.additionalTrustedCaPem", MESH, "not a certificate", "not-pem"),
+    r(
+        "mesh.additionalTrustedCaPem",
+        MESH,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        "broken-pem",
+    ),
+    r(
+        "mesh.additionalTrustedCaPem",
+        MESH,
+        "-----BEGIN CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nAAAA\n",
+        "private-key",
+    ),
     # --- app
     r("app.imag", ALB, "nginx", "typo-key", path="app.imag"),
     r("app.port", ALB, {"app.port": 5}, "set-without-path", path="__merge__"),
@@ -472,6 +487,7 @@ ROWS: list[Row] = [
     r("app.capacity", NLB, ["ec2"], "list"),
     r("app.instanceType", NLB, "t3.large\n", "trailing-newline"),
     r("app.instanceType", NLB, "t3.large; reboot", "shell"),
+    r("app.instanceType", NLB, "a1.large", "graviton-1-without-al2023"),
     r("app.dataPath", NLB, "/", "root"),
     r("app.dataPath", NLB, "/data/../etc", "dot-dot"),
     r("app.dataPath", NLB, "/proc/self", "under-proc"),
@@ -486,6 +502,21 @@ ROWS: list[Row] = [
     r("app.dataVolumeSnapshotId", NLB, "snap-0123456789abcdef0\n", "trailing-newline"),
     r("app.dataVolumeSnapshotId", NLB, "snap-*", "wildcard"),
     r("app.dataVolumeSnapshotId", NLB, 12345678, "number"),
+    r("app.dataVolumeZone", NLB, "euw1-az1", "zone-id"),
+    r("app.dataVolumeZone", NLB, "eu-west-1", "region"),
+    r("app.dataVolumeZone", NLB, "eu-west-1a\n", "trailing-newline"),
+    r("app.dataVolumeZone", NLB, "eu-west-1a; reboot", "shell"),
+    r("app.dataVolumeZone", NLB, ["eu-west-1a"], "list"),
+    r("app.dataVolumeKmsKeyArn", NLB, "alias/aws/ebs", "alias"),
+    r("app.dataVolumeKmsKeyArn", NLB, "arn:aws:kms:eu-west-1:123456789012:alias/ebs", "alias-arn"),
+    r("app.dataVolumeKmsKeyArn", NLB, "1234abcd-12ab-34cd-56ef-1234567890ab", "bare-key-id"),
+    r("app.dataVolumeKmsKeyArn", NLB, "arn:aws:kms:eu-west-1:123456789012:key/*", "wildcard"),
+    r(
+        "app.dataVolumeKmsKeyArn",
+        NLB,
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\n",
+        "trailing-newline",
+    ),
     r("app.memory", NLB, {"cpu": 512, "memory": 1024}, "too-small-for-neo4j", path="app"),
     # --- services
     r("services", SC, {"name": "web"}, "object-for-list"),
@@ -636,6 +667,12 @@ def test_a_value_of_a_secret_key_is_never_echoed(row: Row):
 ACCEPTED = [
     # (topology, patch, what the settings hold: (attribute path, value))
     (ALB, {"domain": "App.Example.COM."}, ("domain", "app.example.com")),
+    # Every topology mails its alerts.
+    (
+        MESH,
+        {"alertsEmail": "on-call+tls@example.co.uk"},
+        ("alerts_email", "on-call+tls@example.co.uk"),
+    ),
     (DT, {"domain": f"{'b' * 58}.com"}, ("domain", f"{'b' * 58}.com")),
     (
         ALB,

@@ -67,6 +67,12 @@ WILDCARD_ACTIONS: dict[str, tuple[str, str, str | None]] = {
         f"{SAR}/list_amazonec2.html",
         None,
     ),
+    "cloudwatch:PutMetricData": (
+        "no resource type: a metric is named by its namespace, held by the condition key",
+        "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/"
+        "iam-cw-condition-keys-namespace.html",
+        "cloudwatch:namespace",
+    ),
     "ecs:ListTasks": (
         "its resource type is a container instance; a listing of the whole cluster names "
         "none, so it is scoped by the ecs:cluster condition",

@@ -468,6 +468,10 @@ def test_renewal_is_a_scheduled_task_that_restarts_the_app_only_after_an_issue(m
     assert env(certbot) == {
         "ECS_CLUSTER": cluster.outputs["arn"],
         "ECS_SERVICE": service.outputs["name"],
+        # The hook's second run reports the live certificate's expiry.
+        "CERTIFICATE_FILE": f"/etc/letsencrypt/live/{lineage_name('db.example.com', STAGING)}"
+        "/cert.pem",
+        "CERTIFICATE_NAME": "db.example.com",
     }
     restart = policy(graph, "nlb-certbot-renewal-restart")["RestartAppService"]
     cluster_name = cluster.outputs["name"]

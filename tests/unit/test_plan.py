@@ -206,9 +206,15 @@ def test_overrides_show_updates_by_input_name():
     assert changed == {
         "alb-envoy-https/Listener": ["sslPolicy"],
         "alb-envoy/Service": ["desiredCount"],
+        # The alarm on healthy targets follows the desired count.
+        "alb-envoy-healthy-targets/MetricAlarm": ["alarmDescription", "threshold"],
     }
     doc = json.loads(plan.diff_json(d))
-    assert [u["keys"] for u in doc["update"]] == [["desiredCount"], ["sslPolicy"]]
+    assert sorted(u["keys"] for u in doc["update"]) == [
+        ["alarmDescription", "threshold"],
+        ["desiredCount"],
+        ["sslPolicy"],
+    ]
 
 
 def test_physical_name_collisions_are_reported():

@@ -38,6 +38,7 @@ WILDCARD_ACTIONS = {
     "ec2:DescribeNetworkInterfaces",  # direct-task: a task's public IP, not in its event
     "ec2:DescribeSubnets",  # a Lambda function in a VPC (components/lambda_function.py)
     "ecs:ListTasks",  # direct-task: scoped to the cluster by the ecs:cluster condition
+    "cloudwatch:PutMetricData",  # no resource type: held by the cloudwatch:namespace condition
 }
 
 

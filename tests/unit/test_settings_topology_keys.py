@@ -18,12 +18,12 @@ from tests.pki import make_pki
 # A value for each table entry; the check runs before values are read, so any will do.
 SAMPLE = {
     "acme": {"email": "ops@example.com"},
+    "acme.renewEveryDays": 5,
     "privateCa": {"keyAlgorithm": "EC_secp384r1"},
     "serviceConnect.customerKmsKey": True,
     "ingress": "nlb",
     "services": [{"name": "web", "image": "nginx", "port": 80}],
     "envoy": {"port": 9443},
-    "alertsEmail": "ops@example.com",
     "mesh": {"namespace": "mesh.app.example.com"},
     "certificate": make_pki("app.example.com").certificate_config(),
     "sslPolicy": DEFAULT_SSL_POLICY,
@@ -37,6 +37,10 @@ SAMPLE = {
     "app.dataVolumeGiB": 20,
     "app.snapshotRetentionDays": 7,
     "app.dataVolumeSnapshotId": "snap-0123456789abcdef0",
+    "app.dataVolumeZone": "eu-west-1a",
+    "app.dataVolumeKmsKeyArn": (
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    ),
 }
 
 
