@@ -235,7 +235,10 @@ def test_the_translation_keeps_pulumi_behaviour(provider_schema):
     _, translation = translated(provider_schema, "nlb-certbot")
     resources = translation.config["resource"]
     (volume,) = resources["aws_ebs_volume"].values()
-    assert volume["lifecycle"] == [{"create_before_destroy": True}]
+    # Pulumi's replace order and the volume's pinned zone and key, as Terraform says them.
+    assert volume["lifecycle"] == [
+        {"create_before_destroy": True, "ignore_changes": ["availability_zone", "kms_key_id"]}
+    ]
     (service,) = [s for s in resources["aws_ecs_service"].values() if "depends_on" in s]
     assert service["cluster"].startswith("${aws_ecs_cluster.")
     # Auto-names: the logical name and seven characters, as pulumi-aws makes them.
