@@ -560,6 +560,8 @@ def provider_block(schema: ProviderSchema, endpoint: str, region: str) -> dict:
         "skip_metadata_api_check": True,
         "skip_region_validation": True,
         "s3_use_path_style": True,
-        "max_retries": 1,
+        # Three attempts, the SDK's default: a loopback connection the Go client finds closed
+        # mid-response is retried as it would be against AWS; moto's 4xx refusals never are.
+        "max_retries": 3,
         "endpoints": [{service: endpoint for service in schema.endpoint_services()}],
     }

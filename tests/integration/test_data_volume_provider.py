@@ -61,7 +61,7 @@ def terraform(tmp_path: Path):
             "skip_credentials_validation": True,
             "skip_metadata_api_check": True,
             "skip_requesting_account_id": True,
-            "max_retries": 1,
+            "max_retries": 3,
             "endpoints": [{"ec2": emulator.url, "sts": emulator.url}],
         }
 
