@@ -1,1 +1,1 @@
-"""Loopback data-plane benchmark of the generated Envoy sidecar (see README, "Performance")."""
+"""Loopback data-plane benchmark of the generated Envoy sidecar (see docs/performance.md)."""

@@ -23,7 +23,7 @@ from components.naming import physical_name
 
 # Resolved by EC2 when it launches an instance, not by `pulumi up`: a new ECS-optimised AMI
 # changes nothing in the stack, and the next instance (a replacement, or an instance
-# refresh: README) starts from it. [EC2 Auto Scaling user guide, "Use AWS Systems Manager
+# refresh: docs/day-2.md) starts from it. [EC2 Auto Scaling user guide, "Use AWS Systems Manager
 # parameters instead of AMI IDs in launch templates"]
 ECS_AMI = "resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
 # The same for Graviton (arm64) instance types (Amazon ECS developer guide, "Retrieving

@@ -120,7 +120,7 @@ _ACCESS_LOG_FORMAT = {
 # --------------------------------------------------------------------------- tuning
 #
 # Sizing that depends on the task the proxy runs in. Numbers quoted as "measured" come from
-# `./benchmarks/run` on a 2-vCPU machine (README, "Performance").
+# `./benchmarks/run` on a 2-vCPU machine (docs/performance.md).
 
 ACCESS_LOG_MODES = ("all", "sampled", "off")
 # Below the keep-alive of the apps the topologies run by default: nginx closes an idle client

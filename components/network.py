@@ -1,12 +1,17 @@
 """The VPC every topology runs in: created here, or adopted from existing IDs.
 
 Both modes expose the same attributes, so a topology never knows which one it got.
+
+A created VPC grows in place: each zone's subnets take fixed slots of the VPC's range
+(settings/subnet_layout.py), and the subnets this stack already has are read back before
+anything is registered, so that adding a zone adds subnets and changes none, and removing
+one is refused instead of deleting what runs there.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,19 +19,180 @@ import pulumi
 import pulumi_aws as aws
 
 from components.naming import physical_name
-from settings import NetworkSettings
+from settings import ConfigError, NetworkSettings
+from settings.errors import invalid
+from settings.subnet_layout import TIERS, even_split_cidrs, slot_cidr, subnet_cidrs
+
+__all__ = ["Network", "NetworkArgs", "ZonalSubnet", "one_per_zone", "subnet_cidrs"]
+
+# Set on every subnet the program creates: which zone slot it fills. Older versions set
+# only `Name` and `tier`; their index is read from the name.
+ZONE_INDEX_TAG = "ecs-tls:zone-index"
 
 
-def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
-    """Split the VPC into equal public and private subnets, one of each per zone.
+@dataclass(frozen=True)
+class DeployedSubnet:
+    subnet_id: str
+    cidr_block: str
+    availability_zone: str
+    tier: str | None = None  # None: a subnet this program did not create
+    index: int | None = None
 
-    Public subnets only hold load balancers and NAT gateways, but equal sizes keep the
-    plan simple and leave room: a /16 with two zones gives four /18s.
+
+@dataclass(frozen=True)
+class DeployedNetwork:
+    """The stack's VPC as AWS has it, before this run changes anything."""
+
+    vpc_id: str
+    cidr_block: str
+    subnets: tuple[DeployedSubnet, ...] = ()
+
+    def ours(self) -> dict[tuple[str, int], DeployedSubnet]:
+        return {
+            (s.tier, s.index): s for s in self.subnets if s.tier is not None and s.index is not None
+        }
+
+    def zone_count(self) -> int:
+        return 1 + max((index for _, index in self.ours()), default=-1)
+
+
+@dataclass(frozen=True)
+class ZonePlan:
+    """Zone `index`: its availability zone and the CIDRs of its public and private subnets."""
+
+    index: int
+    availability_zone: str
+    public_cidr: str
+    private_cidr: str
+
+
+def plan_zones(
+    s: NetworkSettings, region_zones: Sequence[str], deployed: DeployedNetwork | None
+) -> list[ZonePlan]:
+    """Each zone's place: what the stack's VPC already has is kept as it is, new zones take
+    their slots and the region's next unused zones.
+
+    Raises ConfigError for another range than the deployed VPC's, fewer zones than it has,
+    more than the region has, or a new subnet that would overlap one in the VPC (a VPC cut
+    by the even split of older versions has no free range left).
     """
-    network = ipaddress.ip_network(vpc_cidr)
-    extra_bits = math.ceil(math.log2(2 * zones))
-    blocks = [str(b) for b in network.subnets(prefixlen_diff=extra_bits)]
-    return blocks[:zones], blocks[zones : 2 * zones]
+    key = "network.availabilityZones"
+    wanted = s.availability_zones
+    if deployed is not None and deployed.cidr_block != s.cidr_block:
+        # A VPC's primary range cannot change: the provider would replace the VPC, and a
+        # load balancer cannot follow its target groups and security groups into another
+        # VPC by an update, so `up` would stop half-way through. Refused instead.
+        raise invalid(
+            "network.cidrBlock",
+            s.cidr_block,
+            f"the range of this stack's VPC {deployed.vpc_id} ({deployed.cidr_block}); a "
+            f"VPC keeps its range: keep {deployed.cidr_block}, or destroy the stack and "
+            "create it again",
+        )
+    ours = deployed.ours() if deployed else {}
+    have = deployed.zone_count() if deployed else 0
+    if wanted < have:
+        raise ConfigError(
+            key,
+            f"{wanted} is fewer than the {have} zones of this stack's VPC {deployed.vpc_id}; "
+            "removing a zone would delete its subnets and what runs in them, which this "
+            f"program does not do: keep {have}",
+        )
+    kept_zones = {i: sub.availability_zone for (_, i), sub in ours.items()}
+    free = [z for z in region_zones if z not in kept_zones.values()]
+    new_indexes = [i for i in range(wanted) if i not in kept_zones]
+    if len(new_indexes) > len(free):
+        available = len(set(region_zones) | set(kept_zones.values()))
+        raise ConfigError(
+            key,
+            f"{wanted} is more than the {available} availability zones this region offers "
+            f"({', '.join(sorted(set(region_zones) | set(kept_zones.values())))})",
+        )
+    zone_of = {**kept_zones, **dict(zip(new_indexes, free, strict=False))}
+
+    plans = []
+    for i in range(wanted):
+        cidrs = {}
+        for tier in TIERS:
+            found = ours.get((tier, i))
+            cidrs[tier] = found.cidr_block if found else slot_cidr(s.cidr_block, tier, i)
+            if found is None and deployed is not None:
+                _refuse_overlap(deployed, tier, i, cidrs[tier], have)
+        plans.append(ZonePlan(i, zone_of[i], cidrs["public"], cidrs["private"]))
+    return plans
+
+
+def _refuse_overlap(deployed: DeployedNetwork, tier: str, index: int, cidr: str, have: int):
+    new = ipaddress.ip_network(cidr)
+    for other in deployed.subnets:
+        if not new.overlaps(ipaddress.ip_network(other.cidr_block)):
+            continue
+        public, private = even_split_cidrs(deployed.cidr_block, have) if have else ([], [])
+        found = {s.cidr_block for s in deployed.ours().values()}
+        if have and found == set(public + private):
+            why = (
+                f"this stack's VPC {deployed.vpc_id} was cut by an earlier version into "
+                f"{have} zones that fill {deployed.cidr_block}: keep {have}; it takes more "
+                "zones only when the stack is destroyed and created again"
+            )
+        else:
+            why = f"remove that subnet from VPC {deployed.vpc_id} or keep {have} zones"
+        raise ConfigError(
+            "network.availabilityZones",
+            f"{index + 1} zones need the {tier} subnet {cidr} for zone {index}, which "
+            f"overlaps subnet {other.subnet_id} ({other.cidr_block}); {why}",
+        )
+
+
+_NAME_INDEX = re.compile(r"-(public|private)-([0-9]+)\Z")
+
+
+def read_deployed(prefix: str, opts: pulumi.InvokeOptions) -> DeployedNetwork | None:
+    """The VPC this stack created (found by its `Name` tag) and its subnets, or None.
+
+    Plain invokes, answered before any resource is registered, in `pulumi preview` as in
+    `pulumi up`; the VPC's ID from the stack's state is not known to the program until its
+    resource is registered, which is too late to refuse a change.
+    """
+    vpc_ids = aws.ec2.get_vpcs(filters=[{"name": "tag:Name", "values": [prefix]}], opts=opts).ids
+    vpc_ids = sorted(vpc_ids or [])
+    if not vpc_ids:
+        return None
+    if len(vpc_ids) > 1:
+        pulumi.log.warn(
+            f"network: several VPCs are named {prefix} ({', '.join(vpc_ids)}); the zones "
+            "of the stack's VPC are not checked against network.availabilityZones"
+        )
+        return None
+    vpc = aws.ec2.get_vpc(id=vpc_ids[0], opts=opts)
+    subnet_ids = aws.ec2.get_subnets(
+        filters=[{"name": "vpc-id", "values": [vpc_ids[0]]}], opts=opts
+    ).ids
+    subnets = []
+    for subnet_id in sorted(subnet_ids or []):
+        found = aws.ec2.get_subnet(id=subnet_id, opts=opts)
+        tags = dict(found.tags or {})
+        tier, index = _slot_of(prefix, tags)
+        subnets.append(
+            DeployedSubnet(
+                subnet_id, found.cidr_block, found.availability_zone, tier=tier, index=index
+            )
+        )
+    return DeployedNetwork(vpc_ids[0], vpc.cidr_block, tuple(subnets))
+
+
+def _slot_of(prefix: str, tags: dict[str, str]) -> tuple[str | None, int | None]:
+    tier = tags.get("tier")
+    if tier not in TIERS:
+        return None, None
+    index = tags.get(ZONE_INDEX_TAG)
+    if index is None:
+        match = _NAME_INDEX.search(tags.get("Name", ""))
+        if not match or tags["Name"] != f"{prefix}-{match[1]}-{match[2]}" or match[1] != tier:
+            return None, None
+        index = match[2]
+    # ASCII digits only: str.isdigit() also accepts characters int() refuses, such as "²".
+    return (tier, int(index)) if re.fullmatch(r"[0-9]{1,2}", index) else (None, None)
 
 
 @dataclass(frozen=True)
@@ -69,10 +235,16 @@ class Network(pulumi.ComponentResource):
     private_zonal_subnets: list[ZonalSubnet]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("ecs-tls:network:Network", name, None, opts)
         s = args.settings
+        zones = None
         if s.creates_vpc:
-            self._create(name, s)
+            # Read before the component registers: a refusal leaves the stack untouched.
+            invoke = pulumi.InvokeOptions(provider=opts.provider if opts else None)
+            region_zones = aws.get_availability_zones(state="available", opts=invoke).names
+            zones = plan_zones(s, region_zones or [], read_deployed(physical_name(), invoke))
+        super().__init__("ecs-tls:network:Network", name, None, opts)
+        if zones is not None:
+            self._create(name, s, zones)
         else:
             self._adopt(s)
         self.register_outputs(
@@ -103,11 +275,8 @@ class Network(pulumi.ComponentResource):
             )
         ]
 
-    def _create(self, name: str, s: NetworkSettings) -> None:
+    def _create(self, name: str, s: NetworkSettings, zones: list[ZonePlan]) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(
-            state="available", opts=pulumi.InvokeOutputOptions(parent=self)
-        ).names
         prefix = physical_name()
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -120,7 +289,6 @@ class Network(pulumi.ComponentResource):
         igw = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=vpc.id, tags={"Name": prefix}, opts=child
         )
-        public_cidrs, private_cidrs = subnet_cidrs(s.cidr_block, s.availability_zones)
 
         public_rt = aws.ec2.RouteTable(
             f"{name}-public",
@@ -130,16 +298,16 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         public_subnets, private_subnets, nat_ids = [], [], []
-        for i in range(s.availability_zones):
-            zone = zones.apply(lambda names, i=i: names[i])
+        for zone in zones:
+            i = zone.index
             public = aws.ec2.Subnet(
                 f"{name}-public-{i}",
                 vpc_id=vpc.id,
-                cidr_block=public_cidrs[i],
-                availability_zone=zone,
+                cidr_block=zone.public_cidr,
+                availability_zone=zone.availability_zone,
                 # Tasks that need a public IP (direct-task) ask for one explicitly.
                 map_public_ip_on_launch=False,
-                tags={"Name": f"{prefix}-public-{i}", "tier": "public"},
+                tags={"Name": f"{prefix}-public-{i}", "tier": "public", ZONE_INDEX_TAG: str(i)},
                 opts=child,
             )
             routed = aws.ec2.RouteTableAssociation(
@@ -163,13 +331,14 @@ class Network(pulumi.ComponentResource):
                 )
                 nat_ids.append(nat.id)
 
-        for i in range(s.availability_zones):
+        for zone in zones:
+            i = zone.index
             private = aws.ec2.Subnet(
                 f"{name}-private-{i}",
                 vpc_id=vpc.id,
-                cidr_block=private_cidrs[i],
-                availability_zone=zones.apply(lambda names, i=i: names[i]),
-                tags={"Name": f"{prefix}-private-{i}", "tier": "private"},
+                cidr_block=zone.private_cidr,
+                availability_zone=zone.availability_zone,
+                tags={"Name": f"{prefix}-private-{i}", "tier": "private", ZONE_INDEX_TAG: str(i)},
                 opts=child,
             )
             # With one NAT per zone each private subnet keeps its egress in its zone;

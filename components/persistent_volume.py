@@ -98,15 +98,15 @@ def kept_volume_problem(
             f"the data volume {volume_id} is in {zone}, not in {wanted_zone}; a volume "
             f"never changes zone. To keep it where it is: set app.dataVolumeZone to {zone}. "
             f"{restore} and app.dataVolumeZone to {wanted_zone}, then run pulumi up "
-            "(README, nlb-certbot, Restore or move the data)."
+            "(docs/topologies/nlb-certbot.md, Restore or move the data)."
         )
     if wanted_kms_key_arn is not None and wanted_kms_key_arn != kms_key_id:
         return "app.dataVolumeKmsKeyArn", (
             f"the data volume {volume_id} is encrypted with {kms_key_id or 'another key'}, "
             f"not with {wanted_kms_key_arn}; a volume never changes its key. To keep it: "
             f"remove app.dataVolumeKmsKeyArn. {restore} (the restored volume is encrypted "
-            "with app.dataVolumeKmsKeyArn), then run pulumi up (README, nlb-certbot, "
-            "Restore or move the data)."
+            "with app.dataVolumeKmsKeyArn), then run pulumi up "
+            "(docs/topologies/nlb-certbot.md, Restore or move the data)."
         )
     return None
 
@@ -138,7 +138,7 @@ class PersistentVolume(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The user's data: `pulumi destroy` or a switch of topology leaves the
-                # volume (and its snapshots) in the account; README says how to reuse or
+                # volume (and its snapshots) in the account; docs/destroy.md says how to reuse or
                 # delete it.
                 retain_on_delete=True,
                 # Both would replace the volume with a blank one: an existing volume keeps

@@ -13,10 +13,12 @@ every stack still passes them. This module applies the CLI's rules so tests and 
 
 `merged_config` returns what the program reads ("namespace:key" -> text), or raises
 `StackConfigError` with the message the CLI prints after "validating stack config: ".
+`encrypted` lists a stack file's `secure:` values by their `--path` key, and `environments`
+the ESC environments its `environment:` block imports, for a caller to report.
 
-Every rule names its source in github.com/pulumi/pulumi. Not modelled: ESC environments
-(`environment:` in a stack file), `pulumi up --config`, and declared keys that are property
-paths (`a.b`), which this module refuses rather than guesses.
+Every rule names its source in github.com/pulumi/pulumi. Not modelled: evaluating ESC
+environments (the caller says they were not), `pulumi up --config`, and declared keys that
+are property paths (`a.b`), which this module refuses rather than guesses.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,8 @@ __all__ = [
     "TYPES",
     "StackConfigError",
     "cli_text",
+    "encrypted",
+    "environments",
     "merged_config",
     "stack_files",
     "stack_name",
@@ -67,6 +72,87 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF")
+
+# Numbers and timestamps as yaml.v3 resolves a plain scalar (resolve.go, resolve): PyYAML's
+# YAML 1.1 rules differ on 0129 (a float there, text here), 1e3, 0o17, 1:30 (base 60, gone
+# from v3) and dates. These matter inside objects and lists only: a top-level value reaches
+# the program as the text written (see _load_stack).
+_GO_NUMBER = "tag:yaml.org,2002:go-number"
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float", ":timestamp"))
+    ]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_GO_NUMBER, re.compile(r"^[-+.0-9]"), list("-+.0123456789"))
+_GO_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_GO_SPECIAL = {
+    **dict.fromkeys((".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"), float("inf")),
+    **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), float("-inf")),
+    **dict.fromkeys((".nan", ".NaN", ".NAN"), float("nan")),
+}
+
+
+def _go_int(text: str) -> int | None:
+    """Go's strconv.ParseInt(text, 0, 64), then ParseUint: a 0x, 0o, 0b or bare 0 prefix
+    picks the base, so 0123 is octal 83 and 0129 no integer at all."""
+    sign, digits = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
+    prefixes = {"0x": 16, "0o": 8, "0b": 2}
+    base = prefixes.get(digits[:2].lower())
+    body = digits[2:] if base else digits
+    base = base or (8 if len(digits) > 1 and digits[0] == "0" else 10)
+    allowed = "0123456789abcdef"[:base]
+    if not body or any(c.lower() not in allowed for c in body):
+        return None
+    value = int(body, base) * (-1 if sign == "-" else 1)
+    if -(2**63) <= value < 2**63 or (not sign and value < 2**64):
+        return value
+    return None
+
+
+_STAMP = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:([Tt ])(\d{1,2}):(\d{1,2}):(\d{1,2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?)?$"
+)
+
+
+def _go_timestamp(text: str) -> str | None:
+    """A yaml.v3 timestamp (resolve.go, allowedTimestampFormats: a date, a date and time
+    with a zone after T, or one without a zone after a space) as Go's encoding/json writes
+    the time.Time it becomes: RFC 3339, fraction without trailing zeros, Z for UTC."""
+    m = _STAMP.match(text)
+    if not m:
+        return None
+    year, month, day, sep, hour, minute, second, fraction, zone = m.groups()
+    if sep is not None and (sep == " ") == (zone is not None):
+        return None
+    try:
+        numbers = [int(x or 0) for x in (year, month, day, hour, minute, second)]
+        when = datetime(*numbers, tzinfo=UTC)
+    except ValueError:
+        return None
+    suffix = "Z" if zone in (None, "Z", "+00:00", "-00:00") else zone
+    digits = (fraction or "").rstrip("0")
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + (digits if digits != "." else "") + suffix
+
+
+def _go_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = node.value
+    if text in _GO_SPECIAL:
+        return _GO_SPECIAL[text]
+    stamp = _go_timestamp(text)
+    if stamp is not None:
+        return stamp
+    plain = text.replace("_", "")
+    number = _go_int(plain)
+    if number is not None:
+        return number
+    if _GO_FLOAT.match(plain):
+        return float(plain)
+    return text
+
+
+_Loader.add_constructor(_GO_NUMBER, _go_scalar)
 
 
 @dataclass(frozen=True)
@@ -162,6 +248,36 @@ def merged_config(
     # sdk/go/common/resource/plugin/langruntime_plugin.go, langhost.Run: the program gets
     # a map of key.String() ("namespace:name") to the decrypted text.
     return {key: _plaintext(values[key], reveal) for key in sorted(values)}
+
+
+def encrypted(stack_path: Path) -> dict[str, str]:
+    """Each `secure:` value of the stack file: its key as `pulumi config set --path` names
+    it ("ns:certificate.privateKeyPem", "ns:list[0]") -> its ciphertext."""
+    found: dict[str, str] = {}
+
+    def walk(path: str, obj: Any) -> None:
+        if _secure_leaf(obj) is not None:
+            found[path] = obj["secure"]
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{path}.{k}", v)
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                walk(f"{path}[{i}]", v)
+
+    for key, raw in ((_load_stack(stack_path) or {}).get("config") or {}).items():
+        walk(_stack_key(key), raw)
+    return found
+
+
+def environments(stack_path: Path) -> list[str]:
+    """The ESC environments the stack file's `environment:` block imports (a list of
+    names, as `pulumi config env add` writes it), as written; [] without one."""
+    block = (_load_stack(stack_path) or {}).get("environment")
+    if block is None:
+        return []
+    items = block if isinstance(block, list) else [block]
+    return [item if isinstance(item, str) else _go_json(item) for item in items]
 
 
 def cli_text(value: Any) -> str:

@@ -69,6 +69,7 @@ from settings.readers import (
 )
 from settings.redaction import is_secret, shown, top_level, treating_as_secret
 from settings.reference import APPLIES_TO, KNOWN_TOP_LEVEL, LOAD_BALANCER_KEYS
+from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
 
 
@@ -174,13 +175,23 @@ def parse_network(values: Mapping[str, Any]) -> NetworkSettings:
         network = ipaddress.ip_network(cidr, strict=True) if isinstance(cidr, str) else None
     except ValueError:
         network = None
-    if network is None or network.version != 4 or not 16 <= network.prefixlen <= 24:
+    if network is None or network.version != 4 or network.prefixlen not in VPC_PREFIXES:
         raise invalid(
-            "network.cidrBlock", cidr, "an IPv4 network from /16 to /24, e.g. 10.0.0.0/16"
+            "network.cidrBlock", cidr, "an IPv4 network from /16 to /28, e.g. 10.0.0.0/16"
         )
     azs = read_integer(
         raw.get("availabilityZones", 2), "network.availabilityZones", MIN_AZS, MAX_AZS
     )
+    fits = zone_capacity(str(network))
+    if azs > fits:
+        # Each zone takes a fixed slot per tier (settings/subnet_layout.py), at least a /27.
+        holds = f"holds {fits} zones" if fits else "holds no pair of /27 subnets"
+        raise invalid(
+            "network.cidrBlock",
+            cidr,
+            f"large enough for {azs} availability zones: it {holds} "
+            "(/16 to /23: 6, /24: 4, /25: 2)",
+        )
     nat = as_integer(raw.get("natGateways", 1))
     if isinstance(nat, bool) or not isinstance(nat, int) or nat not in (0, 1, azs):
         raise invalid("network.natGateways", nat, f"0, 1 or {azs} (one per availability zone)")

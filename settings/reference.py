@@ -1,6 +1,6 @@
 """Every configuration key, documented once.
 
-Pulumi.yaml's schema and the README's configuration table are checked against
+Pulumi.yaml's schema and docs/configuration.md's table are checked against
 `CONFIG_REFERENCE` by the tests; unknown keys are rejected against it.
 """
 
@@ -191,12 +191,21 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "new VPC",
         "Absent: create a VPC. Set vpcId and subnet IDs to use an existing one instead.",
     ),
-    ConfigKey("network.cidrBlock", "string", "10.0.0.0/16", "CIDR of a new VPC (/16 to /24)."),
+    ConfigKey(
+        "network.cidrBlock",
+        "string",
+        "10.0.0.0/16",
+        "CIDR of a new VPC (/16 to /25). Cut into 16 equal slots, none below /27: zone i "
+        "takes slot i of the first half (public) and of the second (private); a /16 gives "
+        "/20 subnets. Zones that fit: 6 up to /23, 4 in a /24, 2 in a /25. Changing it "
+        "replaces the VPC and everything in it.",
+    ),
     ConfigKey(
         "network.availabilityZones",
         "integer",
         "2",
-        "Number of availability zones of a new VPC (2 to 6).",
+        "Number of availability zones of a new VPC (2 to 6, at most the region's). Adding "
+        "zones adds subnets and replaces none; fewer zones than the VPC has are refused.",
     ),
     ConfigKey(
         "network.natGateways",
@@ -342,7 +351,7 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "string",
         "unset",
         "Root CA certificates (PEM) every Envoy trusts besides the mesh's own, for a CA "
-        "rotation without outage: the README's appmesh-efs section gives the steps.",
+        "rotation without outage: docs/topologies/appmesh-efs.md gives the steps.",
     ),
     ConfigKey("app", "object", "per topology", "The workload; each field overrides a default."),
     ConfigKey("app.image", "string", "per topology", "Container image of the app."),
@@ -445,8 +454,8 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "With capacity ec2: a customer managed KMS key ARN that encrypts the data volume and "
         "the instance's root volume; empty: the account's default EBS key. The instance "
         "role gets kms:CreateGrant on it; the key's policy must let the Auto Scaling "
-        "service-linked role use it (README). Set on an existing volume, it stops `pulumi "
-        "up` with the steps to re-encrypt.",
+        "service-linked role use it (docs/topologies/nlb-certbot.md). Set on an existing "
+        "volume, it stops `pulumi up` with the steps to re-encrypt.",
     ),
     ConfigKey(
         "services",

@@ -10,6 +10,8 @@ each registration with its parent and dependencies, so tests query a graph:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import runpy
@@ -33,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "ecs-tls"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
-AZ_NAMES = [f"{REGION}{c}" for c in "abcdef"]
+AZ_NAMES = [f"{REGION}{c}" for c in "abcdef"]  # the default region's; az_names(region)
 MOCK_ISSUED = datetime(2100, 1, 1, tzinfo=UTC)  # pulumi-tls certificates
 
 if str(ROOT) not in sys.path:
@@ -122,13 +124,58 @@ def _pem(label: str, name: str) -> str:
     return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
 
 
+@functools.cache
+def _partitions() -> tuple[dict[str, Any], ...]:
+    from botocore.loaders import Loader
+
+    return tuple(Loader().load_data("endpoints")["partitions"])
+
+
+def region_partition(region: str) -> tuple[str, str] | None:
+    """(partition, DNS suffix) of `region` when botocore's endpoints data lists it (the
+    list the AWS SDKs resolve endpoints from), else None."""
+    for p in _partitions():
+        if region in p["regions"]:
+            return p["partition"], p["dnsSuffix"]
+    return None
+
+
+def az_names(region: str) -> list[str]:
+    return [f"{region}{c}" for c in "abcdef"]
+
+
+def _zone_id_prefix(region: str) -> str:
+    # AWS's zone IDs abbreviate the region: eu-west-1 -> euw1, ap-southeast-2 -> apse2.
+    short = {"north": "n", "south": "s", "east": "e", "west": "w", "central": "c"}
+    first, *middle, number = region.split("-")
+    words = "".join(
+        "".join(short.get(part, part[:1]) for part in _compass(word)) for word in middle
+    )
+    return f"{first}{words}{number}"
+
+
+def _compass(word: str) -> list[str]:
+    for head in ("north", "south"):
+        if word.startswith(head) and word != head:
+            return [head, word[len(head) :]]
+    return [word]
+
+
+# The region of the registration being answered: AwsMocks sets it around each call, so
+# tests that wrap _resource_outputs(args) keep working and still get the run's region.
+_ANSWERING_IN = [REGION]
+
+
 def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-    """Inputs echoed back plus the computed attributes AWS would return."""
+    """Inputs echoed back plus the computed attributes AWS would return, in the region
+    of the mocks answering."""
+    region = _ANSWERING_IN[-1]
+    partition, suffix = region_partition(region) or ("aws", "amazonaws.com")
     digest = hashlib.sha1(f"{args.typ}/{args.name}".encode()).hexdigest()
     service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "mock"
     state: dict[str, Any] = dict(args.inputs)
     state.setdefault("name", args.inputs.get("name", f"{args.name}-{digest[:7]}"))
-    state["arn"] = f"arn:aws:{service}:{REGION}:{ACCOUNT}:{args.name}-{digest[:6]}"
+    state["arn"] = f"arn:{partition}:{service}:{region}:{ACCOUNT}:{args.name}-{digest[:6]}"
     resource_id = f"{args.name}-{digest[:8]}"
     prefixes = {
         "aws:ec2/vpc:Vpc": "vpc-",
@@ -143,21 +190,23 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
     if args.typ in prefixes:
         resource_id = prefixes[args.typ] + digest[:17]
     if args.typ == "aws:lb/loadBalancer:LoadBalancer":
-        state["dnsName"] = f"{args.name}-{digest[:8]}.{REGION}.elb.amazonaws.com"
+        state["dnsName"] = f"{args.name}-{digest[:8]}.{region}.elb.{suffix}"
         state["zoneId"] = "Z32O12XQLNTSW2"
         state["arnSuffix"] = f"app/{args.name}/{digest[:16]}"
     if args.typ == "aws:lb/targetGroup:TargetGroup":
         state["arnSuffix"] = f"targetgroup/{args.name}/{digest[:16]}"
     if args.typ == "aws:secretsmanager/secret:Secret":
-        state["arn"] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{args.name}-AbCdEf"
+        state["arn"] = (
+            f"arn:{partition}:secretsmanager:{region}:{ACCOUNT}:secret:{args.name}-AbCdEf"
+        )
         resource_id = state["arn"]
     if args.typ == "aws:ecs/cluster:Cluster":
-        state["arn"] = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{state['name']}"
+        state["arn"] = f"arn:{partition}:ecs:{region}:{ACCOUNT}:cluster/{state['name']}"
     if args.typ == "aws:sqs/queue:Queue":
         # SQS addresses a queue by its URL, which queue policies take as their ID.
-        state["url"] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{state['name']}"
+        state["url"] = f"https://sqs.{region}.{suffix}/{ACCOUNT}/{state['name']}"
     if args.typ == "aws:cloudwatch/logGroup:LogGroup":
-        state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{state['name']}"
+        state["arn"] = f"arn:{partition}:logs:{region}:{ACCOUNT}:log-group:{state['name']}"
     # pulumi-tls: PEM-shaped text. Mocks, unlike the engine, do not mark keys secret, so a
     # test that finds this text outside a secret proves the program forgot to.
     if args.typ == "tls:index/privateKey:PrivateKey":
@@ -191,7 +240,7 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state["fqdn"] = args.inputs.get("name", args.name)
     if args.typ == "aws:acmpca/certificateAuthority:CertificateAuthority":
         state["arn"] = (
-            f"arn:aws:acm-pca:{REGION}:{ACCOUNT}:certificate-authority/"
+            f"arn:{partition}:acm-pca:{region}:{ACCOUNT}:certificate-authority/"
             f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
         )
         state["certificateSigningRequest"] = _pem("CERTIFICATE REQUEST", args.name)
@@ -200,47 +249,72 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
     if args.typ == "aws:s3/bucket:Bucket":
         # Auto-named like the provider: the logical name and a suffix, lowercase.
         state.setdefault("bucket", f"{args.name}-{digest[:7]}".lower())
-        state["arn"] = f"arn:aws:s3:::{state['bucket']}"
+        state["arn"] = f"arn:{partition}:s3:::{state['bucket']}"
         resource_id = state["bucket"]
     if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
         state["latestVersion"] = 1.0
     if args.typ == "aws:iam/role:Role":
-        state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"
+        state["arn"] = f"arn:{partition}:iam::{ACCOUNT}:role/{state['name']}"
         resource_id = state["name"]
     return resource_id, state
 
 
 class AwsMocks(pulumi.runtime.Mocks):
+    """Answers as the AWS provider does in `region` (the stack's aws:region)."""
+
+    def __init__(self, region: str = REGION) -> None:
+        self.region = region
+        self.partition, self.dns_suffix = region_partition(region) or ("aws", "amazonaws.com")
+
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
-        return _resource_outputs(args)
+        _ANSWERING_IN.append(self.region)
+        try:
+            return _resource_outputs(args)
+        finally:
+            _ANSWERING_IN.pop()
 
     def call(self, args: pulumi_mocks.MockCallArgs):
         token = args.token
+        region = self.region
         if token == "aws:index/getRegion:getRegion":
-            return {"name": REGION, "region": REGION, "id": REGION, "description": "Europe"}
+            return {"name": region, "region": region, "id": region, "description": region}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": ACCOUNT,
-                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                "arn": f"arn:{self.partition}:iam::{ACCOUNT}:user/ci",
                 "userId": "AIDAEXAMPLE",
                 "id": ACCOUNT,
             }
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
-                "names": AZ_NAMES,
-                "zoneIds": [f"euw1-az{i}" for i in range(1, 7)],
-                "id": REGION,
+                "names": az_names(region),
+                "zoneIds": [f"{_zone_id_prefix(region)}-az{i}" for i in range(1, 7)],
+                "id": region,
             }
         if token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+            return {
+                "partition": self.partition,
+                "dnsSuffix": self.dns_suffix,
+                "id": self.partition,
+            }
         if token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
             return {"randomPassword": "mock-password-" + "x" * 18, "id": "password"}
         if token == "aws:ssm/getParameter:getParameter":
             return {"name": args.args["name"], "value": "ami-0123456789abcdef0", "id": "p"}
+        if token == "aws:ec2/getVpcs:getVpcs":
+            vpcs = DEPLOYED["vpcs"].values()
+            return {"ids": [v["id"] for v in vpcs if _matches(v, args.args)], "id": region}
+        if token == "aws:ec2/getSubnets:getSubnets":
+            subnets = DEPLOYED["subnets"].values()
+            return {"ids": [x["id"] for x in subnets if _matches(x, args.args)], "id": region}
+        if token == "aws:ec2/getSubnet:getSubnet" and args.args["id"] in DEPLOYED["subnets"]:
+            return DEPLOYED["subnets"][args.args["id"]]
+        if token == "aws:ec2/getVpc:getVpc" and args.args.get("id") in DEPLOYED["vpcs"]:
+            return DEPLOYED["vpcs"][args.args["id"]]
         if token == "aws:ec2/getSubnet:getSubnet":
             # Existing subnets alternate between the first two zones by their last digit.
             subnet = args.args["id"]
-            zone = AZ_NAMES[int(subnet[-1], 16) % 2]
+            zone = az_names(region)[int(subnet[-1], 16) % 2]
             return {"id": subnet, "availabilityZone": zone, "vpcId": "vpc-existing"}
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": args.args.get("id"), "cidrBlock": "172.31.0.0/16", "arn": "arn:vpc"}
@@ -304,6 +378,58 @@ def config_values(config: Mapping[str, Any]) -> dict[str, str]:
 
 _GRAPHS: dict[tuple, Graph] = {}
 
+# What the account already holds, as the EC2 lookups answer it (set with `deployed`): empty,
+# the stack is new.
+DEPLOYED: dict[str, dict[str, dict[str, Any]]] = {"vpcs": {}, "subnets": {}}
+
+
+def _matches(item: Mapping[str, Any], args: Mapping[str, Any]) -> bool:
+    """The EC2 filters the program uses: `tag:<key>` and `vpc-id`."""
+    for f in args.get("filters") or []:
+        name, values = f["name"], f["values"]
+        if name.startswith("tag:"):
+            value = (item.get("tags") or {}).get(name[4:])
+        elif name == "vpc-id":
+            value = item.get("vpcId")
+        else:
+            raise NotImplementedError(f"the test mocks do not filter by {name}")
+        if value not in values:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def deployed(vpc: Mapping[str, Any], subnets: Iterable[Mapping[str, Any]]):
+    """Runs inside see `vpc` and `subnets` in the account, as `pulumi up` left them.
+
+    Each is what `ec2.getVpc` / `ec2.getSubnet` answer: `id`, `cidrBlock`, `tags`, and for a
+    subnet `availabilityZone` and `vpcId`. `deployed_from(graph)` gives them for a graph.
+    """
+    DEPLOYED["vpcs"] = {vpc["id"]: dict(vpc)}
+    DEPLOYED["subnets"] = {s["id"]: dict(s) for s in subnets}
+    try:
+        yield
+    finally:
+        DEPLOYED["vpcs"], DEPLOYED["subnets"] = {}, {}
+
+
+def deployed_from(graph: Graph) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The created VPC and subnets of `graph`, as the lookups would find them after `up`."""
+    vpc = graph.one("aws:ec2/vpc:Vpc")
+    found = {"id": vpc.id, "cidrBlock": vpc.inputs["cidrBlock"], "tags": vpc.inputs["tags"]}
+    subnets = [
+        {
+            "id": s.id,
+            "vpcId": vpc.id,
+            "cidrBlock": s.inputs["cidrBlock"],
+            "availabilityZone": s.inputs["availabilityZone"],
+            "tags": s.inputs["tags"],
+        }
+        for s in graph.of_type("aws:ec2/subnet:Subnet")
+    ]
+    return found, subnets
+
+
 # The SDK walks and reads the source of the whole call stack at every registration, to
 # report where a resource was declared. Mocks never use it, and it was a third of a run's
 # time, so the harness skips it.
@@ -331,6 +457,7 @@ def run_program(
         stack,
         secrets,
         tuple(id(b) for b in topologies.REGISTRY.values()),
+        json.dumps(DEPLOYED, sort_keys=True),
     )
     if key not in _GRAPHS:
         _GRAPHS[key] = _run(config, stack, secrets)
@@ -338,10 +465,11 @@ def run_program(
 
 
 def _run(config: Mapping[str, Any], stack: str, secret_keys: tuple[str, ...] = ()) -> Graph:
-    monitor = RecordingMonitor(AwsMocks())
+    region = config_values(config)["aws:region"]
+    monitor = RecordingMonitor(AwsMocks(region))
     pulumi_settings.reset_options()
     pulumi.runtime.set_mocks(
-        AwsMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor
+        AwsMocks(region), project=PROJECT, stack=stack, preview=False, monitor=monitor
     )
     # set_mocks made a finished root stack; run_in_stack makes the one exports go to.
     pulumi_settings.ROOT.set(None)

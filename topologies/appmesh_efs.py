@@ -35,7 +35,8 @@ trust the new root besides the old one (old leaves), switch the leaves (the old 
 the additional one), drop the old root. The state lives in the stack's configuration, not
 on the volume, so what the publisher writes and what the tasks' fingerprints say always
 agree and a rerun changes nothing. The generated chain replaces its CA and every leaf in
-one deploy, so it can only do the last two steps at once (the README gives the steps).
+one deploy, so it can only do the last two steps at once (docs/topologies/appmesh-efs.md
+gives the steps).
 
 Rollouts. Routes to other tasks retry a request that could not connect or was reset on
 another task, and clusters eject tasks that keep failing (components/envoy.py). Every Envoy

@@ -710,8 +710,8 @@ class NlbCertbot(pulumi.ComponentResource):
                 raise ConfigError(
                     "app.dataVolumeZone" if s.app.data_volume_zone else "network.privateSubnetIds",
                     f"no private subnet is in {zone}, the zone of the data volume "
-                    f"{volume_id}: keep one there, or move the data (README, nlb-certbot, "
-                    "Restore or move the data)",
+                    f"{volume_id}: keep one there, or move the data "
+                    "(docs/topologies/nlb-certbot.md, Restore or move the data)",
                 )
             return subnet
 

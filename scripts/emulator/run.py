@@ -577,7 +577,9 @@ def _check_leftovers(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./scripts/emulate", description=__doc__.split("\n")[0])
-    parser.add_argument("stack", help="a stack name (Pulumi.<name>.yaml) or a stack file")
+    parser.add_argument(
+        "stack", help="a stack name (Pulumi.NAME.yaml or examples/Pulumi.NAME.yaml) or a stack file"
+    )
     parser.add_argument(
         "--switch-to",
         action="append",

@@ -5,7 +5,6 @@ serving. Pure builders first, then every shipped stack under mocks."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -22,13 +21,14 @@ from components.alerts import (
 )
 from scripts.emulator.aws_rules import RULES
 from scripts.plan import load_stack
+from scripts.plan import shipped as shipped_stacks
 from tests import harness
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ACCOUNT, REGION, ROOT, Graph, unwrap
+from tests.harness import ACCOUNT, REGION, Graph, unwrap
 from tests.iam_conditions import allowed
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:alerts"
-STACK_FILES = sorted(p.name for p in Path(ROOT).glob("Pulumi.*.yaml"))
+STACK_FILES = shipped_stacks()
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:ecs-tls-dev-undelivered-events"
 
@@ -139,9 +139,9 @@ def build(config: dict, stack: str = "dev", secret_keys: tuple[str, ...] = ()) -
         return harness._run(config, stack, secret_keys)
 
 
-@pytest.fixture(scope="module", params=STACK_FILES)
+@pytest.fixture(scope="module", params=sorted(STACK_FILES))
 def shipped(request) -> Graph:
-    stack, source = load_stack(str(ROOT / request.param))
+    stack, source = load_stack(str(STACK_FILES[request.param]))
     secrets = tuple(sorted(harness._namespaced(k) for k in source.secret_keys))
     return build(source.config, stack, secrets)
 

@@ -39,19 +39,19 @@ import pytest
 import yaml
 
 import topologies
+from scripts.plan import shipped
 from scripts.stack_config import (
     SECRET_PLACEHOLDER,
     StackConfigError,
     cli_text,
     merged_config,
-    stack_files,
 )
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILE = ROOT / "Pulumi.yaml"
-STACKS = stack_files(ROOT)
+STACKS = shipped()
 
 # Pulumi.yaml's config block before the fix: four topology-specific keys typed without a
 # default, which the CLI therefore required in every stack.
@@ -333,3 +333,69 @@ def test_pulumi_yaml_defaults_suit_every_topology(tmp_path, topology):
     graph = run_program(config, stack="minimal")
 
     assert graph.stack_outputs["topology"] == topology
+
+
+def test_top_level_scalars_reach_the_program_as_written(tmp_path):
+    # value.go, Value.unmarshalValue: a scalar is read into a string first, so the CLI keeps
+    # its source text (leading zeros, underscores, dates), and the program parses numbers.
+    config = merge(tmp_path, "", "demo:a: 0123\ndemo:b: 1_000\ndemo:c: 2024-01-02\ndemo:d: 1.50\n")
+    assert config == {"demo:a": "0123", "demo:b": "1_000", "demo:c": "2024-01-02", "demo:d": "1.50"}
+
+
+def test_scalars_inside_objects_resolve_as_yaml_v3_does(tmp_path):
+    # resolve.go, resolve: strconv.ParseInt(text, 0, 64) makes 0123 octal and leaves 0129 to
+    # the float rule; no base 60; a timestamp becomes a time.Time, written by encoding/json
+    # as RFC 3339 (pulumi/pulumi#11518 and pulumi/pulumi-aws#4897 show leading zeros lost).
+    config = merge(
+        tmp_path,
+        "",
+        """
+        demo:o:
+          octal: 0123
+          notOctal: 0129
+          quoted: '0123'
+          hex: 0x1F
+          newOctal: 0o17
+          underscores: 1_000
+          exponent: 1e3
+          sexagesimal: 1:30
+          date: 2024-01-02
+          stamp: 2024-1-2T03:04:05.500Z
+          spaced: 2024-01-02 03:04:05
+          account: 012345678912
+        """,
+    )
+    assert json.loads(config["demo:o"]) == {
+        "octal": 83,
+        "notOctal": 129,
+        "quoted": "0123",
+        "hex": 31,
+        "newOctal": 15,
+        "underscores": 1000,
+        "exponent": 1000,
+        "sexagesimal": "1:30",
+        "date": "2024-01-02T00:00:00Z",
+        "stamp": "2024-01-02T03:04:05.5Z",
+        "spaced": "2024-01-02T03:04:05Z",
+        "account": 12345678912,
+    }
+
+
+def test_encrypted_values_and_environments_are_listed(tmp_path):
+    from scripts.stack_config import encrypted, environments
+
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text(
+        "environment:\n  - team/dev\nconfig:\n"
+        "  demo:token:\n    secure: v1:AAAA\n"
+        "  demo:certificate:\n    certificatePem: x\n    privateKeyPem:\n      secure: v1:BBBB\n"
+        "  demo:list:\n    - plain\n    - secure: v1:CCCC\n"
+    )
+    assert encrypted(stack) == {
+        "demo:token": "v1:AAAA",
+        "demo:certificate.privateKeyPem": "v1:BBBB",
+        "demo:list[1]": "v1:CCCC",
+    }
+    assert environments(stack) == ["team/dev"]
+    stack.write_text("config: {}\n")
+    assert environments(stack) == []

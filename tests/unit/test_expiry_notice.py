@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -29,15 +28,16 @@ from components.expiry_notice import (
 from components.iam import policy_document
 from scripts.emulator.aws_rules import full_match, model_constraints
 from scripts.plan import load_stack
+from scripts.plan import shipped as shipped_stacks
 from settings.errors import ConfigError
 from settings.parse import parse_certificate_expiry_alarm_days
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ACCOUNT, REGION, ROOT, Graph, Resource, run_program, unwrap
+from tests.harness import ACCOUNT, REGION, Graph, Resource, run_program, unwrap
 from tests.pki import make_pki
 
 EARLY = datetime(2026, 1, 1, tzinfo=UTC)  # a `now` long before any notice below
 SCHEDULE = "aws:scheduler/schedule:Schedule"
-STACK_FILES = sorted(p.name for p in Path(ROOT).glob("Pulumi.*.yaml"))
+STACK_FILES = shipped_stacks()
 DEFAULT_THRESHOLD = 30  # certificateExpiryAlarmDays when unset
 
 
@@ -242,8 +242,8 @@ def notices(graph: Graph, certificate: Resource) -> list[Resource]:
     return [s for s in graph.of_type(SCHEDULE) if made_from(s, certificate, "scheduleExpression")]
 
 
-def shipped(stack_file: str) -> Graph:
-    stack, source = load_stack(str(ROOT / stack_file))
+def shipped(stack: str) -> Graph:
+    stack, source = load_stack(str(STACK_FILES[stack]))
     return run_program(source.config, stack=stack, secret_keys=source.secret_keys)
 
 
@@ -267,7 +267,7 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module", params=[*STACK_FILES, *VARIANTS])
+@pytest.fixture(scope="module", params=[*sorted(STACK_FILES), *VARIANTS])
 def case(request) -> tuple[str, Graph, int]:
     if request.param in VARIANTS:
         config = VARIANTS[request.param]
@@ -407,25 +407,25 @@ def test_expected_certificates_per_topology():
             for r in generated_certificates(graph)
         }
 
-    assert kinds(shipped("Pulumi.alb-envoy.yaml")) == {
+    assert kinds(shipped("alb-envoy")) == {
         "alb-envoy-certificate-chain-ca": "notice",
         "alb-envoy-certificate-chain-leaf": "acm-alarm",
     }
-    assert kinds(shipped("Pulumi.appmesh-efs.yaml")) == {
+    assert kinds(shipped("appmesh-efs")) == {
         "appmesh-efs-certificate-chain-ca": "notice",
         "appmesh-efs-certificate-chain-leaf": "acm-alarm",
         "appmesh-efs-frontend-certificate": "notice",
         "appmesh-efs-backend-certificate": "notice",
     }
-    assert kinds(shipped("Pulumi.service-connect.yaml")) == {
+    assert kinds(shipped("service-connect")) == {
         "service-connect-certificate-chain-ca": "notice",
         "service-connect-certificate-chain-leaf": "acm-alarm",
     }
-    assert kinds(shipped("Pulumi.direct-task.yaml")) == {
+    assert kinds(shipped("direct-task")) == {
         "direct-task-placeholder-ca": "metric-alarm",
         "direct-task-placeholder-leaf": "metric-alarm",
     }
-    assert kinds(shipped("Pulumi.nlb-certbot.yaml")) == {}
+    assert kinds(shipped("nlb-certbot")) == {}
 
 
 def test_your_mesh_client_certificate_is_watched():

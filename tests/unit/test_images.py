@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 import topologies
 from components.certbot import CERTBOT_VERSION
 from components.container_definitions import Container, container_definitions_json
-from scripts.plan import load_stack
+from scripts.plan import load_stack, shipped
 from settings import parse_settings
 from settings.images import (
     AWAITING_DIGEST,
@@ -44,7 +43,7 @@ from settings.images import (
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import ACCOUNT, REGION, ROOT, Graph, config_error, run_program, unwrap
 
-STACK_FILES = sorted(p.name for p in Path(ROOT).glob("Pulumi.*.yaml"))
+STACK_FILES = shipped()
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 CREDENTIALS = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/hub-AbCdEf"
 CACHE = {"pullThroughCache": True}
@@ -120,11 +119,11 @@ def test_the_pin_check_refuses_tags_and_malformed_digests():
     assert is_pinned(NGINX_IMAGE) and is_pinned(ENVOY_IMAGE)
 
 
-@pytest.mark.parametrize("stack_file", STACK_FILES)
+@pytest.mark.parametrize("stack_file", sorted(STACK_FILES))
 def test_every_container_of_a_shipped_stack_runs_a_pinned_default_or_an_image_the_stack_names(
     stack_file,
 ):
-    stack, source = load_stack(str(ROOT / stack_file))
+    stack, source = load_stack(str(STACK_FILES[stack_file]))
     graph = run_program(source.config, stack=stack, secret_keys=source.secret_keys)
     named = strings_in(source.config)
     for task, images in images_of(graph).items():

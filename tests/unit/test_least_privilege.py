@@ -1,8 +1,9 @@
 """Least privilege in every IAM document of every shipped stack.
 
-Each stack file (Pulumi.*.yaml) is built under mocks and every policy document it sends
-is read: inline and managed role policies, trust policies, key, bucket, topic and file
-system policies, and Lambda permissions. A failure names the resource and the statement.
+Each shipped stack (scripts/plan.py, shipped) is built under mocks and every policy
+document it sends is read: inline and managed role policies, trust policies, key, bucket,
+topic and file system policies, and Lambda permissions. A failure names the resource and
+the statement.
 
 What is checked, for Allow statements:
 - no `*` or `service:*` action (key policies: `kms:*` for the owning account only, AWS's
@@ -25,16 +26,15 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.iam import TRUSTED_SERVICES
-from scripts.plan import load_stack
-from tests.harness import ACCOUNT, ROOT, Graph, Resource, run_program, unwrap
+from scripts.plan import load_stack, shipped
+from tests.harness import ACCOUNT, Graph, Resource, run_program, unwrap
 
-STACK_FILES = sorted(p.name for p in Path(ROOT).glob("Pulumi.*.yaml"))
+STACK_FILES = shipped()
 
 SAR = "https://docs.aws.amazon.com/service-authorization/latest/reference"
 
@@ -286,9 +286,9 @@ def violations(graph: Graph) -> list[str]:
     return found + lambda_permission_violations(graph) + managed_policy_violations(graph)
 
 
-@pytest.fixture(scope="module", params=STACK_FILES)
+@pytest.fixture(scope="module", params=sorted(STACK_FILES))
 def graph(request) -> Graph:
-    stack, source = load_stack(str(ROOT / request.param))
+    stack, source = load_stack(str(STACK_FILES[request.param]))
     return run_program(source.config, stack=stack, secret_keys=source.secret_keys)
 
 

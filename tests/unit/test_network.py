@@ -92,7 +92,14 @@ def test_both_modes_expose_the_same_outputs(program, stand_in_topologies):
 
 @pytest.mark.parametrize(
     ("cidr", "zones", "prefix"),
-    [("10.0.0.0/16", 2, 18), ("10.8.0.0/20", 3, 23), ("192.168.0.0/24", 6, 28)],
+    [
+        ("10.0.0.0/16", 2, 20),
+        ("10.0.0.0/16", 6, 20),
+        ("10.8.0.0/20", 3, 24),
+        ("10.8.0.0/23", 6, 27),
+        ("192.168.0.0/24", 4, 27),
+        ("192.168.0.0/25", 2, 27),
+    ],
 )
 def test_subnet_cidrs_are_equal_and_disjoint(cidr, zones, prefix):
     public, private = subnet_cidrs(cidr, zones)

@@ -18,16 +18,15 @@ from pulumi.runtime import rpc
 
 import topologies
 from scripts import plan
-from scripts.stack_config import stack_files
 from tests.harness import Graph, Resource, _run
 from tests.pki import make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKS = sorted(stack_files(ROOT))
+STACKS = sorted(plan.shipped())
 
 
 def source_of(stack: str) -> plan.Source:
-    return plan.load_stack(stack)[1]
+    return plan.load_stack(str(plan.shipped()[stack]))[1]
 
 
 # --- snapshots ---------------------------------------------------------------------------
@@ -44,16 +43,29 @@ def test_every_snapshot_belongs_to_a_shipped_stack():
     assert orphans == [], f"snapshots without a stack file: {orphans}: {plan.UPDATE_HINT}"
 
 
-def test_readme_diagrams_are_the_tools_output():
-    readme = plan.README.read_text()
+def test_docs_diagrams_are_the_tools_output():
+    page = plan.DIAGRAMS.read_text()
     for stack in STACKS:
-        assert f"<!-- plan:{stack}:start -->" in readme, (
-            f"no diagram of {stack}: {plan.UPDATE_HINT}"
-        )
-    assert plan.readme_with_diagrams(readme) == readme, (
-        f"README.md's diagrams differ from ./scripts/plan STACK --format mermaid: "
+        assert f"<!-- plan:{stack}:start -->" in page, f"no diagram of {stack}: {plan.UPDATE_HINT}"
+    assert plan.page_with_diagrams(page) == page, (
+        f"docs/plan.md's diagrams differ from ./scripts/plan STACK --format mermaid: "
         f"{plan.UPDATE_HINT}"
     )
+
+
+def test_update_snapshots_never_writes_the_readme(tmp_path, monkeypatch):
+    # The README is hand-written and short; only docs/plan.md carries generated diagrams.
+    readme = ROOT / "README.md"
+    before = readme.read_text()
+    monkeypatch.setattr(plan, "SNAPSHOTS", tmp_path / "snapshots")
+    monkeypatch.setattr(plan, "DIAGRAMS", tmp_path / "plan.md")
+    (tmp_path / "plan.md").write_text(f"x\n{plan.DIAGRAMS_START}\n{plan.DIAGRAMS_END}\n")
+    monkeypatch.setattr(plan, "snapshot_text", lambda stack: f"{stack}\n")
+    monkeypatch.setattr(plan, "diagrams_block", lambda: "diagrams")
+    written = plan.update_snapshots()
+    assert readme.read_text() == before
+    assert not any("README" in line for line in written), written
+    assert "diagrams" in (tmp_path / "plan.md").read_text()
 
 
 def _with_extra_resource(build):
@@ -84,7 +96,7 @@ def test_a_program_change_without_a_snapshot_update_fails(monkeypatch, capsys):
 
     assert problem is not None
     assert "./scripts/plan --update-snapshots" in problem
-    assert "+  aws:ssm/parameter:Parameter  unreviewed-change" in problem, problem
+    assert "+  parameter  unreviewed-change" in problem, problem
     # --check-snapshots, as CI or a developer runs it, exits 1 and says the same.
     assert plan.main(["--check-snapshots"]) == 1
     err = capsys.readouterr().err
@@ -133,8 +145,8 @@ def test_text_plan_shows_the_inputs_that_matter():
     lines = text.splitlines()
     assert lines[0].startswith("# Offline plan of stack dev (Pulumi.dev.yaml): topology alb-envoy")
     for expected in (
-        "ecs-tls:alb_envoy:AlbEnvoy  alb-envoy",
-        "    aws:lb/listener:Listener  alb-envoy-https",
+        "albEnvoy  alb-envoy",
+        "    listener  alb-envoy-https",
         "        sslPolicy: ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
         "        certificateArn: <certificate:alb-envoy-certificate>",
         "        action: forward <targetGroup:alb-envoy>",
@@ -149,7 +161,7 @@ def test_text_plan_shows_the_inputs_that_matter():
 
 def test_retained_resources_are_flagged():
     text = plan.snapshot_text("nlb-certbot")
-    assert "aws:ebs/volume:Volume  nlb-certbot-data  [retainOnDelete]" in text
+    assert "volume  nlb-certbot-data  [retainOnDelete]" in text
 
 
 # --- --against ---------------------------------------------------------------------------
@@ -176,11 +188,13 @@ def test_switching_alb_envoy_to_service_connect(capsys):
     assert ("aws:secretsmanager/secret:Secret", "alb-envoy-certificate") in stateful
 
     assert "STATEFUL RESOURCES DELETED" in out
-    assert "! aws:secretsmanager/secret:Secret  alb-envoy-certificate: Secrets Manager" in out
+    assert "! secret  alb-envoy-certificate: Secrets Manager" in out
     assert f"Create ({len(d.created)}):" in out and f"Delete ({len(d.deleted)}):" in out
-    assert "  + aws:acmpca/certificateAuthority:CertificateAuthority  service-connect-ca" in out
-    assert "  - aws:lb/loadBalancer:LoadBalancer  alb-envoy" in out
-    assert f"Keep ({len(d.kept)}):" in out and "  = urn:pulumi:alb-envoy::" in out
+    assert "  + certificateAuthority  service-connect-ca" in out
+    assert "  - loadBalancer  alb-envoy" in out
+    assert f"Keep ({len(d.kept)}):" in out and "  = logGroup  cluster" in out
+    # Short type names in every section, as in the plan of one stack.
+    assert not re.search(r"[a-z0-9-]+:[A-Za-z0-9_/]+:[A-Z]\w*", out)
 
 
 def test_switching_back_names_the_private_ca_and_retained_volumes():
@@ -217,11 +231,20 @@ def test_overrides_show_updates_by_input_name():
     ]
 
 
+def _resource(
+    type_: str, name: str, inputs: dict, outputs: dict | None = None, id_: str | None = None
+) -> Resource:
+    """A custom resource of the dev stack, as the mocks record it."""
+    urn = f"urn:pulumi:dev::ecs-tls::{type_}::{name}"
+    return Resource(
+        type_, name, urn, f"{name}-1" if id_ is None else id_, None, inputs, outputs or {}, [], True
+    )
+
+
 def test_physical_name_collisions_are_reported():
     def record(name: str) -> Resource:
         inputs = {"zoneId": "Z1", "name": "app.example.com", "type": "A"}
-        urn = f"urn:pulumi:dev::ecs-tls::aws:route53/record:Record::{name}"
-        return Resource("aws:route53/record:Record", name, urn, "", None, inputs, {}, [], True)
+        return _resource("aws:route53/record:Record", name, inputs, id_="")
 
     source = source_of("dev")
     d = plan.Diff("dev", source, source, [], [], [], [], [(record("b"), record("a"))], {})
@@ -355,27 +378,16 @@ def test_no_secret_in_any_format():
 def test_values_marked_secret_print_as_secret_in_every_format():
     """Whatever the program marks secret (an input shown, containers, an output) is masked."""
     hidden = "hunter2-do-not-print"
-    listener = Resource(
+    listener = _resource(
         "aws:lb/listener:Listener",
         "l",
-        "urn:pulumi:dev::ecs-tls::aws:lb/listener:Listener::l",
-        "l-1",
-        None,
         {"port": 443.0, "protocol": "HTTPS", "sslPolicy": rpc.wrap_rpc_secret(hidden)},
         {"arn": "arn:l"},
-        [],
-        True,
     )
-    task = Resource(
+    task = _resource(
         "aws:ecs/taskDefinition:TaskDefinition",
         "t",
-        "urn:pulumi:dev::ecs-tls::aws:ecs/taskDefinition:TaskDefinition::t",
-        "t-1",
-        None,
         {"containerDefinitions": rpc.wrap_rpc_secret(json.dumps([{"image": hidden}]))},
-        {},
-        [],
-        True,
     )
     graph = Graph([listener, task], {"token": rpc.wrap_rpc_secret(hidden), "password": "x"})
     source = source_of("dev")
@@ -389,3 +401,264 @@ def test_values_marked_secret_print_as_secret_in_every_format():
     text = plan.plan_text("dev", source, graph)
     assert "sslPolicy: [secret]" in text and "containers: [secret]" in text
     assert "  token: [secret]" in text and "  password: [secret]" in text
+
+
+# --- plan fidelity: what `pulumi preview` would see ----------------------------------------
+
+
+def _stack_file(tmp_path: Path, config: dict, name: str = "mine", **top) -> Path:
+    import yaml
+
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump({**top, "config": config}, sort_keys=False))
+    return path
+
+
+_BASE = {
+    "aws:region": "eu-west-1",
+    "ecs-tls:topology": "alb-envoy",
+    "ecs-tls:domain": "app.example.com",
+}
+
+
+def test_an_encrypted_certificate_key_plans_with_a_stand_in(tmp_path, capsys):
+    from scripts.stack_config import merged_config
+    from settings import ConfigError
+
+    pki = make_pki("app.example.com")
+    mine = _stack_file(
+        tmp_path,
+        {
+            **_BASE,
+            "ecs-tls:certificate": {
+                "certificatePem": pki.leaf_pem,
+                "chainPem": pki.chain_pem,
+                "privateKeyPem": {"secure": "v1:c3RhbmQtaW4="},
+            },
+        },
+    )
+    # Before: the ciphertext reached the program as "[secret]", which it refused as a key.
+    with pytest.raises(ConfigError, match=r"certificate\.privateKeyPem"):
+        _run(merged_config(plan.PROJECT_FILE, mine), "mine", ("ecs-tls:certificate",))
+
+    _, source = plan.load_stack(str(mine))
+    assert source.notes == (
+        "ecs-tls:certificate.privateKeyPem: encrypted, planned with a stand-in (a generated "
+        "EC secp256r1 key and a certificate with the names, dates and key type of your "
+        "certificatePem, issued by a generated CA named as your certificate's issuer)",
+    )
+    assert plan.main([str(mine)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2] == f"# Note: {source.notes[0]}"
+    assert "source: imported (certificate body and key given)" in out
+    # The stand-in is made once per value: two plans of the stack are one graph.
+    assert plan.load_stack(str(mine))[1].config == source.config
+    # The key is generated, never the ciphertext or the user's, and never printed.
+    assert _key_body(pki.key_pem)[0] not in json.dumps(source.config)
+    assert "PRIVATE KEY" not in out
+
+
+def test_a_stand_in_keeps_the_checks_of_the_users_certificate(tmp_path, capsys):
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    expired = make_pki(
+        "app.example.com", not_before=now - timedelta(days=400), not_after=now - timedelta(days=2)
+    )
+    other_name = make_pki("other.example.org")
+    for pki, expected in (
+        (expired, "error: ecs-tls:certificate.certificatePem: expired on"),
+        (other_name, "error: ecs-tls:certificate.certificatePem: covers other.example.org"),
+    ):
+        mine = _stack_file(
+            tmp_path,
+            {
+                **_BASE,
+                "ecs-tls:certificate": {
+                    "certificatePem": pki.leaf_pem,
+                    "privateKeyPem": {"secure": "v1:a2V5"},
+                },
+            },
+        )
+        assert plan.main([str(mine)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(expected) and err.count("\n") == 1, err
+
+
+def test_an_encrypted_mesh_client_key_plans_with_a_stand_in_under_the_same_ca(tmp_path):
+    from tests.unit.test_appmesh_efs import own_pki
+
+    certificate, client = own_pki()
+    mine = _stack_file(
+        tmp_path,
+        {
+            **_BASE,
+            "ecs-tls:topology": "appmesh-efs",
+            "ecs-tls:certificate": {**certificate, "privateKeyPem": {"secure": "v1:c2VydmVy"}},
+            "ecs-tls:mesh": {
+                "clientCertificate": {**client, "privateKeyPem": {"secure": "v1:Y2xpZW50"}}
+            },
+        },
+    )
+    _, source = plan.load_stack(str(mine))
+    assert [n.split(":")[1].split(" ")[0] for n in source.notes] == [
+        "certificate.privateKeyPem",
+        "mesh.clientCertificate.privateKeyPem",
+    ]
+    graph = plan.run(source, "mine")
+    assert graph.one("aws:secretsmanager/secret:Secret", "appmesh-efs-client-certificate")
+
+
+def test_an_encrypted_value_no_stand_in_fits_is_refused_in_one_line(tmp_path, capsys):
+    for key in ("ecs-tls:domain", "aws:region"):
+        mine = _stack_file(tmp_path, {**_BASE, key: {"secure": "v1:eA=="}})
+        assert plan.main([str(mine)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {key}: encrypted, and no stand-in passes"), err
+        assert err.count("\n") == 1
+
+
+def test_an_encrypted_provider_value_is_not_read_by_the_program(tmp_path):
+    mine = _stack_file(tmp_path, {**_BASE, "aws:secretKey": {"secure": "v1:eA=="}})
+    _, source = plan.load_stack(str(mine))
+    assert source.notes == (
+        "aws:secretKey: encrypted, planned with a stand-in ([secret]: read by the provider, "
+        "not by the program)",
+    )
+    assert len(plan.run(source, "mine")) > 0
+
+
+def test_the_stacks_region_is_honoured(tmp_path):
+    for region, partition in (("us-east-1", "aws"), ("cn-north-1", "aws-cn")):
+        mine = _stack_file(tmp_path, {**_BASE, "aws:region": region})
+        _, source = plan.load_stack(str(mine))
+        graph = plan.run(source, "mine")
+        everything = json.dumps(
+            [r.inputs for r in graph] + [r.outputs for r in graph] + [graph.stack_outputs],
+            default=str,
+        )
+        assert "eu-west-1" not in everything
+        zones = {r.inputs["availabilityZone"] for r in graph.of_type("aws:ec2/subnet:Subnet")}
+        assert zones == {f"{region}a", f"{region}b"}
+        assert f"arn:{partition}:ecs:{region}:" in everything
+        assert f".{region}.elb." in graph.stack_outputs["albDnsName"]
+    text = plan.plan_text("mine", source, graph)
+    assert "availabilityZone: cn-north-1a" in text
+
+
+def test_an_unknown_or_missing_region_is_refused_in_one_line(tmp_path, capsys):
+    for config, expected in (
+        ({**_BASE, "aws:region": "eu-west-9"}, "error: aws:region: 'eu-west-9' is not a region"),
+        ({k: v for k, v in _BASE.items() if k != "aws:region"}, "error: aws:region: not set"),
+    ):
+        assert plan.main([str(_stack_file(tmp_path, config))]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(expected) and err.count("\n") == 1, err
+    # --against key=value goes through the same check.
+    assert plan.main(["dev", "--against", "aws:region=mars-1"]) == 1
+    assert capsys.readouterr().err.startswith("error: aws:region: 'mars-1'")
+
+
+def test_leading_zeros_stay_text_as_the_cli_keeps_them(tmp_path):
+    mine = tmp_path / "Pulumi.mine.yaml"
+    mine.write_text(
+        "config:\n"
+        "  aws:region: eu-west-1\n"
+        "  ecs-tls:topology: alb-envoy\n"
+        "  ecs-tls:domain: app.example.com\n"
+        "  ecs-tls:logRetentionDays: 030\n"
+    )
+    _, source = plan.load_stack(str(mine))
+    assert source.config["ecs-tls:logRetentionDays"] == "030"  # not 24 (octal) nor 30
+    # `pulumi config set --path x.y 0123` keeps the text too (pulumi/pulumi#4393).
+    over = plan.with_overrides(source, ["app.image=0123", "app.desiredCount=3"])
+    assert json.loads(over.config["ecs-tls:app"]) == {"image": "0123", "desiredCount": 3}
+
+
+def test_an_esc_environment_is_reported_not_evaluated(tmp_path, capsys):
+    mine = _stack_file(tmp_path, _BASE, environment=["team/prod", "team/shared"])
+    _, source = plan.load_stack(str(mine))
+    note = (
+        "environment: team/prod, team/shared (Pulumi ESC) not evaluated offline: values it "
+        "would set are missing from this plan"
+    )
+    assert source.notes == (note,)
+    graph = plan.run(source, "mine")
+    assert plan.plan_text("mine", source, graph).splitlines()[2] == f"# Note: {note}"
+    assert f"> Note: {note}" in plan.plan_markdown("mine", source, graph)
+    assert json.loads(plan.plan_json("mine", source, graph))["notes"] == [note]
+    # A key the environment may set and the stack file does not: the error says so.
+    missing = _stack_file(
+        tmp_path,
+        {"aws:region": "eu-west-1", "ecs-tls:domain": "a.example.com"},
+        environment=["team/prod"],
+    )
+    assert plan.main([str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert "(environment: team/prod is not evaluated offline)" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "versions"),
+    [
+        ("ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", "TLS 1.2-1.3"),
+        ("ELBSecurityPolicy-TLS13-1-3-2021-06", "TLS 1.3 only"),
+        ("ELBSecurityPolicy-TLS13-1-0-2021-06", "TLS 1.0-1.3"),
+        ("ELBSecurityPolicy-TLS-1-2-Ext-2018-06", "TLS 1.2 only"),
+        ("ELBSecurityPolicy-TLS-1-1-2017-01", "TLS 1.1-1.2"),
+        ("ELBSecurityPolicy-FS-1-2-Res-2020-10", "TLS 1.2 only"),
+        ("ELBSecurityPolicy-2016-08", "TLS 1.0-1.2"),
+        ("ELBSecurityPolicy-FS-2018-06", "TLS 1.0-1.2"),
+        ("my-policy", "versions not known offline"),
+    ],
+)
+def test_tls_versions_of_elb_policies(policy, versions):
+    assert plan.policy_versions(policy) == versions
+
+
+def test_the_plan_shows_tls_per_listener_target_and_container():
+    dev = plan.snapshot_text("dev").splitlines()
+    for expected in (
+        "        tls: ends here, TLS 1.2-1.3 (ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09), "
+        "certificate ACM imported",
+        "        tls: none: redirect only",
+        "        tls: to the target, its certificate not verified by the load balancer",
+        "        tls :8443 ends here, TLS 1.2-1.3, certificate ECS secret "
+        "ENVOY_TLS_CERTIFICATE_CHAIN",
+    ):
+        assert expected in dev, expected
+    nlb = plan.snapshot_text("nlb-certbot")
+    assert "tls: passes through: the target ends the client's TLS" in nlb
+    assert "tls bolt ends here (Neo4j)" in nlb
+    mesh = plan.snapshot_text("appmesh-efs")
+    assert "clients need a certificate" in mesh and "tls to service_backend starts here" in mesh
+    assert "certificate SDS /etc/envoy-tls/sds.json" in plan.snapshot_text("direct-task")
+
+
+def test_a_listener_without_a_policy_shows_the_apis_default():
+    listener = _resource(
+        "aws:lb/listener:Listener",
+        "l",
+        {"port": 443.0, "protocol": "HTTPS", "certificateArn": "arn:aws:acm:x:1:certificate/y"},
+        {"arn": "arn:l"},
+    )
+    text = dict(plan.details(listener, plan.Refs(Graph([listener]))))["tls"]
+    assert text == (
+        "ends here, TLS 1.0-1.2 (ELBSecurityPolicy-2016-08), certificate yours "
+        "(arn:aws:acm:x:1:certificate/y)"
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_section_uses_short_names(stack):
+    text = plan.snapshot_text(stack)
+    long_type = re.compile(r"[a-z0-9-]+:[A-Za-z0-9_/]+:[A-Z]\w*")
+    assert not long_type.search(text), long_type.search(text)
+    assert "urn:pulumi:" not in text
+
+
+def test_short_names_that_two_types_share_carry_their_module():
+    text = plan.snapshot_text("service-connect").splitlines()
+    assert "ecs-tls.cluster  cluster" in text and "  ecs.cluster  cluster" in text
+    assert plan.qualified_type("aws:acmpca/certificate:Certificate") == "acmpca.certificate"
+    assert plan.qualified_type("tls:index/privateKey:PrivateKey") == "tls.privateKey"

@@ -60,19 +60,19 @@ BAD_CONFIGS = [
     (
         "cidr-bad",
         {**BASE, "network": {"cidrBlock": "10.0.0.300/16"}},
-        "ecs-tls:network.cidrBlock: '10.0.0.300/16' is not an IPv4 network from /16 to /24, "
+        "ecs-tls:network.cidrBlock: '10.0.0.300/16' is not an IPv4 network from /16 to /28, "
         "e.g. 10.0.0.0/16",
     ),
     (
         "cidr-host-bits",
         {**BASE, "network": {"cidrBlock": "10.0.0.1/16"}},
-        "ecs-tls:network.cidrBlock: '10.0.0.1/16' is not an IPv4 network from /16 to /24, "
+        "ecs-tls:network.cidrBlock: '10.0.0.1/16' is not an IPv4 network from /16 to /28, "
         "e.g. 10.0.0.0/16",
     ),
     (
         "cidr-too-large",
         {**BASE, "network": {"cidrBlock": "10.0.0.0/8"}},
-        "ecs-tls:network.cidrBlock: '10.0.0.0/8' is not an IPv4 network from /16 to /24, "
+        "ecs-tls:network.cidrBlock: '10.0.0.0/8' is not an IPv4 network from /16 to /28, "
         "e.g. 10.0.0.0/16",
     ),
     (
