@@ -793,7 +793,8 @@ def plan_text(stack: str, source: Source, graph: Graph) -> str:
     lines = [
         f"# Offline plan of stack {stack} ({source.label}): topology {source.topology}, "
         f"{len(graph)} resources",
-        "# Under mocks: IDs and ARNs are stand-ins. Regenerate: ./scripts/plan --update-snapshots",
+        "# Under mocks: IDs and ARNs are stand-ins."
+        + (" Regenerate: ./scripts/plan --update-snapshots" if _is_shipped(stack, source) else ""),
         *(f"# Note: {note}" for note in source.notes),
         "",
     ]
@@ -1499,6 +1500,12 @@ def shipped() -> dict[str, Path]:
     if default.is_file():
         stacks[DEFAULT_STACK] = default
     return dict(sorted(stacks.items()))
+
+
+def _is_shipped(stack: str, source: Source) -> bool:
+    """A shipped stack planned from its own file: the plan is its snapshot."""
+    path = shipped().get(stack)
+    return path is not None and source.label == str(path.relative_to(ROOT))
 
 
 def stack_plan(stack: str) -> tuple[Source, Graph]:
