@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from settings import CertificateSettings
+from settings import CertificateSettings, ListenerCertificateSettings
 
 CA_VALIDITY_HOURS = 10 * 365 * 24
 LEAF_VALIDITY_HOURS = 365 * 24
@@ -130,6 +130,8 @@ class ServerCertificateArgs:
     provided: CertificateSettings | None = None
     # False when only a load balancer presents it and no task needs the key.
     store_in_secrets_manager: bool = True
+    # False when only a task presents it (the load balancer has a certificate from ACM).
+    import_to_acm: bool = True
     # Generated chain only: see PrivateChainArgs.
     extra_dns_names: tuple[str, ...] = ()
     client_auth: bool = False
@@ -138,15 +140,17 @@ class ServerCertificateArgs:
 class ServerCertificate(pulumi.ComponentResource):
     """One certificate for `domain`, imported into ACM and stored in Secrets Manager."""
 
-    acm_certificate_arn: pulumi.Output[str]
+    acm_certificate_arn: pulumi.Output[str] | None  # None: not imported
     certificate_pem: pulumi.Output[str]
     # The generated CA (public), None when the user brought the certificate.
     ca_certificate_pem: pulumi.Output[str] | None
     # The generated CA's key (secret), None when the user brought the certificate.
     ca_private_key_pem: pulumi.Output[str] | None
     # When the generated CA expires (RFC 3339), None when the user brought the certificate.
-    # The leaf needs no notice of its own: ACM holds it, and its DaysToExpiry alarm watches.
+    # The leaf needs no notice of its own while ACM holds it: its DaysToExpiry alarm watches.
     ca_validity_end_time: pulumi.Output[str] | None
+    # When a generated leaf that ACM does not hold expires, for its notice; else None.
+    unwatched_leaf_end_time: pulumi.Output[str] | None
     fingerprint: pulumi.Output[str]
     # Tasks that read the secret must start after its value exists (None: not stored).
     secret_arn: pulumi.Output[str] | None
@@ -173,7 +177,9 @@ class ServerCertificate(pulumi.ComponentResource):
             self.ca_certificate_pem = chain.ca_certificate_pem
             self.ca_private_key_pem = chain.ca_private_key_pem
             self.ca_validity_end_time = chain.ca_validity_end_time
+            leaf_end: pulumi.Output[str] | None = chain.validity_end_time
         else:
+            leaf_end = None
             leaf_pem = pulumi.Output.from_input(args.provided.certificate_pem)
             chain_pem = args.provided.chain_pem
             key_pem = args.provided.secret_private_key()
@@ -181,26 +187,30 @@ class ServerCertificate(pulumi.ComponentResource):
             self.ca_private_key_pem = None
             self.ca_validity_end_time = None
 
-        # ACM never renews an imported certificate; re-importing keeps the ARN, which is
-        # what an update of this resource does.
-        imported = aws.acm.Certificate(
-            name,
-            certificate_body=leaf_pem,
-            certificate_chain=chain_pem,
-            private_key=key_pem,
-            tags={"Name": args.domain},
-            opts=child,
-        )
+        self.acm_certificate_arn = None
+        self.unwatched_leaf_end_time = leaf_end
+        if args.import_to_acm:
+            # ACM never renews an imported certificate; re-importing keeps the ARN, which is
+            # what an update of this resource does.
+            imported = aws.acm.Certificate(
+                name,
+                certificate_body=leaf_pem,
+                certificate_chain=chain_pem,
+                private_key=key_pem,
+                tags={"Name": args.domain},
+                opts=child,
+            )
+            self.acm_certificate_arn = imported.arn
+            self.unwatched_leaf_end_time = None
         self.secret_arn = None
         self.secret_version = None
         if args.store_in_secrets_manager:
             self._store(name, args.domain, leaf_pem, chain_pem, key_pem)
-        self.acm_certificate_arn = imported.arn
         self.certificate_pem = leaf_pem
         self.fingerprint = leaf_pem.apply(fingerprint)
         self.register_outputs(
             {
-                "acmCertificateArn": imported.arn,
+                "acmCertificateArn": self.acm_certificate_arn,
                 "secretArn": self.secret_arn,
                 "fingerprint": self.fingerprint,
             }
@@ -286,19 +296,39 @@ class AcmIssuedCertificate(pulumi.ComponentResource):
         self.register_outputs({"acmCertificateArn": self.acm_certificate_arn})
 
 
+@dataclass(frozen=True)
+class ExistingCertificate:
+    """A certificate already in ACM (`certificate.arn`): its owner renews it or ACM does."""
+
+    acm_certificate_arn: pulumi.Output[str]
+    ca_certificate_pem = None  # whoever issued it tells clients what to trust
+    ca_validity_end_time = None
+
+
 def load_balancer_certificate(
     name: str,
     domain: str,
     hosted_zone_id: str | None,
+    listener: ListenerCertificateSettings,
     provided: CertificateSettings | None,
     parent: pulumi.Resource,
-) -> ServerCertificate | AcmIssuedCertificate:
-    """The certificate a load balancer presents: yours, else ACM-issued, else generated."""
+    store_in_secrets_manager: bool = False,
+) -> ServerCertificate | AcmIssuedCertificate | ExistingCertificate:
+    """The certificate a load balancer presents, from `certificate.source` / `.arn`.
+
+    `store_in_secrets_manager`: a generated or imported one is also the task's (alb-envoy).
+    """
     opts = pulumi.ResourceOptions(parent=parent)
-    if provided is None and hosted_zone_id:
+    if listener.source == "existing":
+        assert listener.arn is not None
+        return ExistingCertificate(pulumi.Output.from_input(listener.arn))
+    if listener.source == "acm":
+        assert hosted_zone_id is not None  # settings refuse `acm` without a zone
         return AcmIssuedCertificate(name, AcmIssuedCertificateArgs(domain, hosted_zone_id), opts)
     return ServerCertificate(
         name,
-        ServerCertificateArgs(domain=domain, provided=provided, store_in_secrets_manager=False),
+        ServerCertificateArgs(
+            domain=domain, provided=provided, store_in_secrets_manager=store_in_secrets_manager
+        ),
         opts,
     )

@@ -139,10 +139,10 @@ def caa_policy(s: Settings) -> CaaPolicy | None:
     - nlb-certbot, direct-task: Let's Encrypt through the configured challenge only. An
       ACME server given as a URL is another CA whose CAA name the program cannot know: a
       record would refuse it, so there is none.
-    - service-connect with a zone and no certificate of your own: ACM issues the load
-      balancer's certificate, so Amazon's CAs too.
-    - A certificate of your own (alb-envoy, service-connect, appmesh-efs): its CA is
-      unknown and its renewal must not be refused: no record.
+    - ACM issues the load balancer's certificate (`certificate.source` acm, the default of
+      service-connect with a zone): Amazon's CAs too.
+    - A certificate of your own (PEMs, or `certificate.arn`): its CA is unknown and its
+      renewal must not be refused: no record.
     - Otherwise (generated certificates): Let's Encrypt only, so a public certificate for
       the name can still be obtained from the project's CA and brought in.
 
@@ -155,11 +155,14 @@ def caa_policy(s: Settings) -> CaaPolicy | None:
         if s.acme.server not in ACME_DIRECTORIES:
             return None
         issuers: tuple[str, ...] = (lets_encrypt_issuer(s.acme.challenge),)
-    elif s.certificate is not None:
+    elif s.certificate is not None or s.listener_certificate.source == "existing":
         return None
     else:
         issuers = (lets_encrypt_issuer(None),)
-        if s.topology == "service-connect" and s.ingress != "none":
+        has_listener = s.topology == "alb-envoy" or (
+            s.topology == "service-connect" and s.ingress != "none"
+        )
+        if has_listener and s.listener_certificate.source == "acm":
             issuers += AMAZON
     return CaaPolicy(
         issuers=issuers, wildcard=s.topology == "direct-task", iodef_email=s.alerts_email

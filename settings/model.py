@@ -56,6 +56,21 @@ class CertificateSettings:
 
 
 @dataclass(frozen=True)
+class ListenerCertificateSettings:
+    """What the public load balancer's TLS listener presents (alb-envoy, service-connect)."""
+
+    # generated: a private chain imported into ACM; imported: `certificate`'s PEMs imported;
+    # acm: issued and renewed by ACM, validated in hostedZoneId; existing: `arn`, in ACM.
+    source: str = "generated"
+    arn: str | None = None  # source "existing" only
+
+    @property
+    def publicly_trusted(self) -> bool:
+        """ACM issues publicly trusted certificates; an existing one is the user's choice."""
+        return self.source == "acm"
+
+
+@dataclass(frozen=True)
 class PrivateCaSettings:
     arn: str | None = None  # None: create a CA
     share_with: tuple[str, ...] = ()
@@ -214,6 +229,7 @@ class Settings:
     # A CAA record for `domain` naming only the stack's CAs; off where CAA is managed elsewhere.
     caa_record: bool = True
     images: ImageSettings = field(default_factory=ImageSettings)  # no cache unless asked
+    listener_certificate: ListenerCertificateSettings = ListenerCertificateSettings()
 
 
 # Working workload defaults per topology; `app` overrides them field by field.

@@ -42,6 +42,7 @@ from settings.model import (
     AcmeSettings,
     CertificateSettings,
     EnvoySettings,
+    ListenerCertificateSettings,
     NetworkSettings,
     PrivateCaSettings,
     ServiceConnectSettings,
@@ -49,6 +50,7 @@ from settings.model import (
 )
 from settings.readers import (
     ACCOUNT_RE,
+    ACM_CERTIFICATE_ARN_RE,
     HOSTED_ZONE_RE,
     ORG_ARN_RE,
     OU_ARN_RE,
@@ -232,10 +234,67 @@ def _existing_network(raw: Mapping[str, Any]) -> NetworkSettings:
     )
 
 
+PEM_FIELDS = ("certificatePem", "privateKeyPem", "chainPem")
+LISTENER_SOURCES = ("generated", "acm")
+
+
+def parse_listener_certificate(
+    values: Mapping[str, Any], topology: str, hosted_zone_id: str | None
+) -> ListenerCertificateSettings:
+    """Where the public listener's certificate comes from (`certificate.source`, `.arn`).
+
+    The defaults are what each topology did before the keys existed, so no existing stack
+    sees its certificate change: service-connect asks ACM when it has a zone, alb-envoy
+    imports a generated chain unless told `acm`.
+    """
+    raw = read_object(values, "certificate")
+    pems = [f for f in PEM_FIELDS if f in raw]
+    source, arn = raw.get("source"), raw.get("arn")
+    if arn is not None:
+        if not isinstance(arn, str) or not ACM_CERTIFICATE_ARN_RE.match(arn):
+            raise invalid(
+                "certificate.arn",
+                arn,
+                "an ACM certificate ARN "
+                "(arn:aws:acm:<region>:<account>:certificate/<id>, in the stack's region)",
+            )
+        if pems:
+            raise ConfigError(
+                "certificate.arn",
+                f"names a certificate already in ACM; certificate.{pems[0]} gives another: "
+                "set one of them",
+            )
+        if source is not None:
+            raise ConfigError(
+                "certificate.source", "cannot be set with certificate.arn, which is the source"
+            )
+        return ListenerCertificateSettings("existing", arn)
+    if source is None:
+        if pems:
+            return ListenerCertificateSettings("imported")
+        acm = topology == "service-connect" and hosted_zone_id is not None
+        return ListenerCertificateSettings("acm" if acm else "generated")
+    if source not in LISTENER_SOURCES:
+        raise invalid("certificate.source", source, " or ".join(LISTENER_SOURCES))
+    if pems:
+        raise ConfigError(
+            "certificate.source",
+            f"makes the certificate, and certificate.{pems[0]} brings one: set one of them",
+        )
+    if source == "acm" and hosted_zone_id is None:
+        raise ConfigError(
+            "certificate.source",
+            "ACM issues a certificate once a DNS record in hostedZoneId validates it, and "
+            "hostedZoneId is not set: set it to the Route53 zone of domain, or use "
+            "certificate.arn",
+        )
+    return ListenerCertificateSettings(source)
+
+
 def parse_certificate(values: Mapping[str, Any], domain: str) -> CertificateSettings | None:
     """The user's certificate, checked (certificate_check.py) before anything is registered."""
     raw = read_object(values, "certificate")
-    if not raw:
+    if not any(f in raw for f in PEM_FIELDS):
         return None
     # Before any other check: a key stored in plaintext is already in the stack file. The
     # engine marks the whole of `certificate` secret once any field of it is set with
@@ -246,7 +305,7 @@ def parse_certificate(values: Mapping[str, Any], domain: str) -> CertificateSett
             "must be set as a secret: " + set_command("certificate.privateKeyPem"),
         )
     pems = {}
-    for field_name in ("certificatePem", "privateKeyPem", "chainPem"):
+    for field_name in PEM_FIELDS:
         key = f"certificate.{field_name}"
         value = raw.get(field_name)
         if value is None:
@@ -655,6 +714,9 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
         envoy=parse_envoy(values, topology),
         service_connect=parse_service_connect(values),
         images=parse_images(values),
+        listener_certificate=parse_listener_certificate(
+            values, topology, parse_hosted_zone_id(values)
+        ),
     )
     check_topology_requirements(settings)
     settings = with_http01_start(with_mesh(settings, values), values)

@@ -41,6 +41,12 @@ PCA_ARN_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
 )
 
+# An ACM certificate ARN (the load balancer's region and account: AWS checks, not this).
+ACM_CERTIFICATE_ARN_RE = re.compile(
+    r"\Aarn:aws(?:-[a-z]+)*:acm:[a-z]{2}(?:-[a-z]+)+-[0-9]+:[0-9]{12}:certificate/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
+)
+
 ACCOUNT_RE = re.compile(r"\A[0-9]{12}\Z")
 
 ORG_ARN_RE = re.compile(

@@ -233,6 +233,23 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "generated",
         "Bring your own certificate. Absent: a private chain is generated with pulumi-tls.",
     ),
+    ConfigKey(
+        "certificate.source",
+        "string",
+        "per topology",
+        "What the public load balancer presents: `acm`, a publicly trusted certificate ACM "
+        "issues and renews, validated by a DNS record in hostedZoneId (the default of "
+        "service-connect with hostedZoneId); `generated`, a private chain imported into ACM "
+        "(clients need caCertificatePem; the default otherwise). alb-envoy: Envoy in the task "
+        "keeps its own generated chain either way, as the ALB does not verify targets.",
+    ),
+    ConfigKey(
+        "certificate.arn",
+        "string",
+        "unset",
+        "An ACM certificate of the stack's account and region for the public load balancer, "
+        "instead of source or PEMs; you renew it (imported) or ACM does (issued).",
+    ),
     ConfigKey("certificate.certificatePem", "string", "", "PEM of the leaf certificate."),
     ConfigKey(
         "certificate.privateKeyPem",
@@ -544,6 +561,10 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "ingress": ("service-connect",),
     "services": ("service-connect", "appmesh-efs"),
     "envoy": ("alb-envoy", "appmesh-efs", "direct-task"),
+    # Before `certificate`: ACM never hands out its keys, and appmesh-efs's gateway Envoy
+    # needs the key, as its NLB passes TLS through.
+    "certificate.source": ("alb-envoy", "service-connect"),
+    "certificate.arn": ("alb-envoy", "service-connect"),
     "certificate": ("alb-envoy", "service-connect", "appmesh-efs"),
     "sslPolicy": ("alb-envoy", "service-connect"),
     "certificateExpiryAlarmDays": ("alb-envoy", "service-connect", "appmesh-efs"),

@@ -17,8 +17,11 @@ from components.alerts import healthy_targets_alarm_args
 from components.certificates import (
     CHAIN_KEY,
     PRIVATE_KEY_KEY,
+    AcmIssuedCertificate,
+    ExistingCertificate,
     ServerCertificate,
     ServerCertificateArgs,
+    load_balancer_certificate,
 )
 from components.container_definitions import (
     LogSettings,
@@ -26,7 +29,7 @@ from components.container_definitions import (
 )
 from components.dns import AliasTarget
 from components.envoy_sidecar import SidecarTask, sidecar_containers
-from components.expiry_notice import expiry_notices, generated_ca
+from components.expiry_notice import REISSUE, WatchedCertificate, expiry_notices, generated_ca
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
 from components.naming import physical_name
@@ -44,11 +47,27 @@ class AlbEnvoy(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         s, network, cluster = settings, foundation.network, foundation.cluster
 
-        self.certificate = ServerCertificate(
+        # The listener's certificate. Generated or yours: one certificate, which Envoy
+        # serves too. From ACM (issued or `certificate.arn`): ACM never gives out its key, so
+        # Envoy serves a generated chain of its own, which the ALB accepts without checking
+        # (it does not verify targets' certificates), still encrypting the hop to the task.
+        self.listener_certificate = load_balancer_certificate(
             f"{name}-certificate",
-            ServerCertificateArgs(domain=s.domain, provided=s.certificate),
-            opts=child,
+            s.domain,
+            s.hosted_zone_id,
+            s.listener_certificate,
+            s.certificate,
+            parent=self,
+            store_in_secrets_manager=True,
         )
+        if isinstance(self.listener_certificate, ServerCertificate):
+            self.certificate = self.listener_certificate
+        else:
+            self.certificate = ServerCertificate(
+                f"{name}-envoy-certificate",
+                ServerCertificateArgs(domain=s.domain, import_to_acm=False),
+                opts=child,
+            )
         # The shared execution role may read this topology's secret, and only this one.
         read_secret = cluster.allow_secret_read(
             f"{name}-read-certificate", "ReadCertificateSecret", self.certificate.secret_arn, self
@@ -59,7 +78,7 @@ class AlbEnvoy(pulumi.ComponentResource):
             HttpsLoadBalancerArgs(
                 vpc_id=network.vpc_id,
                 subnet_ids=network.public_subnet_ids,
-                certificate_arn=self.certificate.acm_certificate_arn,
+                certificate_arn=self.listener_certificate.acm_certificate_arn,
                 target_port=s.envoy.port,
                 health_check_path=s.app.health_check_path,
                 ssl_policy=s.ssl_policy,
@@ -141,16 +160,26 @@ class AlbEnvoy(pulumi.ComponentResource):
         foundation.domain_name.point_at(AliasTarget(lb.dns_name, lb.zone_id))
         foundation.alerts.certificate_expiry_alarm(
             f"{name}-certificate-expiry",
-            self.certificate.acm_certificate_arn,
+            self.listener_certificate.acm_certificate_arn,
             s.domain,
             s.certificate_expiry_alarm_days,
             parent=self,
         )
-        # The alarm watches the leaf in ACM; the generated CA behind it is in no AWS service.
+        # The alarm watches the listener's certificate in ACM; what no AWS service holds (a
+        # generated CA, Envoy's own leaf beside an ACM certificate) gets a notice.
+        watched = []
         if self.certificate.ca_validity_end_time is not None:
-            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self).watch(
-                f"{name}-ca", generated_ca(s.domain, self.certificate.ca_validity_end_time)
+            watched.append(
+                (f"{name}-ca", generated_ca(s.domain, self.certificate.ca_validity_end_time))
             )
+        if self.certificate.unwatched_leaf_end_time is not None:
+            label = f"the certificate Envoy presents to the load balancer for {s.domain}"
+            end = self.certificate.unwatched_leaf_end_time
+            watched.append((f"{name}-envoy", WatchedCertificate(label, end, REISSUE)))
+        if watched:
+            notices = expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self)
+            for notice_name, certificate in watched:
+                notices.watch(notice_name, certificate)
         if s.app.desired_count > 0:
             foundation.alerts.serving_alarm(
                 f"{name}-healthy-targets",
@@ -164,22 +193,28 @@ class AlbEnvoy(pulumi.ComponentResource):
                 f"The load balancer of {s.domain}",
                 self,
             )
-        self.outputs = verification_outputs(s, lb.dns_name, self.certificate)
+        self.outputs = verification_outputs(
+            s, lb.dns_name, self.listener_certificate, self.certificate
+        )
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 
 
 def verification_outputs(
-    s: Settings, alb_dns: pulumi.Output[str], certificate: ServerCertificate
+    s: Settings,
+    alb_dns: pulumi.Output[str],
+    listener: ServerCertificate | AcmIssuedCertificate | ExistingCertificate,
+    envoy: ServerCertificate,
 ) -> dict[str, pulumi.Input]:
-    private_ca = certificate.ca_certificate_pem is not None
+    """What clients check: the listener's certificate, and its CA when it is generated."""
+    private_ca = listener.ca_certificate_pem is not None
     outputs: dict[str, pulumi.Input] = {
         "albDnsName": alb_dns,
-        "certificateArn": certificate.acm_certificate_arn,
-        "certificateSecretArn": certificate.secret_arn,
+        "certificateArn": listener.acm_certificate_arn,
+        "certificateSecretArn": envoy.secret_arn,
         **verify_outputs(s.domain, alb_dns, s.hosted_zone_id is not None, private_ca),
     }
-    if certificate.ca_certificate_pem is not None:
-        outputs["caCertificatePem"] = certificate.ca_certificate_pem
+    if listener.ca_certificate_pem is not None:
+        outputs["caCertificatePem"] = listener.ca_certificate_pem
     return outputs
 
 

@@ -235,7 +235,12 @@ class ServiceConnect(pulumi.ComponentResource):
         """The load balancer in front of the public service, re-encrypting to its proxy."""
         network = foundation.network
         certificate = load_balancer_certificate(
-            f"{name}-certificate", s.domain, s.hosted_zone_id, s.certificate, parent=self
+            f"{name}-certificate",
+            s.domain,
+            s.hosted_zone_id,
+            s.listener_certificate,
+            s.certificate,
+            parent=self,
         )
         self.public_certificate = certificate
         opts = pulumi.ResourceOptions(parent=self)

@@ -252,6 +252,32 @@ ROWS: list[Row] = [
         path="certificate",
         secret="certificate",
     ),
+    r("certificate.source", ALB, "ACM", "upper-case"),
+    r("certificate.source", ALB, "acm", "acm-without-zone"),
+    r("certificate.source", ALB, ["acm"], "list-for-string"),
+    r(
+        "certificate.source",
+        ALB,
+        {**PKI.certificate_config(), "source": "generated"},
+        "with-pems",
+        path="certificate",
+        secret="certificate",
+        hidden="PRIVATE KEY",
+    ),
+    r("certificate.arn", ALB, "arn:aws:acm:eu-west-1:123456789012:certificate/*", "wildcard"),
+    r(
+        "certificate.arn",
+        ALB,
+        "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/"
+        "12345678-1234-1234-1234-123456789012",
+        "private-ca-arn",
+    ),
+    r(
+        "certificate.arn",
+        ALB,
+        "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012\n",
+        "trailing-newline",
+    ),
     # --- privateCa
     r(
         "privateCa.arn",

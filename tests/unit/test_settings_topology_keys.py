@@ -15,6 +15,7 @@ from tests.conftest import MINIMAL_CONFIG
 from tests.harness import ROOT, config_error
 from tests.pki import make_pki
 
+ACM_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
 # A value for each table entry; the check runs before values are read, so any will do.
 SAMPLE = {
     "acme": {"email": "ops@example.com"},
@@ -25,6 +26,8 @@ SAMPLE = {
     "services": [{"name": "web", "image": "nginx", "port": 80}],
     "envoy": {"port": 9443},
     "mesh": {"namespace": "mesh.app.example.com"},
+    "certificate.source": "generated",
+    "certificate.arn": ACM_ARN,
     "certificate": make_pki("app.example.com").certificate_config(),
     "sslPolicy": DEFAULT_SSL_POLICY,
     "certificateExpiryAlarmDays": 14,
