@@ -393,6 +393,11 @@ def _custom_descendants(graph: Graph, urn: str) -> list[Resource]:
     return [c for c in graph.descendants(r) if c.custom]
 
 
+# Outputs that echo an input and are there to be referred to: what refers to a certificate
+# validation's ARN waits for the issuance, as in the program.
+PASSED_ON = {("aws:acm/certificateValidation:CertificateValidation", "certificateArn")}
+
+
 def _computed_outputs(r: Resource, tf_type: str, schema: ProviderSchema) -> dict[str, str]:
     """{mock value: provider attribute} of what the mocks computed for `r`."""
     attributes = schema.block(tf_type)["attributes"]
@@ -401,11 +406,40 @@ def _computed_outputs(r: Resource, tf_type: str, schema: ProviderSchema) -> dict
         out[r.id] = "id"
     echoed = set(strings(unwrap(r.inputs)))
     for key, value in r.outputs.items():
-        if not isinstance(value, str) or len(value) < 6 or value in echoed:
+        passed_on = (r.type, key) in PASSED_ON
+        if not isinstance(value, str) or len(value) < 6 or (value in echoed and not passed_on):
             continue
         name = ARGUMENT_RENAMES.get((r.type, key), snake(key))
         if name in attributes and attributes[name].get("type") == "string":
             out.setdefault(value, name)
+    out.update(_nested_computed_outputs(r, attributes, echoed))
+    return out
+
+
+def _nested_computed_outputs(
+    r: Resource, attributes: dict[str, Any], echoed: set[str]
+) -> dict[str, str]:
+    """{mock value: expression} for strings inside computed lists of objects, such as an
+    ACM certificate's `domain_validation_options[0].resource_record_name`. A set has no
+    order to index by, so only a set of one element is referred to."""
+    out: dict[str, str] = {}
+    for key, value in r.outputs.items():
+        name = ARGUMENT_RENAMES.get((r.type, key), snake(key))
+        kind = attributes.get(name, {}).get("type")
+        if not (isinstance(value, list) and isinstance(kind, list) and len(kind) == 2):
+            continue
+        collection, element = kind
+        if collection not in ("list", "set") or not isinstance(element, list):
+            continue
+        if element[0] != "object" or (collection == "set" and len(value) != 1):
+            continue
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                continue
+            for field_name, text in item.items():
+                if isinstance(text, str) and len(text) >= 6 and text not in echoed:
+                    expression = f"tolist({{address}}.{name})[{index}].{snake(field_name)}"
+                    out.setdefault(text, expression)
     return out
 
 
@@ -491,7 +525,11 @@ def translate(
             if urn not in addresses:
                 continue
             for mock, attribute in mock_values[urn].items():
-                references.append((mock, f"${{{addresses[urn]}.{attribute}}}"))
+                if "{address}" in attribute:
+                    expression = attribute.format(address=addresses[urn])
+                else:
+                    expression = f"{addresses[urn]}.{attribute}"
+                references.append((mock, f"${{{expression}}}"))
         references.sort(key=lambda kv: -len(kv[0]))
 
         def replace(text: str, references=references) -> str:

@@ -255,6 +255,34 @@ def test_the_translation_keeps_pulumi_behaviour(provider_schema):
     assert [a.split(".")[0] for a in translation.not_created] == ["aws_dlm_lifecycle_policy"]
 
 
+def test_an_acm_validation_record_refers_to_the_certificate_it_validates(provider_schema):
+    """The record's name and value are inside a set of objects: the provider's own values,
+    not the mocks' (ACM picks the token when it creates the certificate)."""
+    from scripts.emulator.translate import TlsMaterial, translate
+    from tests.harness import run_program
+
+    config = {
+        "aws:region": "eu-west-1",
+        "topology": "alb-envoy",
+        "domain": "app.example.com",
+        "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "certificate": {"source": "acm"},
+    }
+    graph = run_program(config)
+    translation = translate(
+        graph, provider_schema, "http://127.0.0.1:1", "eu-west-1", TlsMaterial()
+    )
+    assert translation.unresolved == []
+    (address,) = [
+        f"aws_acm_certificate.{n}" for n in translation.config["resource"]["aws_acm_certificate"]
+    ]
+    records = translation.config["resource"]["aws_route53_record"]
+    (record,) = [r for n, r in records.items() if "validation" in n]
+    options = f"tolist({address}.domain_validation_options)[0]"
+    assert record["name"] == f"${{{options}.resource_record_name}}"
+    assert record["records"] == [f"${{{options}.resource_record_value}}"]
+
+
 def test_an_input_the_provider_does_not_have_is_an_error(provider_schema):
     from scripts.emulator.translate import TranslateError, convert_block
 
