@@ -51,31 +51,28 @@ def read_autoscaling(raw: Any, key: str, max_tasks: int = MAX_TASKS) -> Autoscal
             raise ConfigError(
                 f"{key}.{name}", "is not a known key" + suggest(name, AUTOSCALING_KEYS)
             )
+    # Each value given is checked before what is missing, so the message names the value.
+    limits = {"min": (0, max_tasks), "max": (1, max_tasks), "requestsPerTarget": (1, 1_000_000)}
+    read = {
+        name: read_integer(value, f"{key}.{name}", *limits.get(name, (1, 100)))
+        for name, value in raw.items()
+    }
     for bound in ("min", "max"):
-        if bound not in raw:
+        if bound not in read:
             raise ConfigError(f"{key}.{bound}", "is required with autoscaling")
-    low = read_integer(raw["min"], f"{key}.min", 0, max_tasks)
-    high = read_integer(raw["max"], f"{key}.max", 1, max_tasks)
-    if high < low:
-        raise invalid(f"{key}.max", high, f"at least {key}.min ({low})")
-    if not any(m in raw for m in METRIC_KEYS):
+    if read["max"] < read["min"]:
+        raise invalid(f"{key}.max", read["max"], f"at least {key}.min ({read['min']})")
+    if not any(m in read for m in METRIC_KEYS):
         raise ConfigError(
             key,
             "needs at least one metric to track: cpuPercent, memoryPercent or requestsPerTarget",
         )
-    percent = {
-        m: read_integer(raw[m], f"{key}.{m}", 1, 100) if m in raw else None
-        for m in ("cpuPercent", "memoryPercent")
-    }
-    requests = raw.get("requestsPerTarget")
-    if requests is not None:
-        requests = read_integer(requests, f"{key}.requestsPerTarget", 1, 1_000_000)
     return AutoscalingSettings(
-        min=low,
-        max=high,
-        cpu_percent=percent["cpuPercent"],
-        memory_percent=percent["memoryPercent"],
-        requests_per_target=requests,
+        min=read["min"],
+        max=read["max"],
+        cpu_percent=read.get("cpuPercent"),
+        memory_percent=read.get("memoryPercent"),
+        requests_per_target=read.get("requestsPerTarget"),
     )
 
 
