@@ -241,13 +241,15 @@ KMS_KEY_ARN_RE = re.compile(
 def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> dict[str, Any]:
     """Where the app of nlb-certbot runs and what of it persists."""
     capacity = raw.get("capacity", base.capacity)
-    if capacity not in ("ec2", "fargate"):
+    if capacity == "fargate-spot" or isinstance(capacity, dict):
         raise invalid(
             "app.capacity",
             capacity,
             "one of: ec2, fargate (not Fargate Spot: AWS may stop a Spot task at two minutes' "
             "notice, and the database has one instance)",
         )
+    if capacity not in ("ec2", "fargate"):
+        raise invalid("app.capacity", capacity, "one of: ec2, fargate")
     if capacity == "fargate":
         for key in EC2_ONLY_APP_KEYS:
             if key in raw:
