@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.autoscaling import autoscale_service, capacity_provider_strategies
 from components.cluster import Cluster
 from components.firewall import allow_tcp
+from settings.scaling import AutoscalingSettings, CapacityStrategy
 
 
 def task_definition(
@@ -56,18 +58,32 @@ def fargate_service(
     health_check_grace_seconds: int = 60,
     delete_before_replace: bool = False,
     service_registries: dict | None = None,
+    capacity: CapacityStrategy | None = None,
+    autoscaling: AutoscalingSettings | None = None,
+    request_label: pulumi.Input[str] | None = None,
 ) -> aws.ecs.Service:
     """A Fargate service that rolls back a failed deployment and makes `pulumi up` wait.
 
     `depends_on` lists what AWS needs in place before the first task starts (a listener,
-    a secret and the right to read it, an installed CA certificate).
+    a secret and the right to read it, an installed CA certificate). `capacity`: None keeps
+    the FARGATE launch type; a strategy spreads tasks over FARGATE and FARGATE_SPOT.
+    `autoscaling`: a scaler owns the task count once the service exists; `request_label`
+    (components/autoscaling.py request_count_label) where an ALB target group fronts it.
     """
-    return aws.ecs.Service(
+    service = aws.ecs.Service(
         name,
         cluster=cluster.cluster.arn,
         task_definition=task_definition.arn,
         desired_count=desired_count,
-        launch_type="FARGATE",
+        launch_type="FARGATE" if capacity is None else None,
+        capacity_provider_strategies=(
+            capacity_provider_strategies(capacity) if capacity is not None else None
+        ),
+        # The AWS provider (6.x) refuses to change the strategy of a running service unless
+        # the change starts a new deployment ("force_new_deployment should be true when
+        # capacity_provider_strategy is being updated", aws_ecs_service): tasks move by a
+        # rolling deployment. Only with a strategy, so a launch-type service sees no diff.
+        force_new_deployment=True if capacity is not None else None,
         network_configuration={
             "subnets": subnet_ids,
             "security_groups": list(security_group_ids),
@@ -87,8 +103,15 @@ def fargate_service(
             parent=parent,
             depends_on=list(depends_on),
             delete_before_replace=delete_before_replace,
+            # With a scaler the count it sets stands: `up` sets desiredCount at creation only.
+            ignore_changes=["desiredCount"] if autoscaling is not None else None,
         ),
     )
+    if autoscaling is not None:
+        autoscale_service(
+            name, cluster.cluster.name, service, autoscaling, parent, request_label=request_label
+        )
+    return service
 
 
 def tasks_security_group(

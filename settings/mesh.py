@@ -182,10 +182,16 @@ def _check_node_names(services: tuple[ServiceSettings, ...]) -> None:
 def _check_discovered_counts(services: tuple[ServiceSettings, ...]) -> None:
     """Every service is found through Cloud Map (the gateway is not: its NLB finds it)."""
     for i, service in enumerate(services):
-        if service.desired_count > MAX_DISCOVERED_TASKS:
+        # The scaler may run as many tasks as autoscaling.max.
+        scaling = service.autoscaling
+        for key, count in (("desiredCount", service.desired_count),) + (
+            (("autoscaling.max", scaling.max),) if scaling else ()
+        ):
+            if count <= MAX_DISCOVERED_TASKS:
+                continue
             raise invalid(
-                f"services[{i}].desiredCount",
-                service.desired_count,
+                f"services[{i}].{key}",
+                count,
                 f"at most {MAX_DISCOVERED_TASKS} in topology {TOPOLOGY!r}: Cloud Map answers "
                 f"with at most {MAX_DISCOVERED_TASKS} addresses, so further tasks would get "
                 "no traffic",

@@ -15,6 +15,7 @@ from settings.constants import (
     NGINX_IMAGE,
 )
 from settings.images import NEO4J_IMAGE, ImageSettings
+from settings.scaling import AutoscalingSettings, CapacityStrategy
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ class AppSettings:
     data_volume_zone: str | None = None
     # A customer managed KMS key for the data and root volumes; None: the account's default.
     data_volume_kms_key_arn: str | None = None
+    # Fargate topologies: None keeps the FARGATE launch type; a strategy adds Fargate Spot.
+    capacity_strategy: CapacityStrategy | None = None
+    autoscaling: AutoscalingSettings | None = None  # None: desired_count, fixed
 
     @property
     def is_neo4j(self) -> bool:
@@ -158,6 +162,8 @@ class ServiceSettings:
     cpu: int = 256
     memory: int = 512
     desired_count: int = 2
+    capacity_strategy: CapacityStrategy | None = None  # as AppSettings
+    autoscaling: AutoscalingSettings | None = None
 
     @property
     def is_server(self) -> bool:

@@ -70,7 +70,8 @@ from settings.readers import (
     suggest,
 )
 from settings.redaction import is_secret, shown, top_level, treating_as_secret
-from settings.reference import APPLIES_TO, KNOWN_TOP_LEVEL, LOAD_BALANCER_KEYS
+from settings.reference import APPLIES_TO, KNOWN_TOP_LEVEL, LOAD_BALANCER_KEYS, REFUSED_BECAUSE
+from settings.scaling import check_scaling
 from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
 
@@ -667,7 +668,8 @@ def check_applies(values: Mapping[str, Any], topology: str, ingress: str) -> Non
             where = f"only to topology {readers[0]!r}"
         else:
             where = "to " + ", ".join(readers[:-1]) + f" and {readers[-1]}"
-        raise ConfigError(path, f"applies {where}, not {topology!r}")
+        why = REFUSED_BECAUSE.get((path, topology), "")
+        raise ConfigError(path, f"applies {where}, not {topology!r}{why}")
     if topology == "service-connect" and ingress == "none":
         for key in LOAD_BALANCER_KEYS:
             if key in values:
@@ -720,6 +722,7 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
     )
     check_topology_requirements(settings)
     settings = with_http01_start(with_mesh(settings, values), values)
+    check_scaling(settings)
     check_reserved_environment(settings)
     return settings
 

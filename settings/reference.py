@@ -413,10 +413,50 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ),
     ConfigKey(
         "app.capacity",
-        "string",
-        "ec2",
-        "ec2 (one instance; app.dataPath on an EBS volume that survives tasks "
-        "and instances) or fargate (stateless TLS apps: nothing persists).",
+        "string or object",
+        "nlb-certbot: ec2; else fargate",
+        "nlb-certbot: ec2 (one instance; app.dataPath on an EBS volume that survives tasks "
+        "and instances) or fargate (stateless TLS apps: nothing persists); never Fargate Spot, "
+        "which may stop the one database at two minutes' notice. alb-envoy, direct-task: "
+        "fargate (the FARGATE launch type), fargate-spot, or weights {fargate: N, "
+        "fargateSpot: M, base: B} (B tasks on on-demand Fargate first, the rest split N:M): "
+        "a capacity provider strategy on the cluster's FARGATE and FARGATE_SPOT. Moving from "
+        "fargate to Spot or weights updates the service in place with a rolling deployment "
+        "(no replacement); from Spot or weights back to fargate the AWS provider refuses the "
+        "change, so use weights {fargate: 1} instead (docs/day-2.md).",
+    ),
+    ConfigKey(
+        "app.autoscaling",
+        "object",
+        "unset",
+        "Target tracking with Application Auto Scaling on the service's task count: min, max "
+        "and at least one of cpuPercent, memoryPercent, requestsPerTarget (alb-envoy only: "
+        "ALB requests per task). app.desiredCount must lie from min to max; the scaler then "
+        "owns the count, and `pulumi up` no longer changes it. Scale-in stays on; a scale-out "
+        "waits 60 s after the last, a scale-in 300 s (docs/day-2.md).",
+    ),
+    ConfigKey(
+        "app.autoscaling.min", "integer", "", "Fewest tasks (0 to 100); alarms count from it."
+    ),
+    ConfigKey("app.autoscaling.max", "integer", "", "Most tasks (1 to 100, at least min)."),
+    ConfigKey(
+        "app.autoscaling.cpuPercent",
+        "integer",
+        "unset",
+        "Average CPU utilisation of the service to hold (1 to 100).",
+    ),
+    ConfigKey(
+        "app.autoscaling.memoryPercent",
+        "integer",
+        "unset",
+        "Average memory utilisation of the service to hold (1 to 100).",
+    ),
+    ConfigKey(
+        "app.autoscaling.requestsPerTarget",
+        "integer",
+        "unset",
+        "Requests per task per minute counted by the ALB target group to hold; only where an "
+        "ALB fronts the service.",
     ),
     ConfigKey("app.instanceType", "string", "t3.large", "With capacity ec2: the instance type."),
     ConfigKey(
@@ -538,6 +578,20 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "Number of tasks; at most 8 in appmesh-efs, where Cloud Map answers with at most "
         "8 addresses.",
     ),
+    ConfigKey(
+        "services[].capacity",
+        "string or object",
+        "fargate",
+        "fargate, fargate-spot or weights {fargate, fargateSpot, base}, as app.capacity.",
+    ),
+    ConfigKey(
+        "services[].autoscaling",
+        "object",
+        "unset",
+        "As app.autoscaling: {min, max, cpuPercent, memoryPercent, requestsPerTarget}; "
+        "requestsPerTarget only on the public service of service-connect with ingress alb; "
+        "max at most 8 in appmesh-efs.",
+    ),
 )
 
 KNOWN_TOP_LEVEL = tuple(k.path for k in CONFIG_REFERENCE if "." not in k.path)
@@ -571,7 +625,8 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "mesh": ("appmesh-efs",),
     "app.ports": ("nlb-certbot",),
     "app.certificateLayout": ("nlb-certbot",),
-    "app.capacity": ("nlb-certbot",),
+    "app.capacity": ("nlb-certbot", "alb-envoy", "direct-task"),
+    "app.autoscaling": ("alb-envoy", "direct-task"),
     "app.instanceType": ("nlb-certbot",),
     "app.dataPath": ("nlb-certbot",),
     "app.dataVolumeGiB": ("nlb-certbot",),
@@ -579,6 +634,13 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "app.dataVolumeSnapshotId": ("nlb-certbot",),
     "app.dataVolumeZone": ("nlb-certbot",),
     "app.dataVolumeKmsKeyArn": ("nlb-certbot",),
+}
+
+# Why a key is refused on a topology, where "applies to" alone leaves the user guessing.
+REFUSED_BECAUSE: dict[tuple[str, str], str] = {
+    ("app.autoscaling", "nlb-certbot"): (
+        ": it runs one database instance, which a second task would not join"
+    ),
 }
 
 # Keys about the public load balancer's listener, which service-connect only has with

@@ -37,6 +37,7 @@ from settings.readers import (
 )
 from settings.redaction import shown
 from settings.reference import SERVICE_KEYS
+from settings.scaling import read_autoscaling, read_capacity
 
 
 def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
@@ -55,6 +56,11 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
     if "ports" in raw or "certificateLayout" in raw:
         ports = _ports(raw.get("ports", list(ports)))
         layout = _layout(raw.get("certificateLayout", {}), layout)
+    # app.capacity: where nlb-certbot runs (ec2 | fargate); elsewhere Fargate or Fargate Spot.
+    strategy = None
+    if topology != "nlb-certbot":
+        strategy = read_capacity(raw.get("capacity", "fargate"), "app.capacity")
+        raw = {k: v for k, v in raw.items() if k != "capacity"}
     host = _host(raw, base, image, count)
     if topology == "nlb-certbot" and is_neo4j_image(image) and memory < NEO4J_MIN_MEMORY_MIB:
         raise invalid(
@@ -78,6 +84,8 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         memory=memory,
         desired_count=count,
         environment=env,
+        capacity_strategy=strategy,
+        autoscaling=read_autoscaling(raw.get("autoscaling"), "app.autoscaling"),
     )
 
 
@@ -233,6 +241,13 @@ KMS_KEY_ARN_RE = re.compile(
 def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> dict[str, Any]:
     """Where the app of nlb-certbot runs and what of it persists."""
     capacity = raw.get("capacity", base.capacity)
+    if capacity == "fargate-spot" or isinstance(capacity, dict):
+        raise invalid(
+            "app.capacity",
+            capacity,
+            "one of: ec2, fargate (not Fargate Spot: AWS may stop a Spot task at two minutes' "
+            "notice, and the database has one instance)",
+        )
     if capacity not in ("ec2", "fargate"):
         raise invalid("app.capacity", capacity, "one of: ec2, fargate")
     if capacity == "fargate":
@@ -443,6 +458,8 @@ def _service(item: Any, key: str) -> ServiceSettings:
         cpu=cpu,
         memory=memory,
         desired_count=read_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),
+        capacity_strategy=read_capacity(item.get("capacity", "fargate"), f"{key}.capacity"),
+        autoscaling=read_autoscaling(item.get("autoscaling"), f"{key}.autoscaling"),
     )
 
 

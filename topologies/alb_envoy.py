@@ -14,6 +14,7 @@ from __future__ import annotations
 import pulumi
 
 from components.alerts import healthy_targets_alarm_args
+from components.autoscaling import request_count_label, serving_floor
 from components.certificates import (
     CHAIN_KEY,
     PRIVATE_KEY_KEY,
@@ -133,11 +134,17 @@ class AlbEnvoy(pulumi.ComponentResource):
             container_definitions=containers,
             parent=self,
         )
+        lb = self.load_balancer.load_balancer
         self.service = fargate_service(
             name,
             cluster=cluster,
             task_definition=task,
             desired_count=s.app.desired_count,
+            capacity=s.app.capacity_strategy,
+            autoscaling=s.app.autoscaling,
+            request_label=pulumi.Output.all(
+                lb.arn_suffix, self.load_balancer.target_group.arn_suffix
+            ).apply(lambda v: request_count_label(v[0], v[1])),
             subnet_ids=network.private_subnet_ids,
             security_group_ids=[tasks_sg.id],
             parent=self,
@@ -156,7 +163,6 @@ class AlbEnvoy(pulumi.ComponentResource):
                 self.certificate.secret_version,
             ],
         )
-        lb = self.load_balancer.load_balancer
         foundation.domain_name.point_at(AliasTarget(lb.dns_name, lb.zone_id))
         foundation.alerts.certificate_expiry_alarm(
             f"{name}-certificate-expiry",
@@ -180,14 +186,15 @@ class AlbEnvoy(pulumi.ComponentResource):
             notices = expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self)
             for notice_name, certificate in watched:
                 notices.watch(notice_name, certificate)
-        if s.app.desired_count > 0:
+        floor = serving_floor(s.app.desired_count, s.app.autoscaling)
+        if floor > 0:
             foundation.alerts.serving_alarm(
                 f"{name}-healthy-targets",
                 healthy_targets_alarm_args(
                     "application",
                     lb.arn_suffix,
                     self.load_balancer.target_group.arn_suffix,
-                    s.app.desired_count,
+                    floor,
                     foundation.alerts.topic.arn,
                 ),
                 f"The load balancer of {s.domain}",

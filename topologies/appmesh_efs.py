@@ -879,6 +879,8 @@ class AppmeshEfs(pulumi.ComponentResource):
                 cluster=cluster,
                 task_definition=task,
                 desired_count=service.desired_count,
+                capacity=service.capacity_strategy,
+                autoscaling=service.autoscaling,
                 subnet_ids=network.private_subnet_ids,
                 security_group_ids=[members_sg.id, efs_clients.id],
                 parent=self,

@@ -40,6 +40,7 @@ import pulumi_aws as aws
 
 from components.acme_state import PLACEHOLDER_ISSUER_ENV, STATE_KMS_KEY_ENV
 from components.alerts import CERTIFICATE_METRIC_NAMESPACE, running_tasks_alarm_args
+from components.autoscaling import serving_floor
 from components.certbot import (
     RENEWAL_IMAGE,
     SHELL_ENTRY_POINT,
@@ -515,6 +516,8 @@ class DirectTask(pulumi.ComponentResource):
             cluster=cluster,
             task_definition=task,
             desired_count=s.app.desired_count,
+            capacity=s.app.capacity_strategy,
+            autoscaling=s.app.autoscaling,
             # Public subnets and a public IP: the task is the endpoint (and pulls its images
             # and reads its secret without NAT).
             subnet_ids=network.public_subnet_ids,
@@ -525,12 +528,13 @@ class DirectTask(pulumi.ComponentResource):
             # a function to delete their names, and the purge comes after them.
             depends_on=[read_secret, version, *dns_machinery],
         )
-        if s.app.desired_count > 0:
+        floor = serving_floor(s.app.desired_count, s.app.autoscaling)
+        if floor > 0:
             # No load balancer counts healthy targets: Container Insights counts the tasks.
             alerts.serving_alarm(
                 f"{name}-running-tasks",
                 running_tasks_alarm_args(
-                    cluster.cluster.name, self.service.name, s.app.desired_count, alerts.topic.arn
+                    cluster.cluster.name, self.service.name, floor, alerts.topic.arn
                 ),
                 f"The direct-task service of {s.domain}",
                 self,

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerts import healthy_targets_alarm_args
+from components.autoscaling import request_count_label, serving_floor
 from components.certificates import load_balancer_certificate
 from components.container_definitions import (
     Container,
@@ -194,8 +195,12 @@ class ServiceConnect(pulumi.ComponentResource):
                 container_definitions=containers,
                 parent=self,
             )
-            load_balancers = None
+            load_balancers, request_label = None, None
             if service.public and target_group is not None:
+                if s.ingress == "alb":
+                    request_label = pulumi.Output.all(
+                        self.load_balancer.arn_suffix, target_group.arn_suffix
+                    ).apply(lambda v: request_count_label(v[0], v[1]))
                 load_balancers = [
                     {
                         "target_group_arn": target_group.arn,
@@ -208,6 +213,9 @@ class ServiceConnect(pulumi.ComponentResource):
                 cluster=cluster,
                 task_definition=task,
                 desired_count=service.desired_count,
+                capacity=service.capacity_strategy,
+                autoscaling=service.autoscaling,
+                request_label=request_label,
                 subnet_ids=network.private_subnet_ids,
                 security_group_ids=[members.id],
                 parent=self,
@@ -310,14 +318,15 @@ class ServiceConnect(pulumi.ComponentResource):
             expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self).watch(
                 f"{name}-ca", generated_ca(s.domain, certificate.ca_validity_end_time)
             )
-        if public.desired_count > 0:
+        floor = serving_floor(public.desired_count, public.autoscaling)
+        if floor > 0:
             foundation.alerts.serving_alarm(
                 f"{name}-healthy-targets",
                 healthy_targets_alarm_args(
                     "application" if s.ingress == "alb" else "network",
                     lb.load_balancer.arn_suffix,
                     group.arn_suffix,
-                    public.desired_count,
+                    floor,
                     foundation.alerts.topic.arn,
                 ),
                 f"The load balancer of {s.domain} (service {public.name})",

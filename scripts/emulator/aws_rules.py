@@ -312,6 +312,29 @@ RULES: tuple[Rule, ...] = (
     model_rule(
         "iam-policy-name", "iam:PutRolePolicy:PolicyName", ("aws:iam/rolePolicy:RolePolicy", "name")
     ),
+    model_rule(
+        "appautoscaling-policy-name",
+        "application-autoscaling:PutScalingPolicy:PolicyName",
+        ("aws:appautoscaling/policy:Policy", "name"),
+    ),
+    # The model's pattern for ResourceId is written with UTF-16 surrogates, which Python's
+    # regex engine cannot compile; its length is what a long service name could break.
+    Rule(
+        id="appautoscaling-resource-id",
+        summary="1 to 1600 characters",
+        source="Application Auto Scaling API reference: RegisterScalableTarget and "
+        "PutScalingPolicy ResourceId",
+        api=(
+            "application-autoscaling:RegisterScalableTarget:ResourceId",
+            "application-autoscaling:PutScalingPolicy:ResourceId",
+        ),
+        pulumi=(
+            ("aws:appautoscaling/target:Target", "resourceId"),
+            ("aws:appautoscaling/policy:Policy", "resourceId"),
+        ),
+        min_length=1,
+        max_length=1600,
+    ),
     Rule(
         id="ecs-name",
         summary="1 to 255 letters, digits, hyphens and underscores",

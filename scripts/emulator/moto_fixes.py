@@ -141,6 +141,43 @@ def _lambda_vpc_id_of_its_subnets() -> None:
     models.LambdaFunction.vpc_config = property(vpc_config)
 
 
+def _scaling_target_tags() -> None:
+    # Application Auto Scaling tags scalable targets (TagResource, UntagResource,
+    # ListTagsForResource, and Tags on RegisterScalableTarget); moto has none of them, and
+    # the provider lists a target's tags after creating it (terraform-provider-aws 5.100,
+    # appautoscaling/target.go), so the apply stops. Tags are kept per ARN, as AWS does.
+    import json
+
+    from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+
+    tags: dict[str, dict[str, str]] = {}
+    register = ApplicationAutoScalingResponse.register_scalable_target
+
+    def register_scalable_target(self) -> str:
+        answer = register(self)
+        arn = json.loads(answer)["ScalableTargetARN"]
+        tags.setdefault(arn, {}).update(self._get_param("Tags") or {})
+        return answer
+
+    def tag_resource(self) -> str:
+        tags.setdefault(self._get_param("ResourceARN"), {}).update(self._get_param("Tags"))
+        return "{}"
+
+    def untag_resource(self) -> str:
+        held = tags.get(self._get_param("ResourceARN"), {})
+        for key in self._get_param("TagKeys") or []:
+            held.pop(key, None)
+        return "{}"
+
+    def list_tags_for_resource(self) -> str:
+        return json.dumps({"Tags": tags.get(self._get_param("ResourceARN"), {})})
+
+    ApplicationAutoScalingResponse.register_scalable_target = register_scalable_target
+    ApplicationAutoScalingResponse.tag_resource = tag_resource
+    ApplicationAutoScalingResponse.untag_resource = untag_resource
+    ApplicationAutoScalingResponse.list_tags_for_resource = list_tags_for_resource
+
+
 FIXES = {
     "ecs: no networkConfiguration on a service without awsvpc": (
         _service_without_network_configuration
@@ -153,6 +190,7 @@ FIXES = {
         _route53_create_checks_the_record_itself
     ),
     "lambda: VpcConfig names its subnets' VPC": _lambda_vpc_id_of_its_subnets,
+    "application-autoscaling: tags of scalable targets": _scaling_target_tags,
 }
 
 

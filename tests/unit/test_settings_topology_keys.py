@@ -10,7 +10,7 @@ import yaml
 
 from settings import CONFIG_REFERENCE, TOPOLOGIES, ConfigError, parse_settings
 from settings.constants import DEFAULT_SSL_POLICY, SSL_POLICIES, TLS13_SSL_POLICIES
-from settings.reference import APPLIES_TO, LOAD_BALANCER_KEYS
+from settings.reference import APPLIES_TO, LOAD_BALANCER_KEYS, REFUSED_BECAUSE
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import ROOT, config_error
 from tests.pki import make_pki
@@ -35,6 +35,7 @@ SAMPLE = {
     "app.ports": [7473],
     "app.certificateLayout": {"directory": "/ssl"},
     "app.capacity": "fargate",
+    "app.autoscaling": {"min": 1, "max": 2, "cpuPercent": 50},
     "app.instanceType": "t3.large",
     "app.dataPath": "/data",
     "app.dataVolumeGiB": 20,
@@ -105,7 +106,8 @@ def test_each_key_is_read_where_the_table_says_and_refused_elsewhere(path, topol
         assert "applies" not in message, message
     else:
         assert message.startswith(f"ecs-tls:{path}: applies "), message
-        assert message.endswith(f", not {topology!r}"), message
+        why = REFUSED_BECAUSE.get((path, topology), "")
+        assert message.endswith(f", not {topology!r}{why}"), message
 
 
 @pytest.mark.parametrize(
