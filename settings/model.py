@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pulumi
 
+from settings.app_secrets import AppAccess
 from settings.constants import (
     ACME_DIRECTORIES,
     DEFAULT_SSL_POLICY,
@@ -108,6 +109,8 @@ class AppSettings:
     data_volume_zone: str | None = None
     # A customer managed KMS key for the data and root volumes; None: the account's default.
     data_volume_kms_key_arn: str | None = None
+    # The app's secrets and task role (settings/app_secrets.py); nothing extra by default.
+    access: AppAccess = field(default_factory=AppAccess)
 
     @property
     def is_neo4j(self) -> bool:
@@ -143,6 +146,7 @@ class ServiceSettings:
     cpu: int = 256
     memory: int = 512
     desired_count: int = 2
+    access: AppAccess = field(default_factory=AppAccess)  # as AppSettings.access
 
     @property
     def is_server(self) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from settings.app_secrets import read_access
 from settings.constants import (
     APP_PROTOCOLS,
     SERVICE_MODES,
@@ -78,6 +79,7 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         memory=memory,
         desired_count=count,
         environment=env,
+        access=read_access(raw, "app", env),
     )
 
 
@@ -443,6 +445,7 @@ def _service(item: Any, key: str) -> ServiceSettings:
         cpu=cpu,
         memory=memory,
         desired_count=read_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),
+        access=read_access(item, key, env),
     )
 
 

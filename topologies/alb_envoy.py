@@ -14,6 +14,7 @@ from __future__ import annotations
 import pulumi
 
 from components.alerts import healthy_targets_alarm_args
+from components.app_access import WorkloadRole, allow_app_secrets
 from components.certificates import (
     CHAIN_KEY,
     PRIVATE_KEY_KEY,
@@ -105,6 +106,16 @@ class AlbEnvoy(pulumi.ComponentResource):
                 )
             )
         )
+        # The app's own rights: Envoy needs none from the task role, so the role is
+        # wholly the app's (the user's, or one carrying the user's policies).
+        app_role = WorkloadRole(
+            f"{name}-app-task",
+            s.app.access,
+            cluster.account_id,
+            "alb-envoy app: the policies of app.taskRolePolicyArns",
+            self,
+        )
+        read_app_secrets = allow_app_secrets(name, cluster.execution_role, [s.app.access], self)
         task = task_definition(
             name,
             family=physical_name("alb-envoy"),
@@ -113,6 +124,7 @@ class AlbEnvoy(pulumi.ComponentResource):
             cluster=cluster,
             container_definitions=containers,
             parent=self,
+            task_role_arn=app_role.arn,
         )
         self.service = fargate_service(
             name,
@@ -135,6 +147,8 @@ class AlbEnvoy(pulumi.ComponentResource):
                 self.load_balancer.https_listener,
                 read_secret,
                 self.certificate.secret_version,
+                *app_role.ready,
+                *([read_app_secrets] if read_app_secrets else []),
             ],
         )
         lb = self.load_balancer.load_balancer
