@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from components.app_secrets import container_secrets
 from components.container_definitions import (
     Container,
     Dependency,
@@ -188,6 +189,8 @@ def sidecar_containers(t: SidecarTask) -> list[Container]:
         name="app",
         image=t.app.image,
         environment=dict(t.app.environment),
+        # The app's own secrets, on the app only: Envoy and the refresher never see them.
+        secrets=container_secrets(t.app.access),
         # No port mapping: the app is reached through Envoy on 127.0.0.1 only, and its port
         # is not open in the task's security group.
         log=t.log,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pulumi
 
+from settings.app_secrets import AppAccess
 from settings.constants import (
     ACME_DIRECTORIES,
     DEFAULT_SSL_POLICY,
@@ -127,6 +128,8 @@ class AppSettings:
     # Fargate topologies: None keeps the FARGATE launch type; a strategy adds Fargate Spot.
     capacity_strategy: CapacityStrategy | None = None
     autoscaling: AutoscalingSettings | None = None  # None: desired_count, fixed
+    # The app's secrets and task role (settings/app_secrets.py); nothing extra by default.
+    access: AppAccess = field(default_factory=AppAccess)
 
     @property
     def is_neo4j(self) -> bool:
@@ -164,6 +167,7 @@ class ServiceSettings:
     desired_count: int = 2
     capacity_strategy: CapacityStrategy | None = None  # as AppSettings
     autoscaling: AutoscalingSettings | None = None
+    access: AppAccess = field(default_factory=AppAccess)  # as AppSettings.access
 
     @property
     def is_server(self) -> bool:

@@ -18,6 +18,7 @@ from components.envoy import (
     EnvoyProxySpec,
     envoy_bound_ports,
 )
+from settings.app_secrets import check_reserved_secrets, check_task_role
 from settings.certificate_check import check_certificate
 from settings.constants import (
     ACME_CHALLENGES,
@@ -751,6 +752,10 @@ def reserved_environment(s: Settings) -> dict[str, str]:
 
 def check_reserved_environment(s: Settings) -> None:
     reserved = reserved_environment(s)
+    accesses = [("app", s.app.access)]
+    accesses += [(f"services[{i}]", v.access) for i, v in enumerate(s.services)]
+    check_reserved_secrets(reserved, s.topology, accesses)
+    check_task_role(s.topology, accesses)
     workloads = [("app.environment", s.app.environment)] + [
         (f"services[{i}].environment", v.environment) for i, v in enumerate(s.services)
     ]

@@ -515,6 +515,40 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "volume, it stops `pulumi up` with the steps to re-encrypt.",
     ),
     ConfigKey(
+        "app.secrets",
+        "object",
+        "{}",
+        "Environment variables ECS fills from secrets at task start, on the app container "
+        "only: NAME: ARN of a Secrets Manager secret or an SSM parameter, or NAME: {arn, "
+        "jsonKey, versionStage or versionId} for one JSON key or version of a secret. The "
+        "shared execution role may read exactly these (a partial secret ARN without its "
+        "6-character suffix is granted as <arn>-??????). Values are never read by the "
+        "program; a running task keeps the value it started with.",
+    ),
+    ConfigKey(
+        "app.secretsKmsKeyArn",
+        "string",
+        "unset",
+        "The customer managed KMS key that encrypts app.secrets: the execution role may "
+        "decrypt with it through Secrets Manager and SSM only. Unset: AWS managed keys.",
+    ),
+    ConfigKey(
+        "app.taskRolePolicyArns",
+        "array",
+        "[]",
+        "IAM managed policy ARNs attached to the app's task role (the program's role, which "
+        "keeps the topology's own rights); at most 20.",
+    ),
+    ConfigKey(
+        "app.taskRoleArn",
+        "string",
+        "unset",
+        "An existing IAM role used as the app's task role instead of the program's; "
+        "excludes app.taskRolePolicyArns. alb-envoy only: in nlb-certbot (EFS mount) and "
+        "direct-task (the certificate refresher) the task role also carries the topology's "
+        "own rights. The deployer needs iam:PassRole on it.",
+    ),
+    ConfigKey(
         "services",
         "array",
         "demo",
@@ -571,6 +605,31 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
     ),
     ConfigKey("services[].cpu", "integer", "256", "Fargate task CPU units."),
     ConfigKey("services[].memory", "integer", "512", "Fargate task memory (MiB)."),
+    ConfigKey(
+        "services[].secrets",
+        "object",
+        "{}",
+        "As app.secrets, for this service's container.",
+    ),
+    ConfigKey(
+        "services[].secretsKmsKeyArn",
+        "string",
+        "unset",
+        "As app.secretsKmsKeyArn, for this service's secrets.",
+    ),
+    ConfigKey(
+        "services[].taskRolePolicyArns",
+        "array",
+        "[]",
+        "As app.taskRolePolicyArns, attached to this service's task role.",
+    ),
+    ConfigKey(
+        "services[].taskRoleArn",
+        "string",
+        "unset",
+        "As app.taskRoleArn, for this service; service-connect only (appmesh-efs: Envoy "
+        "mounts its certificates with the task role).",
+    ),
     ConfigKey(
         "services[].desiredCount",
         "integer",
@@ -634,6 +693,12 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "app.dataVolumeSnapshotId": ("nlb-certbot",),
     "app.dataVolumeZone": ("nlb-certbot",),
     "app.dataVolumeKmsKeyArn": ("nlb-certbot",),
+    # Where `app` is the workload; service-connect and appmesh-efs take them per service.
+    "app.secrets": ("alb-envoy", "direct-task", "nlb-certbot"),
+    "app.secretsKmsKeyArn": ("alb-envoy", "direct-task", "nlb-certbot"),
+    "app.taskRolePolicyArns": ("alb-envoy", "direct-task", "nlb-certbot"),
+    # nlb-certbot's and direct-task's task role carries their sidecar's rights too.
+    "app.taskRoleArn": ("alb-envoy",),
 }
 
 # Why a key is refused on a topology, where "applies to" alone leaves the user guessing.

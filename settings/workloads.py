@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from settings.app_secrets import read_access
 from settings.constants import (
     APP_PROTOCOLS,
     SERVICE_MODES,
@@ -86,6 +87,7 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         environment=env,
         capacity_strategy=strategy,
         autoscaling=read_autoscaling(raw.get("autoscaling"), "app.autoscaling"),
+        access=read_access(raw, "app", env),
     )
 
 
@@ -460,6 +462,7 @@ def _service(item: Any, key: str) -> ServiceSettings:
         desired_count=read_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),
         capacity_strategy=read_capacity(item.get("capacity", "fargate"), f"{key}.capacity"),
         autoscaling=read_autoscaling(item.get("autoscaling"), f"{key}.autoscaling"),
+        access=read_access(item, key, env),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pulumi
 
 from components.alerts import healthy_targets_alarm_args
+from components.app_access import WorkloadRole, allow_app_secrets
 from components.autoscaling import request_count_label, serving_floor
 from components.certificates import (
     CHAIN_KEY,
@@ -125,6 +126,16 @@ class AlbEnvoy(pulumi.ComponentResource):
                 )
             )
         )
+        # The app's own rights: Envoy needs none from the task role, so the role is
+        # wholly the app's (the user's, or one carrying the user's policies).
+        app_role = WorkloadRole(
+            f"{name}-app-task",
+            s.app.access,
+            cluster.account_id,
+            "alb-envoy app: the policies of app.taskRolePolicyArns",
+            self,
+        )
+        read_app_secrets = allow_app_secrets(name, cluster.execution_role, [s.app.access], self)
         task = task_definition(
             name,
             family=physical_name("alb-envoy"),
@@ -133,6 +144,7 @@ class AlbEnvoy(pulumi.ComponentResource):
             cluster=cluster,
             container_definitions=containers,
             parent=self,
+            task_role_arn=app_role.arn,
         )
         lb = self.load_balancer.load_balancer
         self.service = fargate_service(
@@ -161,6 +173,8 @@ class AlbEnvoy(pulumi.ComponentResource):
                 self.load_balancer.https_listener,
                 read_secret,
                 self.certificate.secret_version,
+                *app_role.ready,
+                *([read_app_secrets] if read_app_secrets else []),
             ],
         )
         foundation.domain_name.point_at(AliasTarget(lb.dns_name, lb.zone_id))

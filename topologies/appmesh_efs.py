@@ -70,6 +70,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from components.alerts import healthy_targets_alarm_args
+from components.app_access import allow_app_secrets, attach_policies
+from components.app_secrets import container_secrets
 from components.certificates import (
     CHAIN_KEY,
     LEAF_ALLOWED_USES,
@@ -364,6 +366,7 @@ def service_containers(s: Settings, service: ServiceSettings, v: TaskValues) -> 
         image=service.image,
         command=service.command,
         environment={**dict(service.environment), **egress_environment(s, service)},
+        secrets=container_secrets(service.access),
         log=LogSettings(v.log_group, v.region, f"mesh-{service.name}"),
     )
     return [app, replace(envoy, depends_on=[Dependency(service.name, "START")])]
@@ -841,8 +844,34 @@ class AppmeshEfs(pulumi.ComponentResource):
             for node, identity in self.identities.items()
         }
 
+        # Envoy mounts its certificates with the task role, so each service's policies join
+        # its role; services[].taskRoleArn is refused here (settings/app_secrets.py).
+        app_ready: dict[str, list[pulumi.Resource]] = {GATEWAY_NODE: []}
+        for service in s.services:
+            app_ready[service.name] = list(
+                attach_policies(
+                    f"{name}-{service.name}-task",
+                    self.envoy_roles[service.name],
+                    service.access,
+                    self,
+                )
+            )
+        read_app_secrets = allow_app_secrets(
+            name, cluster.execution_role, [v.access for v in s.services], self
+        )
+        if read_app_secrets is not None:
+            for service in s.services:
+                if service.access.secrets:
+                    app_ready[service.name].append(read_app_secrets)
+
         def ready(node: str) -> list[pulumi.Resource]:
-            return [self.publication, read_only[node], efs.policy, *efs.mount_targets]
+            return [
+                self.publication,
+                read_only[node],
+                efs.policy,
+                *efs.mount_targets,
+                *app_ready[node],
+            ]
 
         self.services: dict[str, aws.ecs.Service] = {}
         for service in creation_order(s.services):

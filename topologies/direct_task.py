@@ -40,6 +40,7 @@ import pulumi_aws as aws
 
 from components.acme_state import PLACEHOLDER_ISSUER_ENV, STATE_KMS_KEY_ENV
 from components.alerts import CERTIFICATE_METRIC_NAMESPACE, running_tasks_alarm_args
+from components.app_access import allow_app_secrets, attach_policies
 from components.autoscaling import serving_floor
 from components.certbot import (
     RENEWAL_IMAGE,
@@ -370,6 +371,15 @@ class DirectTask(pulumi.ComponentResource):
             opts=child,
         )
 
+        # The refresher needs this role, so the app's policies join it (one task role
+        # per task); app.taskRoleArn is refused here (settings/app_secrets.py).
+        app_ready: list[pulumi.Resource] = attach_policies(
+            f"{name}-task", task_role, s.app.access, self
+        )
+        read_app_secrets = allow_app_secrets(name, cluster.execution_role, [s.app.access], self)
+        if read_app_secrets is not None:
+            app_ready.append(read_app_secrets)
+
         # ------------------------------------------------------------ tasks
         self.tasks_security_group = tasks_sg = tasks_security_group(
             f"{name}-tasks",
@@ -526,7 +536,7 @@ class DirectTask(pulumi.ComponentResource):
             parent=self,
             # Deleted before the DNS machinery: the last tasks' STOPPED events still find
             # a function to delete their names, and the purge comes after them.
-            depends_on=[read_secret, version, *dns_machinery],
+            depends_on=[read_secret, version, *dns_machinery, *app_ready],
         )
         floor = serving_floor(s.app.desired_count, s.app.autoscaling)
         if floor > 0:

@@ -40,6 +40,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerts import CERTIFICATE_METRIC_NAMESPACE, healthy_targets_alarm_args
+from components.app_access import allow_app_secrets, attach_policies
+from components.app_secrets import container_secrets
 from components.certbot import (
     CERTBOT_GID,
     CERTBOT_UID,
@@ -241,7 +243,7 @@ def task_containers(s: Settings, v: TaskValues, on_ec2: bool = True) -> list[Con
             **dict(s.app.environment),
         },
         # NEO4J_AUTH is "neo4j/<password>", read from Secrets Manager at task start.
-        secrets={"NEO4J_AUTH": v.auth_secret_arn},
+        secrets={"NEO4J_AUTH": v.auth_secret_arn, **container_secrets(s.app.access)},
         port_mappings=[PortMapping(p) for p in s.app.ports],
         mount_points=app_mounts,
         depends_on=[Dependency("copier", "SUCCESS")],
@@ -391,6 +393,12 @@ class NlbCertbot(pulumi.ComponentResource):
             for purpose in ("app", "renewal")
         }
         ready: list[pulumi.Resource] = [read_auth, auth_version]
+        # The app's task role also mounts the ACME state read-only, so the user's policies
+        # join it; app.taskRoleArn is refused here (settings/app_secrets.py).
+        ready += attach_policies(f"{name}-app-task", roles["app"], s.app.access, self)
+        read_app_secrets = allow_app_secrets(name, cluster.execution_role, [s.app.access], self)
+        if read_app_secrets is not None:
+            ready.append(read_app_secrets)
         if not http01:
             # Only the certbot tasks' role: the app's task never talks to the CA.
             ready.append(

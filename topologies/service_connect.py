@@ -16,6 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerts import healthy_targets_alarm_args
+from components.app_access import WorkloadRole, allow_app_secrets
+from components.app_secrets import container_secrets
 from components.autoscaling import request_count_label, serving_floor
 from components.certificates import load_balancer_certificate
 from components.container_definitions import (
@@ -69,6 +71,7 @@ def service_container(service: ServiceSettings, v: ContainerValues) -> Container
         image=service.image,
         command=service.command,
         environment={**dict(service.environment), FINGERPRINT_VARIABLE: v.servers_fingerprint},
+        secrets=container_secrets(service.access),
         port_mappings=[
             PortMapping(
                 service.port,
@@ -179,8 +182,19 @@ class ServiceConnect(pulumi.ComponentResource):
                 "awslogs-stream-prefix": "service-connect",
             },
         }
+        read_app_secrets = allow_app_secrets(
+            name, cluster.execution_role, [v.access for v in s.services], self
+        )
         self.services = {}
         for service in creation_order(s.services):
+            # The Service Connect proxy uses no task role: the role is the service's own.
+            role = WorkloadRole(
+                f"{name}-{service.name}-task",
+                service.access,
+                cluster.account_id,
+                f"service-connect {service.name}: its services[].taskRolePolicyArns",
+                self,
+            )
             containers = pulumi.Output.all(cluster.log_group.name, cluster.region).apply(
                 lambda v, service=service: container_definitions_json(
                     [service_container(service, ContainerValues(v[0], v[1], fingerprint))]
@@ -194,6 +208,7 @@ class ServiceConnect(pulumi.ComponentResource):
                 cluster=cluster,
                 container_definitions=containers,
                 parent=self,
+                task_role_arn=role.arn,
             )
             load_balancers, request_label = None, None
             if service.public and target_group is not None:
@@ -225,7 +240,13 @@ class ServiceConnect(pulumi.ComponentResource):
                 ),
                 # A target group is usable once its listener exists. A task resolves the
                 # namespace's services once, at start: the servers it calls come first.
-                depends_on=[*ready, *listeners, *(self.services[c] for c in service.calls)],
+                depends_on=[
+                    *ready,
+                    *listeners,
+                    *(self.services[c] for c in service.calls),
+                    *role.ready,
+                    *([read_app_secrets] if read_app_secrets else []),
+                ],
                 # ECS refuses a second service with the same discovery name, so a
                 # replacement must delete the old service before creating the new one.
                 delete_before_replace=True,

@@ -92,6 +92,7 @@ def env(key: str, topology: str, environment: Any, name: str, hidden: str | None
 
 
 LONG_LABEL = "a" * 63
+SM_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf"
 ROWS: list[Row] = [
     # --- topology
     r("topology", ALB, ["alb-envoy"], "list-for-string"),
@@ -629,6 +630,47 @@ ROWS: list[Row] = [
         "trailing-newline",
     ),
     r("app.memory", NLB, {"cpu": 512, "memory": 1024}, "too-small-for-neo4j", path="app"),
+    # --- app.secrets, app.secretsKmsKeyArn, app.taskRolePolicyArns, app.taskRoleArn
+    r("app.secrets", ALB, ["DB"], "list-for-object"),
+    r("app.secrets.DB", ALB, {"DB": "*"}, "star", path="app.secrets"),
+    r("app.secrets.DB", ALB, {"DB": f"{SM_ARN[:-6]}*"}, "wildcard-in-arn", path="app.secrets"),
+    r("app.secrets.DB", ALB, {"DB": "prod/db"}, "name-not-arn", path="app.secrets"),
+    r("app.secrets.DB", ALB, {"DB": "arn:aws:s3:::b"}, "other-service", path="app.secrets"),
+    r("app.secrets", ALB, {"DB-URL": SM_ARN}, "bad-variable-name"),
+    r("app.secrets.AWS_PROFILE", ALB, {"AWS_PROFILE": SM_ARN}, "sdk-name", path="app.secrets"),
+    Row(
+        "app.secrets.DB",
+        ALB,
+        {"app.secrets": {"DB": SM_ARN}, "app.environment": {"DB": "x"}},
+        "clash-with-environment",
+    ),
+    r("app.secrets.NEO4J_AUTH", NLB, {"NEO4J_AUTH": SM_ARN}, "topology-var", path="app.secrets"),
+    r(
+        "app.secrets.DB.jsonKey",
+        ALB,
+        {"DB": {"arn": SM_ARN, "jsonKey": PKI.key_pem}},
+        "pem-in-json-key",
+        path="app.secrets",
+        hidden="PRIVATE KEY",
+    ),
+    r(
+        "app.secrets.DB.versionStage",
+        ALB,
+        {"DB": {"arn": SM_ARN, "versionStage": "AWS:CURRENT"}},
+        "colon-in-stage",
+        path="app.secrets",
+    ),
+    r(
+        "app.secretsKmsKeyArn",
+        ALB,
+        "alias/aws/secretsmanager",
+        "alias",
+        path="app.secretsKmsKeyArn",
+    ),
+    r("app.taskRolePolicyArns", ALB, ["arn:aws:iam::aws:policy/*"], "wildcard"),
+    r("app.taskRolePolicyArns", ALB, ["AmazonS3ReadOnlyAccess"], "policy-name-not-arn"),
+    r("app.taskRoleArn", ALB, "arn:aws:iam::123456789012:role/*", "wildcard"),
+    r("app.taskRoleArn", DT, "arn:aws:iam::123456789012:role/app", "sidecar-needs-role"),
     # --- services
     r("services", SC, {"name": "web"}, "object-for-list"),
     r("services", SC, [], "empty"),
@@ -697,6 +739,20 @@ ROWS: list[Row] = [
     ),
     env("services[0].environment.WEB_URL", MESH, {"WEB_URL": "http://x"}, "mesh-url-variable"),
     svc("public", True, "mesh-field", topology=MESH),
+    Row(
+        "services[0].secrets.DB",
+        SC,
+        {"services": [{**WEB, "secrets": {"DB": "arn:aws:secretsmanager:eu-west-1:1:secret:x"}}]},
+        "bad-account",
+    ),
+    svc("secretsKmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:key/*", "wildcard"),
+    svc("taskRolePolicyArns", "arn:aws:iam::aws:policy/x", "string-for-list"),
+    svc(
+        "taskRoleArn",
+        "arn:aws:iam::123456789012:role/app",
+        "sidecar-needs-role",
+        topology=MESH,
+    ),
     # --- images
     r("images", ALB, ["public.ecr.aws"], "list-for-object"),
     r("images.pullThroughCache", ALB, "true", "string-for-bool"),

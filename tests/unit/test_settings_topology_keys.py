@@ -45,6 +45,12 @@ SAMPLE = {
     "app.dataVolumeKmsKeyArn": (
         "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     ),
+    "app.secrets": {"FLAGS": "arn:aws:ssm:eu-west-1:123456789012:parameter/flags"},
+    "app.secretsKmsKeyArn": (
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    ),
+    "app.taskRolePolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
+    "app.taskRoleArn": "arn:aws:iam::123456789012:role/app",
 }
 
 
