@@ -394,8 +394,11 @@ def _custom_descendants(graph: Graph, urn: str) -> list[Resource]:
 
 
 # Outputs that echo an input and are there to be referred to: what refers to a certificate
-# validation's ARN waits for the issuance, as in the program.
-PASSED_ON = {("aws:acm/certificateValidation:CertificateValidation", "certificateArn")}
+# validation's ARN waits for the issuance, a scaling policy names its registered target.
+PASSED_ON = {
+    ("aws:acm/certificateValidation:CertificateValidation", "certificateArn"),
+    ("aws:appautoscaling/target:Target", "resourceId"),
+}
 
 
 def _computed_outputs(r: Resource, tf_type: str, schema: ProviderSchema) -> dict[str, str]:
