@@ -422,6 +422,13 @@ SHOWN: dict[str, list[str]] = {
     "aws:scheduler/schedule:Schedule": ["scheduleExpression"],
     "aws:ec2/launchTemplate:LaunchTemplate": ["instanceType"],
     "aws:autoscaling/group:Group": ["minSize", "maxSize"],
+    "aws:appautoscaling/target:Target": ["minCapacity", "maxCapacity"],
+    "aws:appautoscaling/policy:Policy": [
+        "name",
+        "targetTrackingScalingPolicyConfiguration.predefinedMetricSpecification"
+        ".predefinedMetricType",
+        "targetTrackingScalingPolicyConfiguration.targetValue",
+    ],
     "aws:lambda/function:Function": ["runtime", "handler", "timeout"],
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _RULE_INPUTS,
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": _RULE_INPUTS,
@@ -543,6 +550,8 @@ def details(r: Resource, refs: Refs) -> list[tuple[str, str]]:
     if r.type == "aws:acm/certificate:Certificate":
         shown.append(("source", _certificate_source(r, refs)))
     if r.type == "aws:ecs/service:Service":
+        if r.inputs.get("capacityProviderStrategies"):
+            shown.append(("capacity", capacity_text(r)))
         for lb in r.inputs.get("loadBalancers") or []:
             target = f"{lb.get('containerName')}:{fmt(lb.get('containerPort'), refs)}"
             shown.append(("loadBalancer", f"{fmt(lb.get('targetGroupArn'), refs)} -> {target}"))
@@ -557,6 +566,17 @@ def details(r: Resource, refs: Refs) -> list[tuple[str, str]]:
         if sc and not sc.get("services"):
             shown.append(("serviceConnect", "client only"))
     return shown
+
+
+def capacity_text(service: Resource) -> str:
+    """`FARGATE 1 (base 2) + FARGATE_SPOT 1`: where a service's tasks run, by weight."""
+    parts = []
+    for item in service.inputs.get("capacityProviderStrategies") or []:
+        text = f"{item.get('capacityProvider')} {int(item.get('weight') or 0)}"
+        if item.get("base"):
+            text += f" (base {int(item['base'])})"
+        parts.append(text)
+    return " + ".join(parts)
 
 
 def _action(action: dict, refs: Refs) -> str:
@@ -1337,7 +1357,7 @@ def mermaid(graph: Graph) -> str:
         if td is None or not (s.urn in reached or sc_tls(s) or _public(s)):
             continue
         count = fmt(s.inputs.get("desiredCount"), refs)
-        launch = s.inputs.get("launchType", "")
+        launch = s.inputs.get("launchType") or capacity_text(s)
         lines.append(f'    subgraph {_id("svc", s.name)} ["service {s.name}: {count} x {launch}"]')
         if sc_tls(s):
             port = sc_tls(s)[0].get("portName", "")
