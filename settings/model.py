@@ -108,6 +108,8 @@ class AppSettings:
     data_volume_zone: str | None = None
     # A customer managed KMS key for the data and root volumes; None: the account's default.
     data_volume_kms_key_arn: str | None = None
+    # ECS Exec into the app's tasks (components/exec_command.py); off: no shell at all.
+    enable_execute_command: bool = False
 
     @property
     def is_neo4j(self) -> bool:
@@ -143,6 +145,7 @@ class ServiceSettings:
     cpu: int = 256
     memory: int = 512
     desired_count: int = 2
+    enable_execute_command: bool = False  # ECS Exec, as app.enableExecuteCommand
 
     @property
     def is_server(self) -> bool:
@@ -192,6 +195,20 @@ class MeshSettings:
 
 
 @dataclass(frozen=True)
+class LoadBalancerSettings:
+    """Optional extras of the public load balancer; the defaults change nothing."""
+
+    access_logs: bool = False
+    # An existing bucket whose policy already admits the load balancer's log delivery;
+    # None with access_logs: the stack creates one (components/access_logs.py).
+    access_logs_bucket: str | None = None
+    access_logs_prefix: str = ""  # "": objects start at AWSLogs/
+    access_logs_expiration_days: int = 90  # created bucket only
+    deletion_protection: bool = False
+    waf_web_acl_arn: str | None = None  # ALB only
+
+
+@dataclass(frozen=True)
 class Settings:
     topology: str
     domain: str
@@ -214,6 +231,14 @@ class Settings:
     # A CAA record for `domain` naming only the stack's CAs; off where CAA is managed elsewhere.
     caa_record: bool = True
     images: ImageSettings = field(default_factory=ImageSettings)  # no cache unless asked
+    load_balancer: LoadBalancerSettings = LoadBalancerSettings()
+
+    @property
+    def execute_command(self) -> bool:
+        """Some workload of the topology takes ECS Exec: the cluster logs its sessions."""
+        return self.app.enable_execute_command or any(
+            v.enable_execute_command for v in self.services
+        )
 
 
 # Working workload defaults per topology; `app` overrides them field by field.

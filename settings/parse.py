@@ -37,6 +37,7 @@ from settings.constants import (
 )
 from settings.errors import ConfigError, invalid, missing
 from settings.images import parse_images, unpinned_image_warnings
+from settings.load_balancer import parse_load_balancer
 from settings.mesh import check_service_keys, url_variable, with_mesh
 from settings.model import (
     AcmeSettings,
@@ -655,6 +656,7 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
         envoy=parse_envoy(values, topology),
         service_connect=parse_service_connect(values),
         images=parse_images(values),
+        load_balancer=parse_load_balancer(values, topology, ingress),
     )
     check_topology_requirements(settings)
     settings = with_http01_start(with_mesh(settings, values), values)

@@ -50,6 +50,7 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         raw.get("healthCheckPath", base.health_check_path), "app.healthCheckPath"
     )
     env = read_environment(raw.get("environment", {}), "app.environment")
+    exec_command = read_boolean(raw.get("enableExecuteCommand", False), "app.enableExecuteCommand")
     # Fields only nlb-certbot reads are refused elsewhere by settings/reference.py APPLIES_TO.
     ports, layout = base.ports, base.certificate_layout
     if "ports" in raw or "certificateLayout" in raw:
@@ -78,7 +79,14 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         memory=memory,
         desired_count=count,
         environment=env,
+        enable_execute_command=exec_command,
     )
+
+
+def read_boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(key, value, "true or false")
+    return value
 
 
 # ALB health check path: up to 1024 characters of a URL path (and query).
@@ -443,6 +451,9 @@ def _service(item: Any, key: str) -> ServiceSettings:
         cpu=cpu,
         memory=memory,
         desired_count=read_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),
+        enable_execute_command=read_boolean(
+            item.get("enableExecuteCommand", False), f"{key}.enableExecuteCommand"
+        ),
     )
 
 

@@ -26,6 +26,7 @@ from components.container_definitions import (
 )
 from components.dns import AliasTarget
 from components.envoy_sidecar import SidecarTask, sidecar_containers
+from components.exec_command import exec_command_line
 from components.expiry_notice import expiry_notices, generated_ca
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
@@ -64,6 +65,7 @@ class AlbEnvoy(pulumi.ComponentResource):
                 health_check_path=s.app.health_check_path,
                 ssl_policy=s.ssl_policy,
                 allowed_cidrs=s.allowed_cidrs,
+                extras=s.load_balancer,
             ),
             opts=child,
         )
@@ -105,6 +107,11 @@ class AlbEnvoy(pulumi.ComponentResource):
                 )
             )
         )
+        # The tasks need no AWS rights of their own: a task role exists for ECS Exec only.
+        exec_ready, task_role = [], None
+        if s.app.enable_execute_command:
+            task_role = cluster.exec_task_role(f"{name}-task", "alb-envoy tasks", self)
+            exec_ready.append(cluster.allow_execute_command(f"{name}-exec", task_role, self))
         task = task_definition(
             name,
             family=physical_name("alb-envoy"),
@@ -113,6 +120,7 @@ class AlbEnvoy(pulumi.ComponentResource):
             cluster=cluster,
             container_definitions=containers,
             parent=self,
+            task_role_arn=task_role.arn if task_role else None,
         )
         self.service = fargate_service(
             name,
@@ -135,7 +143,9 @@ class AlbEnvoy(pulumi.ComponentResource):
                 self.load_balancer.https_listener,
                 read_secret,
                 self.certificate.secret_version,
+                *exec_ready,
             ],
+            enable_execute_command=s.app.enable_execute_command,
         )
         lb = self.load_balancer.load_balancer
         foundation.domain_name.point_at(AliasTarget(lb.dns_name, lb.zone_id))
@@ -165,6 +175,10 @@ class AlbEnvoy(pulumi.ComponentResource):
                 self,
             )
         self.outputs = verification_outputs(s, lb.dns_name, self.certificate)
+        if s.app.enable_execute_command:
+            self.outputs["execCommand"] = cluster.cluster.name.apply(
+                lambda c: exec_command_line(c, "app")
+            )
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 
 

@@ -63,6 +63,7 @@ from components.envoy_sidecar import (
     SidecarTask,
     sidecar_containers,
 )
+from components.exec_command import exec_command_line
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.lambda_function import PythonFunction, PythonFunctionArgs
@@ -368,6 +369,11 @@ class DirectTask(pulumi.ComponentResource):
             policy=self.secret.arn.apply(lambda arn: policy_document(task_statements(arn))),
             opts=child,
         )
+        exec_ready = (
+            [cluster.allow_execute_command(f"{name}-exec", task_role, self)]
+            if s.app.enable_execute_command
+            else []
+        )
 
         # ------------------------------------------------------------ tasks
         self.tasks_security_group = tasks_sg = tasks_security_group(
@@ -523,7 +529,8 @@ class DirectTask(pulumi.ComponentResource):
             parent=self,
             # Deleted before the DNS machinery: the last tasks' STOPPED events still find
             # a function to delete their names, and the purge comes after them.
-            depends_on=[read_secret, version, *dns_machinery],
+            depends_on=[read_secret, version, *dns_machinery, *exec_ready],
+            enable_execute_command=s.app.enable_execute_command,
         )
         if s.app.desired_count > 0:
             # No load balancer counts healthy targets: Container Insights counts the tasks.
@@ -643,6 +650,10 @@ class DirectTask(pulumi.ComponentResource):
             self,
         )
         self.outputs = outputs(s, self)
+        if s.app.enable_execute_command:
+            self.outputs["execCommand"] = cluster.cluster.name.apply(
+                lambda c: exec_command_line(c, "app")
+            )
         self.register_outputs(
             {
                 "serviceName": self.service.name,

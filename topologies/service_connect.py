@@ -24,6 +24,7 @@ from components.container_definitions import (
     container_definitions_json,
 )
 from components.dns import AliasTarget
+from components.exec_command import exec_command_line
 from components.expiry_notice import expiry_notices, generated_ca
 from components.firewall import allow_tcp
 from components.load_balancer import (
@@ -185,6 +186,15 @@ class ServiceConnect(pulumi.ComponentResource):
                     [service_container(service, ContainerValues(v[0], v[1], fingerprint))]
                 )
             )
+            # The services need no AWS rights of their own: a task role for ECS Exec only.
+            exec_ready, task_role = [], None
+            if service.enable_execute_command:
+                task_role = cluster.exec_task_role(
+                    f"{name}-{service.name}-task", f"service-connect {service.name}", self
+                )
+                exec_ready.append(
+                    cluster.allow_execute_command(f"{name}-{service.name}-exec", task_role, self)
+                )
             task = task_definition(
                 f"{name}-{service.name}",
                 family=physical_name(service.name),
@@ -193,6 +203,7 @@ class ServiceConnect(pulumi.ComponentResource):
                 cluster=cluster,
                 container_definitions=containers,
                 parent=self,
+                task_role_arn=task_role.arn if task_role else None,
             )
             load_balancers = None
             if service.public and target_group is not None:
@@ -217,11 +228,18 @@ class ServiceConnect(pulumi.ComponentResource):
                 ),
                 # A target group is usable once its listener exists. A task resolves the
                 # namespace's services once, at start: the servers it calls come first.
-                depends_on=[*ready, *listeners, *(self.services[c] for c in service.calls)],
+                depends_on=[
+                    *ready,
+                    *listeners,
+                    *(self.services[c] for c in service.calls),
+                    *exec_ready,
+                ],
                 # ECS refuses a second service with the same discovery name, so a
                 # replacement must delete the old service before creating the new one.
                 delete_before_replace=True,
+                enable_execute_command=service.enable_execute_command,
             )
+        self.cluster_name = cluster.cluster.name
         self.register_outputs({"privateCaArn": ca_arn})
 
     def _ingress(
@@ -250,6 +268,7 @@ class ServiceConnect(pulumi.ComponentResource):
                     health_check_path=public.health_check_path,
                     ssl_policy=s.ssl_policy,
                     allowed_cidrs=s.allowed_cidrs,
+                    extras=s.load_balancer,
                     # The Service Connect proxy terminates TLS on the container port.
                     health_check_port=str(public.port),
                     protocol_version=ALB_PROTOCOL_VERSIONS[public.app_protocol or "http"],
@@ -273,6 +292,7 @@ class ServiceConnect(pulumi.ComponentResource):
                         )
                     ],
                     allowed_cidrs=s.allowed_cidrs,
+                    extras=s.load_balancer,
                     certificate_arn=certificate.acm_certificate_arn,
                     ssl_policy=s.ssl_policy,
                 ),
@@ -347,6 +367,11 @@ def outputs(topology: ServiceConnect, s: Settings, cluster_namespace_arn) -> dic
             out["caCertificatePem"] = ca_pem
         out.update(
             verify_outputs(s.domain, lb.dns_name, s.hosted_zone_id is not None, ca_pem is not None)
+        )
+    exec_services = [v.name for v in s.services if v.enable_execute_command]
+    if exec_services:
+        out["execCommand"] = topology.cluster_name.apply(
+            lambda c: {v: exec_command_line(c, v) for v in exec_services}
         )
     out["caVerifyCommand"] = pulumi.Output.from_input(topology.ca_arn).apply(
         lambda arn: (

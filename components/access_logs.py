@@ -1,0 +1,172 @@
+"""An S3 bucket that receives a load balancer's access logs.
+
+SSE-S3: Application Load Balancers deliver access logs only to buckets encrypted with
+S3-managed keys (ELB User Guide, "Access logs for your Application Load Balancer": SSE-KMS
+is not supported for ALB access logs). Public access blocked, ACLs disabled (the bucket
+owner owns every object; log delivery needs no ACL), TLS only, objects expire.
+
+Kept by `pulumi destroy` (retain_on_delete), not force-destroyed: access logs are evidence
+an audit may ask for after the load balancer is gone. docs/destroy.md says how to delete
+the bucket once they are no longer needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# Regions opened before August 2022 deliver logs as a per-region ELB account, which the
+# bucket policy names; regions opened since use the service principal
+# logdelivery.elasticloadbalancing.amazonaws.com (ELB User Guide, "Attach a policy to your
+# S3 bucket"). The service principal is granted everywhere; the account where it exists.
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021",
+    "us-east-2": "033677994240",
+    "us-west-1": "027434742980",
+    "us-west-2": "797873946194",
+    "af-south-1": "098369216593",
+    "ap-east-1": "754344448648",
+    "ap-south-1": "718504428378",
+    "ap-northeast-1": "582318560864",
+    "ap-northeast-2": "600734575887",
+    "ap-northeast-3": "383597477331",
+    "ap-southeast-1": "114774131450",
+    "ap-southeast-2": "783225319266",
+    "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416",
+    "eu-west-3": "009996457667",
+    "eu-north-1": "897822967062",
+    "eu-south-1": "635631232127",
+    "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+    "us-gov-west-1": "048591011584",
+    "us-gov-east-1": "190560391635",
+    "cn-north-1": "638102146993",
+    "cn-northwest-1": "037604701340",
+}
+LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
+
+
+def log_objects_arn(bucket_arn: str, prefix: str, account_id: str) -> str:
+    """Where ELB writes: [<prefix>/]AWSLogs/<account>/..."""
+    head = f"{prefix}/" if prefix else ""
+    return f"{bucket_arn}/{head}AWSLogs/{account_id}/*"
+
+
+def access_log_bucket_policy(
+    bucket_arn: str, prefix: str, account_id: str, partition: str, region: str
+) -> str:
+    """ELB may put log objects under this account's path; nothing else, and TLS only.
+
+    The resource path names the account, so the load balancers of no other account write
+    here. No aws:SourceAccount condition: the region's ELB account makes the request as
+    itself, and ELB's documented policy for the service principal carries none either.
+    """
+    objects = log_objects_arn(bucket_arn, prefix, account_id)
+    statements = [
+        {
+            "Sid": "DenyWithoutTls",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+        {
+            "Sid": "LogDeliveryWrites",
+            "Effect": "Allow",
+            "Principal": {"Service": LOG_DELIVERY_SERVICE},
+            "Action": "s3:PutObject",
+            "Resource": objects,
+        },
+    ]
+    elb_account = ELB_LOG_ACCOUNTS.get(region)
+    if elb_account is not None:
+        statements.append(
+            {
+                "Sid": "RegionElbAccountWrites",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{elb_account}:root"},
+                "Action": "s3:PutObject",
+                "Resource": objects,
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class AccessLogBucketArgs:
+    prefix: str = ""
+    expiration_days: int = 90
+
+
+class AccessLogBucket(pulumi.ComponentResource):
+    """The bucket and the policy ELB's log delivery needs before logging is turned on."""
+
+    bucket: aws.s3.Bucket
+    # What the load balancer waits for: ELB checks that it may write when logs are enabled.
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self, name: str, args: AccessLogBucketArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("ecs-tls:access_logs:AccessLogBucket", name, None, opts)
+        # Everything kept: a retained bucket without its public access block and policy
+        # would be left less protected than it was.
+        kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        # Auto-named: bucket names are global across all AWS accounts.
+        self.bucket = aws.s3.Bucket(name, tags={"Purpose": "load balancer access logs"}, opts=kept)
+        block = aws.s3.BucketPublicAccessBlock(
+            name,
+            bucket=self.bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=kept,
+        )
+        ownership = aws.s3.BucketOwnershipControls(
+            name,
+            bucket=self.bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=kept,
+        )
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            name,
+            bucket=self.bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=kept,
+        )
+        lifecycle = aws.s3.BucketLifecycleConfiguration(
+            name,
+            bucket=self.bucket.id,
+            rules=[
+                {
+                    "id": "expire-access-logs",
+                    "status": "Enabled",
+                    "filter": {},
+                    "expiration": {"days": args.expiration_days},
+                }
+            ],
+            opts=kept,
+        )
+        partition = aws.get_partition_output(opts=invoke).partition
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        region = aws.get_region_output(opts=invoke).region
+        policy = aws.s3.BucketPolicy(
+            name,
+            bucket=self.bucket.id,
+            policy=pulumi.Output.all(self.bucket.arn, account, partition, region).apply(
+                lambda v: access_log_bucket_policy(v[0], args.prefix, v[1], v[2], v[3])
+            ),
+            # S3 refuses a policy while the public access block is being changed.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[block], retain_on_delete=True),
+        )
+        self.ready = [block, ownership, encryption, lifecycle, policy]
+        self.register_outputs({"bucketName": self.bucket.bucket})
