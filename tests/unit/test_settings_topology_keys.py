@@ -41,6 +41,13 @@ SAMPLE = {
     "app.dataVolumeKmsKeyArn": (
         "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     ),
+    "app.enableExecuteCommand": True,
+    "loadBalancer": {"deletionProtection": True},
+    "loadBalancer.accessLogs": True,
+    "loadBalancer.wafWebAclArn": (
+        "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/edge/"
+        "0123abcd-0123-4567-89ab-0123456789ab"
+    ),
 }
 
 
