@@ -2,8 +2,9 @@
 
 SSE-S3: Application Load Balancers deliver access logs only to buckets encrypted with
 S3-managed keys (ELB User Guide, "Access logs for your Application Load Balancer": SSE-KMS
-is not supported for ALB access logs). Public access blocked, ACLs disabled (the bucket
-owner owns every object; log delivery needs no ACL), TLS only, objects expire.
+is not supported for ALB access logs); NLBs take SSE-S3 too. Public access blocked, ACLs
+disabled (the bucket owner owns every object; the bucket-owner-full-control ACL NLB
+delivery sends is the one ACL S3 still accepts then), TLS only, objects expire.
 
 Kept by `pulumi destroy` (retain_on_delete), not force-destroyed: access logs are evidence
 an audit may ask for after the load balancer is gone. docs/destroy.md says how to delete
@@ -18,10 +19,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-# Regions opened before August 2022 deliver logs as a per-region ELB account, which the
-# bucket policy names; regions opened since use the service principal
-# logdelivery.elasticloadbalancing.amazonaws.com (ELB User Guide, "Attach a policy to your
-# S3 bucket"). The service principal is granted everywhere; the account where it exists.
+# Who writes the logs (ELB User Guide, "Enable access logs", bucket policy per Region):
+# - an ALB in a Region opened before August 2022: that Region's ELB account;
+# - an ALB in a Region opened since: the service principal
+#   logdelivery.elasticloadbalancing.amazonaws.com;
+# - an NLB (TLS listeners only): CloudWatch Logs' vended log delivery,
+#   delivery.logs.amazonaws.com, which sets aws:SourceAccount and aws:SourceArn and checks
+#   the bucket's ACL first.
 ELB_LOG_ACCOUNTS = {
     "us-east-1": "127311923021",
     "us-east-2": "033677994240",
@@ -50,6 +54,7 @@ ELB_LOG_ACCOUNTS = {
     "cn-northwest-1": "037604701340",
 }
 LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
+VENDED_LOG_DELIVERY = "delivery.logs.amazonaws.com"
 
 
 def log_objects_arn(bucket_arn: str, prefix: str, account_id: str) -> str:
@@ -59,16 +64,19 @@ def log_objects_arn(bucket_arn: str, prefix: str, account_id: str) -> str:
 
 
 def access_log_bucket_policy(
-    bucket_arn: str, prefix: str, account_id: str, partition: str, region: str
+    bucket_arn: str,
+    prefix: str,
+    account_id: str,
+    partition: str,
+    region: str,
+    load_balancer_type: str = "application",
 ) -> str:
-    """ELB may put log objects under this account's path; nothing else, and TLS only.
+    """Log delivery may put objects under this account's path only; TLS only for everyone.
 
-    The resource path names the account, so the load balancers of no other account write
-    here. No aws:SourceAccount condition: the region's ELB account makes the request as
-    itself, and ELB's documented policy for the service principal carries none either.
+    The resource path names the account, so no other account's load balancers write here.
     """
     objects = log_objects_arn(bucket_arn, prefix, account_id)
-    statements = [
+    statements: list[dict] = [
         {
             "Sid": "DenyWithoutTls",
             "Effect": "Deny",
@@ -76,22 +84,55 @@ def access_log_bucket_policy(
             "Action": "s3:*",
             "Resource": [bucket_arn, f"{bucket_arn}/*"],
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        },
-        {
-            "Sid": "LogDeliveryWrites",
-            "Effect": "Allow",
-            "Principal": {"Service": LOG_DELIVERY_SERVICE},
-            "Action": "s3:PutObject",
-            "Resource": objects,
-        },
+        }
     ]
-    elb_account = ELB_LOG_ACCOUNTS.get(region)
-    if elb_account is not None:
+    if load_balancer_type == "network":
+        source = {
+            "StringEquals": {"aws:SourceAccount": account_id},
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:logs:{region}:{account_id}:*"},
+        }
+        statements += [
+            {
+                "Sid": "LogDeliveryChecksAcl",
+                "Effect": "Allow",
+                "Principal": {"Service": VENDED_LOG_DELIVERY},
+                "Action": "s3:GetBucketAcl",
+                "Resource": bucket_arn,
+                "Condition": source,
+            },
+            {
+                "Sid": "LogDeliveryWrites",
+                "Effect": "Allow",
+                "Principal": {"Service": VENDED_LOG_DELIVERY},
+                "Action": "s3:PutObject",
+                "Resource": objects,
+                "Condition": {
+                    **source,
+                    "StringEquals": {
+                        "aws:SourceAccount": account_id,
+                        "s3:x-amz-acl": "bucket-owner-full-control",
+                    },
+                },
+            },
+        ]
+    elif region in ELB_LOG_ACCOUNTS:
         statements.append(
             {
                 "Sid": "RegionElbAccountWrites",
                 "Effect": "Allow",
-                "Principal": {"AWS": f"arn:{partition}:iam::{elb_account}:root"},
+                "Principal": {"AWS": f"arn:{partition}:iam::{ELB_LOG_ACCOUNTS[region]}:root"},
+                "Action": "s3:PutObject",
+                "Resource": objects,
+            }
+        )
+    else:
+        # ELB documents no source condition for this principal: one it does not set would
+        # refuse every delivery. The account in the object path is the restriction.
+        statements.append(
+            {
+                "Sid": "LogDeliveryWrites",
+                "Effect": "Allow",
+                "Principal": {"Service": LOG_DELIVERY_SERVICE},
                 "Action": "s3:PutObject",
                 "Resource": objects,
             }
@@ -103,6 +144,7 @@ def access_log_bucket_policy(
 class AccessLogBucketArgs:
     prefix: str = ""
     expiration_days: int = 90
+    load_balancer_type: str = "application"  # application | network
 
 
 class AccessLogBucket(pulumi.ComponentResource):
@@ -163,7 +205,9 @@ class AccessLogBucket(pulumi.ComponentResource):
             name,
             bucket=self.bucket.id,
             policy=pulumi.Output.all(self.bucket.arn, account, partition, region).apply(
-                lambda v: access_log_bucket_policy(v[0], args.prefix, v[1], v[2], v[3])
+                lambda v: access_log_bucket_policy(
+                    v[0], args.prefix, v[1], v[2], v[3], args.load_balancer_type
+                )
             ),
             # S3 refuses a policy while the public access block is being changed.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[block], retain_on_delete=True),

@@ -20,7 +20,9 @@ class _LoadBalancer(pulumi.ComponentResource):
     load_balancer: aws.lb.LoadBalancer
     access_log_bucket: AccessLogBucket | None = None
 
-    def _extras(self, name: str, extras: LoadBalancerSettings) -> tuple[dict, list]:
+    def _extras(
+        self, name: str, extras: LoadBalancerSettings, load_balancer_type: str
+    ) -> tuple[dict, list]:
         """The load balancer's optional arguments and what it must wait for.
 
         Only what is set reaches the load balancer, so stacks without extras keep their
@@ -38,6 +40,7 @@ class _LoadBalancer(pulumi.ComponentResource):
                     AccessLogBucketArgs(
                         prefix=extras.access_logs_prefix,
                         expiration_days=extras.access_logs_expiration_days,
+                        load_balancer_type=load_balancer_type,
                     ),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
@@ -158,7 +161,7 @@ class HttpsLoadBalancer(_LoadBalancer):
         )
         self._allow_clients(443, args.allowed_cidrs, "HTTPS")
         self._allow_clients(80, args.allowed_cidrs, "HTTP, redirected to HTTPS")
-        extras, waits = self._extras(name, args.extras)
+        extras, waits = self._extras(name, args.extras, "application")
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="application",
@@ -284,7 +287,7 @@ class NetworkLoadBalancer(_LoadBalancer):
             raise ValueError("a WAF web ACL attaches to an application load balancer only")
         if args.extras.access_logs and not any(lst.protocol == "TLS" for lst in args.listeners):
             raise ValueError("an NLB writes access logs for TLS listeners only")
-        extras, waits = self._extras(name, args.extras)
+        extras, waits = self._extras(name, args.extras, "network")
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="network",

@@ -13,6 +13,7 @@ import pytest
 from components.access_logs import (
     ELB_LOG_ACCOUNTS,
     LOG_DELIVERY_SERVICE,
+    VENDED_LOG_DELIVERY,
     access_log_bucket_policy,
     log_objects_arn,
 )
@@ -44,20 +45,44 @@ def test_log_objects_sit_under_the_prefix_and_the_account():
     )
 
 
-@pytest.mark.parametrize("region", ["eu-west-1", "ap-southeast-3"])
-def test_the_bucket_policy_admits_log_delivery_to_this_account_s_path_only(region):
-    doc = json.loads(access_log_bucket_policy("arn:aws:s3:::b", "p", "123456789012", "aws", region))
-    by_sid = {s["Sid"]: s for s in doc["Statement"]}
-    objects = "arn:aws:s3:::b/p/AWSLogs/123456789012/*"
-    assert by_sid["LogDeliveryWrites"]["Principal"] == {"Service": LOG_DELIVERY_SERVICE}
-    allows = [s for s in doc["Statement"] if s["Effect"] == "Allow"]
-    assert all(s["Action"] == "s3:PutObject" and s["Resource"] == objects for s in allows)
+OBJECTS = "arn:aws:s3:::b/p/AWSLogs/123456789012/*"
+
+
+def policy(region: str, kind: str = "application") -> dict:
+    text = access_log_bucket_policy("arn:aws:s3:::b", "p", "123456789012", "aws", region, kind)
+    return {s["Sid"]: s for s in json.loads(text)["Statement"]}
+
+
+def test_an_alb_in_an_older_region_admits_that_region_s_elb_account_only():
+    by_sid = policy("eu-west-1")
+    assert set(by_sid) == {"DenyWithoutTls", "RegionElbAccountWrites"}
+    writes = by_sid["RegionElbAccountWrites"]
+    assert writes["Principal"] == {"AWS": f"arn:aws:iam::{ELB_LOG_ACCOUNTS['eu-west-1']}:root"}
+    assert (writes["Action"], writes["Resource"]) == ("s3:PutObject", OBJECTS)
     assert by_sid["DenyWithoutTls"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    legacy = by_sid.get("RegionElbAccountWrites")
-    if region in ELB_LOG_ACCOUNTS:
-        assert legacy["Principal"] == {"AWS": f"arn:aws:iam::{ELB_LOG_ACCOUNTS[region]}:root"}
-    else:  # a region opened since August 2022: the service principal only
-        assert legacy is None
+
+
+def test_an_alb_in_a_newer_region_admits_the_log_delivery_service():
+    by_sid = policy("ap-southeast-3")  # opened December 2021, after the ELB accounts
+    writes = by_sid["LogDeliveryWrites"]
+    assert writes["Principal"] == {"Service": LOG_DELIVERY_SERVICE}
+    assert (writes["Action"], writes["Resource"]) == ("s3:PutObject", OBJECTS)
+    assert "RegionElbAccountWrites" not in by_sid
+
+
+def test_an_nlb_admits_vended_log_delivery_for_this_account_only():
+    by_sid = policy("eu-west-1", "network")
+    source = {"aws:SourceAccount": "123456789012"}
+    arn = {"aws:SourceArn": "arn:aws:logs:eu-west-1:123456789012:*"}
+    acl, writes = by_sid["LogDeliveryChecksAcl"], by_sid["LogDeliveryWrites"]
+    assert acl["Principal"] == writes["Principal"] == {"Service": VENDED_LOG_DELIVERY}
+    assert acl["Condition"] == {"StringEquals": source, "ArnLike": arn}
+    assert writes["Resource"] == OBJECTS
+    assert writes["Condition"] == {
+        "StringEquals": {**source, "s3:x-amz-acl": "bucket-owner-full-control"},
+        "ArnLike": arn,
+    }
+    assert "RegionElbAccountWrites" not in by_sid
 
 
 # --- defaults ----------------------------------------------------------------------------
@@ -87,9 +112,9 @@ def test_a_created_bucket_receives_the_logs_after_its_policy(topology, more):
     graph = run_program(with_lb(topology, {"accessLogs": True}, **more))
     lb = graph.one(LB)
     bucket = next(b for b in graph.of_type(BUCKET) if b.name.endswith("-access-logs"))
-    policy = graph.one(BUCKET_POLICY, bucket.name)
+    bucket_policy = graph.one(BUCKET_POLICY, bucket.name)
     assert lb.inputs["accessLogs"] == {"bucket": bucket.outputs["bucket"], "enabled": True}
-    assert graph.depends_on(lb, policy)
+    assert graph.depends_on(lb, bucket_policy)
     assert bucket.retain_on_delete and not bucket.inputs.get("forceDestroy")
     sse = graph.one(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
@@ -113,8 +138,11 @@ def test_a_created_bucket_receives_the_logs_after_its_policy(topology, more):
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", bucket.name
     )
     assert life.inputs["rules"][0]["expiration"] == {"days": 90}
-    doc = json.loads(unwrap(policy.inputs["policy"]))
-    assert any(s.get("Principal") == {"Service": LOG_DELIVERY_SERVICE} for s in doc["Statement"])
+    statements = json.loads(unwrap(bucket_policy.inputs["policy"]))["Statement"]
+    writer = {"network": {"Service": VENDED_LOG_DELIVERY}}.get(
+        lb.inputs["loadBalancerType"], {"AWS": f"arn:aws:iam::{ELB_LOG_ACCOUNTS['eu-west-1']}:root"}
+    )
+    assert any(s.get("Principal") == writer for s in statements)
 
 
 def test_an_existing_bucket_and_prefix_are_used_as_given():
