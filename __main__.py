@@ -22,6 +22,7 @@ cluster = Cluster(
         namespace_name=settings.service_connect.namespace,
         images=settings.images,
         user_images=tuple(user_images(settings)),
+        execute_command=settings.execute_command,
     ),
 )
 alerts = Alerts("alerts", email=settings.alerts_email)
@@ -44,5 +45,8 @@ if cluster.image_cache is not None:
     # ECR's cache fills on a pull by tag only; these pulls prepare it for the tasks' pulls by
     # digest (settings/images.py warmup_commands).
     pulumi.export("imageCacheWarmup", cluster.image_map.apply(warmup_commands))
+if cluster.exec_key is not None:
+    # An operator's IAM policy needs kms:GenerateDataKey on it to start a session.
+    pulumi.export("execCommandKmsKeyArn", cluster.exec_key.arn)
 for key, value in result.outputs.items():
     pulumi.export(key, value)

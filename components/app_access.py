@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -60,7 +61,10 @@ class WorkloadRole:
     """The task role of a workload whose topology needs no task role of its own.
 
     The user's role when `taskRoleArn` is set; a role the program creates when
-    `taskRolePolicyArns` is; otherwise none, as before these keys existed.
+    `taskRolePolicyArns` is, or when `exec_cluster` is given (ECS Exec: the cluster lets
+    the role open sessions under its key, components/cluster.py); otherwise none, as
+    before these keys existed. Settings refuse ECS Exec with a role of the user's, to
+    which the program cannot add those rights.
     """
 
     def __init__(
@@ -70,10 +74,11 @@ class WorkloadRole:
         account_id: pulumi.Input[str],
         description: str,
         parent: pulumi.Resource,
+        exec_cluster: Any = None,
     ):
         self.arn: pulumi.Input[str] | None = access.task_role_arn
         self.ready: list[pulumi.Resource] = []
-        if access.task_role_policy_arns:
+        if access.task_role_policy_arns or exec_cluster is not None:
             role = aws.iam.Role(
                 name,
                 description=description,
@@ -84,3 +89,5 @@ class WorkloadRole:
             )
             self.arn = role.arn
             self.ready = list(attach_policies(name, role, access, parent))
+            if exec_cluster is not None:
+                self.ready.append(exec_cluster.allow_execute_command(f"{name}-exec", role, parent))

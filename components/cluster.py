@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from components.exec_command import exec_command_statements, exec_key_policy
 from components.iam import (
     Statement,
     assume_role_policy,
@@ -14,6 +15,7 @@ from components.iam import (
     policy_document,
 )
 from components.image_cache import ImageCache, ImageCacheArgs
+from components.kms import CustomerKey, CustomerKeyArgs, alias_name
 from components.naming import physical_name
 from settings.images import (
     ImageSettings,
@@ -34,6 +36,8 @@ class ClusterArgs:
     images: ImageSettings = field(default_factory=ImageSettings)
     # The images the user chose: the execution role may pull the private ECR ones.
     user_images: tuple[str, ...] = ()
+    # ECS Exec for some workload: sessions encrypted with the cluster's key and logged.
+    execute_command: bool = False
 
 
 class Cluster(pulumi.ComponentResource):
@@ -73,11 +77,20 @@ class Cluster(pulumi.ComponentResource):
             description=f"Service Connect namespace of {stack_name}",
             opts=child,
         )
+        self.exec_key: CustomerKey | None = None
+        self.exec_log_group: aws.cloudwatch.LogGroup | None = None
+        configuration = None
+        if args.execute_command:
+            configuration = self._exec_configuration(name, args, partition.partition)
         self.cluster = aws.ecs.Cluster(
             name,
             name=stack_name,
             settings=[{"name": "containerInsights", "value": "enabled"}],
             service_connect_defaults={"namespace": self.namespace.arn},
+            # Only with ECS Exec, so other stacks keep their registered inputs. UpdateCluster
+            # takes `configuration`, and the provider updates it in place: turning ECS Exec on
+            # or off never replaces the cluster.
+            **({"configuration": configuration} if configuration else {}),
             opts=child,
         )
         aws.ecs.ClusterCapacityProviders(
@@ -132,6 +145,61 @@ class Cluster(pulumi.ComponentResource):
                 "logGroupName": self.log_group.name,
                 "executionRoleArn": self.execution_role.arn,
             }
+        )
+
+    def _exec_configuration(
+        self, name: str, args: ClusterArgs, partition: pulumi.Output[str]
+    ) -> dict:
+        """A customer managed key for ECS Exec sessions and an encrypted log of them."""
+        child = pulumi.ResourceOptions(parent=self)
+        log_group_name = f"/ecs/{physical_name()}/exec"
+        log_group_arn = pulumi.Output.all(partition, self.region, self.account_id).apply(
+            lambda v: f"arn:{v[0]}:logs:{v[1]}:{v[2]}:log-group:{log_group_name}"
+        )
+        self.exec_key = CustomerKey(
+            f"{name}-exec",
+            CustomerKeyArgs(
+                description=f"Encrypts the ECS Exec sessions of {physical_name()}",
+                alias=alias_name(physical_name(), "exec"),
+                policy=pulumi.Output.all(
+                    partition, self.account_id, self.region, log_group_arn
+                ).apply(lambda v: exec_key_policy(v[0], v[1], v[2], v[3])),
+            ),
+            opts=child,
+        )
+        self.exec_log_group = aws.cloudwatch.LogGroup(
+            f"{name}-exec",
+            name=log_group_name,
+            retention_in_days=args.log_retention_days,
+            kms_key_id=self.exec_key.arn,
+            opts=child,
+        )
+        return {
+            "execute_command_configuration": {
+                "kms_key_id": self.exec_key.arn,
+                # OVERRIDE: what runs in a session goes to this group, not the task's logs.
+                "logging": "OVERRIDE",
+                "log_configuration": {
+                    "cloud_watch_log_group_name": self.exec_log_group.name,
+                    "cloud_watch_encryption_enabled": True,
+                },
+            }
+        }
+
+    def allow_execute_command(
+        self, name: str, role: aws.iam.Role, parent: pulumi.Resource
+    ) -> aws.iam.RolePolicy:
+        """Let a task role open ECS Exec sessions under the cluster's key and log them."""
+        if self.exec_key is None or self.exec_log_group is None:
+            raise ValueError("ECS Exec needs ClusterArgs.execute_command")
+        return aws.iam.RolePolicy(
+            name,
+            name="ecs-exec",
+            role=role.id,
+            policy=pulumi.Output.all(self.exec_key.arn, self.exec_log_group.arn).apply(
+                lambda v: policy_document(exec_command_statements(v[0], v[1]))
+            ),
+            opts=pulumi.ResourceOptions(parent=parent),
         )
 
     def resolve_images(self, container_definitions: pulumi.Input[str]) -> pulumi.Input[str]:

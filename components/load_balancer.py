@@ -3,18 +3,69 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from components.access_logs import AccessLogBucket, AccessLogBucketArgs
 from components.firewall import allow_tcp
+from settings.model import LoadBalancerSettings
 
 
 class _LoadBalancer(pulumi.ComponentResource):
     """What both load balancers share: a security group whose egress is opened per target."""
 
     security_group: aws.ec2.SecurityGroup
+    load_balancer: aws.lb.LoadBalancer
+    access_log_bucket: AccessLogBucket | None = None
+
+    def _extras(
+        self, name: str, extras: LoadBalancerSettings, load_balancer_type: str
+    ) -> tuple[dict, list]:
+        """The load balancer's optional arguments and what it must wait for.
+
+        Only what is set reaches the load balancer, so stacks without extras keep their
+        registered inputs.
+        """
+        kwargs: dict = {}
+        waits: list[pulumi.Resource] = []
+        if extras.deletion_protection:
+            kwargs["enable_deletion_protection"] = True
+        if extras.access_logs:
+            bucket: pulumi.Input[str]
+            if extras.access_logs_bucket is None:
+                self.access_log_bucket = AccessLogBucket(
+                    f"{name}-access-logs",
+                    AccessLogBucketArgs(
+                        prefix=extras.access_logs_prefix,
+                        expiration_days=extras.access_logs_expiration_days,
+                        load_balancer_type=load_balancer_type,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                bucket = self.access_log_bucket.bucket.bucket
+                # ELB tests that it may write when logging is turned on (AccessDenied
+                # otherwise), so the policy comes first.
+                waits = list(self.access_log_bucket.ready)
+            else:
+                bucket = extras.access_logs_bucket
+            kwargs["access_logs"] = {
+                "bucket": bucket,
+                "enabled": True,
+                **({"prefix": extras.access_logs_prefix} if extras.access_logs_prefix else {}),
+            }
+        return kwargs, waits
+
+    def _associate_web_acl(self, name: str, extras: LoadBalancerSettings) -> None:
+        if extras.waf_web_acl_arn is None:
+            return
+        aws.wafv2.WebAclAssociation(
+            f"{name}-waf",
+            resource_arn=self.load_balancer.arn,
+            web_acl_arn=extras.waf_web_acl_arn,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def allow_to_targets(self, target_security_group_id: pulumi.Input[str], port: int) -> None:
         """Let the load balancer reach the targets' port, and nothing else."""
@@ -82,6 +133,7 @@ class HttpsLoadBalancerArgs:
     # "traffic-port" or a port number as text (pulumi-aws takes a string).
     health_check_port: str = "traffic-port"
     protocol_version: str = "HTTP1"  # HTTP1 | HTTP2 | GRPC, towards the targets
+    extras: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
 
 
 class HttpsLoadBalancer(_LoadBalancer):
@@ -109,6 +161,7 @@ class HttpsLoadBalancer(_LoadBalancer):
         )
         self._allow_clients(443, args.allowed_cidrs, "HTTPS")
         self._allow_clients(80, args.allowed_cidrs, "HTTP, redirected to HTTPS")
+        extras, waits = self._extras(name, args.extras, "application")
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="application",
@@ -117,8 +170,10 @@ class HttpsLoadBalancer(_LoadBalancer):
             security_groups=[self.security_group.id],
             # Requests with malformed headers are dropped instead of passed to the app.
             drop_invalid_header_fields=True,
-            opts=child,
+            **extras,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=waits),
         )
+        self._associate_web_acl(name, args.extras)
         self.target_group = aws.lb.TargetGroup(
             name,
             vpc_id=args.vpc_id,
@@ -196,6 +251,8 @@ class NetworkLoadBalancerArgs:
     target_type: str = "ip"  # ip (awsvpc tasks) | instance (EC2 host networking)
     # Reachable from inside the VPC (and peered networks) only; subnets then are private.
     internal: bool = False
+    # Access logs: NLBs log TLS listeners only (settings refuse them elsewhere). No WAF.
+    extras: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
 
 
 class NetworkLoadBalancer(_LoadBalancer):
@@ -226,6 +283,11 @@ class NetworkLoadBalancer(_LoadBalancer):
                 self._allow_clients(listener.port, ["0.0.0.0/0"], "ACME HTTP-01 from anywhere")
             else:
                 self._allow_clients(listener.port, args.allowed_cidrs, "Listener port")
+        if args.extras.waf_web_acl_arn is not None:
+            raise ValueError("a WAF web ACL attaches to an application load balancer only")
+        if args.extras.access_logs and not any(lst.protocol == "TLS" for lst in args.listeners):
+            raise ValueError("an NLB writes access logs for TLS listeners only")
+        extras, waits = self._extras(name, args.extras, "network")
         self.load_balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="network",
@@ -233,7 +295,8 @@ class NetworkLoadBalancer(_LoadBalancer):
             subnets=args.subnet_ids,
             security_groups=[self.security_group.id],
             enable_cross_zone_load_balancing=True,
-            opts=child,
+            **extras,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=waits),
         )
         self.target_groups, self.listeners = {}, []
         for listener in args.listeners:

@@ -61,6 +61,7 @@ def fargate_service(
     capacity: CapacityStrategy | None = None,
     autoscaling: AutoscalingSettings | None = None,
     request_label: pulumi.Input[str] | None = None,
+    enable_execute_command: bool = False,
 ) -> aws.ecs.Service:
     """A Fargate service that rolls back a failed deployment and makes `pulumi up` wait.
 
@@ -99,6 +100,8 @@ def fargate_service(
         enable_ecs_managed_tags=True,
         # `pulumi up` reports a service that never becomes healthy instead of moving on.
         wait_for_steady_state=True,
+        # Only when asked: other services keep their registered inputs.
+        **({"enable_execute_command": True} if enable_execute_command else {}),
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),

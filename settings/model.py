@@ -130,6 +130,8 @@ class AppSettings:
     autoscaling: AutoscalingSettings | None = None  # None: desired_count, fixed
     # The app's secrets and task role (settings/app_secrets.py); nothing extra by default.
     access: AppAccess = field(default_factory=AppAccess)
+    # ECS Exec into the app's tasks (components/exec_command.py); off: no shell at all.
+    enable_execute_command: bool = False
 
     @property
     def is_neo4j(self) -> bool:
@@ -168,6 +170,7 @@ class ServiceSettings:
     capacity_strategy: CapacityStrategy | None = None  # as AppSettings
     autoscaling: AutoscalingSettings | None = None
     access: AppAccess = field(default_factory=AppAccess)  # as AppSettings.access
+    enable_execute_command: bool = False  # ECS Exec, as app.enableExecuteCommand
 
     @property
     def is_server(self) -> bool:
@@ -217,6 +220,20 @@ class MeshSettings:
 
 
 @dataclass(frozen=True)
+class LoadBalancerSettings:
+    """Optional extras of the public load balancer; the defaults change nothing."""
+
+    access_logs: bool = False
+    # An existing bucket whose policy already admits the load balancer's log delivery;
+    # None with access_logs: the stack creates one (components/access_logs.py).
+    access_logs_bucket: str | None = None
+    access_logs_prefix: str = ""  # "": objects start at AWSLogs/
+    access_logs_expiration_days: int = 90  # created bucket only
+    deletion_protection: bool = False
+    waf_web_acl_arn: str | None = None  # ALB only
+
+
+@dataclass(frozen=True)
 class Settings:
     topology: str
     domain: str
@@ -240,6 +257,14 @@ class Settings:
     caa_record: bool = True
     images: ImageSettings = field(default_factory=ImageSettings)  # no cache unless asked
     listener_certificate: ListenerCertificateSettings = ListenerCertificateSettings()
+    load_balancer: LoadBalancerSettings = LoadBalancerSettings()
+
+    @property
+    def execute_command(self) -> bool:
+        """Some workload of the topology takes ECS Exec: the cluster logs its sessions."""
+        return self.app.enable_execute_command or any(
+            v.enable_execute_command for v in self.services
+        )
 
 
 # Working workload defaults per topology; `app` overrides them field by field.

@@ -38,6 +38,7 @@ from settings.constants import (
 )
 from settings.errors import ConfigError, invalid, missing
 from settings.images import parse_images, unpinned_image_warnings
+from settings.load_balancer import parse_load_balancer
 from settings.mesh import check_service_keys, url_variable, with_mesh
 from settings.model import (
     AcmeSettings,
@@ -720,6 +721,7 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
         listener_certificate=parse_listener_certificate(
             values, topology, parse_hosted_zone_id(values)
         ),
+        load_balancer=parse_load_balancer(values, topology, ingress),
     )
     check_topology_requirements(settings)
     settings = with_http01_start(with_mesh(settings, values), values)

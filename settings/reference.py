@@ -99,6 +99,55 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "(Let's Encrypt, and Amazon's where ACM issues). false where CAA records for the "
         "name are managed elsewhere (Route53 refuses a second record set).",
     ),
+    ConfigKey(
+        "loadBalancer",
+        "object",
+        "see below",
+        "Extras of the load balancer clients reach (none for direct-task; service-connect "
+        "with ingress alb or nlb); each off unless set.",
+    ),
+    ConfigKey(
+        "loadBalancer.accessLogs",
+        "boolean",
+        "false",
+        "true: access logs to an S3 bucket the stack creates (SSE-S3, the only encryption "
+        "ALB logs take; public access blocked; kept by destroy: docs/destroy.md). Or an "
+        "object {bucket, prefix, expirationDays}: bucket names an existing bucket whose "
+        "policy admits ELB log delivery. alb-envoy and service-connect only: the NLBs of "
+        "nlb-certbot and appmesh-efs pass TCP, and NLBs log TLS listeners only.",
+    ),
+    ConfigKey(
+        "loadBalancer.accessLogs.bucket",
+        "string",
+        "created",
+        "An existing S3 bucket (SSE-S3) for the logs, its policy yours to set.",
+    ),
+    ConfigKey(
+        "loadBalancer.accessLogs.prefix",
+        "string",
+        "none",
+        "Key prefix of the log objects, before AWSLogs/<account>/ (no AWSLogs in it).",
+    ),
+    ConfigKey(
+        "loadBalancer.accessLogs.expirationDays",
+        "integer",
+        "90",
+        "Created bucket only: log objects are deleted after this many days (1 to 3650).",
+    ),
+    ConfigKey(
+        "loadBalancer.deletionProtection",
+        "boolean",
+        "false",
+        "AWS refuses to delete the load balancer while true: `pulumi destroy` and a topology "
+        "switch fail until it is set back to false and applied (docs/destroy.md).",
+    ),
+    ConfigKey(
+        "loadBalancer.wafWebAclArn",
+        "string",
+        "unset",
+        "ARN of a regional WAFv2 web ACL to associate with the ALB (alb-envoy, "
+        "service-connect with ingress alb).",
+    ),
     ConfigKey("envoy", "object", "see below", "The TLS-terminating sidecar."),
     ConfigKey("envoy.image", "string", ENVOY_IMAGE, "Stock Envoy image (v3 API, >= 1.21)."),
     ConfigKey("envoy.port", "integer", "8443", "Port of Envoy's TLS listener in the task."),
@@ -398,6 +447,15 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "refused; keep those in Secrets Manager.",
     ),
     ConfigKey(
+        "app.enableExecuteCommand",
+        "boolean",
+        "false",
+        "ECS Exec into the app's tasks (`aws ecs execute-command`, output execCommand): the "
+        "task role gets the ssmmessages rights, the cluster encrypts sessions with its own "
+        "KMS key and logs them to an encrypted log group. Running tasks get it at their "
+        "next start. nlb-certbot on EC2: the ECS-optimized AMI's agent carries what it needs.",
+    ),
+    ConfigKey(
         "app.ports",
         "array",
         "[7473, 7687]",
@@ -651,6 +709,12 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "requestsPerTarget only on the public service of service-connect with ingress alb; "
         "max at most 8 in appmesh-efs.",
     ),
+    ConfigKey(
+        "services[].enableExecuteCommand",
+        "boolean",
+        "false",
+        "ECS Exec into this service's tasks, as app.enableExecuteCommand.",
+    ),
 )
 
 KNOWN_TOP_LEVEL = tuple(k.path for k in CONFIG_REFERENCE if "." not in k.path)
@@ -699,6 +763,11 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "app.taskRolePolicyArns": ("alb-envoy", "direct-task", "nlb-certbot"),
     # nlb-certbot's and direct-task's task role carries their sidecar's rights too.
     "app.taskRoleArn": ("alb-envoy",),
+    "app.enableExecuteCommand": ("nlb-certbot", "alb-envoy", "direct-task"),
+    # Before `loadBalancer`, so these keys are named when both are refused.
+    "loadBalancer.accessLogs": ("alb-envoy", "service-connect"),
+    "loadBalancer.wafWebAclArn": ("alb-envoy", "service-connect"),
+    "loadBalancer": ("nlb-certbot", "alb-envoy", "service-connect", "appmesh-efs"),
 }
 
 # Why a key is refused on a topology, where "applies to" alone leaves the user guessing.
@@ -710,4 +779,10 @@ REFUSED_BECAUSE: dict[tuple[str, str], str] = {
 
 # Keys about the public load balancer's listener, which service-connect only has with
 # `ingress` alb or nlb.
-LOAD_BALANCER_KEYS = ("certificate", "sslPolicy", "certificateExpiryAlarmDays", "allowedCidrs")
+LOAD_BALANCER_KEYS = (
+    "certificate",
+    "sslPolicy",
+    "certificateExpiryAlarmDays",
+    "allowedCidrs",
+    "loadBalancer",
+)

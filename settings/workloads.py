@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from settings.app_secrets import read_access
+from settings.app_secrets import AppAccess, read_access
 from settings.constants import (
     APP_PROTOCOLS,
     SERVICE_MODES,
@@ -52,6 +52,7 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         raw.get("healthCheckPath", base.health_check_path), "app.healthCheckPath"
     )
     env = read_environment(raw.get("environment", {}), "app.environment")
+    exec_command = read_boolean(raw.get("enableExecuteCommand", False), "app.enableExecuteCommand")
     # Fields only nlb-certbot reads are refused elsewhere by settings/reference.py APPLIES_TO.
     ports, layout = base.ports, base.certificate_layout
     if "ports" in raw or "certificateLayout" in raw:
@@ -87,8 +88,29 @@ def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:
         environment=env,
         capacity_strategy=strategy,
         autoscaling=read_autoscaling(raw.get("autoscaling"), "app.autoscaling"),
-        access=read_access(raw, "app", env),
+        access=_exec_with_own_role(read_access(raw, "app", env), exec_command, "app"),
+        enable_execute_command=exec_command,
     )
+
+
+def _exec_with_own_role(access: AppAccess, exec_command: bool, key: str) -> AppAccess:
+    """Refuse ECS Exec with a task role of the user's: its rights (the SSM message channels,
+    the cluster's exec key and log group) go on the task role, and the program does not
+    change a role it does not own."""
+    if exec_command and access.task_role_arn is not None:
+        raise ConfigError(
+            f"{key}.enableExecuteCommand",
+            f"puts the ECS Exec rights on the task role, and {key}.taskRoleArn is a role of "
+            f"yours the program does not change: use {key}.taskRolePolicyArns instead, or "
+            "leave ECS Exec off",
+        )
+    return access
+
+
+def read_boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(key, value, "true or false")
+    return value
 
 
 # ALB health check path: up to 1024 characters of a URL path (and query).
@@ -443,6 +465,9 @@ def _service(item: Any, key: str) -> ServiceSettings:
         raise invalid(f"{key}.command", command, "a list of strings")
     env = read_environment(item.get("environment", {}), f"{key}.environment")
     cpu, memory = read_fargate_size(item.get("cpu", 256), item.get("memory", 512), key)
+    exec_command = read_boolean(
+        item.get("enableExecuteCommand", False), f"{key}.enableExecuteCommand"
+    )
     return ServiceSettings(
         name=name,
         image=image,
@@ -462,7 +487,8 @@ def _service(item: Any, key: str) -> ServiceSettings:
         desired_count=read_integer(item.get("desiredCount", 2), f"{key}.desiredCount", 0, 100),
         capacity_strategy=read_capacity(item.get("capacity", "fargate"), f"{key}.capacity"),
         autoscaling=read_autoscaling(item.get("autoscaling"), f"{key}.autoscaling"),
-        access=read_access(item, key, env),
+        access=_exec_with_own_role(read_access(item, key, env), exec_command, key),
+        enable_execute_command=exec_command,
     )
 
 

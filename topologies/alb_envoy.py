@@ -31,6 +31,7 @@ from components.container_definitions import (
 )
 from components.dns import AliasTarget
 from components.envoy_sidecar import SidecarTask, sidecar_containers
+from components.exec_command import exec_command_line
 from components.expiry_notice import REISSUE, WatchedCertificate, expiry_notices, generated_ca
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
@@ -85,6 +86,7 @@ class AlbEnvoy(pulumi.ComponentResource):
                 health_check_path=s.app.health_check_path,
                 ssl_policy=s.ssl_policy,
                 allowed_cidrs=s.allowed_cidrs,
+                extras=s.load_balancer,
             ),
             opts=child,
         )
@@ -127,13 +129,14 @@ class AlbEnvoy(pulumi.ComponentResource):
             )
         )
         # The app's own rights: Envoy needs none from the task role, so the role is
-        # wholly the app's (the user's, or one carrying the user's policies).
+        # wholly the app's (the user's, or one carrying the user's policies and ECS Exec).
         app_role = WorkloadRole(
             f"{name}-app-task",
             s.app.access,
             cluster.account_id,
-            "alb-envoy app: the policies of app.taskRolePolicyArns",
+            "alb-envoy app: app.taskRolePolicyArns and ECS Exec",
             self,
+            exec_cluster=cluster if s.app.enable_execute_command else None,
         )
         read_app_secrets = allow_app_secrets(name, cluster.execution_role, [s.app.access], self)
         task = task_definition(
@@ -176,6 +179,7 @@ class AlbEnvoy(pulumi.ComponentResource):
                 *app_role.ready,
                 *([read_app_secrets] if read_app_secrets else []),
             ],
+            enable_execute_command=s.app.enable_execute_command,
         )
         foundation.domain_name.point_at(AliasTarget(lb.dns_name, lb.zone_id))
         foundation.alerts.certificate_expiry_alarm(
@@ -217,6 +221,10 @@ class AlbEnvoy(pulumi.ComponentResource):
         self.outputs = verification_outputs(
             s, lb.dns_name, self.listener_certificate, self.certificate
         )
+        if s.app.enable_execute_command:
+            self.outputs["execCommand"] = cluster.cluster.name.apply(
+                lambda c: exec_command_line(c, "app")
+            )
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 
 

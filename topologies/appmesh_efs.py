@@ -106,6 +106,7 @@ from components.envoy import (
     ready_check_command,
     tuning_for_task,
 )
+from components.exec_command import exec_command_line
 from components.expiry_notice import (
     REISSUE,
     RENEW_CLIENT,
@@ -914,7 +915,19 @@ class AppmeshEfs(pulumi.ComponentResource):
                 security_group_ids=[members_sg.id, efs_clients.id],
                 parent=self,
                 service_registries={"registry_arn": registry.arn},
-                depends_on=ready(service.name),
+                depends_on=[
+                    *ready(service.name),
+                    *(
+                        [
+                            cluster.allow_execute_command(
+                                f"{name}-{service.name}-exec", self.envoy_roles[service.name], self
+                            )
+                        ]
+                        if service.enable_execute_command
+                        else []
+                    ),
+                ],
+                enable_execute_command=service.enable_execute_command,
             )
 
         # --- the gateway and its internal NLB
@@ -928,6 +941,7 @@ class AppmeshEfs(pulumi.ComponentResource):
                 listeners=[NlbListener(443, port, "TCP", proxy_protocol_v2=True)],
                 allowed_cidrs=s.allowed_cidrs,
                 internal=True,
+                extras=s.load_balancer,
             ),
             opts=child,
         )
@@ -971,6 +985,7 @@ class AppmeshEfs(pulumi.ComponentResource):
             depends_on=[*ready(GATEWAY_NODE), *lb.listeners],
         )
         self.load_balancer = lb.load_balancer
+        self.cluster_name = cluster.cluster.name
         foundation.domain_name.point_at(
             AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
         )
@@ -1062,6 +1077,11 @@ def outputs(topology: AppmeshEfs, s: Settings) -> dict[str, pulumi.Input]:
     }
     if generated:
         out["caCertificatePem"] = certificate.ca_certificate_pem
+    exec_services = [v.name for v in s.services if v.enable_execute_command]
+    if exec_services:
+        out["execCommand"] = topology.cluster_name.apply(
+            lambda c: {v: exec_command_line(c, v) for v in exec_services}
+        )
     if generated and s.mesh.mutual_tls:
         # The certificate names each service accepts as callers; the gateway's own name.
         out["allowedCallers"] = {

@@ -65,6 +65,7 @@ from components.envoy_sidecar import (
     SidecarTask,
     sidecar_containers,
 )
+from components.exec_command import exec_command_line
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.lambda_function import PythonFunction, PythonFunctionArgs
@@ -370,6 +371,11 @@ class DirectTask(pulumi.ComponentResource):
             policy=self.secret.arn.apply(lambda arn: policy_document(task_statements(arn))),
             opts=child,
         )
+        exec_ready = (
+            [cluster.allow_execute_command(f"{name}-exec", task_role, self)]
+            if s.app.enable_execute_command
+            else []
+        )
 
         # The refresher needs this role, so the app's policies join it (one task role
         # per task); app.taskRoleArn is refused here (settings/app_secrets.py).
@@ -536,7 +542,8 @@ class DirectTask(pulumi.ComponentResource):
             parent=self,
             # Deleted before the DNS machinery: the last tasks' STOPPED events still find
             # a function to delete their names, and the purge comes after them.
-            depends_on=[read_secret, version, *dns_machinery, *app_ready],
+            depends_on=[read_secret, version, *dns_machinery, *app_ready, *exec_ready],
+            enable_execute_command=s.app.enable_execute_command,
         )
         floor = serving_floor(s.app.desired_count, s.app.autoscaling)
         if floor > 0:
@@ -657,6 +664,10 @@ class DirectTask(pulumi.ComponentResource):
             self,
         )
         self.outputs = outputs(s, self)
+        if s.app.enable_execute_command:
+            self.outputs["execCommand"] = cluster.cluster.name.apply(
+                lambda c: exec_command_line(c, "app")
+            )
         self.register_outputs(
             {
                 "serviceName": self.service.name,

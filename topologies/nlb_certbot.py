@@ -80,6 +80,7 @@ from components.ec2_capacity import (
     instance_architecture,
 )
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
+from components.exec_command import exec_command_line
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
 from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
@@ -434,6 +435,7 @@ class NlbCertbot(pulumi.ComponentResource):
                 listeners=listeners,
                 allowed_cidrs=s.allowed_cidrs,
                 target_type="instance" if on_ec2 else "ip",
+                extras=s.load_balancer,
             ),
             opts=child,
         )
@@ -538,6 +540,9 @@ class NlbCertbot(pulumi.ComponentResource):
             launch_type=launch_type,
         )
         ready.extend(self._issuer(name, foundation, roles["renewal"], values, efs, tasks_sg))
+        if s.app.enable_execute_command:
+            # The app's task only: the certbot tasks run to completion and need no shell.
+            ready.append(cluster.allow_execute_command(f"{name}-exec", roles["app"], self))
         if on_ec2:
             service = self._ec2_service(name, foundation, lb, tasks_sg.id, task, ready)
         else:
@@ -560,8 +565,10 @@ class NlbCertbot(pulumi.ComponentResource):
                 # The copier may wait for the issuer's ACME order before the app starts.
                 health_check_grace_seconds=600,
                 depends_on=[*ready, *lb.listeners],
+                enable_execute_command=s.app.enable_execute_command,
             )
         self.service = service
+        self.cluster_name = cluster.cluster.name
         if s.app.desired_count > 0:
             for port, group in lb.target_groups.items():
                 foundation.alerts.serving_alarm(
@@ -686,6 +693,9 @@ class NlbCertbot(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
             wait_for_steady_state=s.app.desired_count > 0,
+            # The ECS-optimized AMI's agent (1.50.2 or later) carries the SSM agent's
+            # binaries ECS Exec runs in the container (components/exec_command.py).
+            **({"enable_execute_command": True} if s.app.enable_execute_command else {}),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[*ready, *lb.listeners, instances.group]
             ),
@@ -920,6 +930,8 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
             "-verify_return_error -brief </dev/null"
         ),
     }
+    if s.app.enable_execute_command:
+        outputs["execCommand"] = topology.cluster_name.apply(lambda c: exec_command_line(c, "app"))
     if topology.data_volume is not None:
         outputs["dataVolumeId"] = topology.data_volume.volume.id
         # Changing it (subnets, VPC) replaces the volume: see app.dataVolumeSnapshotId.

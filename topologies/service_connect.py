@@ -27,6 +27,7 @@ from components.container_definitions import (
     container_definitions_json,
 )
 from components.dns import AliasTarget
+from components.exec_command import exec_command_line
 from components.expiry_notice import expiry_notices, generated_ca
 from components.firewall import allow_tcp
 from components.load_balancer import (
@@ -192,8 +193,9 @@ class ServiceConnect(pulumi.ComponentResource):
                 f"{name}-{service.name}-task",
                 service.access,
                 cluster.account_id,
-                f"service-connect {service.name}: its services[].taskRolePolicyArns",
+                f"service-connect {service.name}: services[].taskRolePolicyArns and ECS Exec",
                 self,
+                exec_cluster=cluster if service.enable_execute_command else None,
             )
             containers = pulumi.Output.all(cluster.log_group.name, cluster.region).apply(
                 lambda v, service=service: container_definitions_json(
@@ -250,7 +252,9 @@ class ServiceConnect(pulumi.ComponentResource):
                 # ECS refuses a second service with the same discovery name, so a
                 # replacement must delete the old service before creating the new one.
                 delete_before_replace=True,
+                enable_execute_command=service.enable_execute_command,
             )
+        self.cluster_name = cluster.cluster.name
         self.register_outputs({"privateCaArn": ca_arn})
 
     def _ingress(
@@ -284,6 +288,7 @@ class ServiceConnect(pulumi.ComponentResource):
                     health_check_path=public.health_check_path,
                     ssl_policy=s.ssl_policy,
                     allowed_cidrs=s.allowed_cidrs,
+                    extras=s.load_balancer,
                     # The Service Connect proxy terminates TLS on the container port.
                     health_check_port=str(public.port),
                     protocol_version=ALB_PROTOCOL_VERSIONS[public.app_protocol or "http"],
@@ -307,6 +312,7 @@ class ServiceConnect(pulumi.ComponentResource):
                         )
                     ],
                     allowed_cidrs=s.allowed_cidrs,
+                    extras=s.load_balancer,
                     certificate_arn=certificate.acm_certificate_arn,
                     ssl_policy=s.ssl_policy,
                 ),
@@ -382,6 +388,11 @@ def outputs(topology: ServiceConnect, s: Settings, cluster_namespace_arn) -> dic
             out["caCertificatePem"] = ca_pem
         out.update(
             verify_outputs(s.domain, lb.dns_name, s.hosted_zone_id is not None, ca_pem is not None)
+        )
+    exec_services = [v.name for v in s.services if v.enable_execute_command]
+    if exec_services:
+        out["execCommand"] = topology.cluster_name.apply(
+            lambda c: {v: exec_command_line(c, v) for v in exec_services}
         )
     out["caVerifyCommand"] = pulumi.Output.from_input(topology.ca_arn).apply(
         lambda arn: (

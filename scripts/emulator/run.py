@@ -366,6 +366,12 @@ def _models(value: Any, base: type, seen: set[int], depth: int):
         yield from _models(child, base, seen, depth + 1)
 
 
+def _retained_identity(values: dict[str, Any]) -> str:
+    """What finds a retained resource in moto: its ID, and its ARN where moto knows it by
+    that (an S3 bucket's ID is its name, moto's identity its ARN)."""
+    return "|".join(v for v in (values.get("id"), values.get("arn")) if isinstance(v, str) and v)
+
+
 def _identity(obj: Any) -> str:
     for key in ("arn", "id", "name", "physical_resource_id"):
         try:
@@ -499,7 +505,7 @@ def emulate(
                 created.update(v for v in (values.get("id"), values.get("arn")) if v)
                 r = translation.addresses.get(address)
                 if r is not None and r.retain_on_delete:
-                    retainable[address] = values.get("id", "")
+                    retainable[address] = _retained_identity(values)
             previous = current
             previous_urns = {r.urn for r in translation.addresses.values()}
         if keep:

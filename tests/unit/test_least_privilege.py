@@ -73,6 +73,25 @@ WILDCARD_ACTIONS: dict[str, tuple[str, str, str | None]] = {
         "iam-cw-condition-keys-namespace.html",
         "cloudwatch:namespace",
     ),
+    **{
+        f"ssmmessages:{action}": (
+            "no resource type: ECS Exec's session channels (task role)",
+            f"{SAR}/list_amazonsessionmanagermessagegatewayservice.html",
+            None,
+        )
+        for action in (
+            "CreateControlChannel",
+            "CreateDataChannel",
+            "OpenControlChannel",
+            "OpenDataChannel",
+        )
+    },
+    "logs:DescribeLogGroups": (
+        "listed without a resource type; ECS Exec's agent calls it before writing the "
+        "session log (ECS Developer Guide, ecs-exec.html, grants it on *)",
+        f"{SAR}/list_amazoncloudwatchlogs.html",
+        None,
+    ),
     "ecs:ListTasks": (
         "its resource type is a container instance; a listing of the whole cluster names "
         "none, so it is scoped by the ecs:cluster condition",

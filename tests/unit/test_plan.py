@@ -182,7 +182,11 @@ def test_switching_alb_envoy_to_service_connect(capsys):
         "urn:pulumi:alb-envoy::ecs-tls::ecs-tls:network:Network$aws:ec2/vpc:Vpc::network-vpc"
         in kept
     )
-    assert any(r.type == "aws:ecs/cluster:Cluster" for r in d.kept)
+    # The cluster stays; the alb-envoy example turns ECS Exec on, so the switch drops the
+    # cluster's exec configuration in place and changes nothing else of it.
+    cluster = [(r, f) for r, f in d.changed if r.type == "aws:ecs/cluster:Cluster"]
+    assert cluster and all(f == ["configuration"] for _, f in cluster)
+    assert not any(d.is_replaced(r) for r, _ in cluster)
     assert d.collisions == []
     stateful = {(r.type, r.name) for r, _ in d.stateful}
     assert ("aws:secretsmanager/secret:Secret", "alb-envoy-certificate") in stateful

@@ -97,7 +97,9 @@ def test_a_wrong_shape_is_a_config_error_naming_the_key(path, value):
     config, secret = config_with(path, value)
     # Any other exception fails the test with its traceback.
     message = error_of(config, secret)
-    assert message is not None and message.startswith(f"ecs-tls:{concrete(path)}: "), message
+    # The key itself, or a field inside it (a key that is a flag or an object).
+    named = (f"ecs-tls:{concrete(path)}: ", f"ecs-tls:{concrete(path)}.")
+    assert message is not None and message.startswith(named), message
 
 
 KEY_SHAPES = {"string": KEY, "in-object": {"k": KEY}, "in-list": [KEY], "as-name": {KEY: "v"}}

@@ -51,6 +51,13 @@ SAMPLE = {
     ),
     "app.taskRolePolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
     "app.taskRoleArn": "arn:aws:iam::123456789012:role/app",
+    "app.enableExecuteCommand": True,
+    "loadBalancer": {"deletionProtection": True},
+    "loadBalancer.accessLogs": True,
+    "loadBalancer.wafWebAclArn": (
+        "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/edge/"
+        "0123abcd-0123-4567-89ab-0123456789ab"
+    ),
 }
 
 
