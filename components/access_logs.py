@@ -26,7 +26,8 @@ import pulumi_aws as aws
 # - an NLB (TLS listeners only): CloudWatch Logs' vended log delivery,
 #   delivery.logs.amazonaws.com, which sets aws:SourceAccount and aws:SourceArn and checks
 #   the bucket's ACL first.
-# The account IDs are the guide's table, cross-checked against published copies of it.
+# The account IDs are the guide's table, cross-checked against published copies of it;
+# Jakarta (ap-southeast-3, December 2021) is the first Region with the service principal.
 ELB_LOG_ACCOUNTS = {
     "us-east-1": "127311923021",
     "us-east-2": "033677994240",
@@ -40,7 +41,6 @@ ELB_LOG_ACCOUNTS = {
     "ap-northeast-3": "383597477331",
     "ap-southeast-1": "114774131450",
     "ap-southeast-2": "783225319266",
-    "ap-southeast-3": "589379963580",  # Jakarta, opened in December 2021
     "ca-central-1": "985666609251",
     "eu-central-1": "054676820928",
     "eu-west-1": "156460612806",
