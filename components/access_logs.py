@@ -20,8 +20,8 @@ import pulumi
 import pulumi_aws as aws
 
 # Who writes the logs (ELB User Guide, "Enable access logs", bucket policy per Region):
-# - an ALB in a Region opened before August 2022: that Region's ELB account;
-# - an ALB in a Region opened since: the service principal
+# - an ALB in a Region that has an ELB account (the table below): that account;
+# - an ALB in any other Region: the service principal
 #   logdelivery.elasticloadbalancing.amazonaws.com;
 # - an NLB (TLS listeners only): CloudWatch Logs' vended log delivery,
 #   delivery.logs.amazonaws.com, which sets aws:SourceAccount and aws:SourceArn and checks
