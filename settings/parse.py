@@ -68,7 +68,12 @@ from settings.readers import (
     suggest,
 )
 from settings.redaction import is_secret, shown, top_level, treating_as_secret
-from settings.reference import APPLIES_TO, KNOWN_TOP_LEVEL, LOAD_BALANCER_KEYS
+from settings.reference import (
+    APPLIES_TO,
+    APPLIES_TO_HINTS,
+    KNOWN_TOP_LEVEL,
+    LOAD_BALANCER_KEYS,
+)
 from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
 
@@ -608,7 +613,10 @@ def check_applies(values: Mapping[str, Any], topology: str, ingress: str) -> Non
             where = f"only to topology {readers[0]!r}"
         else:
             where = "to " + ", ".join(readers[:-1]) + f" and {readers[-1]}"
-        raise ConfigError(path, f"applies {where}, not {topology!r}")
+        hint = APPLIES_TO_HINTS.get(path)
+        raise ConfigError(
+            path, f"applies {where}, not {topology!r}" + (f"; {hint}" if hint else "")
+        )
     if topology == "service-connect" and ingress == "none":
         for key in LOAD_BALANCER_KEYS:
             if key in values:
@@ -728,6 +736,9 @@ def certificate_expiry_warning(s: Settings, now: datetime | None = None) -> str 
     Not an error: the stack may be deployed to roll out a renewed certificate next. But the
     expiry alarm would fire at once, so the user hears it here first.
     """
+    # A topology that takes no certificate does not look (tests/unit/test_applies_to.py).
+    if s.topology not in APPLIES_TO["certificate"]:
+        return None
     if s.certificate is None or s.certificate.not_valid_after is None:
         return None
     expires = s.certificate.not_valid_after

@@ -558,6 +558,14 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "app.dataVolumeSnapshotId": ("nlb-certbot",),
     "app.dataVolumeZone": ("nlb-certbot",),
     "app.dataVolumeKmsKeyArn": ("nlb-certbot",),
+    # After the fields above, so a field only nlb-certbot reads is named on alb-envoy too.
+    "app": ("nlb-certbot", "alb-envoy", "direct-task"),
+}
+
+# What to set instead, appended to the refusal of a key where a topology reads another.
+APPLIES_TO_HINTS: dict[str, str] = {
+    "app": "its workloads are services[] (image, port, cpu, memory, desiredCount and "
+    "environment per service): set them there",
 }
 
 # Keys about the public load balancer's listener, which service-connect only has with
