@@ -319,23 +319,35 @@ def cache_repository_arns(
     ]
 
 
+def chosen_images(settings: Settings) -> dict[str, str]:
+    """Each image the topology runs that the user may have chosen -> its key (`app.image`,
+    `services[0].image`, `envoy.image`). Keys the topology does not read are left out, so
+    the applies-to table (tests/unit/test_applies_to.py) sees no read of them."""
+    from settings.reference import APPLIES_TO
+
+    keys: dict[str, str] = {}
+    if settings.topology in APPLIES_TO["app"]:
+        keys[settings.app.image] = "app.image"
+    if settings.topology in APPLIES_TO["envoy"]:
+        keys.setdefault(settings.envoy.image, "envoy.image")
+    if settings.topology in APPLIES_TO["services"]:
+        for i, service in enumerate(settings.services):
+            keys.setdefault(service.image, f"services[{i}].image")
+    return keys
+
+
 def user_images(settings: Settings) -> list[str]:
-    """The images the user may have chosen: the app's, every service's and Envoy's.
+    """The images the user may have chosen: the app's or every service's, and Envoy's.
 
     Read from the settings, not from the tasks, because the execution role exists before
-    any topology builds its tasks; a topology that does not run one of them (the app of
-    service-connect) costs at most a grant on a repository the user named.
+    any topology builds its tasks.
     """
-    images = [settings.app.image, settings.envoy.image]
-    images += [service.image for service in settings.services]
-    return sorted(set(images))
+    return sorted(chosen_images(settings))
 
 
 def unpinned_image_warnings(settings: Settings) -> list[str]:
     """A note for each image the user set without a digest (the defaults are pinned)."""
-    keys = {settings.app.image: "app.image", settings.envoy.image: "envoy.image"}
-    for i, service in enumerate(settings.services):
-        keys.setdefault(service.image, f"services[{i}].image")
+    keys = chosen_images(settings)
     return [
         f"ecs-tls:{key}: {image!r} is not pinned by digest; a re-pushed tag changes what new "
         "tasks run. Pin it as repository:tag@sha256:<digest> (`crane digest "

@@ -262,9 +262,10 @@ class Settings:
     @property
     def execute_command(self) -> bool:
         """Some workload of the topology takes ECS Exec: the cluster logs its sessions."""
-        return self.app.enable_execute_command or any(
-            v.enable_execute_command for v in self.services
-        )
+        # Only the workload the topology runs: `app` or `services`, never both.
+        if self.topology in ("service-connect", "appmesh-efs"):
+            return any(v.enable_execute_command for v in self.services)
+        return self.app.enable_execute_command
 
 
 # Working workload defaults per topology; `app` overrides them field by field.

@@ -72,7 +72,13 @@ from settings.readers import (
     suggest,
 )
 from settings.redaction import is_secret, shown, top_level, treating_as_secret
-from settings.reference import APPLIES_TO, KNOWN_TOP_LEVEL, LOAD_BALANCER_KEYS, REFUSED_BECAUSE
+from settings.reference import (
+    APPLIES_TO,
+    APPLIES_TO_HINTS,
+    KNOWN_TOP_LEVEL,
+    LOAD_BALANCER_KEYS,
+    REFUSED_BECAUSE,
+)
 from settings.scaling import check_scaling
 from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
@@ -671,7 +677,10 @@ def check_applies(values: Mapping[str, Any], topology: str, ingress: str) -> Non
         else:
             where = "to " + ", ".join(readers[:-1]) + f" and {readers[-1]}"
         why = REFUSED_BECAUSE.get((path, topology), "")
-        raise ConfigError(path, f"applies {where}, not {topology!r}{why}")
+        hint = APPLIES_TO_HINTS.get(path)
+        raise ConfigError(
+            path, f"applies {where}, not {topology!r}{why}" + (f"; {hint}" if hint else "")
+        )
     if topology == "service-connect" and ingress == "none":
         for key in LOAD_BALANCER_KEYS:
             if key in values:
@@ -800,6 +809,9 @@ def certificate_expiry_warning(s: Settings, now: datetime | None = None) -> str 
     Not an error: the stack may be deployed to roll out a renewed certificate next. But the
     expiry alarm would fire at once, so the user hears it here first.
     """
+    # A topology that takes no certificate does not look (tests/unit/test_applies_to.py).
+    if s.topology not in APPLIES_TO["certificate"]:
+        return None
     if s.certificate is None or s.certificate.not_valid_after is None:
         return None
     expires = s.certificate.not_valid_after

@@ -768,6 +768,8 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "loadBalancer.accessLogs": ("alb-envoy", "service-connect"),
     "loadBalancer.wafWebAclArn": ("alb-envoy", "service-connect"),
     "loadBalancer": ("nlb-certbot", "alb-envoy", "service-connect", "appmesh-efs"),
+    # After the fields above, so a field only nlb-certbot reads is named on alb-envoy too.
+    "app": ("nlb-certbot", "alb-envoy", "direct-task"),
 }
 
 # Why a key is refused on a topology, where "applies to" alone leaves the user guessing.
@@ -775,6 +777,12 @@ REFUSED_BECAUSE: dict[tuple[str, str], str] = {
     ("app.autoscaling", "nlb-certbot"): (
         ": it runs one database instance, which a second task would not join"
     ),
+}
+
+# What to set instead, appended to the refusal of a key where a topology reads another.
+APPLIES_TO_HINTS: dict[str, str] = {
+    "app": "its workloads are services[] (image, port, cpu, memory, desiredCount and "
+    "environment per service): set them there",
 }
 
 # Keys about the public load balancer's listener, which service-connect only has with

@@ -532,7 +532,8 @@ def parse_services(values: Mapping[str, Any], topology: str) -> tuple[ServiceSet
         replace(s, calls=_default_calls(s, services)) if "calls" not in raw[i] else s
         for i, s in enumerate(services)
     )
-    creation_order(services)  # rejects unknown names and cycles now, naming the key
+    _check_calls(services)
+    creation_order(services)  # rejects cycles now, naming the key
     return services
 
 
@@ -543,13 +544,8 @@ def _default_calls(service: ServiceSettings, services: tuple[ServiceSettings, ..
     return tuple(s.name for s in services if s.is_server and s is not service)
 
 
-def creation_order(services: tuple[ServiceSettings, ...]) -> list[ServiceSettings]:
-    """The services in the order to create them: each after the servers it calls.
-
-    A task resolves Service Connect names once, when it starts: a client whose servers do
-    not exist yet would never reach them. Rejects unknown names, calls to a client-only
-    service and cycles, each naming the key.
-    """
+def _check_calls(services: tuple[ServiceSettings, ...]) -> None:
+    """Rejects calls to unknown names, to itself and to a client-only service."""
     index = {s.name: i for i, s in enumerate(services)}
     for i, service in enumerate(services):
         for name in service.calls:
@@ -560,11 +556,22 @@ def creation_order(services: tuple[ServiceSettings, ...]) -> list[ServiceSetting
                 raise invalid(key, name, "another service's name")
             if not services[index[name]].is_server:
                 raise invalid(key, name, "a server (client-only services receive no calls)")
+
+
+def creation_order(services: tuple[ServiceSettings, ...]) -> list[ServiceSettings]:
+    """The services in the order to create them: each after the servers it calls.
+
+    A task resolves Service Connect names once, when it starts: a client whose servers do
+    not exist yet would never reach them. Rejects cycles, naming the key; the parser checks
+    the names first, so a topology reads no more than names and calls here (appmesh-efs
+    has no `mode`: tests/unit/test_applies_to.py).
+    """
+    index = {s.name: i for i, s in enumerate(services)}
     ordered: list[ServiceSettings] = []
     placing: set[str] = set()
 
     def place(service: ServiceSettings) -> None:
-        if service in ordered:
+        if any(service is done for done in ordered):
             return
         if service.name in placing:
             key = f"services[{index[service.name]}].calls"

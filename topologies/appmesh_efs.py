@@ -123,7 +123,7 @@ from components.naming import physical_name
 from components.service import fargate_service, task_definition, tasks_security_group
 from components.verify import verify_outputs
 from functions.cert_publisher import CURRENT_LINK
-from settings import ServiceSettings, Settings, creation_order
+from settings import LoadBalancerSettings, ServiceSettings, Settings, creation_order
 from settings.mesh import (
     GATEWAY_NODE,
     allowed_callers,
@@ -941,7 +941,11 @@ class AppmeshEfs(pulumi.ComponentResource):
                 listeners=[NlbListener(443, port, "TCP", proxy_protocol_v2=True)],
                 allowed_cidrs=s.allowed_cidrs,
                 internal=True,
-                extras=s.load_balancer,
+                # A TCP passthrough NLB: only deletion protection applies (settings refuse
+                # access logs and WAF here), so only that is read.
+                extras=LoadBalancerSettings(
+                    deletion_protection=s.load_balancer.deletion_protection
+                ),
             ),
             opts=child,
         )

@@ -95,7 +95,7 @@ from components.persistent_volume import (
 from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
 from components.renewal_hook import expiry_environment
 from components.service import fargate_service, task_definition, tasks_security_group
-from settings import ConfigError, Settings
+from settings import ConfigError, LoadBalancerSettings, Settings
 from settings.constants import ACME_PROFILE_LIFETIMES
 from settings.images import DEFAULT_IMAGES
 from settings.parse import HTTP01_RESPONDER_PORT
@@ -435,7 +435,11 @@ class NlbCertbot(pulumi.ComponentResource):
                 listeners=listeners,
                 allowed_cidrs=s.allowed_cidrs,
                 target_type="instance" if on_ec2 else "ip",
-                extras=s.load_balancer,
+                # A TCP passthrough NLB: only deletion protection applies (settings refuse
+                # access logs and WAF here), so only that is read.
+                extras=LoadBalancerSettings(
+                    deletion_protection=s.load_balancer.deletion_protection
+                ),
             ),
             opts=child,
         )

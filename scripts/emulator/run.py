@@ -368,8 +368,13 @@ def _models(value: Any, base: type, seen: set[int], depth: int):
 
 def _retained_identity(values: dict[str, Any]) -> str:
     """What finds a retained resource in moto: its ID, and its ARN where moto knows it by
-    that (an S3 bucket's ID is its name, moto's identity its ARN)."""
-    return "|".join(v for v in (values.get("id"), values.get("arn")) if isinstance(v, str) and v)
+    that (an S3 bucket's ID is its name, moto's identity its ARN). A bucket's settings
+    (policy, lifecycle, encryption...) are part of the bucket in moto: found by its ARN."""
+    parts = [values.get("id"), values.get("arn")]
+    bucket = values.get("bucket")
+    if isinstance(bucket, str) and bucket and not values.get("arn"):
+        parts.append(f"arn:aws:s3:::{bucket}")
+    return "|".join(v for v in parts if isinstance(v, str) and v)
 
 
 def _identity(obj: Any) -> str:

@@ -415,6 +415,10 @@ ROWS: list[Row] = [
     r("app.imag", ALB, "nginx", "typo-key", path="app.imag"),
     r("app.port", ALB, {"app.port": 5}, "set-without-path", path="__merge__"),
     r("app", ALB, "nginx", "string-for-object"),
+    # service-connect and appmesh-efs run services[]: an app there would be silently ignored.
+    r("app", SC, {"image": "ghcr.io/acme/web:1.2.3"}, "service-connect-runs-services"),
+    r("app", MESH, "ghcr.io/acme/web:1.2.3", "appmesh-efs-runs-services", path="app.image"),
+    r("app", SC, {}, "empty-on-service-connect"),
     r("app.image", ALB, "nginx latest", "space"),
     r("app.image", ALB, "nginx;reboot", "semicolon"),
     r("app.image", ALB, "nginx:1.27\n", "trailing-newline"),

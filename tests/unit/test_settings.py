@@ -293,6 +293,22 @@ def test_app_overrides_each_field_and_keeps_the_rest():
     assert s.app.environment == (("MODE", "prod"), ("WORKERS", "4"))
 
 
+@pytest.mark.parametrize("topology", ["service-connect", "appmesh-efs"])
+def test_app_is_refused_where_services_are_the_workload(topology):
+    # Ignored before: the plan deployed the demo's nginx instead of the user's image.
+    config = {**MINIMAL_CONFIG[topology], "app": {"image": "ghcr.io/acme/web:1.2"}}
+    message = config_error(config)
+    assert message.startswith("ecs-tls:app: applies to nlb-certbot, alb-envoy and direct-task")
+    assert f"not {topology!r}; its workloads are services[]" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("topology", ["nlb-certbot", "alb-envoy", "direct-task"])
+def test_app_image_is_the_image_where_app_is_read(topology):
+    config = {**MINIMAL_CONFIG[topology], "app": {"image": "ghcr.io/acme/web:1.2"}}
+    assert parse_settings(config).app.image == "ghcr.io/acme/web:1.2"
+
+
 def test_existing_network_and_comma_separated_subnets():
     s = parse_settings(
         {

@@ -10,7 +10,7 @@ import yaml
 
 from settings import CONFIG_REFERENCE, TOPOLOGIES, ConfigError, parse_settings
 from settings.constants import DEFAULT_SSL_POLICY, SSL_POLICIES, TLS13_SSL_POLICIES
-from settings.reference import APPLIES_TO, LOAD_BALANCER_KEYS, REFUSED_BECAUSE
+from settings.reference import APPLIES_TO, APPLIES_TO_HINTS, LOAD_BALANCER_KEYS, REFUSED_BECAUSE
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import ROOT, config_error
 from tests.pki import make_pki
@@ -58,6 +58,7 @@ SAMPLE = {
         "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/edge/"
         "0123abcd-0123-4567-89ab-0123456789ab"
     ),
+    "app": {"image": "ghcr.io/acme/web:1.2.3"},
 }
 
 
@@ -120,7 +121,9 @@ def test_each_key_is_read_where_the_table_says_and_refused_elsewhere(path, topol
     else:
         assert message.startswith(f"ecs-tls:{path}: applies "), message
         why = REFUSED_BECAUSE.get((path, topology), "")
-        assert message.endswith(f", not {topology!r}{why}"), message
+        hint = APPLIES_TO_HINTS.get(path)
+        ending = f", not {topology!r}{why}" + (f"; {hint}" if hint else "")
+        assert message.endswith(ending), message
 
 
 @pytest.mark.parametrize(
@@ -152,8 +155,29 @@ def test_each_key_is_read_where_the_table_says_and_refused_elsewhere(path, topol
             with_key("alb-envoy", "services"),
             "ecs-tls:services: applies to service-connect and appmesh-efs, not 'alb-envoy'",
         ),
+        (
+            with_key("service-connect", "app"),
+            "ecs-tls:app: applies to nlb-certbot, alb-envoy and direct-task, not "
+            "'service-connect'; its workloads are services[] (image, port, cpu, memory, "
+            "desiredCount and environment per service): set them there",
+        ),
+        (
+            {**MINIMAL_CONFIG["appmesh-efs"], "app": {}},
+            "ecs-tls:app: applies to nlb-certbot, alb-envoy and direct-task, not "
+            "'appmesh-efs'; its workloads are services[] (image, port, cpu, memory, "
+            "desiredCount and environment per service): set them there",
+        ),
     ],
-    ids=["certificate", "sslPolicy", "privateCa", "acme", "customerKmsKey", "services"],
+    ids=[
+        "certificate",
+        "sslPolicy",
+        "privateCa",
+        "acme",
+        "customerKmsKey",
+        "services",
+        "app-service-connect",
+        "app-empty-appmesh-efs",
+    ],
 )
 def test_a_key_of_another_topology_fails_before_any_resource(config, message):
     assert config_error(config, secret_keys=["certificate"]) == message
