@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.private_bucket import lock_down
+
 # Who writes the logs (ELB User Guide, "Enable access logs", bucket policy per Region):
 # - an ALB in a Region that has an ELB account (the table below): that account;
 # - an ALB in any other Region: the service principal
@@ -166,21 +168,7 @@ class AccessLogBucket(pulumi.ComponentResource):
         invoke = pulumi.InvokeOutputOptions(parent=self)
         # Auto-named: bucket names are global across all AWS accounts.
         self.bucket = aws.s3.Bucket(name, tags={"Purpose": "load balancer access logs"}, opts=kept)
-        block = aws.s3.BucketPublicAccessBlock(
-            name,
-            bucket=self.bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=kept,
-        )
-        ownership = aws.s3.BucketOwnershipControls(
-            name,
-            bucket=self.bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=kept,
-        )
+        block, ownership = lock_down(name, self.bucket, kept)
         encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             name,
             bucket=self.bucket.id,

@@ -24,6 +24,7 @@ import pulumi_aws as aws
 
 from components.kms import CustomerKey, CustomerKeyArgs, alias_name, s3_state_key_policy
 from components.naming import physical_name
+from components.private_bucket import lock_down
 
 
 def state_bucket_policy(bucket_arn: str, key_arn: str, reader_arns: Sequence[str]) -> str:
@@ -126,21 +127,7 @@ class StateBucket(pulumi.ComponentResource):
         self.bucket = aws.s3.Bucket(
             name, force_destroy=True, tags={"Purpose": args.description}, opts=child
         )
-        block = aws.s3.BucketPublicAccessBlock(
-            name,
-            bucket=self.bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        ownership = aws.s3.BucketOwnershipControls(
-            name,
-            bucket=self.bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
-        )
+        block, ownership = lock_down(name, self.bucket, child)
         versioning = aws.s3.BucketVersioning(
             name,
             bucket=self.bucket.id,
