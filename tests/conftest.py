@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from tests.harness import run_program
@@ -26,6 +28,23 @@ MINIMAL_CONFIG = {
         "hostedZoneId": "Z0123456789ABCDEFGHIJ",
     },
 }
+
+
+WEB_SERVICE = {"name": "web", "image": "nginx", "port": 80}
+
+
+def with_app(topology: str, **fields) -> dict:
+    """`topology`'s minimal stack with `fields` set in `app`."""
+    config = copy.deepcopy(MINIMAL_CONFIG[topology])
+    config.setdefault("app", {}).update(copy.deepcopy(fields))
+    return config
+
+
+def with_service(topology: str, **fields) -> dict:
+    """`topology`'s minimal stack with one service, `web`, that has `fields`."""
+    config = copy.deepcopy(MINIMAL_CONFIG[topology])
+    config["services"] = [{**WEB_SERVICE, **copy.deepcopy(fields)}]
+    return config
 
 
 @pytest.fixture

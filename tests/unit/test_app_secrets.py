@@ -12,7 +12,7 @@ import pytest
 from components.app_secrets import container_secrets, grant_resource, secret_read_statements
 from settings import parse_settings
 from settings.app_secrets import AppAccess, SecretRef
-from tests.conftest import MINIMAL_CONFIG
+from tests.conftest import MINIMAL_CONFIG, with_app, with_service
 from tests.harness import config_error, run_program, unwrap
 
 ACCOUNT = "123456789012"
@@ -28,18 +28,6 @@ SECRETS = {
     "OLD_PASSWORD": {"arn": FULL, "jsonKey": "password", "versionStage": "AWSPREVIOUS"},
 }
 WEB = {"name": "web", "image": "nginx", "port": 80}
-
-
-def with_app(topology: str, **fields) -> dict:
-    config = copy.deepcopy(MINIMAL_CONFIG[topology])
-    config.setdefault("app", {}).update(copy.deepcopy(fields))
-    return config
-
-
-def with_service(topology: str, **fields) -> dict:
-    config = copy.deepcopy(MINIMAL_CONFIG[topology])
-    config["services"] = [{**WEB, **copy.deepcopy(fields)}]
-    return config
 
 
 def containers(graph, name: str | None = None) -> dict[str, dict]:

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from tests.conftest import MINIMAL_CONFIG
+from tests.conftest import MINIMAL_CONFIG, with_app, with_service
 from tests.harness import config_error, run_program
 
 ACCOUNT = "123456789012"
@@ -17,18 +17,6 @@ POLICIES = [
 ]
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/orders-app"
 WEB = {"name": "web", "image": "nginx", "port": 80}
-
-
-def with_app(topology: str, **fields) -> dict:
-    config = copy.deepcopy(MINIMAL_CONFIG[topology])
-    config.setdefault("app", {}).update(copy.deepcopy(fields))
-    return config
-
-
-def with_service(topology: str, **fields) -> dict:
-    config = copy.deepcopy(MINIMAL_CONFIG[topology])
-    config["services"] = [{**WEB, **copy.deepcopy(fields)}]
-    return config
 
 
 def attachments(graph, role) -> list[str]:
