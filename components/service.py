@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -115,6 +115,15 @@ def fargate_service(
             name, cluster.cluster.name, service, autoscaling, parent, request_label=request_label
         )
     return service
+
+
+def service_outputs(services: Mapping[str, aws.ecs.Service]) -> dict[str, pulumi.Input]:
+    """What an operator or another stack (StackReference) needs to find the services:
+    `serviceName` and `serviceArn` for a topology of one, `serviceArns` by name otherwise."""
+    if len(services) == 1:
+        (service,) = services.values()
+        return {"serviceName": service.name, "serviceArn": service.arn}
+    return {"serviceArns": pulumi.Output.all(**{n: s.arn for n, s in services.items()})}
 
 
 def tasks_security_group(

@@ -36,7 +36,12 @@ from components.expiry_notice import REISSUE, WatchedCertificate, expiry_notices
 from components.firewall import allow_tcp
 from components.load_balancer import HttpsLoadBalancer, HttpsLoadBalancerArgs
 from components.naming import physical_name
-from components.service import fargate_service, task_definition, tasks_security_group
+from components.service import (
+    fargate_service,
+    service_outputs,
+    task_definition,
+    tasks_security_group,
+)
 from components.verify import verify_outputs
 from settings import Settings
 from topologies.base import Foundation, TopologyResult
@@ -221,6 +226,7 @@ class AlbEnvoy(pulumi.ComponentResource):
         self.outputs = verification_outputs(
             s, lb.dns_name, self.listener_certificate, self.certificate
         )
+        self.outputs.update(service_outputs({"app": self.service}))
         if s.app.enable_execute_command:
             self.outputs["execCommand"] = cluster.cluster.name.apply(
                 lambda c: exec_command_line(c, "app")

@@ -120,7 +120,12 @@ from components.iam import Statement, assume_role_policy, policy_document
 from components.lambda_function import FUNCTIONS_DIR, PythonFunction, PythonFunctionArgs
 from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
 from components.naming import physical_name
-from components.service import fargate_service, task_definition, tasks_security_group
+from components.service import (
+    fargate_service,
+    service_outputs,
+    task_definition,
+    tasks_security_group,
+)
 from components.verify import verify_outputs
 from functions.cert_publisher import CURRENT_LINK
 from settings import LoadBalancerSettings, ServiceSettings, Settings, creation_order
@@ -1074,6 +1079,8 @@ def outputs(topology: AppmeshEfs, s: Settings) -> dict[str, pulumi.Input]:
         "meshNamespace": s.mesh.namespace,
         "mutualTls": s.mesh.mutual_tls,
         "serviceHosts": {v.name: service_host(v, s.mesh.namespace) for v in s.services},
+        # The gateway is a service too: "gateway" is no service name (settings/mesh.py).
+        **service_outputs({**topology.services, "gateway": topology.gateway}),
         "gatewayRoutes": {r.prefix: r.service for r in s.mesh.gateway_routes},
         # The load balancer is internal: run the commands on a host inside the VPC.
         "verifyFrom": "a host inside the VPC (or a peered network): the NLB is internal",

@@ -74,7 +74,12 @@ from components.renewal import (
     ScheduledTask,
     ScheduledTaskArgs,
 )
-from components.service import fargate_service, task_definition, tasks_security_group
+from components.service import (
+    fargate_service,
+    service_outputs,
+    task_definition,
+    tasks_security_group,
+)
 from components.state_bucket import StateBucket, StateBucketArgs
 from settings import Settings
 from settings.constants import ACME_PROFILE_LIFETIMES
@@ -664,6 +669,7 @@ class DirectTask(pulumi.ComponentResource):
             self,
         )
         self.outputs = outputs(s, self)
+        self.outputs.update(service_outputs({"app": self.service}))
         if s.app.enable_execute_command:
             self.outputs["execCommand"] = cluster.cluster.name.apply(
                 lambda c: exec_command_line(c, "app")

@@ -94,7 +94,12 @@ from components.persistent_volume import (
 )
 from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
 from components.renewal_hook import expiry_environment
-from components.service import fargate_service, task_definition, tasks_security_group
+from components.service import (
+    fargate_service,
+    service_outputs,
+    task_definition,
+    tasks_security_group,
+)
 from settings import ConfigError, LoadBalancerSettings, Settings
 from settings.constants import ACME_PROFILE_LIFETIMES
 from settings.images import DEFAULT_IMAGES
@@ -382,6 +387,7 @@ class NlbCertbot(pulumi.ComponentResource):
                 self,
             )
         auth, read_auth, auth_version = self._auth_secret(name, s, cluster, on_ec2)
+        self.auth_secret_arn = auth.arn
         roles = {
             purpose: aws.iam.Role(
                 f"{name}-{purpose}-task",
@@ -934,6 +940,10 @@ def build(settings: Settings, foundation: Foundation) -> TopologyResult:
             "-verify_return_error -brief </dev/null"
         ),
     }
+    outputs.update(service_outputs({"app": topology.service}))
+    # Where the app's initial credentials are (NEO4J_AUTH, neo4j/<password>): read it with
+    # `aws secretsmanager get-secret-value`; the value is never a stack output.
+    outputs["authSecretArn"] = topology.auth_secret_arn
     if s.app.enable_execute_command:
         outputs["execCommand"] = topology.cluster_name.apply(lambda c: exec_command_line(c, "app"))
     if topology.data_volume is not None:

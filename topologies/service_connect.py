@@ -41,7 +41,12 @@ from components.load_balancer import (
 )
 from components.naming import physical_name
 from components.private_ca import PrivateCertificateAuthority, PrivateCertificateAuthorityArgs
-from components.service import fargate_service, task_definition, tasks_security_group
+from components.service import (
+    fargate_service,
+    service_outputs,
+    task_definition,
+    tasks_security_group,
+)
 from components.service_connect import (
     ServiceConnectTls,
     ServiceConnectTlsArgs,
@@ -136,8 +141,12 @@ class ServiceConnect(pulumi.ComponentResource):
             )
             ca_arn: pulumi.Input[str] = ca.arn
             ready.append(ca.installed)
+            # The root every service's certificate chains to: what a client outside the
+            # mesh, or another account the CA is shared with, trusts.
+            self.private_ca_certificate_pem: pulumi.Output[str] | None = ca.certificate_pem
         else:
             ca_arn = s.private_ca.arn
+            self.private_ca_certificate_pem = None
         self.ca_arn = ca_arn
         tls = ServiceConnectTls(
             f"{name}-tls",
@@ -377,7 +386,10 @@ def outputs(topology: ServiceConnect, s: Settings, cluster_namespace_arn) -> dic
             for svc in s.services
         ],
         "clientAliases": [svc.client_alias for svc in servers],
+        **service_outputs(topology.services),
     }
+    if topology.private_ca_certificate_pem is not None:
+        out["privateCaCertificatePem"] = topology.private_ca_certificate_pem
     lb = topology.load_balancer
     if lb is not None:
         out["loadBalancerDnsName"] = lb.dns_name
