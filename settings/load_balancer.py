@@ -8,7 +8,7 @@ from typing import Any
 
 from settings.errors import ConfigError, invalid
 from settings.model import LoadBalancerSettings
-from settings.readers import read_integer, read_object, suggest
+from settings.readers import read_integer, read_object, reject_unknown_keys
 
 ACCESS_LOG_KEYS = ("bucket", "prefix", "expirationDays")
 
@@ -71,11 +71,7 @@ def _access_logs(logs: Any) -> dict[str, Any]:
         return {"access_logs": logs}
     if not isinstance(logs, dict):
         raise invalid(key, logs, "true, false or an object {bucket, prefix, expirationDays}")
-    for name in logs:
-        if name not in ACCESS_LOG_KEYS:
-            raise ConfigError(
-                f"{key}.{name}", "is not a known key" + suggest(name, ACCESS_LOG_KEYS)
-            )
+    reject_unknown_keys(logs, key, ACCESS_LOG_KEYS)
     out: dict[str, Any] = {"access_logs": True}
     bucket = logs.get("bucket")
     if bucket is not None:

@@ -24,7 +24,13 @@ from settings.model import (
     ServiceSettings,
     Settings,
 )
-from settings.readers import DOMAIN_RE, read_integer, read_object, set_command, suggest
+from settings.readers import (
+    DOMAIN_RE,
+    read_integer,
+    read_object,
+    reject_unknown_keys,
+    set_command,
+)
 from settings.redaction import holds_key_material, is_secret
 
 TOPOLOGY = "appmesh-efs"
@@ -134,9 +140,7 @@ def with_mesh(s: Settings, values: Mapping[str, Any]) -> Settings:
     if s.topology != TOPOLOGY:
         return s
     raw = read_object(values, "mesh")
-    for name in raw:
-        if name not in MESH_KEYS:
-            raise ConfigError(f"mesh.{name}", "is not a known key" + suggest(name, MESH_KEYS))
+    reject_unknown_keys(raw, "mesh", MESH_KEYS)
     services = s.services if "services" in values else MESH_DEMO_SERVICES
     _check_node_names(services)
     _check_discovered_counts(services)
@@ -210,11 +214,7 @@ def _routes(raw: Any, services: tuple[ServiceSettings, ...]) -> tuple[GatewayRou
         at = f"{key}[{i}]"
         if not isinstance(item, dict):
             raise invalid(at, item, "an object with prefix and service")
-        for field_name in item:
-            if field_name not in ROUTE_KEYS:
-                raise ConfigError(
-                    f"{at}.{field_name}", "is not a known key" + suggest(field_name, ROUTE_KEYS)
-                )
+        reject_unknown_keys(item, at, ROUTE_KEYS)
         prefix = item.get("prefix")
         if prefix is None:
             raise missing(f"{at}.prefix", "every route needs a path prefix such as /api/")

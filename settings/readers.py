@@ -154,9 +154,15 @@ def check_keys(obj: Mapping[str, Any], prefix: str) -> None:
         for k in CONFIG_REFERENCE
         if k.path.startswith(prefix + ".") and k.path.count(".") == 1
     )
+    reject_unknown_keys(obj, prefix, known)
+
+
+def reject_unknown_keys(obj: Mapping[str, Any], key: str, known: tuple[str, ...]) -> None:
+    """Refuse a field of the object at `key` that is not one of `known`, naming the
+    closest known one."""
     for name in obj:
         if name not in known:
-            raise ConfigError(f"{prefix}.{name}", "is not a known key" + suggest(name, known))
+            raise ConfigError(f"{key}.{name}", "is not a known key" + suggest(name, known))
 
 
 def read_object(values: Mapping[str, Any], key: str) -> dict[str, Any]:

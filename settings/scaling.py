@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from settings.errors import ConfigError, invalid
-from settings.readers import read_integer, suggest
+from settings.readers import read_integer, reject_unknown_keys
 
 AUTOSCALING_KEYS = ("min", "max", "cpuPercent", "memoryPercent", "requestsPerTarget")
 METRIC_KEYS = AUTOSCALING_KEYS[2:]
@@ -46,11 +46,7 @@ def read_autoscaling(raw: Any, key: str, max_tasks: int = MAX_TASKS) -> Autoscal
         raise invalid(
             key, raw, "an object {min, max, cpuPercent, memoryPercent, requestsPerTarget}"
         )
-    for name in raw:
-        if name not in AUTOSCALING_KEYS:
-            raise ConfigError(
-                f"{key}.{name}", "is not a known key" + suggest(name, AUTOSCALING_KEYS)
-            )
+    reject_unknown_keys(raw, key, AUTOSCALING_KEYS)
     # Each value given is checked before what is missing, so the message names the value.
     limits = {"min": (0, max_tasks), "max": (1, max_tasks), "requestsPerTarget": (1, 1_000_000)}
     read = {
@@ -84,11 +80,7 @@ def read_capacity(raw: Any, key: str) -> CapacityStrategy | None:
         return CapacityStrategy()
     if not isinstance(raw, dict):
         raise invalid(key, raw, "fargate, fargate-spot or an object {fargate, fargateSpot, base}")
-    for name in raw:
-        if name not in CAPACITY_WEIGHT_KEYS:
-            raise ConfigError(
-                f"{key}.{name}", "is not a known key" + suggest(name, CAPACITY_WEIGHT_KEYS)
-            )
+    reject_unknown_keys(raw, key, CAPACITY_WEIGHT_KEYS)
     # CapacityProviderStrategyItem: weight 0 to 1000, base 0 to 100000 (ECS API reference).
     fargate = read_integer(raw.get("fargate", 0), f"{key}.fargate", 0, 1000)
     spot = read_integer(raw.get("fargateSpot", 0), f"{key}.fargateSpot", 0, 1000)

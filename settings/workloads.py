@@ -34,7 +34,7 @@ from settings.readers import (
     read_image,
     read_integer,
     read_object,
-    suggest,
+    reject_unknown_keys,
 )
 from settings.redaction import shown
 from settings.reference import SERVICE_KEYS
@@ -356,9 +356,7 @@ def _layout(raw: Any, base: CertificateLayout) -> CertificateLayout:
     key = "app.certificateLayout"
     if not isinstance(raw, dict):
         raise invalid(key, raw, "an object")
-    for name in raw:
-        if name not in LAYOUT_KEYS:
-            raise ConfigError(f"{key}.{name}", "is not a known key" + suggest(name, LAYOUT_KEYS))
+    reject_unknown_keys(raw, key, LAYOUT_KEYS)
     directory = read_container_path(
         raw.get("directory", base.target_dir), f"{key}.directory", "an absolute path such as /ssl"
     )
@@ -400,11 +398,7 @@ def _layout(raw: Any, base: CertificateLayout) -> CertificateLayout:
 def _service(item: Any, key: str) -> ServiceSettings:
     if not isinstance(item, dict):
         raise invalid(key, item, "an object with name, image and port")
-    for field_name in item:
-        if field_name not in SERVICE_KEYS:
-            raise ConfigError(
-                f"{key}.{field_name}", "is not a known key" + suggest(field_name, SERVICE_KEYS)
-            )
+    reject_unknown_keys(item, key, SERVICE_KEYS)
     name = item.get("name")
     if name is None:
         raise missing(f"{key}.name", "every service needs a name")
@@ -436,12 +430,7 @@ def _service(item: Any, key: str) -> ServiceSettings:
     alias = item.get("clientAlias", {"dnsName": name, "port": port})
     if not isinstance(alias, dict):
         raise invalid(f"{key}.clientAlias", alias, "an object with dnsName and port")
-    for field_name in alias:
-        if field_name not in ("dnsName", "port"):
-            raise ConfigError(
-                f"{key}.clientAlias.{field_name}",
-                "is not a known key" + suggest(field_name, ("dnsName", "port")),
-            )
+    reject_unknown_keys(alias, f"{key}.clientAlias", ("dnsName", "port"))
     if "port" not in alias:
         raise missing(f"{key}.clientAlias.port", "the port clients connect to is required")
     alias_port = read_integer(alias["port"], f"{key}.clientAlias.port", 1, 65535)
