@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from settings.errors import ConfigError, invalid
-from settings.readers import ENV_NAME_RE
+from settings.readers import ARN_PARTITION, ARN_REGION, ENV_NAME_RE, KMS_KEY_ARN_RE
 from settings.redaction import shown
 
-# A partition, a region and an account, as every regional ARN carries them.
-_PARTITION = r"aws(?:-[a-z]+)*"
-_REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]+"
 # Secrets Manager secret names: letters, digits and /_+=.@- (up to 512 characters); the
 # ARN adds `-` and six random characters unless the user gives a partial ARN.
 SECRET_ARN_RE = re.compile(
-    rf"\Aarn:(?P<partition>{_PARTITION}):secretsmanager:(?P<region>{_REGION}):[0-9]{{12}}:"
+    rf"\Aarn:(?P<partition>{ARN_PARTITION}):secretsmanager:(?P<region>{ARN_REGION}):[0-9]{{12}}:"
     r"secret:(?P<name>[A-Za-z0-9/_+=.@-]{1,519})\Z"
 )
 # A full ARN ends in the six-character suffix Secrets Manager adds to the name.
@@ -31,20 +28,16 @@ FULL_SECRET_SUFFIX_RE = re.compile(r"-[A-Za-z0-9]{6}\Z")
 # SSM parameter names: letters, digits and _.-/ (up to 1011 characters); in the ARN a
 # hierarchical name keeps its slashes after `parameter` (`parameter/app/db`).
 PARAMETER_ARN_RE = re.compile(
-    rf"\Aarn:(?P<partition>{_PARTITION}):ssm:(?P<region>{_REGION}):[0-9]{{12}}:"
+    rf"\Aarn:(?P<partition>{ARN_PARTITION}):ssm:(?P<region>{ARN_REGION}):[0-9]{{12}}:"
     r"parameter/(?P<name>[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,1010})\Z"
-)
-KMS_KEY_ARN_RE = re.compile(
-    rf"\Aarn:(?P<partition>{_PARTITION}):kms:(?P<region>{_REGION}):[0-9]{{12}}:key/"
-    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})\Z"
 )
 # Customer managed policies (any path) and AWS managed ones (account `aws`).
 POLICY_ARN_RE = re.compile(
-    rf"\Aarn:(?P<partition>{_PARTITION}):iam::(?:[0-9]{{12}}|aws):policy/"
+    rf"\Aarn:(?P<partition>{ARN_PARTITION}):iam::(?:[0-9]{{12}}|aws):policy/"
     r"(?:[A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,128}\Z"
 )
 ROLE_ARN_RE = re.compile(
-    rf"\Aarn:(?P<partition>{_PARTITION}):iam::[0-9]{{12}}:role/"
+    rf"\Aarn:(?P<partition>{ARN_PARTITION}):iam::[0-9]{{12}}:role/"
     r"(?:[A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]{1,64}\Z"
 )
 # Parts of ECS's `valueFrom`, which colons separate: none may hold one. A JSON key of

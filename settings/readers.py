@@ -41,10 +41,18 @@ PCA_ARN_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
 )
 
+# A partition and a region, as every regional ARN carries them.
+ARN_PARTITION = r"aws(?:-[a-z]+)*"
+ARN_REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]+"
 # An ACM certificate ARN (the load balancer's region and account: AWS checks, not this).
 ACM_CERTIFICATE_ARN_RE = re.compile(
-    r"\Aarn:aws(?:-[a-z]+)*:acm:[a-z]{2}(?:-[a-z]+)+-[0-9]+:[0-9]{12}:certificate/"
+    rf"\Aarn:{ARN_PARTITION}:acm:{ARN_REGION}:[0-9]{{12}}:certificate/"
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
+)
+# A KMS key ARN: key ID a UUID or a multi-Region key (mrk-); an alias cannot be granted.
+KMS_KEY_ARN_RE = re.compile(
+    rf"\Aarn:(?P<partition>{ARN_PARTITION}):kms:(?P<region>{ARN_REGION}):[0-9]{{12}}:key/"
+    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})\Z"
 )
 
 ACCOUNT_RE = re.compile(r"\A[0-9]{12}\Z")

@@ -28,6 +28,7 @@ from settings.readers import (
     DOMAIN_RE,
     ENV_NAME_RE,
     FILE_NAME_RE,
+    KMS_KEY_ARN_RE,
     SERVICE_NAME_RE,
     read_container_path,
     read_fargate_size,
@@ -255,11 +256,6 @@ EC2_ONLY_APP_KEYS = (
 SNAPSHOT_ID_RE = re.compile(r"\Asnap-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 # An availability zone name such as eu-west-1a (not a zone ID such as euw1-az1).
 ZONE_RE = re.compile(r"\A[a-z]{2}(?:-[a-z]+)+-[0-9]+[a-z]\Z")
-# A KMS key ARN: key ID a UUID or a multi-Region key (mrk-); an alias cannot be granted.
-KMS_KEY_ARN_RE = re.compile(
-    r"\Aarn:aws(?:-[a-z]+)*:kms:[a-z]{2}(?:-[a-z]+)+-[0-9]+:[0-9]{12}:key/"
-    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})\Z"
-)
 
 
 def _host(raw: Mapping[str, Any], base: AppSettings, image: str, count: int) -> dict[str, Any]:
