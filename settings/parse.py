@@ -707,10 +707,11 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
     check_applies(values, topology, ingress)
     domain = parse_domain(values, topology)
     check_service_keys(values, topology)
+    hosted_zone_id = parse_hosted_zone_id(values)
     settings = Settings(
         topology=topology,
         domain=domain,
-        hosted_zone_id=parse_hosted_zone_id(values),
+        hosted_zone_id=hosted_zone_id,
         acme=parse_acme(values),
         network=parse_network(values),
         certificate=parse_certificate(values, domain),
@@ -727,9 +728,7 @@ def _parse_settings(values: Mapping[str, Any]) -> Settings:
         envoy=parse_envoy(values, topology),
         service_connect=parse_service_connect(values),
         images=parse_images(values),
-        listener_certificate=parse_listener_certificate(
-            values, topology, parse_hosted_zone_id(values)
-        ),
+        listener_certificate=parse_listener_certificate(values, topology, hosted_zone_id),
         load_balancer=parse_load_balancer(values, topology, ingress),
     )
     check_topology_requirements(settings)
