@@ -251,6 +251,10 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state.setdefault("bucket", f"{args.name}-{digest[:7]}".lower())
         state["arn"] = f"arn:{partition}:s3:::{state['bucket']}"
         resource_id = state["bucket"]
+    if args.typ == "random:index/randomPassword:RandomPassword":
+        # Recognisable (tests look for it outside secrets) and distinct per resource.
+        length = int(args.inputs.get("length", 16))
+        state["result"] = ("mock-password-" + digest)[:length]
     if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
         state["latestVersion"] = 1.0
     if args.typ == "aws:iam/role:Role":
@@ -297,8 +301,6 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "dnsSuffix": self.dns_suffix,
                 "id": self.partition,
             }
-        if token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
-            return {"randomPassword": "mock-password-" + "x" * 18, "id": "password"}
         if token == "aws:ssm/getParameter:getParameter":
             return {"name": args.args["name"], "value": "ami-0123456789abcdef0", "id": "p"}
         if token == "aws:ec2/getVpcs:getVpcs":

@@ -81,6 +81,7 @@ from components.service import (
     tasks_security_group,
 )
 from components.state_bucket import StateBucket, StateBucketArgs
+from components.write_once_secret import write_once_secret_version
 from settings import Settings
 from settings.constants import ACME_PROFILE_LIFETIMES
 from topologies.base import Foundation, TopologyResult
@@ -349,15 +350,14 @@ class DirectTask(pulumi.ComponentResource):
                 placeholder.private_key_pem,
             ).apply(lambda v: secret_document(v[0], v[1], v[2]))
         )
-        version = aws.secretsmanager.SecretVersion(
+        # The renewal task owns the value after the first deploy: a later `up` must never
+        # put the placeholder back over the real certificate, nor move its stages.
+        version = write_once_secret_version(
             f"{name}-certificate",
-            secret_id=self.secret.id,
-            secret_string=initial,
-            # The renewal task owns the value after the first deploy: a later `up` must never
-            # put the placeholder back over the real certificate.
-            opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["secret_string", "version_stages"]
-            ),
+            self.secret.id,
+            initial,
+            child,
+            also_ignore=["version_stages"],
         )
         # The refresher in each task reads the secret while the task runs: the task role,
         # not the execution role (ECS injects nothing at start).

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from components.alerts import CERTIFICATE_METRIC_NAMESPACE, healthy_targets_alarm_args
 from components.app_access import allow_app_secrets, attach_policies
@@ -100,6 +101,7 @@ from components.service import (
     task_definition,
     tasks_security_group,
 )
+from components.write_once_secret import write_once_secret_version
 from settings import ConfigError, LoadBalancerSettings, Settings
 from settings.constants import ACME_PROFILE_LIFETIMES
 from settings.images import DEFAULT_IMAGES
@@ -124,6 +126,8 @@ ROLE_DESCRIPTIONS = {
     "app": "nlb-certbot app task: reads the certificate, changes nothing",
     "renewal": "nlb-certbot issuer and renewal tasks: ACME challenge and state",
 }
+# The generated Neo4j password (Neo4j asks for 8 characters at least).
+NEO4J_PASSWORD_LENGTH = 32
 # Neo4j checkpoints its store on shutdown; ECS kills the container after this many seconds.
 APP_STOP_TIMEOUT = 120
 
@@ -607,19 +611,28 @@ class NlbCertbot(pulumi.ComponentResource):
             description=f"NEO4J_AUTH of {s.domain} (ecs-tls)",
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=keep),
         )
-        password = aws.secretsmanager.get_random_password_output(
-            password_length=32,
-            exclude_punctuation=True,
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        ).random_password
-        version = aws.secretsmanager.SecretVersion(
+        # Generated once, at create, by pulumi-random and kept in the stack's state: no AWS
+        # call on every preview (secretsmanager:GetRandomPassword, which a read-only role
+        # may lack). The rules of that call as the program made it before (32 characters,
+        # no punctuation, one of each kind at least): Neo4j's image takes what follows the
+        # first "/" of NEO4J_AUTH and hands it to neo4j-admin on a command line, where
+        # letters and digits need no quoting. A stack deployed with the call keeps the
+        # password it wrote then (see write_once_secret_version).
+        password = random.RandomPassword(
             f"{name}-auth",
-            secret_id=auth.id,
-            secret_string=pulumi.Output.secret(password.apply(lambda p: f"neo4j/{p}")),
-            # A new random value on every run must not rotate the password.
-            opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["secret_string"], retain_on_delete=keep
-            ),
+            length=NEO4J_PASSWORD_LENGTH,
+            special=False,
+            min_lower=1,
+            min_upper=1,
+            min_numeric=1,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The database keeps its first password: no later `up` writes the secret again.
+        version = write_once_secret_version(
+            f"{name}-auth",
+            auth.id,
+            password.result.apply(lambda p: f"neo4j/{p}"),
+            pulumi.ResourceOptions(parent=self, retain_on_delete=keep),
         )
         read = cluster.allow_secret_read(f"{name}-read-auth", "ReadNeo4jAuth", auth.arn, self)
         return auth, read, version

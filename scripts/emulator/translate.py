@@ -19,9 +19,11 @@ never dropped.
 Values computed by other resources become references: the mocks give every resource
 distinct computed outputs (IDs, ARNs, names it was auto-named with), so an input string that
 contains one of those of a resource it depends on (Pulumi records which) is rewritten to
-`${aws_type.name.attribute}`. pulumi-tls resources are not in the provider mirror: they are
-generated here, with real keys and certificates, and their PEM replaces the mocks' stand-in
-text wherever the program used it.
+`${aws_type.name.attribute}`. pulumi-tls and pulumi-random resources are not in the
+provider mirror: they are generated here, real keys, certificates and passwords made by
+their inputs' rules, and their text replaces the mocks' stand-in wherever the program used
+it. Write-only arguments (`secret_string_wo`) are the provider's own attributes, translated
+like any other; Terraform (1.11 or later) sends them and keeps them out of its state.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ TLS_TYPES = {
     "tls:index/certRequest:CertRequest",
     "tls:index/locallySignedCert:LocallySignedCert",
 }
+RANDOM_TYPES = {"random:index/randomPassword:RandomPassword"}
+# Made by the translation, not by the provider: no resource of the configuration.
+MADE_HERE = TLS_TYPES | RANDOM_TYPES
 
 
 class TranslateError(Exception):
@@ -260,13 +265,22 @@ def rewrite(value: Any, replace) -> Any:
 
 @dataclass
 class TlsMaterial:
-    """Keys and certificates made for the pulumi-tls resources, kept for a whole run so a
-    switch of topology sees the same PEM for the same resource."""
+    """Keys and certificates made for the pulumi-tls resources, and passwords for the
+    pulumi-random ones, kept for a whole run so a switch of topology sees the same text for
+    the same resource."""
 
     by_urn: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def realize(self, graph: Graph) -> dict[str, str]:
-        """{mock PEM text: real PEM text} for every pulumi-tls resource of `graph`."""
+        """{mock text: real text} for every pulumi-tls and pulumi-random resource of `graph`."""
+        real = self._realize_tls(graph)
+        for r in graph:
+            if r.type in RANDOM_TYPES:
+                made = self.by_urn.setdefault(r.urn, {"result": password(unwrap(r.inputs))})
+                real[r.outputs["result"]] = made["result"]
+        return real
+
+    def _realize_tls(self, graph: Graph) -> dict[str, str]:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -368,6 +382,34 @@ class TlsMaterial:
                 if mock and mock != text:
                     real[mock] = text
         return real
+
+
+# --- pulumi-random, for real ---------------------------------------------------------------
+
+
+def password(inputs: dict[str, Any]) -> str:
+    """A password by pulumi-random's rules for a RandomPassword's `inputs` (its defaults:
+    16 characters of every class, no minimums); `overrideSpecial` replaces the special set."""
+    import secrets
+    import string
+
+    length = int(inputs.get("length", 16))
+    classes = [
+        ("lower", "minLower", string.ascii_lowercase),
+        ("upper", "minUpper", string.ascii_uppercase),
+        ("numeric", "minNumeric", string.digits),
+        ("special", "minSpecial", inputs.get("overrideSpecial", "!@#$%&*()-_=+[]{}<>:?")),
+    ]
+    chosen, alphabet = [], ""
+    for flag, minimum, characters in classes:
+        if inputs.get(flag, True):
+            alphabet += characters
+            chosen += [secrets.choice(characters) for _ in range(int(inputs.get(minimum, 0)))]
+    if len(chosen) > length:
+        raise TranslateError(f"random password: minimums {len(chosen)} exceed length {length}")
+    chosen += [secrets.choice(alphabet) for _ in range(length - len(chosen))]
+    secrets.SystemRandom().shuffle(chosen)
+    return "".join(chosen)
 
 
 # --- the configuration ------------------------------------------------------------------
@@ -478,11 +520,11 @@ def translate(
     created again after a switch gets a new random suffix from Pulumi)."""
     import pulumi
 
-    customs = [r for r in graph if r.custom and r.type not in TLS_TYPES]
+    customs = [r for r in graph if r.custom and r.type not in MADE_HERE]
     types = {r.urn: schema.tf_type(r.type) for r in customs}
     addresses = {r.urn: f"{types[r.urn]}.{address_name(r)}" for r in customs}
-    real_pem = tls.realize(graph)
-    pem_pairs = sorted(real_pem.items(), key=lambda kv: -len(kv[0]))
+    generated = tls.realize(graph)
+    pem_pairs = sorted(generated.items(), key=lambda kv: -len(kv[0]))
     # JSON inside strings (secrets, container definitions) carries PEM with escaped newlines.
     pem_pairs += [(json.dumps(m)[1:-1], json.dumps(t)[1:-1]) for m, t in pem_pairs]
     mock_values = {r.urn: _computed_outputs(r, types[r.urn], schema) for r in customs}

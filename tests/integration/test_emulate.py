@@ -221,7 +221,7 @@ def test_every_value_from_another_resource_becomes_a_reference(provider_schema, 
     graph, translation = translated(provider_schema, stack)
     assert translation.unresolved == []
     assert len(translation.addresses) == len(
-        [r for r in graph if r.custom and not r.type.startswith("tls:")]
+        [r for r in graph if r.custom and not r.type.startswith(("tls:", "random:"))]
     )
     # No mock stand-in ID reaches the provider in another resource: it is a reference.
     bodies = {
@@ -253,6 +253,25 @@ def test_the_translation_keeps_pulumi_behaviour(provider_schema):
     certificate = json.dumps(dev.config["resource"]["aws_acm_certificate"])
     assert "-----BEGIN CERTIFICATE-----\\nMII" in certificate
     assert [a.split(".")[0] for a in translation.not_created] == ["aws_dlm_lifecycle_policy"]
+
+
+def test_a_generated_password_reaches_the_write_only_argument(provider_schema):
+    """pulumi-random has no provider in the mirror: the translation makes the password by
+    the resource's rules and puts it where the mocks' stand-in was."""
+    _, translation = translated(provider_schema, "nlb-certbot")
+    (version,) = translation.config["resource"]["aws_secretsmanager_secret_version"].values()
+    assert "secret_string" not in version
+    assert re.fullmatch(r"neo4j/[A-Za-z0-9]{32}", version["secret_string_wo"])
+    assert "mock-password" not in version["secret_string_wo"]
+    assert version["secret_string_wo_version"] == 1
+    assert version["lifecycle"][0]["ignore_changes"] == [
+        "secret_string",
+        "secret_string_wo",
+        "secret_string_wo_version",
+    ]
+    assert provider_schema.block("aws_secretsmanager_secret_version")["attributes"][
+        "secret_string_wo"
+    ].get("write_only")
 
 
 def test_an_acm_validation_record_refers_to_the_certificate_it_validates(provider_schema):

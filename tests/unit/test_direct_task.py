@@ -155,8 +155,8 @@ def test_only_the_task_role_reads_the_secret_and_only_that_secret(graph):
 
 def test_the_secret_starts_with_a_placeholder_marked_secret(graph):
     version = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
-    assert is_secret(version.inputs["secretString"])
-    document = json.loads(unwrap(version.inputs["secretString"]))
+    assert is_secret(version.inputs["secretStringWo"])
+    document = json.loads(unwrap(version.inputs["secretStringWo"]))
     assert set(document) == {CHAIN_KEY, PRIVATE_KEY_KEY}
     request = graph.one("tls:index/certRequest:CertRequest")
     assert request.inputs["dnsNames"] == [f"*.{DOMAIN}"]

@@ -125,7 +125,9 @@ def test_neo4j_requires_tls_and_gets_its_password_from_secrets(mode):
     secret = graph.one("aws:secretsmanager/secret:Secret")
     assert app["secrets"] == [{"name": "NEO4J_AUTH", "valueFrom": secret.outputs["arn"]}]
     version = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
-    assert is_secret(version.inputs["secretString"])
+    password = graph.one("random:index/randomPassword:RandomPassword")
+    assert is_secret(version.inputs["secretStringWo"])
+    assert unwrap(version.inputs["secretStringWo"]) == f"neo4j/{password.outputs['result']}"
     assert "mock-password" not in unwrap(
         graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot").inputs[
             "containerDefinitions"
