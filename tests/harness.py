@@ -266,11 +266,16 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
 class AwsMocks(pulumi.runtime.Mocks):
     """Answers as the AWS provider does in `region` (the stack's aws:region)."""
 
-    def __init__(self, region: str = REGION) -> None:
+    def __init__(self, region: str = REGION, preview: bool = False) -> None:
         self.region = region
+        self.preview = preview
         self.partition, self.dns_suffix = region_partition(region) or ("aws", "amazonaws.com")
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+        if self.preview:
+            # `pulumi preview` of a new stack: the provider echoes the inputs (unknown ones
+            # stay unknown) and knows nothing it computes, the ID included.
+            return "", dict(args.inputs)
         _ANSWERING_IN.append(self.region)
         try:
             return _resource_outputs(args)
@@ -439,11 +444,16 @@ pulumi_resource_runtime._get_stack_trace = lambda: source_pb2.StackTrace()
 
 
 def run_program(
-    config: Mapping[str, Any], stack: str = "dev", secret_keys: Iterable[str] = ()
+    config: Mapping[str, Any],
+    stack: str = "dev",
+    secret_keys: Iterable[str] = (),
+    preview: bool = False,
 ) -> Graph:
     """Run `__main__.py` with `config` (un-namespaced keys are `ecs-tls:`), return the graph.
 
     `secret_keys` are the keys the engine would list as secret (set with `--secret`).
+    `preview`: as `pulumi preview` of a new stack: what providers compute (IDs, ARNs,
+    generated values) is unknown, so `apply` callbacks on it do not run.
 
     Raises what the program raises (e.g. `settings.ConfigError`); the graph recorded up to
     then is on the exception as `exc.graph`. A run is deterministic for a configuration and
@@ -460,19 +470,24 @@ def run_program(
         secrets,
         tuple(id(b) for b in topologies.REGISTRY.values()),
         json.dumps(DEPLOYED, sort_keys=True),
+        preview,
     )
     if key not in _GRAPHS:
-        _GRAPHS[key] = _run(config, stack, secrets)
+        _GRAPHS[key] = _run(config, stack, secrets, preview)
     return _GRAPHS[key]
 
 
-def _run(config: Mapping[str, Any], stack: str, secret_keys: tuple[str, ...] = ()) -> Graph:
+def _run(
+    config: Mapping[str, Any],
+    stack: str,
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = False,
+) -> Graph:
     region = config_values(config)["aws:region"]
-    monitor = RecordingMonitor(AwsMocks(region))
+    mocks = AwsMocks(region, preview=preview)
+    monitor = RecordingMonitor(mocks)
     pulumi_settings.reset_options()
-    pulumi.runtime.set_mocks(
-        AwsMocks(region), project=PROJECT, stack=stack, preview=False, monitor=monitor
-    )
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     # set_mocks made a finished root stack; run_in_stack makes the one exports go to.
     pulumi_settings.ROOT.set(None)
     # Always a list: None would keep the previous run's secret keys.
