@@ -13,13 +13,18 @@ import copy
 import functools
 import json
 import re
+import select
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import grpc
 import pytest
 import yaml
-from google.protobuf import struct_pb2
+from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime import proto
+from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.policy import _PolicyAnalyzerServicer
@@ -524,6 +529,40 @@ def test_the_pack_declares_every_policy_mandatory_with_its_schema():
             policy.config_schema.properties if policy.config_schema else {}
         ).items():
             assert "description" in schema, (policy.name, key)
+
+
+def test_the_pack_serves_the_cli_from_its_own_directory():
+    # As the CLI starts it: the pack's directory run as a program, which prints the port of
+    # its analyzer service; then the engine's gRPC calls on that port.
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(POLICY_DIR)],
+        cwd=POLICY_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "the pack printed no port within 30 s"
+        port = int(process.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            analyzer = analyzer_pb2_grpc.AnalyzerStub(channel)
+            info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+            assert [p.name for p in info.policies] == NAMES
+            listener = one("alb-envoy", LISTENER, "alb-envoy-https")
+            listener.inputs["sslPolicy"] = "ELBSecurityPolicy-2016-08"
+            request = proto.AnalyzeRequest(
+                type=listener.type,
+                name=listener.name,
+                urn=listener.urn,
+                properties=_struct(listener.inputs),
+            )
+            (diagnostic,) = analyzer.Analyze(request, timeout=30).diagnostics
+            assert diagnostic.policyName == "listener-tls13"
+            assert diagnostic.enforcementLevel == proto.MANDATORY
+    finally:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def test_the_pack_imports_nothing_of_the_program():
