@@ -187,6 +187,77 @@ def listener_uses_tls13(args: ResourceValidationArgs, report_violation: ReportVi
     )
 
 
+LISTENER_RULE_TYPES = frozenset(
+    {
+        "aws:lb/listenerRule:ListenerRule",
+        "aws:alb/listenerRule:ListenerRule",
+        "aws:elasticloadbalancingv2/listenerRule:ListenerRule",
+    }
+)
+ACME_PATH = "/.well-known/acme-challenge/"
+HTTP_RULE_DEFAULTS: Mapping[str, Any] = {"acmeHttp01": True}
+HTTP_RULE_SCHEMA = PolicyConfigSchema(
+    properties={
+        "acmeHttp01": {
+            "type": "boolean",
+            "default": HTTP_RULE_DEFAULTS["acmeHttp01"],
+            "description": f"Allow an HTTP listener's rule to forward {ACME_PATH}* only.",
+        }
+    }
+)
+
+
+def _is_acme_only(conditions: Any) -> bool:
+    """True when the rule matches ACME HTTP-01 paths and nothing else."""
+    paths = [
+        str(v)
+        for c in _as_list(conditions)
+        for v in _as_list((c.get("pathPattern") or {}).get("values"))
+    ]
+    return bool(paths) and all(p.startswith(ACME_PATH) for p in paths)
+
+
+def http_listener_rules(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """The rules of an HTTP listener redirect to HTTPS or answer a fixed response; they
+    forward only the ACME HTTP-01 challenge path (RFC 8555, 8.3), when `acmeHttp01` allows.
+
+    `listener-tls13` sees a listener's default action only; a rule added to it later would
+    otherwise serve the application in plain HTTP on the same port.
+    """
+    acme = bool(_config(args, HTTP_RULE_DEFAULTS)["acmeHttp01"])
+    http_listeners: set[str] = set()
+    for r in args.resources:
+        if r.resource_type in LISTENER_TYPES:
+            protocol = _get(r.props, "protocol")
+            if str(protocol or "HTTP").upper() == "HTTP":
+                http_listeners |= {r.urn, *_strings(r.props, "arn", "id")}
+    for r in args.resources:
+        if r.resource_type not in LISTENER_RULE_TYPES:
+            continue
+        if not _identities(r, "listenerArn") & http_listeners:
+            continue
+        try:
+            actions = _as_list(r.props.get("actions"))
+            acme_only = _is_acme_only(r.props.get("conditions"))
+            kinds = [
+                (a.get("type"), str((a.get("redirect") or {}).get("protocol")).upper())
+                for a in actions
+            ]
+        except UnknownValueError:
+            continue
+        for kind, protocol in kinds:
+            if kind == "fixed-response" or (kind == "redirect" and protocol == "HTTPS"):
+                continue
+            if kind == "forward" and acme and acme_only:
+                continue
+            report_violation(
+                f"{r.name}: a rule of an HTTP listener with action {kind!r}; it may only "
+                f"redirect to HTTPS, answer a fixed response, or forward {ACME_PATH}* "
+                "(policy config acmeHttp01).",
+                r.urn,
+            )
+
+
 # --- 2. no task port open to the internet --------------------------------------------------
 
 LOAD_BALANCER_TYPES = frozenset(
@@ -729,6 +800,14 @@ POLICIES = [
         validate=listener_uses_tls13,
         enforcement_level=MANDATORY,
         config_schema=LISTENER_SCHEMA,
+    ),
+    StackValidationPolicy(
+        name="http-listener-rules",
+        description="Rules of HTTP listeners redirect to HTTPS or answer a fixed response, and "
+        "forward only the ACME HTTP-01 challenge path.",
+        validate=http_listener_rules,
+        enforcement_level=MANDATORY,
+        config_schema=HTTP_RULE_SCHEMA,
     ),
     StackValidationPolicy(
         name="no-public-task-port",

@@ -264,6 +264,35 @@ def test_listener_tls13_takes_its_ports_from_the_config():
     assert reported(listener, config={"listener-tls13": {"tcpPassthroughPorts": [9000]}}) == {}
 
 
+def test_http_listener_rules_forward_only_the_acme_path():
+    stack = list(graph("alb-envoy"))
+    http = next(r for r in stack if r.type == LISTENER and r.name == "alb-envoy-http")
+    https = next(r for r in stack if r.type == LISTENER and r.name == "alb-envoy-https")
+    forward = [{"type": "forward", "targetGroupArn": "arn:aws:elasticloadbalancing:tg"}]
+    acme = [{"pathPattern": {"values": ["/.well-known/acme-challenge/*"]}}]
+    api = [{"pathPattern": {"values": ["/api/*"]}}]
+
+    def rule(name, listener, actions, conditions):
+        return resource(
+            "aws:lb/listenerRule:ListenerRule",
+            name,
+            {"listenerArn": "arn:listener", "actions": actions, "conditions": conditions},
+            listenerArn=[listener.urn],
+        )
+
+    rules_ = [
+        rule("acme", http, forward, acme),
+        rule("on-https", https, forward, api),
+        rule("plain", http, forward, api),
+        rule("mixed", http, forward, [*acme, *api]),
+        rule("answer", http, [{"type": "fixed-response"}], api),
+    ]
+    found = Analyzer().violations([*stack, *rules_])["http-listener-rules"]
+    assert [m.split("\n")[1].split(":")[0] for m in found] == ["plain", "mixed"]
+    config = {"http-listener-rules": {"acmeHttp01": False}}
+    assert len(Analyzer(config).violations([*stack, *rules_])["http-listener-rules"]) == 3
+
+
 SG = "aws:ec2/securityGroup:SecurityGroup"
 RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 
