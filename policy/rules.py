@@ -614,6 +614,30 @@ IAM_SCHEMA = PolicyConfigSchema(
 )
 
 
+# AWS managed policies that grant every action of one or more services ("<service>:*" or
+# "*"): the same wildcard, attached by ARN instead of written out.
+BROAD_MANAGED_POLICY_RE = re.compile(
+    r"^arn:[a-z-]+:iam::aws:policy/(?:.*/)?(?:AdministratorAccess|PowerUserAccess|[A-Za-z0-9]*FullAccess[A-Za-z0-9]*)$"
+)
+ATTACHMENT_TYPES = frozenset(
+    {
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+        "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+        "aws:iam/policyAttachment:PolicyAttachment",
+    }
+)
+
+
+def _attached_policy_arns(args: ResourceValidationArgs) -> list[str]:
+    props = args.props
+    if args.resource_type in ATTACHMENT_TYPES:
+        return [str(props.get("policyArn") or "")]
+    if args.resource_type == "aws:iam/role:Role":
+        return [str(a) for a in _as_list(props.get("managedPolicyArns"))]
+    return []
+
+
 def _statements(document: Any) -> list[Mapping[str, Any]]:
     """The statements of a policy document given as JSON text or as an object."""
     if isinstance(document, str):
@@ -641,12 +665,21 @@ def iam_least_privilege(args: ResourceValidationArgs, report_violation: ReportVi
     """Allow statements name their actions: no "*" and no "<service>:*" (a prefix such as
     "s3:Get*" is allowed), and no NotAction, in identity and resource policies alike. In
     identity policies "Resource": "*" (or NotResource) only when every action of the
-    statement is one AWS offers no resource-level permission for.
+    statement is one AWS offers no resource-level permission for. No attachment of an AWS
+    managed policy that grants whole services (AdministratorAccess, PowerUserAccess,
+    *FullAccess).
 
     Deny statements are not checked: a Deny with "*" narrows. In a KMS key policy
     "Resource": "*" means the key itself, and other resource policies name their resource,
     so the resource rule applies to identity policies only.
     """
+    for arn in _attached_policy_arns(args):
+        if BROAD_MANAGED_POLICY_RE.match(arn):
+            report_violation(
+                f"attaches {arn}, an AWS managed policy that grants whole services; grant the "
+                "actions the role uses instead.",
+                None,
+            )
     kind, documents = _documents(args)
     if not kind:
         return

@@ -469,6 +469,18 @@ def test_iam_least_privilege_covers_inline_managed_and_resource_policies():
     assert reported(listing, config=extra) == {}
 
 
+def test_iam_least_privilege_rejects_attaching_whole_service_policies():
+    attachment = one("nlb-certbot", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert reported(attachment) == {}
+    for name in ("AdministratorAccess", "AmazonS3FullAccess", "service-role/AWSFooFullAccess"):
+        attachment.inputs["policyArn"] = f"arn:aws:iam::aws:policy/{name}"
+        assert reported(attachment)["iam-least-privilege"], name
+    role = resource(
+        "aws:iam/role:Role", "r", {"managedPolicyArns": ["arn:aws:iam::aws:policy/PowerUserAccess"]}
+    )
+    assert reported(role)["iam-least-privilege"]
+
+
 def test_trust_source_condition_rejects_a_service_trust_without_one():
     role = next(
         r
