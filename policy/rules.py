@@ -568,37 +568,40 @@ RESOURCE_POLICY_INPUTS: Mapping[str, str] = {
 }
 
 # Actions that AWS offers no resource-level permission for: the Service Authorization
-# Reference (https://docs.aws.amazon.com/service-authorization/latest/reference/) lists no
-# resource type for them, so a statement must say "Resource": "*". Lower case: IAM compares
-# action names case-insensitively. Every entry names its service's page.
-WILDCARD_RESOURCE_ACTIONS: Mapping[str, str] = {
-    # list_amazoncloudwatch.html: no resource type; narrowed by the cloudwatch:namespace key.
-    "cloudwatch:putmetricdata": "CloudWatch",
-    # list_amazonec2.html: Describe* actions take no resource type.
-    "ec2:describenetworkinterfaces": "EC2",
-    "ec2:describesubnets": "EC2",
-    "ec2:describevolumes": "EC2",
-    # list_amazonelasticcontainerregistry.html: GetAuthorizationToken has no resource type.
-    "ecr:getauthorizationtoken": "ECR",
-    # list_amazonelasticcontainerservice.html: ListTasks is narrowed by the ecs:cluster key,
-    # not by a resource ARN (the listed container-instance type applies only when the
-    # request names an instance).
-    "ecs:listtasks": "ECS",
-    # list_amazoncloudwatchlogs.html: DescribeLogGroups lists across the account (ECS Exec's
-    # SSM agent calls it before writing a session log).
-    "logs:describeloggroups": "CloudWatch Logs",
-    # list_amazonroute53.html: ListHostedZones and GetChange have no resource-level scope.
-    "route53:listhostedzones": "Route 53",
-    "route53:getchange": "Route 53",
-    # list_amazonsessionmanagermessagegatewayservice.html: the ssmmessages channel actions
-    # have no resource type (ECS Exec).
-    "ssmmessages:createcontrolchannel": "Session Manager Message Gateway",
-    "ssmmessages:createdatachannel": "Session Manager Message Gateway",
-    "ssmmessages:opencontrolchannel": "Session Manager Message Gateway",
-    "ssmmessages:opendatachannel": "Session Manager Message Gateway",
-    # list_awssecuritytokenservice.html: GetCallerIdentity needs no permission but is often
-    # listed; it has no resource type.
-    "sts:getcalleridentity": "STS",
+# Reference lists no resource type for them, so a statement must say "Resource": "*".
+# action (lower case: IAM compares action names case-insensitively) -> (the service's page
+# under SAR, the condition key that must then narrow the statement, if any).
+SAR = "https://docs.aws.amazon.com/service-authorization/latest/reference"
+WILDCARD_RESOURCE_ACTIONS: Mapping[str, tuple[str, str | None]] = {
+    # A metric has no ARN; the namespace condition key is what names it.
+    "cloudwatch:putmetricdata": (f"{SAR}/list_amazoncloudwatch.html", "cloudwatch:namespace"),
+    # EC2's Describe actions take no resource type.
+    "ec2:describenetworkinterfaces": (f"{SAR}/list_amazonec2.html", None),
+    "ec2:describesubnets": (f"{SAR}/list_amazonec2.html", None),
+    "ec2:describevolumes": (f"{SAR}/list_amazonec2.html", None),
+    # The token is for the registry, not a repository.
+    "ecr:getauthorizationtoken": (f"{SAR}/list_amazonelasticcontainerregistry.html", None),
+    # ListTasks' one resource type is a container instance; a listing of a whole cluster
+    # names none, so the ecs:cluster key scopes it.
+    "ecs:listtasks": (f"{SAR}/list_amazonelasticcontainerservice.html", "ecs:cluster"),
+    # Listed without a resource type; ECS Exec's SSM agent calls it before writing the
+    # session log.
+    "logs:describeloggroups": (f"{SAR}/list_amazoncloudwatchlogs.html", None),
+    # No resource type (certbot's Route53 plugin finds the zone by name).
+    "route53:listhostedzones": (f"{SAR}/list_amazonroute53.html", None),
+    # ECS Exec's session channels have no resource type.
+    **{
+        f"ssmmessages:{action}": (
+            f"{SAR}/list_amazonsessionmanagermessagegatewayservice.html",
+            None,
+        )
+        for action in (
+            "createcontrolchannel",
+            "createdatachannel",
+            "opencontrolchannel",
+            "opendatachannel",
+        )
+    },
 }
 IAM_DEFAULTS: Mapping[str, Any] = {"extraWildcardResourceActions": []}
 IAM_SCHEMA = PolicyConfigSchema(
@@ -716,6 +719,14 @@ def iam_least_privilege(args: ResourceValidationArgs, report_violation: ReportVi
                         "scope to resource ARNs (Service Authorization Reference).",
                         None,
                     )
+                keys = _condition_keys(statement)
+                for action in actions:
+                    _, key = WILDCARD_RESOURCE_ACTIONS.get(action.lower(), ("", None))
+                    if key and key not in keys:
+                        report_violation(
+                            f'{label}: {action} on "*" without the {key} condition that scopes it.',
+                            None,
+                        )
 
 
 # --- 5. trust policies carry the source account --------------------------------------------

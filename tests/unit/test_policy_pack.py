@@ -35,6 +35,7 @@ from scripts.plan import shipped, stack_plan
 from settings.images import AWAITING_DIGEST
 from tests.conftest import MINIMAL_CONFIG
 from tests.harness import ROOT, Graph, Resource, run_program
+from tests.unit.test_least_privilege import WILDCARD_ACTIONS
 
 POLICY_DIR = ROOT / "policy"
 # The configuration this repository's stacks run the pack with (its one waiver).
@@ -196,18 +197,11 @@ def test_the_defaults_are_exactly_what_the_stacks_need():
         assert _fails_somewhere("trust-source-condition", {"servicesWithoutSourceKeys": left})
 
 
-def test_every_wildcard_resource_action_is_one_a_shipped_stack_needs():
-    # The allow-list grows only with a use (and its citation), never ahead of one.
-    used = set()
-    for s in STACKS:
-        for r in graph(s).of_type("aws:iam/rolePolicy:RolePolicy"):
-            for statement in rules._statements(r.inputs["policy"]):
-                if "*" in rules._as_list(statement.get("Resource")):
-                    used |= {a.lower() for a in rules._as_list(statement["Action"])}
-    assert set(rules.WILDCARD_RESOURCE_ACTIONS) - used <= {
-        "ecr:getauthorizationtoken",  # with images.pullThroughCache or a private ECR image
-        "route53:getchange",  # certbot's Route53 plugin, in the documented pair
-        "sts:getcalleridentity",
+def test_the_wildcard_resource_actions_are_the_ones_the_program_is_allowed():
+    # The same list, with the same condition keys, as the program's own least-privilege test
+    # (which cites each action's reason): the pack allows no more than the program needs.
+    assert {a.lower(): key for a, (_, _, key) in WILDCARD_ACTIONS.items()} == {
+        a: key for a, (_, key) in rules.WILDCARD_RESOURCE_ACTIONS.items()
     }
 
 
@@ -435,6 +429,11 @@ def _with_statement(r: Resource, statement: dict) -> Resource:
         ({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}, "s3:GetObject"),
         ({"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}, "ec2:Describe*"),
         ({"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:x"}, "s3:GetObject"),
+        ({"Effect": "Allow", "Action": "ecs:ListTasks", "Resource": "*"}, "ecs:cluster"),
+        (
+            {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+            "cloudwatch:namespace",
+        ),
     ],
 )
 def test_iam_least_privilege_rejects_in_a_role_policy(statement, expected):
