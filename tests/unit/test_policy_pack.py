@@ -30,6 +30,7 @@ from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE as UNKNOWN
 
+from components.iam import TRUSTED_SERVICES
 from policy import rules
 from scripts.plan import shipped, stack_plan
 from settings.images import AWAITING_DIGEST
@@ -203,6 +204,12 @@ def test_the_wildcard_resource_actions_are_the_ones_the_program_is_allowed():
     assert {a.lower(): key for a, (_, _, key) in WILDCARD_ACTIONS.items()} == {
         a: key for a, (_, key) in rules.WILDCARD_RESOURCE_ACTIONS.items()
     }
+
+
+def test_the_services_without_source_keys_are_the_ones_the_program_documents():
+    # components/iam.py refuses a source condition for these, with AWS's page for each.
+    documented = {s for s, t in TRUSTED_SERVICES.items() if not t.sets_source_account}
+    assert set(rules.SERVICES_WITHOUT_SOURCE_KEYS) == documented
 
 
 # --- each policy rejects a bad example ------------------------------------------------------
