@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -63,7 +63,10 @@ def _strings(mapping: Mapping[str, Any], *keys: str) -> list[str]:
     found = []
     for key in keys:
         value = _get(mapping, key)
-        items = [value] if isinstance(value, str) else (value or [])
+        if isinstance(value, str):
+            items: Sequence[Any] = [value]
+        else:
+            items = value if isinstance(value, Sequence) else []
         for index in range(len(items)):
             try:
                 item = items[index]
@@ -83,8 +86,8 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _config(args: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """The policy's configuration over its defaults (the CLI fills defaults from the schema;
-    this keeps the rules right when called without it, e.g. by `pulumi_policy` directly)."""
+    """The policy's configuration over its defaults, so a rule reads the same values
+    whether or not the CLI sends the schema's defaults."""
     return {**defaults, **dict(args.get_config() or {})}
 
 
@@ -101,7 +104,7 @@ LISTENER_TYPES = frozenset(
     {
         "aws:lb/listener:Listener",
         "aws:alb/listener:Listener",  # the same resource under its ALB alias
-        "aws:elasticloadbalancingv2/listener:Listener",  # the pre-v3 alias
+        "aws:elasticloadbalancingv2/listener:Listener",  # its older alias
     }
 )
 # TLS 1.3 policies that keep TLS 1.0 and 1.1 off: `ELBSecurityPolicy-TLS13-1-0-*` and `-1-1-*`
@@ -162,10 +165,16 @@ def listener_uses_tls13(args: ResourceValidationArgs, report_violation: ReportVi
     if protocol == "HTTP":
         for action in _as_list(props.get("defaultActions")):
             redirect = action.get("redirect") or {}
-            if action.get("type") != "redirect" or str(redirect.get("protocol")).upper() != "HTTPS":
+            kind = action.get("type")
+            if kind != "redirect" or str(redirect.get("protocol")).upper() != "HTTPS":
+                what = (
+                    f"a redirect to {redirect.get('protocol') or '#{protocol}'}"
+                    if kind == "redirect"
+                    else f"{kind!r}"
+                )
                 report_violation(
                     f"HTTP listener on port {port}: its default action must redirect to HTTPS "
-                    f"(type redirect, redirect.protocol HTTPS), not {action.get('type')!r}.",
+                    f"(type redirect, redirect.protocol HTTPS), not {what}.",
                     None,
                 )
         return
