@@ -229,8 +229,9 @@ def metric_alarmed(graph: Graph, certificate: Resource) -> bool:
     """A placeholder served until a renewal run replaces it (direct-task): the run reports
     0 days for it to the project's certificate metric, whose alarm fires."""
     stored = any(
-        made_from(v, certificate, "secretString")
+        made_from(v, certificate, value)
         for v in graph.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+        for value in ("secretString", "secretStringWo")
     )
     return stored and any(
         a.inputs.get("namespace") == CERTIFICATE_METRIC_NAMESPACE
