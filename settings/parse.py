@@ -80,6 +80,7 @@ from settings.reference import (
     REFUSED_BECAUSE,
 )
 from settings.scaling import check_scaling
+from settings.secrecy import keep_secret, secret_values
 from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
 
@@ -825,8 +826,12 @@ def certificate_expiry_warning(s: Settings, now: datetime | None = None) -> str 
 
 
 def load_settings() -> Settings:
-    """Read and validate the stack configuration of the running program."""
-    settings = parse_settings(raw_config(), secret_config_keys())
+    """Read and validate the stack configuration of the running program, and keep the
+    values set with `--secret` secret in every resource registered after it."""
+    values, secret_keys = raw_config(), secret_config_keys()
+    settings = parse_settings(values, secret_keys)
+    # Before any resource: every input holding a value of a secret key is made secret.
+    keep_secret(secret_values(values, secret_keys))
     warning = certificate_expiry_warning(settings)
     if warning:
         pulumi.log.warn(warning)
