@@ -603,7 +603,8 @@ NODES = ("gateway", "frontend", "backend")
 
 
 def _event(graph) -> dict:
-    return json.loads(graph.one("aws:lambda/invocation:Invocation").inputs["input"])
+    # unwrap: with `mesh` set with --secret, the event holds its values and is secret.
+    return json.loads(unwrap(graph.one("aws:lambda/invocation:Invocation").inputs["input"]))
 
 
 def _node_document(graph, node: str) -> dict:
