@@ -24,14 +24,15 @@ cannot tell which field was).
   program's vocabulary and what ECS shows.
 
 A false match only makes an input secret that need not be: safe. Resource names are not
-touched: they are part of URNs, which cannot be secret (see `known limits` in the README's
-configuration section).
+touched: they are part of URNs, which cannot be secret (docs/configuration.md, "Keys set
+with `--secret`", lists what stays visible).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,22 @@ def secret_inputs(props: Mapping[str, Any], secrets: SecretValues) -> dict[str, 
     return out
 
 
+# The secret values of the program running, for its stack outputs (`export`).
+_KEPT: ContextVar[SecretValues | None] = ContextVar("ecs_tls_kept_secret", default=None)
+
+
+def export(name: str, value: Any) -> None:
+    """`pulumi.export`, made secret when the value holds a value of a secret key (the
+    endpoint holds the domain): stack outputs are no resource's inputs, so the transform
+    does not see them."""
+    secrets = _KEPT.get()
+    if secrets is not None and secrets:
+        value = pulumi.Output.from_input(value).apply(
+            lambda plain: pulumi.Output.secret(plain) if secrets.found_in(plain) else plain
+        )
+    pulumi.export(name, value)
+
+
 def keep_secret(secrets: SecretValues) -> None:
     """Register, for every resource registered from now on, the transform that marks
     secret each input property holding one of `secrets`. Call it before any resource.
@@ -152,6 +169,7 @@ def keep_secret(secrets: SecretValues) -> None:
     transformation: the engine runs it on the inputs as they are sent, every `Output`
     resolved, so a value inside a JSON document built in an `apply` is found too.
     """
+    _KEPT.set(secrets)
     if not secrets:
         return  # nothing to keep: no callback server, no transform
 

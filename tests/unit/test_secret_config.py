@@ -1,4 +1,4 @@
-"""A key set with `--secret` never reaches a resource input as plain text.
+"""A key set with `--secret` never reaches a resource input or a stack output as plain text.
 
 Each case runs the real program under the mocks with keys set as `pulumi config set
 --secret` would (the harness runs the program's stack transforms as the engine does) and
@@ -23,7 +23,7 @@ from scripts.plan import load_stack, shipped
 from settings.secrecy import MIN_SEARCHED, SecretValues, secret_inputs, secret_values
 from tests import harness
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import plaintext, run_program, unwrap
+from tests.harness import is_secret, plaintext, run_program, unwrap
 from tests.pki import make_pki
 
 _PKI = make_pki("app.example.com")
@@ -126,11 +126,18 @@ def given_texts(config: Mapping[str, Any], keys: Iterable[str]) -> set[str]:
 
 
 def leaks(graph: harness.Graph, texts: set[str]) -> list[tuple[str, str, str, str]]:
-    """(type, name, input path, the secret text) for each secret text found in plain text."""
-    return [
+    """(type, name, input path, the secret text) for each secret text found in plain text
+    in a resource's inputs or the stack's outputs."""
+    found = [
         (r.type, r.name, path, text)
         for r in graph
         for path, value in plaintext(r.inputs)
+        for text in texts
+        if text in value
+    ]
+    return found + [
+        ("stack", "outputs", path, text)
+        for path, value in plaintext(graph.stack_outputs)
         for text in texts
         if text in value
     ]
@@ -188,6 +195,14 @@ def test_a_domain_is_found_in_the_form_parsing_gives_it():
     graph = run_program(config, secret_keys=("domain",))
     assert leaks(graph, {"secret-app.example.com"}) == []
     assert any("secret-app.example.com" in json.dumps(unwrap(r.inputs)) for r in graph)
+
+
+def test_an_output_holding_a_secret_value_is_secret_the_others_are_not():
+    config, keys = CASES["alb-envoy"]
+    outputs = run_program(config, secret_keys=keys).stack_outputs
+    assert is_secret(outputs["endpoint"])
+    assert unwrap(outputs["endpoint"]) == "https://secret-app.example.com"
+    assert outputs["topology"] == "alb-envoy"
 
 
 def test_without_secret_keys_nothing_is_transformed():
