@@ -23,8 +23,8 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
+from scripts.mock_runtime import unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import unwrap
 
 # Task definition inputs that keep the API's name and shape in pulumi-aws.
 TASK_KEYS = (

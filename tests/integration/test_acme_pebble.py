@@ -857,7 +857,7 @@ def test_the_deployed_task_obtains_and_lays_out_a_certificate(acme: Acme, tmp_pa
     and /ssl become temporary directories, and certbot's port 80 becomes Pebble's HTTP-01 port
     on loopback.
     """
-    from tests.harness import run_program, unwrap
+    from scripts.mock_runtime import run_program, unwrap
 
     graph = run_program(
         {

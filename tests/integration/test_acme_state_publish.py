@@ -23,7 +23,7 @@ from components.alerts import (
     CERTIFICATE_METRIC_NAMESPACE,
 )
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from tests.pki import NOW, make_pki
+from scripts.pki import NOW, make_pki
 
 pytestmark = pytest.mark.integration
 

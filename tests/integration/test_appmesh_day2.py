@@ -33,6 +33,7 @@ from components.envoy import (
     render_mesh_bootstrap,
 )
 from functions import cert_publisher
+from scripts.pki import cert_pem
 from settings import parse_settings
 from tests.integration.test_appmesh_envoy import (
     CLIENT_ADDRESS,
@@ -47,7 +48,6 @@ from tests.integration.test_appmesh_envoy import (
     _start,
     relocated_files,
 )
-from tests.pki import cert_pem
 from tests.tools import http_server, require_binary, stop_process
 from topologies.appmesh_efs import gateway_spec, service_spec, trust_bundle
 

@@ -40,7 +40,7 @@ from components.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY, STATE_KMS_KEY_ENV
 from components.certbot import lineage_name
 from components.envoy import HEALTH_PATH
 from components.envoy_sidecar import REFRESHER
-from tests.harness import ACCOUNT, REGION, run_program, unwrap
+from scripts.mock_runtime import ACCOUNT, REGION, run_program, unwrap
 from tests.integration import test_acme_pebble as pebble
 from tests.integration.test_acme_pebble import CERTBOT_TIMEOUT_S, EMAIL, LOOPBACK, Acme, Route53
 from tests.tools import free_loopback_ports, require_binary, stop_process

@@ -509,7 +509,7 @@ def test_validate_mode_accepts_bootstrap(
 @pytest.mark.parametrize("min_tls", ["1.2", "1.3"])
 def test_validate_mode_accepts_the_deployed_command(envoy_bin: str, pki: Pki, min_tls: str) -> None:
     """The envoy container's command from the program's task definition, as ECS runs it."""
-    from tests.harness import run_program, unwrap
+    from scripts.mock_runtime import run_program, unwrap
 
     graph = run_program(
         {"topology": "alb-envoy", "domain": DOMAIN, "envoy": {"minTlsVersion": min_tls}}

@@ -18,7 +18,7 @@ from components.alerts import (
     CERTIFICATE_METRIC,
     CERTIFICATE_METRIC_NAMESPACE,
 )
-from tests.pki import make_pki
+from scripts.pki import make_pki
 
 CLUSTER = "arn:aws:ecs:eu-west-1:123456789012:cluster/ecs-tls"
 DOMAIN = "db.example.com"

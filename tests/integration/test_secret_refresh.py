@@ -42,8 +42,8 @@ from components.envoy_sidecar import (
     sidecar_containers,
     sidecar_spec,
 )
+from scripts.pki import make_pki
 from settings import AppSettings, EnvoySettings
-from tests.pki import make_pki
 from tests.tools import free_loopback_ports, moto_client, moto_server, require_binary, stop_process
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ from components.envoy_sidecar import (
     sidecar_containers,
     sidecar_spec,
 )
+from scripts.pki import make_pki
 from settings import AppSettings, EnvoySettings
-from tests.pki import make_pki
 from tests.tools import require_binary
 
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:direct-task-certificate-AbCdEf"

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
+from scripts.mock_runtime import config_error
+from scripts.pki import make_pki
 from settings import CONFIG_REFERENCE, ConfigError, parse_settings
 from settings.constants import DEFAULT_SSL_POLICY, SSL_POLICIES
 from settings.parse import SERVICE_CONNECT_FINGERPRINT_VARIABLE
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error
-from tests.pki import make_pki
 
 PKI = make_pki("app.example.com")
 EXISTING_VPC = {
@@ -1046,7 +1046,7 @@ QUOTA_CASES = {
 
 @pytest.mark.parametrize("case", sorted(QUOTA_CASES))
 def test_the_most_cidrs_accepted_fill_one_security_group_and_one_more_is_refused(case):
-    from tests.harness import run_program
+    from scripts.mock_runtime import run_program
 
     topology, extra, most = QUOTA_CASES[case]
     cidrs = [f"10.{i // 250}.{i % 250}.0/24" for i in range(most + 1)]

@@ -19,6 +19,7 @@ import pytest
 import topologies
 from components.certbot import CERTBOT_VERSION
 from components.container_definitions import Container, container_definitions_json
+from scripts.mock_runtime import ACCOUNT, REGION, ROOT, Graph, config_error, run_program, unwrap
 from scripts.plan import load_stack, shipped
 from settings import parse_settings
 from settings.images import (
@@ -41,7 +42,6 @@ from settings.images import (
     with_cached_images,
 )
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ACCOUNT, REGION, ROOT, Graph, config_error, run_program, unwrap
 
 STACK_FILES = shipped()
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"

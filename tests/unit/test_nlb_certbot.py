@@ -13,8 +13,8 @@ from components.certbot import CERTBOT_USER, COPIER_WAIT_SECONDS, lineage_name
 from components.ec2_capacity import ECS_AMI, instance_user_data
 from components.imds_guard import UNIT_NAME, imds_guard_script
 from components.renewal import renewal_interval_days
+from scripts.mock_runtime import config_error, is_secret, run_program, unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, is_secret, run_program, unwrap
 from tests.tools import require_binary
 
 DNS01 = MINIMAL_CONFIG["nlb-certbot"]
