@@ -43,12 +43,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from settings import ACME_DIRECTORIES, CertificateLayout
-from settings.images import CERTBOT_DNS_ROUTE53_IMAGE, CERTBOT_IMAGE, COPIER_IMAGE
-
 # The domain becomes certbot's certificate name and a directory name: the same lowercase,
 # no-wildcard, no-trailing-dot DNS name the settings accept.
-from settings.readers import DOMAIN_RE
+from constants.config import DOMAIN_RE
+from constants.images import CERTBOT_DNS_ROUTE53_IMAGE, CERTBOT_IMAGE, COPIER_IMAGE
+from settings import ACME_DIRECTORIES, CertificateLayout
 
 __all__ = [
     "CERTBOT_GID",
@@ -89,7 +88,7 @@ __all__ = [
 # containers run the same certbot as the one pinned in requirements-dev.txt and exercised
 # by tests/integration/test_acme_pebble.py. Bump both together.
 CERTBOT_VERSION = "5.8.0"
-# Pinned by digest in settings/images.py, with the other images the program chooses.
+# Pinned by digest in constants/images.py, with the other images the program chooses.
 _IMAGES = {"http-01": CERTBOT_IMAGE, "dns-01": CERTBOT_DNS_ROUTE53_IMAGE}
 CHALLENGES = tuple(_IMAGES)
 

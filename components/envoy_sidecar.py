@@ -36,8 +36,8 @@ from components.envoy import (
     ready_check_command,
     tuning_for_task,
 )
+from constants.images import CERTBOT_DNS_ROUTE53_IMAGE
 from settings import AppSettings, EnvoySettings
-from settings.images import CERTBOT_DNS_ROUTE53_IMAGE
 
 # The task volume (Fargate bind mount, no host path: task storage that lives as long as the
 # task) shared by the refresher (read-write) and Envoy (read-only).

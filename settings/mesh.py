@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from components.envoy import DEFAULT_HEALTH_PORT
+from constants.config import DOMAIN_RE
 from settings.errors import ConfigError, invalid, missing
 from settings.model import (
     DEMO_HEALTH_PATH,
@@ -25,7 +26,6 @@ from settings.model import (
     Settings,
 )
 from settings.readers import (
-    DOMAIN_RE,
     read_integer,
     read_object,
     reject_unknown_keys,

@@ -7,15 +7,14 @@ from datetime import datetime
 
 import pulumi
 
-from settings.app_secrets import AppAccess
-from settings.constants import (
+from constants.config import (
     ACME_DIRECTORIES,
     DEFAULT_SSL_POLICY,
-    ENVOY_IMAGE,
     ENVOY_TLS_VERSIONS,
-    NGINX_IMAGE,
 )
-from settings.images import NEO4J_IMAGE, ImageSettings
+from constants.images import ENVOY_IMAGE, NEO4J_IMAGE, NGINX_IMAGE
+from settings.app_secrets import AppAccess
+from settings.images import ImageSettings
 from settings.scaling import AutoscalingSettings, CapacityStrategy
 
 

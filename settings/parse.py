@@ -18,15 +18,12 @@ from components.envoy import (
     EnvoyProxySpec,
     envoy_bound_ports,
 )
-from settings.app_secrets import check_reserved_secrets, check_task_role
-from settings.certificate_check import check_certificate
-from settings.constants import (
+from constants.config import (
     ACME_CHALLENGES,
     ACME_DIRECTORIES,
     ACME_PROFILE_LIFETIMES,
     CA_SIGNING_ALGORITHMS,
     DEFAULT_SSL_POLICY,
-    ENVOY_IMAGE,
     ENVOY_TLS_VERSIONS,
     INGRESS_KINDS,
     LOG_RETENTION_DAYS,
@@ -36,6 +33,9 @@ from settings.constants import (
     SSL_POLICIES,
     TOPOLOGIES,
 )
+from constants.images import ENVOY_IMAGE
+from settings.app_secrets import check_reserved_secrets, check_task_role
+from settings.certificate_check import check_certificate
 from settings.errors import ConfigError, invalid, missing
 from settings.images import parse_images, unpinned_image_warnings
 from settings.load_balancer import parse_load_balancer

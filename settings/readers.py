@@ -11,7 +11,8 @@ from typing import Any
 
 import pulumi
 
-from settings.constants import (
+from constants.config import (
+    DOMAIN_RE,
     FARGATE_MEMORY,
     NAMESPACE,
 )
@@ -22,9 +23,6 @@ from settings.reference import CONFIG_REFERENCE
 # Every pattern is anchored with \A and \Z, never ^ and $: `$` also matches before a final
 # newline, so "Z123\n" would pass a `$`-anchored check and reach AWS with its newline.
 # Character classes are spelt out: `\d` and `\s` also match non-ASCII digits and spaces.
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-
-DOMAIN_RE = re.compile(rf"\A(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)\Z")
 
 # The local part: the characters mail providers hand out, not starting with a dash (certbot
 # would take `--email -x@...` for an option) or a dot; the domain: a DNS name.

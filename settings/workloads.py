@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from settings.app_secrets import AppAccess, read_access
-from settings.constants import (
+from constants.config import (
     APP_PROTOCOLS,
+    DOMAIN_RE,
     SERVICE_MODES,
 )
+from settings.app_secrets import AppAccess, read_access
 from settings.errors import ConfigError, invalid, missing
 from settings.model import (
     APP_DEFAULTS,
@@ -25,7 +26,6 @@ from settings.model import (
     is_neo4j_image,
 )
 from settings.readers import (
-    DOMAIN_RE,
     ENV_NAME_RE,
     FILE_NAME_RE,
     KMS_KEY_ARN_RE,

@@ -81,8 +81,8 @@ from components.service import (
     tasks_security_group,
 )
 from components.state_bucket import StateBucket, StateBucketArgs
+from constants.config import ACME_PROFILE_LIFETIMES
 from settings import Settings
-from settings.constants import ACME_PROFILE_LIFETIMES
 from topologies.base import Foundation, TopologyResult
 from topologies.nlb_certbot import route53_statements
 

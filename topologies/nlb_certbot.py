@@ -100,9 +100,9 @@ from components.service import (
     task_definition,
     tasks_security_group,
 )
+from constants.config import ACME_PROFILE_LIFETIMES
+from constants.images import DEFAULT_IMAGES
 from settings import ConfigError, LoadBalancerSettings, Settings
-from settings.constants import ACME_PROFILE_LIFETIMES
-from settings.images import DEFAULT_IMAGES
 from settings.parse import HTTP01_RESPONDER_PORT
 from topologies.base import Foundation, TopologyResult
 
@@ -376,7 +376,7 @@ class NlbCertbot(pulumi.ComponentResource):
                 self,
             )
 
-        # The program's images are multi-architecture indexes (settings/images.py); a
+        # The program's images are multi-architecture indexes (constants/images.py); a
         # custom image is the user's, and ECS fails its pull on a Graviton instance
         # without an arm64 variant.
         graviton = on_ec2 and instance_architecture(s.app.instance_type) == "arm64"

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from constants.images import ENVOY_IMAGE
 from scripts.mock_runtime import config_error, is_secret, plaintext, unwrap
 from scripts.pki import make_pki
-from settings.images import ENVOY_IMAGE
 from tests.conftest import MINIMAL_CONFIG
 
 MINIMAL = MINIMAL_CONFIG["alb-envoy"]

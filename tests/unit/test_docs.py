@@ -173,8 +173,8 @@ def test_stack_files_the_pages_name_exist(page):
 
 
 CODE_PATH = re.compile(
-    r"`((?:components|topologies|settings|functions|scripts|tests|benchmarks|docs|examples"
-    r"|\.github|\.ci)/[^`\s<>*]*)`"
+    r"`((?:constants|components|topologies|settings|functions|scripts|tests|benchmarks|docs"
+    r"|examples|\.github|\.ci)/[^`\s<>*]*)`"
 )
 
 

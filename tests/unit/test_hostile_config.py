@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from constants.config import DEFAULT_SSL_POLICY, SSL_POLICIES
 from scripts.mock_runtime import config_error
 from scripts.pki import make_pki
 from settings import CONFIG_REFERENCE, ConfigError, parse_settings
-from settings.constants import DEFAULT_SSL_POLICY, SSL_POLICIES
 from settings.parse import SERVICE_CONNECT_FINGERPRINT_VARIABLE
 from tests.conftest import MINIMAL_CONFIG
 

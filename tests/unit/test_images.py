@@ -19,10 +19,7 @@ import pytest
 import topologies
 from components.certbot import CERTBOT_VERSION
 from components.container_definitions import Container, container_definitions_json
-from scripts.mock_runtime import ACCOUNT, REGION, ROOT, Graph, config_error, run_program, unwrap
-from scripts.plan import load_stack, shipped
-from settings import parse_settings
-from settings.images import (
+from constants.images import (
     AWAITING_DIGEST,
     CERTBOT_IMAGE,
     COPIER_IMAGE,
@@ -30,6 +27,11 @@ from settings.images import (
     ENVOY_IMAGE,
     NEO4J_IMAGE,
     NGINX_IMAGE,
+)
+from scripts.mock_runtime import ACCOUNT, REGION, ROOT, Graph, config_error, run_program, unwrap
+from scripts.plan import load_stack, shipped
+from settings import parse_settings
+from settings.images import (
     CacheRule,
     cached_image,
     ecr_repository_arn,
@@ -130,7 +132,9 @@ def test_every_container_of_a_shipped_stack_runs_a_pinned_default_or_an_image_th
         for image in images:
             if image in named:
                 continue  # the user's choice
-            assert image in DEFAULT_IMAGES.values(), f"{task}: {image} is not in settings/images.py"
+            assert image in DEFAULT_IMAGES.values(), (
+                f"{task}: {image} is not in constants/images.py"
+            )
             assert is_pinned(image) or image in AWAITING_DIGEST, f"{task}: {image}"
 
 

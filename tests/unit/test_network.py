@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from components.network import subnet_cidrs
+from constants.config import PRIVATE_SUBNET_TOPOLOGIES
 from scripts.mock_runtime import AZ_NAMES, config_error
-from settings.constants import PRIVATE_SUBNET_TOPOLOGIES
 from tests.conftest import MINIMAL_CONFIG
 
 BASE = {"topology": "alb-envoy", "domain": "app.example.com"}

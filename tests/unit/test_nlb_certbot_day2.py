@@ -253,7 +253,7 @@ def test_every_renewal_run_reports_the_expiry_and_an_alarm_watches_it(config):
         CERTIFICATE_METRIC_NAMESPACE,
     )
     from components.certbot import RENEWAL_IMAGE
-    from settings.images import CERTBOT_DNS_ROUTE53_IMAGE
+    from constants.images import CERTBOT_DNS_ROUTE53_IMAGE
 
     graph = run_program(config)
     renewal = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot-renewal")
@@ -303,10 +303,11 @@ def test_a_custom_image_on_graviton_is_warned_about(monkeypatch):
 
 
 def test_the_program_images_are_pinned_to_multi_arch_indexes():
-    from settings.images import AWAITING_DIGEST, DEFAULT_IMAGES, parse_reference
+    from constants.images import AWAITING_DIGEST, DEFAULT_IMAGES
+    from settings.images import parse_reference
 
     for image in DEFAULT_IMAGES.values():
-        # A digest of the multi-architecture index (settings/images.py says how to read it);
+        # A digest of the multi-architecture index (constants/images.py says how to read it);
         # only the one awaiting confirmation goes by its tag, itself a multi-arch index.
         assert parse_reference(image).digest or image in AWAITING_DIGEST, image
 

@@ -8,10 +8,10 @@ import copy
 import pytest
 import yaml
 
+from constants.config import DEFAULT_SSL_POLICY, SSL_POLICIES, TLS13_SSL_POLICIES
 from scripts.mock_runtime import ROOT, config_error
 from scripts.pki import make_pki
 from settings import CONFIG_REFERENCE, TOPOLOGIES, ConfigError, parse_settings
-from settings.constants import DEFAULT_SSL_POLICY, SSL_POLICIES, TLS13_SSL_POLICIES
 from settings.reference import APPLIES_TO, APPLIES_TO_HINTS, LOAD_BALANCER_KEYS, REFUSED_BECAUSE
 from tests.conftest import MINIMAL_CONFIG
 
