@@ -8,7 +8,7 @@ Where the certificate comes from:
 - alb-envoy: ECS injects chain and key from one Secrets Manager secret at task start; a new
   certificate changes the task definition and rolls the tasks.
 - direct-task (`RefreshedCertificate`): a third container, the refresher, runs
-  components/secret_refresh.py: it polls the secret and swaps the files Envoy serves through
+  task_contents/secret_refresh.py: it polls the secret and swaps the files Envoy serves through
   SDS on a volume the two share. A renewal reaches running tasks (RunTask ones too) without
   replacing any; Envoy starts once the refresher is healthy, i.e. the first files exist.
 """
@@ -21,14 +21,6 @@ from functools import cache
 from pathlib import Path
 
 from components.app_secrets import container_secrets
-from components.container_definitions import (
-    Container,
-    Dependency,
-    HealthCheck,
-    LogSettings,
-    MountPoint,
-    PortMapping,
-)
 from components.envoy import (
     EnvoyProxySpec,
     SdsFiles,
@@ -38,6 +30,14 @@ from components.envoy import (
 )
 from constants.images import CERTBOT_DNS_ROUTE53_IMAGE
 from settings import AppSettings, EnvoySettings
+from task_contents.container_definitions import (
+    Container,
+    Dependency,
+    HealthCheck,
+    LogSettings,
+    MountPoint,
+    PortMapping,
+)
 
 # The task volume (Fargate bind mount, no host path: task storage that lives as long as the
 # task) shared by the refresher (read-write) and Envoy (read-only).
@@ -55,7 +55,9 @@ REFRESH_SECONDS = 300
 # task pulls no image the program does not already pin.
 REFRESH_IMAGE = CERTBOT_DNS_ROUTE53_IMAGE
 
-_REFRESH_PROGRAM_PATH = Path(__file__).with_name("secret_refresh.py")
+_REFRESH_PROGRAM_PATH = (
+    Path(__file__).resolve().parent.parent / "task_contents" / "secret_refresh.py"
+)
 
 
 @cache

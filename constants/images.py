@@ -36,7 +36,7 @@ NEO4J_IMAGE = (
     "@sha256:5eb12ad77fa46ab73e23df9ea1f43f5c0f2a79523435577648e046be042b9b93"
 )
 # certbot's tag follows the certbot release pinned in requirements-dev.txt
-# (components/certbot.py CERTBOT_VERSION); a test keeps the three equal.
+# (task_contents/certbot.py CERTBOT_VERSION); a test keeps the three equal.
 CERTBOT_IMAGE = (
     "certbot/certbot:v5.8.0@sha256:f70ad0adbb7e117f0fe42a63c553f28ea451edabc0148757b6efcd9735acaa20"
 )

@@ -225,7 +225,7 @@ def with_cached_images(container_definitions: str, mapping: Mapping[str, str]) -
             changed = True
     if not changed:
         return container_definitions
-    # The same form components/container_definitions.py emits, so a second `up` shows no diff.
+    # The same form task_contents/container_definitions.py emits, so a second `up` shows no diff.
     return json.dumps(containers, sort_keys=True)
 
 

@@ -16,6 +16,7 @@ from constants.images import ENVOY_IMAGE, NEO4J_IMAGE, NGINX_IMAGE
 from settings.app_secrets import AppAccess
 from settings.images import ImageSettings
 from settings.scaling import AutoscalingSettings, CapacityStrategy
+from task_contents.certificate_layout import CertificateLayout
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,6 @@ class ServiceConnectSettings:
 
 
 @dataclass(frozen=True)
-class CertificateLayout:
-    """Where the copier lays out the certificate for an app that serves TLS itself."""
-
-    scopes: tuple[str, ...] = ("bolt", "https")  # Neo4j: one directory per TLS scope
-    cert_file: str = "public.crt"
-    key_file: str = "private.key"
-    target_dir: str = "/ssl"
-    owner: str | None = "7474:7474"  # uid:gid of the neo4j user in the official image
-
-
-@dataclass(frozen=True)
 class AppSettings:
     image: str
     port: int
@@ -109,7 +99,8 @@ class AppSettings:
     desired_count: int = 2  # two tasks, spread across zones
     environment: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()  # nlb-certbot: the TLS ports passed through
-    certificate_layout: CertificateLayout = CertificateLayout()
+    # A frozen dataclass: one shared default instance is safe.
+    certificate_layout: CertificateLayout = CertificateLayout()  # noqa: RUF009
     # nlb-certbot: where the app runs. EC2 keeps `data_path` on an EBS volume that outlives
     # tasks and instances; Fargate has no persistent block storage (stateless apps only).
     capacity: str = "fargate"
@@ -135,10 +126,6 @@ class AppSettings:
     @property
     def is_neo4j(self) -> bool:
         return is_neo4j_image(self.image)
-
-
-# Neo4j's operations manual ("System requirements") gives 2 GB as its minimum memory.
-NEO4J_MIN_MEMORY_MIB = 2048
 
 
 def is_neo4j_image(image: str) -> bool:

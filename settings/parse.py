@@ -747,7 +747,7 @@ def reserved_environment(s: Settings) -> dict[str, str]:
     """Variables a topology sets in the workload's container -> why; a user's value would
     replace the topology's (a Neo4j TLS setting) or clash with a secret (NEO4J_AUTH)."""
     if s.topology == "nlb-certbot":
-        from components.neo4j import neo4j_tls_environment
+        from task_contents.neo4j import neo4j_tls_environment
 
         names = dict.fromkeys(
             neo4j_tls_environment(s.app.certificate_layout, s.domain), "the TLS settings"

@@ -68,7 +68,7 @@ ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 
 SERVICE_NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
-# What the certificate copier accepts (components/certbot.py): no leading dot or dash, so
+# What the certificate copier accepts (task_contents/certbot.py): no leading dot or dash, so
 # neither `.`, `..` nor an option.
 FILE_NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
 
@@ -248,7 +248,7 @@ def read_dns_name(value: Any, key: str, accepted: str) -> str:
 
 
 def read_email(value: Any, key: str) -> str:
-    """An address certbot and SNS both take (components/certbot.py checks the same)."""
+    """An address certbot and SNS both take (task_contents/certbot.py checks the same)."""
     accepted = "an e-mail address such as ops@example.com"
     if not isinstance(value, str) or value.count("@") != 1 or len(value) > 254:
         raise invalid(key, value, accepted)

@@ -19,9 +19,7 @@ from settings.errors import ConfigError, invalid, missing
 from settings.model import (
     APP_DEFAULTS,
     DEMO_SERVICES,
-    NEO4J_MIN_MEMORY_MIB,
     AppSettings,
-    CertificateLayout,
     ServiceSettings,
     is_neo4j_image,
 )
@@ -40,6 +38,8 @@ from settings.readers import (
 from settings.redaction import shown
 from settings.reference import SERVICE_KEYS
 from settings.scaling import read_autoscaling, read_capacity
+from task_contents.certificate_layout import CertificateLayout
+from task_contents.neo4j import NEO4J_MIN_MEMORY_MIB
 
 
 def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:

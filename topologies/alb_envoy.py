@@ -25,10 +25,6 @@ from components.certificates import (
     ServerCertificateArgs,
     load_balancer_certificate,
 )
-from components.container_definitions import (
-    LogSettings,
-    container_definitions_json,
-)
 from components.dns import AliasTarget
 from components.envoy_sidecar import SidecarTask, sidecar_containers
 from components.exec_command import exec_command_line
@@ -44,6 +40,10 @@ from components.service import (
 )
 from components.verify import verify_outputs
 from settings import Settings
+from task_contents.container_definitions import (
+    LogSettings,
+    container_definitions_json,
+)
 from topologies.base import Foundation, TopologyResult
 
 

@@ -82,15 +82,6 @@ from components.certificates import (
     fingerprint,
     secret_document,
 )
-from components.container_definitions import (
-    Container,
-    Dependency,
-    HealthCheck,
-    LogSettings,
-    MountPoint,
-    PortMapping,
-    container_definitions_json,
-)
 from components.dns import AliasTarget
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
 from components.envoy import (
@@ -136,6 +127,15 @@ from settings.mesh import (
     gateway_host,
     service_host,
     url_variable,
+)
+from task_contents.container_definitions import (
+    Container,
+    Dependency,
+    HealthCheck,
+    LogSettings,
+    MountPoint,
+    PortMapping,
+    container_definitions_json,
 )
 from topologies.base import Foundation, TopologyResult
 

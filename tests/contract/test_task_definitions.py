@@ -14,7 +14,8 @@ import pytest
 from botocore.validate import ParamValidator
 
 import topologies
-from components.container_definitions import (
+from scripts.mock_runtime import unwrap
+from task_contents.container_definitions import (
     Container,
     Dependency,
     HealthCheck,
@@ -23,7 +24,6 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
-from scripts.mock_runtime import unwrap
 from tests.conftest import MINIMAL_CONFIG
 
 # Task definition inputs that keep the API's name and shape in pulumi-aws.

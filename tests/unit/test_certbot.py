@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from components import certbot
-from components.certbot import (
+from task_contents import certbot
+from task_contents.certbot import (
     DEPLOY_HOOK,
     LOCK_FILE_NAME,
     RENEWAL_IMAGE,

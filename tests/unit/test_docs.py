@@ -151,7 +151,7 @@ def test_layout_lists_every_top_level_directory_and_every_module_it_enumerates()
     }
     listed = {folder for folder in folders if any(e.startswith(folder) for e in entries)}
     assert folders - listed == set(), "directories missing from README's layout"
-    for folder in ("components", "topologies", "functions"):
+    for folder in ("components", "task_contents", "topologies", "functions"):
         files = {
             f"{folder}/{p.name}"
             for p in (ROOT / folder).iterdir()

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from components import secret_refresh
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from components.container_definitions import LogSettings, container_definitions_json
 from components.envoy import EnvoyProxySpec, SdsFiles, render_bootstrap
 from components.envoy_sidecar import (
     REFRESHER,
@@ -27,6 +25,8 @@ from components.envoy_sidecar import (
 )
 from scripts.pki import make_pki
 from settings import AppSettings, EnvoySettings
+from task_contents import secret_refresh
+from task_contents.container_definitions import LogSettings, container_definitions_json
 from tests.tools import require_binary
 
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:direct-task-certificate-AbCdEf"

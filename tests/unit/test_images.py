@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 
 import topologies
-from components.certbot import CERTBOT_VERSION
-from components.container_definitions import Container, container_definitions_json
 from constants.images import (
     AWAITING_DIGEST,
     CERTBOT_IMAGE,
@@ -43,6 +41,8 @@ from settings.images import (
     warmup_commands,
     with_cached_images,
 )
+from task_contents.certbot import CERTBOT_VERSION
+from task_contents.container_definitions import Container, container_definitions_json
 from tests.conftest import MINIMAL_CONFIG
 
 STACK_FILES = shipped()

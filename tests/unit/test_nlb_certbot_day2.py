@@ -252,8 +252,8 @@ def test_every_renewal_run_reports_the_expiry_and_an_alarm_watches_it(config):
         CERTIFICATE_METRIC,
         CERTIFICATE_METRIC_NAMESPACE,
     )
-    from components.certbot import RENEWAL_IMAGE
     from constants.images import CERTBOT_DNS_ROUTE53_IMAGE
+    from task_contents.certbot import RENEWAL_IMAGE
 
     graph = run_program(config)
     renewal = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot-renewal")
@@ -283,7 +283,8 @@ def test_every_renewal_run_reports_the_expiry_and_an_alarm_watches_it(config):
 
 
 def test_the_hook_program_speaks_the_metric_contract():
-    from components import alerts, renewal_hook
+    from components import alerts
+    from task_contents import renewal_hook
 
     assert renewal_hook.METRIC_NAMESPACE == alerts.CERTIFICATE_METRIC_NAMESPACE
     assert renewal_hook.METRIC_NAME == alerts.CERTIFICATE_METRIC
@@ -316,8 +317,8 @@ def test_the_program_images_are_pinned_to_multi_arch_indexes():
 
 
 def test_an_instance_the_group_terminates_drains_its_tasks_first():
-    from components.data_volume import DEFAULT_ATTACH_TIMEOUT_SECONDS
     from components.ec2_capacity import DRAIN_HOOK_SECONDS
+    from task_contents.data_volume import DEFAULT_ATTACH_TIMEOUT_SECONDS
 
     graph = run_program(DNS01)
     group = graph.one("aws:autoscaling/group:Group")

@@ -45,9 +45,9 @@ from pathlib import Path
 
 # The domain becomes certbot's certificate name and a directory name: the same lowercase,
 # no-wildcard, no-trailing-dot DNS name the settings accept.
-from constants.config import DOMAIN_RE
+from constants.config import ACME_DIRECTORIES, DOMAIN_RE
 from constants.images import CERTBOT_DNS_ROUTE53_IMAGE, CERTBOT_IMAGE, COPIER_IMAGE
-from settings import ACME_DIRECTORIES, CertificateLayout
+from task_contents.certificate_layout import CertificateLayout
 
 __all__ = [
     "CERTBOT_GID",
@@ -119,7 +119,7 @@ KEY_TYPES = ("ecdsa", "rsa")
 
 # certbot needs no root: its state is on EFS, owned by this user through the access point,
 # and on an ECS instance only root may reach the instance metadata service
-# (components/imds_guard.py). A fixed number outside the images' own users.
+# (task_contents/imds_guard.py). A fixed number outside the images' own users.
 CERTBOT_UID = 10001
 CERTBOT_GID = 10001
 CERTBOT_USER = f"{CERTBOT_UID}:{CERTBOT_GID}"
