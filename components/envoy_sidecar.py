@@ -2,7 +2,7 @@
 
 alb-envoy (behind an ALB) and direct-task (tasks with public IPs) run the same pair: the app,
 with no port mapping, on the task's loopback, and stock Envoy with the v3 bootstrap of
-components/envoy.py.
+task_contents/envoy.py.
 
 Where the certificate comes from:
 - alb-envoy: ECS injects chain and key from one Secrets Manager secret at task start; a new
@@ -21,13 +21,6 @@ from functools import cache
 from pathlib import Path
 
 from components.app_secrets import container_secrets
-from components.envoy import (
-    EnvoyProxySpec,
-    SdsFiles,
-    envoy_args,
-    ready_check_command,
-    tuning_for_task,
-)
 from constants.images import CERTBOT_DNS_ROUTE53_IMAGE
 from settings import AppSettings, EnvoySettings
 from task_contents.container_definitions import (
@@ -37,6 +30,13 @@ from task_contents.container_definitions import (
     LogSettings,
     MountPoint,
     PortMapping,
+)
+from task_contents.envoy import (
+    EnvoyProxySpec,
+    SdsFiles,
+    envoy_args,
+    ready_check_command,
+    tuning_for_task,
 )
 
 # The task volume (Fargate bind mount, no host path: task storage that lives as long as the

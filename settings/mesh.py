@@ -13,7 +13,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from components.envoy import DEFAULT_HEALTH_PORT
 from constants.config import DOMAIN_RE
 from settings.errors import ConfigError, invalid, missing
 from settings.model import (
@@ -32,6 +31,7 @@ from settings.readers import (
     set_command,
 )
 from settings.redaction import holds_key_material, is_secret
+from task_contents.envoy import DEFAULT_HEALTH_PORT
 
 TOPOLOGY = "appmesh-efs"
 MESH_KEYS = (

@@ -12,12 +12,6 @@ from typing import Any
 
 import pulumi
 
-from components.envoy import (
-    ACCESS_LOG_MODES,
-    DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS,
-    EnvoyProxySpec,
-    envoy_bound_ports,
-)
 from constants.config import (
     ACME_CHALLENGES,
     ACME_DIRECTORIES,
@@ -82,6 +76,12 @@ from settings.reference import (
 from settings.scaling import check_scaling
 from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
+from task_contents.envoy import (
+    ACCESS_LOG_MODES,
+    DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS,
+    EnvoyProxySpec,
+    envoy_bound_ports,
+)
 
 
 def parse_topology(values: Mapping[str, Any]) -> str:

@@ -36,11 +36,11 @@ import boto3
 import pytest
 from cryptography import x509
 
-from components.envoy import HEALTH_PATH
 from components.envoy_sidecar import REFRESHER
 from scripts.mock_runtime import ACCOUNT, REGION, run_program, unwrap
 from task_contents.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY, STATE_KMS_KEY_ENV
 from task_contents.certbot import lineage_name
+from task_contents.envoy import HEALTH_PATH
 from tests.integration import test_acme_pebble as pebble
 from tests.integration.test_acme_pebble import CERTBOT_TIMEOUT_S, EMAIL, LOOPBACK, Acme, Route53
 from tests.tools import free_loopback_ports, require_binary, stop_process

@@ -1,4 +1,4 @@
-"""Run the real Envoy binary with the bootstrap from ``components.envoy`` on loopback.
+"""Run the real Envoy binary with the bootstrap from ``task_contents.envoy`` on loopback.
 
 A throw-away ECDSA P-256 CA and a leaf for ``app.example.test`` are generated per module;
 the PEMs reach Envoy through the same environment variables ECS would inject. Every TCP
@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.envoy import (
+from components.verify import verify_commands
+from task_contents.envoy import (
     H2_INITIAL_CONNECTION_WINDOW_BYTES,
     H2_INITIAL_STREAM_WINDOW_BYTES,
     H2_MAX_CONCURRENT_STREAMS,
@@ -46,7 +47,6 @@ from components.envoy import (
     render_bootstrap,
     render_bootstrap_yaml,
 )
-from components.verify import verify_commands
 from tests.tools import free_loopback_ports, require_binary, stop_process
 
 DOMAIN = "app.example.test"

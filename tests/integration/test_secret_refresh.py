@@ -30,7 +30,6 @@ from cryptography import x509
 from moto import mock_aws
 
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY, secret_document
-from components.envoy import HEALTH_PATH, SdsFiles, envoy_args
 from components.envoy_sidecar import (
     REFRESHER,
     RefreshedCertificate,
@@ -44,6 +43,7 @@ from scripts.pki import make_pki
 from settings import AppSettings, EnvoySettings
 from task_contents import secret_refresh
 from task_contents.container_definitions import LogSettings
+from task_contents.envoy import HEALTH_PATH, SdsFiles, envoy_args
 from tests.tools import free_loopback_ports, moto_client, moto_server, require_binary, stop_process
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from components.envoy import EnvoyProxySpec, envoy_args
 from components.envoy_sidecar import (
     ENVOY_UID,
     REFRESHER,
@@ -19,6 +18,7 @@ from components.envoy_sidecar import (
 from scripts.mock_runtime import config_error, is_secret, unwrap
 from settings import ACME_DIRECTORIES
 from task_contents.certbot import CertbotSpec, certbot_args, s3_state_renewal_command
+from task_contents.envoy import EnvoyProxySpec, envoy_args
 from tests.conftest import MINIMAL_CONFIG
 from tests.iam_conditions import allowed
 from topologies.direct_task import STATE_KEY, TASK_METADATA_PATH

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from components.envoy import EnvoyProxySpec, SdsFiles, render_bootstrap
 from components.envoy_sidecar import (
     REFRESHER,
     TLS_DIR,
@@ -27,6 +26,7 @@ from scripts.pki import make_pki
 from settings import AppSettings, EnvoySettings
 from task_contents import secret_refresh
 from task_contents.container_definitions import LogSettings, container_definitions_json
+from task_contents.envoy import EnvoyProxySpec, SdsFiles, render_bootstrap
 from tests.tools import require_binary
 
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:direct-task-certificate-AbCdEf"
