@@ -2,7 +2,7 @@
 
 alb-envoy (behind an ALB) and direct-task (tasks with public IPs) run the same pair: the app,
 with no port mapping, on the task's loopback, and stock Envoy with the v3 bootstrap of
-task_contents/envoy.py.
+task_contents/envoy/sidecar.py.
 
 Where the certificate comes from:
 - alb-envoy: ECS injects chain and key from one Secrets Manager secret at task start; a new

@@ -99,8 +99,7 @@ class AppSettings:
     desired_count: int = 2  # two tasks, spread across zones
     environment: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()  # nlb-certbot: the TLS ports passed through
-    # A frozen dataclass: one shared default instance is safe.
-    certificate_layout: CertificateLayout = CertificateLayout()  # noqa: RUF009
+    certificate_layout: CertificateLayout = CertificateLayout()
     # nlb-certbot: where the app runs. EC2 keeps `data_path` on an EBS volume that outlives
     # tasks and instances; Fargate has no persistent block storage (stateless apps only).
     capacity: str = "fargate"

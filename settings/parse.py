@@ -78,10 +78,10 @@ from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
 from task_contents.envoy import (
     ACCESS_LOG_MODES,
-    DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS,
     EnvoyProxySpec,
     envoy_bound_ports,
 )
+from task_contents.envoy.tuning import DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS
 
 
 def parse_topology(values: Mapping[str, Any]) -> str:

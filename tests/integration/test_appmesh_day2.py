@@ -1,7 +1,7 @@
 """appmesh-efs day 2 in real Envoy on loopback: a root CA change, a rollout, client addresses.
 
 The bootstraps come from topologies.appmesh_efs's builders (gateway_spec, service_spec) and
-the container command from task_contents/envoy.py (mesh_drain_command), relocated to loopback
+the container command from task_contents/envoy/drain.py (mesh_drain_command), relocated to loopback
 as in test_appmesh_envoy.py; each node's files are written by the publisher's handler from
 moto's Secrets Manager.
 """

@@ -35,9 +35,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.verify import verify_commands
 from task_contents.envoy import (
-    H2_INITIAL_CONNECTION_WINDOW_BYTES,
-    H2_INITIAL_STREAM_WINDOW_BYTES,
-    H2_MAX_CONCURRENT_STREAMS,
     HEALTH_PATH,
     EnvoyProxySpec,
     ProxyTuning,
@@ -46,6 +43,11 @@ from task_contents.envoy import (
     ready_check_command,
     render_bootstrap,
     render_bootstrap_yaml,
+)
+from task_contents.envoy.tuning import (
+    H2_INITIAL_CONNECTION_WINDOW_BYTES,
+    H2_INITIAL_STREAM_WINDOW_BYTES,
+    H2_MAX_CONCURRENT_STREAMS,
 )
 from tests.tools import free_loopback_ports, require_binary, stop_process
 

@@ -409,7 +409,7 @@ BOOTSTRAPS = ["alb-envoy", "direct-task", "gateway", "service"]
 
 @pytest.mark.parametrize("which", BOOTSTRAPS)
 def test_a_tls_handshake_must_finish_within_seconds(which: str) -> None:
-    from task_contents.envoy import ECS_DEFAULT_STOP_TIMEOUT_SECONDS
+    from task_contents.envoy.tuning import ECS_DEFAULT_STOP_TIMEOUT_SECONDS
 
     bootstrap = _every_bootstrap()[which]
     tls_chains = [
@@ -425,7 +425,7 @@ def test_a_tls_handshake_must_finish_within_seconds(which: str) -> None:
 
 @pytest.mark.parametrize("which", BOOTSTRAPS)
 def test_every_http_listener_bounds_request_heads_and_idle_time(which: str) -> None:
-    from task_contents.envoy import ALB_IDLE_TIMEOUT_SECONDS
+    from task_contents.envoy.tuning import ALB_IDLE_TIMEOUT_SECONDS
 
     hcms = _every_hcm(_every_bootstrap()[which])
     assert "health" in hcms and len(hcms) >= 2
