@@ -1,7 +1,7 @@
 """Keeps a task's Envoy certificate in step with its Secrets Manager secret (`direct-task`).
 
 A standalone program, not a module of the project: the refresher container of the task
-(``components/envoy_sidecar.py``) runs this source with the image's ``python3 -c``. It imports
+(``components/sidecar_task.py``) runs this source with the image's ``python3 -c``. It imports
 only the standard library and boto3 (the ``certbot/dns-route53`` image ships boto3 for its
 Route53 plugin).
 

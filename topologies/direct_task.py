@@ -46,12 +46,6 @@ from components.certificates import (
     PrivateChainArgs,
     secret_document,
 )
-from components.envoy_sidecar import (
-    TLS_VOLUME,
-    RefreshedCertificate,
-    SidecarTask,
-    sidecar_containers,
-)
 from components.exec_command import exec_command_line
 from components.firewall import allow_tcp
 from components.iam import Statement, assume_role_policy, policy_document
@@ -66,6 +60,12 @@ from components.service import (
     service_outputs,
     task_definition,
     tasks_security_group,
+)
+from components.sidecar_task import (
+    TLS_VOLUME,
+    RefreshedCertificate,
+    SidecarTask,
+    sidecar_containers,
 )
 from components.state_bucket import StateBucket, StateBucketArgs
 from constants.config import ACME_PROFILE_LIFETIMES

@@ -36,7 +36,7 @@ import boto3
 import pytest
 from cryptography import x509
 
-from components.envoy_sidecar import REFRESHER
+from components.sidecar_task import REFRESHER
 from scripts.mock_runtime import ACCOUNT, REGION, run_program, unwrap
 from task_contents.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY, STATE_KMS_KEY_ENV
 from task_contents.certbot import lineage_name

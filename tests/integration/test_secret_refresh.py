@@ -30,7 +30,7 @@ from cryptography import x509
 from moto import mock_aws
 
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY, secret_document
-from components.envoy_sidecar import (
+from components.sidecar_task import (
     REFRESHER,
     RefreshedCertificate,
     SidecarTask,

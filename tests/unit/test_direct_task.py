@@ -7,7 +7,7 @@ import json
 import pytest
 
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from components.envoy_sidecar import (
+from components.sidecar_task import (
     ENVOY_UID,
     REFRESHER,
     TLS_DIR,

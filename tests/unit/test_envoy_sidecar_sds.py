@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from components.envoy_sidecar import (
+from components.sidecar_task import (
     REFRESHER,
     TLS_DIR,
     RefreshedCertificate,

@@ -105,14 +105,14 @@ def test_the_checker_sees_a_backwards_import(tmp_path: Path) -> None:
     source = room / "parse.py"
     source.write_text(
         "import json\n"
-        "from components.envoy import HEALTH_PATH\n"
+        "from components.naming import physical_name\n"
         "def f():\n"
         "    from topologies import alb_envoy\n"
         "    import pulumi_random\n"
         "from . import model\n"
     )
     assert _violations(source, ALLOWED["settings"], no_pulumi=True, root=tmp_path) == [
-        "settings/parse.py:2 imports components.envoy",
+        "settings/parse.py:2 imports components.naming",
         "settings/parse.py:4 imports topologies",
         "settings/parse.py:4 imports topologies.alb_envoy",
         "settings/parse.py:5 imports pulumi_random",
