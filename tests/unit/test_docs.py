@@ -173,8 +173,8 @@ def test_stack_files_the_pages_name_exist(page):
 
 
 CODE_PATH = re.compile(
-    r"`((?:constants|components|topologies|settings|functions|scripts|tests|benchmarks|docs"
-    r"|examples|\.github|\.ci)/[^`\s<>*]*)`"
+    r"`((?:constants|task_contents|components|topologies|settings|functions|scripts|tests"
+    r"|benchmarks|docs|examples|\.github|\.ci)/[^`\s<>*]*)`"
 )
 
 
