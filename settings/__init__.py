@@ -16,7 +16,7 @@
     parse.py       the other keys and the whole configuration
 """
 
-from settings.constants import (
+from constants.config import (
     ACME_DIRECTORIES,
     FARGATE_MEMORY,
     NAMESPACE,

@@ -11,7 +11,8 @@ from typing import Any
 
 import pulumi
 
-from settings.constants import (
+from constants.config import (
+    DOMAIN_RE,
     FARGATE_MEMORY,
     NAMESPACE,
 )
@@ -22,9 +23,6 @@ from settings.reference import CONFIG_REFERENCE
 # Every pattern is anchored with \A and \Z, never ^ and $: `$` also matches before a final
 # newline, so "Z123\n" would pass a `$`-anchored check and reach AWS with its newline.
 # Character classes are spelt out: `\d` and `\s` also match non-ASCII digits and spaces.
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-
-DOMAIN_RE = re.compile(rf"\A(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)\Z")
 
 # The local part: the characters mail providers hand out, not starting with a dash (certbot
 # would take `--email -x@...` for an option) or a dot; the domain: a DNS name.
@@ -70,7 +68,7 @@ ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 
 SERVICE_NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
-# What the certificate copier accepts (components/certbot.py): no leading dot or dash, so
+# What the certificate copier accepts (task_contents/certbot.py): no leading dot or dash, so
 # neither `.`, `..` nor an option.
 FILE_NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
 
@@ -268,7 +266,7 @@ def read_dns_name(value: Any, key: str, accepted: str) -> str:
 
 
 def read_email(value: Any, key: str) -> str:
-    """An address certbot and SNS both take (components/certbot.py checks the same)."""
+    """An address certbot and SNS both take (task_contents/certbot.py checks the same)."""
     accepted = "an e-mail address such as ops@example.com"
     if not isinstance(value, str) or value.count("@") != 1 or len(value) > 254:
         raise invalid(key, value, accepted)

@@ -19,12 +19,12 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
+from scripts import mock_runtime as harness
+from scripts.mock_runtime import is_secret, plaintext, run_program, unwrap
+from scripts.pki import make_pki
 from scripts.plan import load_stack, shipped
 from settings.secrecy import MIN_SEARCHED, SecretValues, secret_inputs, secret_values
-from tests import harness
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import is_secret, plaintext, run_program, unwrap
-from tests.pki import make_pki
 
 _PKI = make_pki("app.example.com")
 OWN_CERTIFICATE = _PKI.certificate_config()
