@@ -14,8 +14,8 @@ from pulumi.output import Unknown
 
 import topologies
 from scripts import plan
+from scripts.mock_runtime import Graph, run_program, unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import Graph, run_program, unwrap
 
 STACKS = sorted(plan.shipped())
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from scripts.mock_runtime import is_secret, run_program, unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import is_secret, run_program, unwrap
 
 VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
 PASSWORD = "random:index/randomPassword:RandomPassword"
