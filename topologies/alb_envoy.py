@@ -9,9 +9,10 @@ of the app's reach (the app shares the task's loopback), and the container healt
 asks a loopback listener that only answers health.
 """
 
-from __future__ import annotations
+from typing import Any
 
 import pulumi
+from pulumi.provider.experimental.util import camel_case
 
 from components.alerts import healthy_targets_alarm_args
 from components.app_access import WorkloadRole, allow_app_secrets
@@ -43,17 +44,77 @@ from components.service import (
     tasks_security_group,
 )
 from components.verify import verify_outputs
-from settings import Settings
+from settings import ConfigError, Settings
+from settings.readers import raw_config
+from topologies.args import AlbEnvoyArgs, args_from_config, topology_settings
 from topologies.base import Foundation, TopologyResult
+from topologies.foundation import existing_foundation, refuse_on_existing_cluster
+
+# No `from __future__ import annotations` in this module: Pulumi's schema analyzer reads
+# the annotations of AlbEnvoy as objects (topologies/args.py).
+
+# Arguments that name the foundation: resources' IDs, not configuration.
+FOUNDATION_FIELDS = ("vpc_id", "public_subnet_ids", "private_subnet_ids", "cluster")
+# Configuration keys this program's foundation reads (__main__.py), not the topology.
+FOUNDATION_KEYS = ("topology", "network", "images", "caaRecord", "serviceConnect")
+
+
+def alb_envoy_args(values: dict[str, Any]) -> AlbEnvoyArgs:
+    """A stack's configuration of alb-envoy as AlbEnvoyArgs, leaving out the foundation's
+    keys (this program builds its foundation itself)."""
+    return AlbEnvoyArgs(**args_from_config(values, AlbEnvoyArgs, skip=FOUNDATION_KEYS))
 
 
 class AlbEnvoy(pulumi.ComponentResource):
-    """Certificate, ALB, and a Fargate service whose tasks terminate TLS in Envoy."""
+    """alb-envoy: an ALB terminating HTTPS with a TLS 1.3 policy, re-encrypting to an Envoy
+    sidecar that terminates TLS in each Fargate task and proxies to the app on localhost."""
 
-    def __init__(self, name: str, settings: Settings, foundation: Foundation):
-        super().__init__("ecs-tls:alb_envoy:AlbEnvoy", name, None)
+    endpoint: pulumi.Output[str]
+    """The URL clients use: https://<domain>."""
+    load_balancer_dns_name: pulumi.Output[str]
+    """DNS name of the ALB; point domain at it when no hostedZoneId is given."""
+    certificate_arn: pulumi.Output[str]
+    """ARN of the listener's certificate in ACM."""
+    service_name: pulumi.Output[str]
+    """Name of the ECS service."""
+    service_arn: pulumi.Output[str]
+    """ARN of the ECS service."""
+
+    type_token = "ecs-tls:alb_envoy:AlbEnvoy"
+
+    def __init__(
+        self,
+        name: str,
+        args: AlbEnvoyArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        foundation: Foundation | None = None,
+    ):
+        """`foundation`: this program's shared network, cluster, alerts and DNS record
+        (Python only); without it, args must name an existing VPC, subnets and cluster."""
+        # Everything is checked before the component registers: bad arguments leave
+        # nothing behind.
+        s = topology_settings("alb-envoy", args, AlbEnvoyArgs, FOUNDATION_FIELDS)
+        if foundation is None:
+            for field in FOUNDATION_FIELDS:
+                if args.get(field) is None:
+                    raise ConfigError(
+                        camel_case(field),
+                        "missing; AlbEnvoy runs in an existing VPC and ECS cluster: set "
+                        "vpcId, publicSubnetIds, privateSubnetIds and cluster",
+                    )
+            refuse_on_existing_cluster(s)
+        super().__init__(self.type_token, name, None, opts)
+        if foundation is None:
+            foundation = existing_foundation(
+                name,
+                self,
+                s,
+                **{field: args[field] for field in FOUNDATION_FIELDS},  # type: ignore[misc]
+            )
+        self.domain = s.domain
         child = pulumi.ResourceOptions(parent=self)
-        s, network, cluster = settings, foundation.network, foundation.cluster
+        network, cluster = foundation.network, foundation.cluster
 
         # The listener's certificate. Generated or yours: one certificate, which Envoy
         # serves too. From ACM (issued or `certificate.arn`): ACM never gives out its key, so
@@ -231,6 +292,13 @@ class AlbEnvoy(pulumi.ComponentResource):
             self.outputs["execCommand"] = cluster.cluster.name.apply(
                 lambda c: exec_command_line(c, "app")
             )
+        self.endpoint = pulumi.Output.from_input(f"https://{s.domain}")
+        self.load_balancer_dns_name = lb.dns_name
+        self.certificate_arn = pulumi.Output.from_input(
+            self.listener_certificate.acm_certificate_arn
+        )
+        self.service_name = self.service.name
+        self.service_arn = self.service.arn
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 
 
@@ -254,9 +322,17 @@ def verification_outputs(
 
 
 def build(settings: Settings, foundation: Foundation) -> TopologyResult:
-    topology = AlbEnvoy("alb-envoy", settings, foundation)
+    """This program's alb-envoy: its configuration as AlbEnvoyArgs, on its own foundation.
+
+    `settings` is the same configuration, already validated by `load_settings`; the
+    component parses its arguments again, so stack and component share one validation.
+    """
+    del settings  # parsed again from the arguments, by the component
+    values = raw_config()
+    args = alb_envoy_args(values)
+    topology = AlbEnvoy("alb-envoy", args, foundation=foundation)
     return TopologyResult(
         component=topology,
-        endpoint=f"https://{settings.domain}",
+        endpoint=f"https://{topology.domain}",
         outputs=topology.outputs,
     )

@@ -1,0 +1,249 @@
+# ruff: noqa: E501  (one line per field description: the schema analyzer takes each string as written)
+"""The typed arguments of the public topology components, shared by all of them.
+
+Each field mirrors one key of the stack configuration (docs: README "Configuration
+reference"): the schema name is the key (camelCase), the Python name its snake_case form.
+A component turns its arguments back into that configuration and parses it with
+`settings.parse_settings`, so a component and a stack validate and behave alike.
+
+No `from __future__ import annotations` here, nor in a module that defines a public
+component: Pulumi's schema analyzer (pulumi.provider.experimental.analyzer) reads the
+annotations as objects, and each field's description from the string below it.
+"""
+
+import inspect
+import types
+from collections.abc import Mapping, Sequence
+from typing import (
+    Any,
+    NotRequired,
+    Required,
+    TypedDict,
+    Union,
+    get_args,
+    get_origin,
+    is_typeddict,
+)
+
+import pulumi
+from pulumi.provider.experimental.util import camel_case
+
+from settings import ConfigError, Settings, parse_settings
+
+__all__ = [
+    "AlbEnvoyArgs",
+    "AppArgs",
+    "AutoscalingArgs",
+    "CertificateArgs",
+    "EnvoyArgs",
+    "LoadBalancerArgs",
+    "args_from_config",
+    "config_from_args",
+    "topology_settings",
+]
+
+
+class CertificateArgs(TypedDict, total=False):
+    """The certificate the public load balancer presents; absent: a generated private chain."""
+
+    source: str
+    """`acm`: a publicly trusted certificate ACM issues and renews, validated by a DNS record in hostedZoneId; `generated`: a private chain imported into ACM (clients need the CA). Default: generated."""
+    arn: str
+    """An ACM certificate of the account and region for the load balancer, instead of source or PEMs; you renew it (imported) or ACM does (issued)."""
+    certificate_pem: str
+    """PEM of your leaf certificate (bring your own, with privateKeyPem)."""
+    private_key_pem: str
+    """PEM of the leaf's private key, a plain value: the component treats it as secret and stores it in Secrets Manager only."""
+    chain_pem: str
+    """PEM of the intermediate chain of certificatePem."""
+
+
+class AutoscalingArgs(TypedDict, total=False):
+    """Target tracking with Application Auto Scaling on the service's task count."""
+
+    min: int
+    """Fewest tasks (0 to 100); alarms count from it. Required with autoscaling."""
+    max: int
+    """Most tasks (1 to 100, at least min). Required with autoscaling."""
+    cpu_percent: int
+    """Average CPU utilisation of the service to hold (1 to 100)."""
+    memory_percent: int
+    """Average memory utilisation of the service to hold (1 to 100)."""
+    requests_per_target: int
+    """Requests per task per minute counted by the ALB target group to hold."""
+
+
+class AppArgs(TypedDict, total=False):
+    """The workload; each field overrides the topology's working default."""
+
+    image: str
+    """Container image of the app (pin it by digest). Default: per topology."""
+    port: int
+    """Port the app listens on. Default: per topology."""
+    cpu: int
+    """Fargate task CPU units. Default: 256."""
+    memory: int
+    """Fargate task memory (MiB), valid for cpu. Default: 512."""
+    desired_count: int
+    """Number of tasks. Default: 2."""
+    health_check_path: str
+    """HTTP path used by health checks. Default: per topology."""
+    environment: Mapping[str, str]
+    """Plain environment variables, stored in plaintext in the task definition: names that say secret and values that look like keys are refused."""
+    capacity: Any
+    """fargate (the FARGATE launch type, the default), fargate-spot, or weights {fargate, fargateSpot, base}. In an existing cluster only fargate: Spot needs the cluster's FARGATE_SPOT capacity provider, which the component does not add to a cluster it did not create."""
+    autoscaling: AutoscalingArgs
+    """Target tracking on the task count; desiredCount must lie from min to max. Default: none, the count stays desiredCount."""
+    secrets: Mapping[str, Any]
+    """Environment variables ECS fills from secrets at task start: NAME to the ARN of a Secrets Manager secret or SSM parameter, or to {arn, jsonKey, versionStage or versionId}. The execution role may read exactly these."""
+    secrets_kms_key_arn: str
+    """The customer managed KMS key that encrypts the app's secrets. Default: AWS managed keys."""
+    task_role_policy_arns: Sequence[str]
+    """IAM managed policy ARNs attached to the app's task role; at most 20."""
+    task_role_arn: str
+    """An existing IAM role used as the app's task role instead of the component's; excludes taskRolePolicyArns."""
+    enable_execute_command: bool
+    """ECS Exec into the app's tasks. Not in an existing cluster: sessions need the cluster's own ECS Exec configuration, which the component does not change."""
+
+
+class EnvoyArgs(TypedDict, total=False):
+    """The TLS-terminating Envoy sidecar."""
+
+    image: str
+    """Stock Envoy image (v3 API, 1.21 or later), pinned by digest. Default: the pinned image the project tests."""
+    port: int
+    """Port of Envoy's TLS listener in the task. Default: 8443."""
+    min_tls_version: str
+    """Lowest TLS version Envoy accepts from the load balancer: 1.2 (default) or 1.3."""
+    access_log: str
+    """Envoy's JSON access log on stdout: all (default), sampled (10 %) or off."""
+    upstream_idle_timeout_seconds: int
+    """Envoy closes idle connections to the app after this many seconds (default 50); keep it below the app's keep-alive timeout."""
+
+
+class LoadBalancerArgs(TypedDict, total=False):
+    """Extras of the public load balancer; each off unless set."""
+
+    access_logs: Any
+    """true: access logs to an S3 bucket the component creates; or {bucket, prefix, expirationDays} to log to an existing bucket."""
+    deletion_protection: bool
+    """AWS refuses to delete the load balancer while true."""
+    waf_web_acl_arn: str
+    """ARN of a regional WAFv2 web ACL to associate with the ALB."""
+
+
+class AlbEnvoyArgs(TypedDict, total=False):
+    """The arguments of AlbEnvoy: where it runs, and the configuration keys of alb-envoy."""
+
+    domain: Required[str]
+    """The DNS name clients use; the certificate covers it."""
+    vpc_id: pulumi.Input[str]
+    """ID of the existing VPC to run in. Required, with the subnets and the cluster."""
+    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Public subnets of the VPC, for the load balancer (one per availability zone, at least two)."""
+    private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Private subnets of the VPC, for the tasks; they need a NAT gateway or VPC endpoints to pull images and read secrets."""
+    cluster: pulumi.Input[str]
+    """Name or ARN of the existing ECS cluster the service runs in; the component creates its own log group and execution role and changes nothing of the cluster."""
+    hosted_zone_id: str
+    """Route53 zone holding domain; when set the component creates the alias record of domain (and validates an ACM-issued certificate in it)."""
+    certificate: CertificateArgs
+    """The certificate of the HTTPS listener. Default: a private chain generated with pulumi-tls and imported into ACM."""
+    app: AppArgs
+    """The workload behind Envoy. Default: a demo web server answering on port 8080."""
+    envoy: EnvoyArgs
+    """The Envoy sidecar that terminates TLS in each task."""
+    ssl_policy: str
+    """TLS policy of the HTTPS listener, a TLS13 one. Default: ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09."""
+    allowed_cidrs: Sequence[str]
+    """IPv4 CIDRs allowed to reach the load balancer (at most 30). Default: 0.0.0.0/0."""
+    certificate_expiry_alarm_days: int
+    """Days before the listener's certificate expires when the alerts topic is told (1 to 45). Default: 30."""
+    log_retention_days: int
+    """Retention of the tasks' CloudWatch log group, one of the values CloudWatch accepts. Default: 30."""
+    alerts_email: str
+    """E-mail address subscribed to the component's alerts topic (certificate expiry, fewer healthy targets than desired)."""
+    load_balancer: LoadBalancerArgs
+    """Extras of the ALB: access logs, deletion protection, a WAF web ACL."""
+
+
+# --------------------------------------------------------------------------- conversion
+def _unwrapped(annotation: Any) -> Any:
+    """The type under Required/NotRequired and Optional."""
+    origin = get_origin(annotation)
+    if origin in (Required, NotRequired):
+        return _unwrapped(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            return _unwrapped(inner[0])
+    return annotation
+
+
+def _fields(args_type: type) -> dict[str, Any]:
+    return {name: _unwrapped(a) for name, a in inspect.get_annotations(args_type).items()}
+
+
+def config_from_args(args: Mapping[str, Any], args_type: type) -> dict[str, Any]:
+    """`args` as configuration values: camelCase keys at every typed level; what a field
+    holds as a mapping of its own (environment, secrets) is passed on untouched."""
+    fields = _fields(args_type)
+    out: dict[str, Any] = {}
+    for name, value in args.items():
+        if value is None:
+            continue
+        if name not in fields:
+            raise ConfigError(camel_case(name), f"is not an argument of {args_type.__name__}")
+        field = fields[name]
+        out[camel_case(name)] = config_from_args(value, field) if is_typeddict(field) else value
+    return out
+
+
+def args_from_config(
+    values: Mapping[str, Any], args_type: type, skip: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The inverse of `config_from_args`: configuration values as `args_type`'s fields.
+
+    `skip`: configuration keys the caller handles itself (the foundation's). Any other key
+    without a field raises, so an argument type cannot silently drop configuration.
+    """
+    fields = {camel_case(name): (name, field) for name, field in _fields(args_type).items()}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in skip:
+            continue
+        if key not in fields:
+            raise ConfigError(key, f"has no argument in {args_type.__name__}")
+        name, field = fields[key]
+        out[name] = args_from_config(value, field) if is_typeddict(field) else value
+    return out
+
+
+def topology_settings(
+    topology: str,
+    args: Mapping[str, Any],
+    args_type: type,
+    foundation_fields: Sequence[str],
+    secret_keys: Sequence[str] = (),
+) -> Settings:
+    """Validated settings of `topology` from a component's `args`, as a stack's would be.
+
+    `foundation_fields`: arguments that name the foundation (VPC, subnets, cluster); they
+    are resources' IDs, possibly unknown yet, not configuration, and are left out. A bad
+    value raises `ConfigError` naming the argument's schema name, before any resource.
+    """
+    plain = {k: v for k, v in args.items() if k not in foundation_fields}
+    for key, value in plain.items():
+        if isinstance(value, pulumi.Output):
+            raise ConfigError(
+                camel_case(key),
+                "must be a plain value (it shapes which resources are created and is "
+                "validated before any is registered), not an Output",
+            )
+    values = {"topology": topology, **config_from_args(plain, args_type)}
+    secret = list(secret_keys)
+    certificate = values.get("certificate")
+    if isinstance(certificate, Mapping) and "privateKeyPem" in certificate:
+        # A key given to a component is secret by definition: errors never show it.
+        secret.append("certificate")
+    return parse_settings(values, secret)
