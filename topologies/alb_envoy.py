@@ -47,7 +47,7 @@ from components.verify import verify_outputs
 from settings import ConfigError, Settings
 from settings.readers import raw_config
 from topologies.args import AlbEnvoyArgs, args_from_config, topology_settings
-from topologies.base import Foundation, TopologyResult
+from topologies.base import Foundation, TopologyResult, component_type
 from topologies.foundation import existing_foundation, refuse_on_existing_cluster
 
 # No `from __future__ import annotations` in this module: Pulumi's schema analyzer reads
@@ -66,8 +66,7 @@ def alb_envoy_args(values: dict[str, Any]) -> AlbEnvoyArgs:
 
 
 class AlbEnvoy(pulumi.ComponentResource):
-    """alb-envoy: an ALB terminating HTTPS with a TLS 1.3 policy, re-encrypting to an Envoy
-    sidecar that terminates TLS in each Fargate task and proxies to the app on localhost."""
+    """alb-envoy: ALB HTTPS (TLS 1.3 policy) re-encrypting to an Envoy sidecar in each task."""
 
     endpoint: pulumi.Output[str]
     """The URL clients use: https://<domain>."""
@@ -79,8 +78,6 @@ class AlbEnvoy(pulumi.ComponentResource):
     """Name of the ECS service."""
     service_arn: pulumi.Output[str]
     """ARN of the ECS service."""
-
-    type_token = "ecs-tls:alb_envoy:AlbEnvoy"
 
     def __init__(
         self,
@@ -104,7 +101,7 @@ class AlbEnvoy(pulumi.ComponentResource):
                         "vpcId, publicSubnetIds, privateSubnetIds and cluster",
                     )
             refuse_on_existing_cluster(s)
-        super().__init__(self.type_token, name, None, opts)
+        super().__init__(component_type("alb_envoy", "AlbEnvoy"), name, None, opts)
         if foundation is None:
             foundation = existing_foundation(
                 name,
@@ -142,6 +139,12 @@ class AlbEnvoy(pulumi.ComponentResource):
             f"{name}-read-certificate", "ReadCertificateSecret", self.certificate.secret_arn, self
         )
 
+        tasks_sg = tasks_security_group(
+            f"{name}-tasks",
+            network.vpc_id,
+            "Tasks: the Envoy TLS port from the load balancer only",
+            parent=self,
+        )
         self.load_balancer = HttpsLoadBalancer(
             name,
             HttpsLoadBalancerArgs(
@@ -153,14 +156,10 @@ class AlbEnvoy(pulumi.ComponentResource):
                 ssl_policy=s.ssl_policy,
                 allowed_cidrs=s.allowed_cidrs,
                 extras=s.load_balancer,
+                # Only to the tasks' Envoy port.
+                target_security_group_id=tasks_sg.id,
             ),
             opts=child,
-        )
-        tasks_sg = tasks_security_group(
-            f"{name}-tasks",
-            network.vpc_id,
-            "Tasks: the Envoy TLS port from the load balancer only",
-            parent=self,
         )
         allow_tcp(
             f"{name}-tasks-from-alb",
@@ -170,7 +169,6 @@ class AlbEnvoy(pulumi.ComponentResource):
             description="Envoy TLS listener, from the load balancer",
             peer_group_id=self.load_balancer.security_group.id,
         )
-        self.load_balancer.allow_to_targets(tasks_sg.id, s.envoy.port)
 
         containers = pulumi.Output.all(
             self.certificate.value_from(CHAIN_KEY),
@@ -267,9 +265,7 @@ class AlbEnvoy(pulumi.ComponentResource):
             end = self.certificate.unwatched_leaf_end_time
             watched.append((f"{name}-envoy", WatchedCertificate(label, end, REISSUE)))
         if watched:
-            notices = expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self)
-            for notice_name, certificate in watched:
-                notices.watch(notice_name, certificate)
+            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self, watched)
         floor = serving_floor(s.app.desired_count, s.app.autoscaling)
         if floor > 0:
             foundation.alerts.serving_alarm(

@@ -184,7 +184,7 @@ def _fields(args_type: type) -> dict[str, Any]:
     return {name: _unwrapped(a) for name, a in inspect.get_annotations(args_type).items()}
 
 
-def config_from_args(args: Mapping[str, Any], args_type: type) -> dict[str, Any]:
+def config_from_args(args: Mapping[str, Any], args_type: type, path: str = "") -> dict[str, Any]:
     """`args` as configuration values: camelCase keys at every typed level; what a field
     holds as a mapping of its own (environment, secrets) is passed on untouched."""
     fields = _fields(args_type)
@@ -192,10 +192,17 @@ def config_from_args(args: Mapping[str, Any], args_type: type) -> dict[str, Any]
     for name, value in args.items():
         if value is None:
             continue
+        key = f"{path}{camel_case(name)}"
         if name not in fields:
-            raise ConfigError(camel_case(name), f"is not an argument of {args_type.__name__}")
+            accepted = ", ".join(camel_case(f) for f in fields)
+            raise ConfigError(key, f"is not an argument of {args_type.__name__}: {accepted}")
         field = fields[name]
-        out[camel_case(name)] = config_from_args(value, field) if is_typeddict(field) else value
+        if is_typeddict(field):
+            value = config_from_args(value, field, f"{key}.")
+        elif field is int and isinstance(value, float) and value.is_integer():
+            # Numbers cross the provider protocol as floats, at every depth.
+            value = int(value)
+        out[camel_case(name)] = value
     return out
 
 

@@ -1,0 +1,463 @@
+"""The public topology components: typed args, opts, the package's schema and construct
+path, and the example program that runs alb-envoy in an existing VPC and cluster."""
+
+from __future__ import annotations
+
+import ast
+import json
+import runpy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from tests.conftest import MINIMAL_CONFIG
+from tests.harness import ROOT, AwsMocks, Graph, RecordingMonitor, run_program
+
+EXAMPLE = ROOT / "examples" / "alb-envoy-existing-cluster"
+EXAMPLE_PROJECT = "alb-envoy-existing-cluster"
+VPC = "vpc-0123456789abcdef0"
+PUBLIC = ["subnet-0a000000000000001", "subnet-0a000000000000002"]
+PRIVATE = ["subnet-0b000000000000001", "subnet-0b000000000000002"]
+CLUSTER = "platform"
+FOUNDATION_ARGS = {
+    "vpc_id": VPC,
+    "public_subnet_ids": PUBLIC,
+    "private_subnet_ids": PRIVATE,
+    "cluster": CLUSTER,
+}
+
+
+class OrderMonitor(RecordingMonitor):
+    """Also keeps the order of registrations and output registrations, and each
+    registration's provider reference and aliases."""
+
+    def __init__(self, mocks) -> None:
+        super().__init__(mocks)
+        self.events: list[tuple[str, str]] = []
+        self.requests: dict[str, Any] = {}
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        self.events.append(("register", response.urn))
+        self.requests[response.urn] = request
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        self.events.append(("outputs", request.urn))
+        return super().RegisterResourceOutputs(request)
+
+
+def run_mocked(
+    body: Callable[[], Any],
+    config: Mapping[str, str] | None = None,
+    project: str = "ecs-tls",
+) -> OrderMonitor:
+    """Run `body` as a Pulumi program under the test mocks; the monitor holds the graph."""
+    mocks = AwsMocks()
+    monitor = OrderMonitor(mocks)
+    pulumi_settings.reset_options()
+    pulumi.runtime.set_mocks(mocks, project=project, stack="dev", preview=False, monitor=monitor)
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_all_config({"aws:region": "eu-west-1", **(config or {})}, [])
+    try:
+        _sync_await(run_in_stack(body))
+    except Exception as exc:
+        exc.graph = monitor.graph  # type: ignore[attr-defined]
+        raise
+    return monitor
+
+
+def alb_envoy(args: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
+    from topologies.alb_envoy import AlbEnvoy
+
+    return lambda: AlbEnvoy("alb-envoy", dict(args), opts)  # type: ignore[arg-type]
+
+
+def existing(**more: Any) -> dict[str, Any]:
+    return {"domain": "app.example.com", **FOUNDATION_ARGS, **more}
+
+
+@pytest.fixture(scope="module")
+def component_run() -> OrderMonitor:
+    return run_mocked(alb_envoy(existing()))
+
+
+# --------------------------------------------------------------------------- typed args
+def test_args_mirror_every_configuration_key_of_alb_envoy():
+    """A stack's configuration goes to args and back unchanged; a key without a field
+    (here one alb-envoy refuses anyway) is refused, so args cannot drop configuration."""
+    from settings import ConfigError
+    from topologies.alb_envoy import alb_envoy_args
+    from topologies.args import AlbEnvoyArgs, config_from_args
+
+    config = {
+        "domain": "app.example.com",
+        "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "logRetentionDays": 90,
+        "allowedCidrs": ["203.0.113.0/24"],
+        "sslPolicy": "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        "certificateExpiryAlarmDays": 20,
+        "alertsEmail": "ops@example.com",
+        "loadBalancer": {"accessLogs": True, "deletionProtection": True, "wafWebAclArn": "x"},
+        "envoy": {"port": 9443, "minTlsVersion": "1.3", "upstreamIdleTimeoutSeconds": 30},
+        "certificate": {"source": "acm"},
+        "app": {
+            "image": "nginx",
+            "port": 80,
+            "environment": {"LOG_LEVEL": "debug", "snake_case_NAME": "kept"},
+            "secrets": {"API": {"arn": "a", "jsonKey": "k"}},
+            "autoscaling": {"min": 1, "max": 4, "cpuPercent": 60},
+            "taskRolePolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+            "capacity": {"fargate": 1, "fargateSpot": 3, "base": 1},
+        },
+    }
+    args = alb_envoy_args({**config, "topology": "alb-envoy", "network": {"vpcId": VPC}})
+    assert args["app"]["environment"] == {"LOG_LEVEL": "debug", "snake_case_NAME": "kept"}
+    assert args["envoy"]["min_tls_version"] == "1.3"
+    assert config_from_args(args, AlbEnvoyArgs) == config
+    with pytest.raises(ConfigError, match="acme"):
+        alb_envoy_args({**config, "acme": {"email": "ops@example.com"}})
+
+
+def test_a_bad_argument_fails_before_any_resource_naming_it():
+    from settings import ConfigError
+
+    for args, key in [
+        (existing(envoy={"min_tls_version": "1.0"}), "envoy.minTlsVersion"),
+        (existing(envoy={"minTlsVersion": "1.3"}), "envoy.minTlsVersion"),
+        (existing(ssl_policy="ELBSecurityPolicy-2016-08"), "sslPolicy"),
+        ({k: v for k, v in existing().items() if k != "cluster"}, "cluster"),
+        (existing(app={"capacity": "fargate-spot"}), "app.capacity"),
+        (existing(app={"enable_execute_command": True}), "app.enableExecuteCommand"),
+        (existing(allowed_cidrs=pulumi.Output.from_input(["10.0.0.0/8"])), "allowedCidrs"),
+    ]:
+        with pytest.raises(ConfigError, match=f"ecs-tls:{key}") as raised:
+            run_mocked(alb_envoy(args))
+        assert len(raised.value.graph) == 0, key  # type: ignore[attr-defined]
+
+
+def test_existing_cluster_gets_the_component_s_own_log_group_and_execution_role(
+    component_run,
+):
+    graph = component_run.graph
+    assert not graph.of_type("aws:ecs/cluster:Cluster"), "the user's cluster is not created"
+    assert not graph.of_type("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")
+    assert not graph.of_type("aws:ec2/vpc:Vpc") and not graph.of_type("aws:ec2/subnet:Subnet")
+    service = graph.one("aws:ecs/service:Service")
+    assert service.inputs["cluster"] == f"arn:aws:ecs:eu-west-1:123456789012:cluster/{CLUSTER}"
+    assert service.inputs["launchType"] == "FARGATE"
+    assert service.inputs["networkConfiguration"]["subnets"] == PRIVATE
+    task = graph.one("aws:ecs/taskDefinition:TaskDefinition")
+    role = graph.one("aws:iam/role:Role", "alb-envoy-cluster-execution")
+    assert task.inputs["executionRoleArn"] == role.outputs["arn"]
+    log_group = graph.one("aws:cloudwatch/logGroup:LogGroup", "alb-envoy-cluster")
+    containers = json.loads(task.inputs["containerDefinitions"])
+    assert {c["logConfiguration"]["options"]["awslogs-group"] for c in containers} == {
+        log_group.inputs["name"]
+    }
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer")
+    assert lb.inputs["subnets"] == PUBLIC
+    # Every resource is the component's, at any depth: nothing lands at the stack's root.
+    component = graph.one("ecs-tls:alb_envoy:AlbEnvoy")
+    assert {r.urn for r in graph.descendants(component)} == graph.urns() - {component.urn}
+
+
+def test_opts_reach_the_component_and_its_children():
+    """providers, protect, aliases and parent, as any Pulumi component takes them."""
+    import pulumi_aws as aws
+
+    def body():
+        provider = aws.Provider("eu", region="eu-west-1")
+        owner = pulumi.ComponentResource("test:index:Owner", "owner")
+        opts = pulumi.ResourceOptions(
+            parent=owner,
+            providers={"aws": provider},
+            protect=True,
+            aliases=[pulumi.Alias(name="old-alb-envoy")],
+        )
+        alb_envoy(existing(), opts)()
+        owner.register_outputs({})
+
+    monitor = run_mocked(body)
+    graph = monitor.graph
+    component = graph.one("ecs-tls:alb_envoy:AlbEnvoy")
+    owner = graph.one("test:index:Owner")
+    provider = graph.one("pulumi:providers:aws")
+    assert component.parent == owner.urn and component.protect
+    request = monitor.requests[component.urn]
+    assert [a.spec.name for a in request.aliases] == ["old-alb-envoy"]
+    aws_resources = [r for r in graph.descendants(component) if r.type.startswith("aws:")]
+    assert aws_resources and all(r.protect for r in aws_resources)
+    assert {monitor.requests[r.urn].provider.rsplit("::", 1)[0] for r in aws_resources} == {
+        provider.urn
+    }
+    # The invokes (region, account) ask the same provider: the ARN of the cluster, built
+    # from them, is in the given provider's region.
+    service = graph.one("aws:ecs/service:Service")
+    assert service.inputs["cluster"].startswith("arn:aws:ecs:eu-west-1:")
+
+
+def closed_components_registering(monkeypatch, body: Callable[[], Any]) -> list[str]:
+    """Run `body`, return the children created under a component after its
+    `register_outputs` (the engine would see a component that was finished grow)."""
+    closed: set[int] = set()
+    late: list[str] = []
+    register_outputs = pulumi.ComponentResource.register_outputs
+    resource_init = pulumi.Resource.__init__
+
+    def mark(self, outputs):
+        closed.add(id(self))
+        return register_outputs(self, outputs)
+
+    def check(self, t, name, custom=False, props=None, opts=None, *rest, **kw):
+        parent = opts.parent if opts is not None else None
+        if parent is not None and id(parent) in closed:
+            late.append(f"{t} {name} under {parent._name}")
+        return resource_init(self, t, name, custom, props, opts, *rest, **kw)
+
+    monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", mark)
+    monkeypatch.setattr(pulumi.Resource, "__init__", check)
+    body()
+    return late
+
+
+def test_no_child_is_registered_after_register_outputs(monkeypatch):
+    late = closed_components_registering(
+        monkeypatch, lambda: run_mocked(alb_envoy(existing(hosted_zone_id="Z0123456789ABCDEFGHIJ")))
+    )
+    assert late == [], "\n".join(late)
+
+
+def test_no_child_is_registered_after_register_outputs_in_the_program(monkeypatch):
+    """This program's alb-envoy stack, foundation included (a configuration no other test
+    runs, so the program runs here rather than coming from the shared graphs)."""
+    config = {**MINIMAL_CONFIG["alb-envoy"], "logRetentionDays": 14, "alertsEmail": "o@x.org"}
+    late = closed_components_registering(monkeypatch, lambda: run_program(config))
+    assert late == [], "\n".join(late)
+
+
+def test_the_late_child_check_can_fail(monkeypatch):
+    import pulumi_aws as aws
+
+    def body():
+        c = pulumi.ComponentResource("test:index:Closed", "closed")
+        c.register_outputs({})
+        aws.sns.Topic("late", opts=pulumi.ResourceOptions(parent=c))
+
+    assert closed_components_registering(monkeypatch, lambda: run_mocked(body)) == [
+        "aws:sns/topic:Topic late under closed"
+    ]
+
+
+def test_topologies_use_no_private_attribute_of_another_object():
+    """`x._name` only on `self` (or `cls`) in topologies/: components talk to each other
+    through what they make public."""
+    offenders = []
+    for path in sorted((ROOT / "topologies").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                offenders.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert offenders == []
+
+
+# --------------------------------------------------------------------------- the package
+def test_package_schema_is_the_snapshot():
+    """package/schema.json is what the SDK infers today; regenerate it with
+    `.venv/bin/python -m package.hosted --write` after changing an args type."""
+    from package.hosted import SCHEMA_FILE, schema_text
+
+    assert SCHEMA_FILE.read_text() == schema_text(), "python -m package.hosted --write"
+
+
+def test_every_input_of_the_package_is_described():
+    from package.hosted import schema
+
+    s = schema()
+    missing = []
+    for token, resource in s["resources"].items():
+        if not resource.get("description"):
+            missing.append(token)
+        for prop, spec in resource["inputProperties"].items():
+            if not spec.get("description"):
+                missing.append(f"{token}.{prop}")
+        for prop, spec in resource.get("properties", {}).items():
+            if not spec.get("description"):
+                missing.append(f"{token} output {prop}")
+    for token, t in s["types"].items():
+        if not t.get("description"):
+            missing.append(token)
+        for prop, spec in t.get("properties", {}).items():
+            if not spec.get("description"):
+                missing.append(f"{token}.{prop}")
+    assert s["resources"], "no component in the schema"
+    assert missing == []
+
+
+def test_schema_shape_of_alb_envoy():
+    from package.hosted import schema
+
+    resource = schema()["resources"]["ecs-tls:index:AlbEnvoy"]
+    assert resource["isComponent"] is True
+    assert resource["requiredInputs"] == ["domain"]
+    inputs = resource["inputProperties"]
+    # IDs of the foundation may be other resources' outputs; configuration is plain.
+    assert "plain" not in inputs["vpcId"] and "plain" not in inputs["cluster"]
+    assert inputs["domain"]["plain"] is True
+    assert inputs["app"]["$ref"] == "#/types/ecs-tls:index:AppArgs"
+    assert {"endpoint", "loadBalancerDnsName", "serviceArn"} <= set(resource["properties"])
+
+
+def test_construct_through_the_package_provider(monkeypatch):
+    """The provider's construct path: schema names in, the component with the package's
+    type token out, its outputs as the engine would read them."""
+    import topologies.base
+    from package.hosted import provider
+
+    monkeypatch.setattr(topologies.base, "_HOSTING_PACKAGE", ["ecs-tls"])
+    hosted = provider()
+    results = {}
+
+    def body():
+        result = hosted.construct(
+            "alb-envoy",
+            "ecs-tls:index:AlbEnvoy",
+            {
+                "domain": "app.example.com",
+                "vpcId": VPC,
+                "publicSubnetIds": PUBLIC,
+                "privateSubnetIds": PRIVATE,
+                "cluster": CLUSTER,
+                "envoy": {"port": 9443.0},  # numbers arrive as floats
+                "app": {"desiredCount": 3.0, "environment": {"MODE": "demo"}},
+            },
+            pulumi.ResourceOptions(),
+        )
+        results.update(result.state)
+
+    graph = run_mocked(body).graph
+    component = graph.one("ecs-tls:index:AlbEnvoy")
+    assert graph.one("aws:ecs/service:Service").inputs["desiredCount"] == 3
+    tg = graph.one("aws:lb/targetGroup:TargetGroup")
+    assert tg.inputs["port"] == 9443
+    assert graph.ancestors(graph.one("aws:ecs/service:Service"))[-1] == component
+    assert {"endpoint", "loadBalancerDnsName", "serviceName", "serviceArn"} <= set(results)
+
+
+# --------------------------------------------------------------------------- the example
+def run_example() -> Graph:
+    config = {
+        f"{EXAMPLE_PROJECT}:vpcId": VPC,
+        f"{EXAMPLE_PROJECT}:publicSubnetIds": json.dumps(PUBLIC),
+        f"{EXAMPLE_PROJECT}:privateSubnetIds": json.dumps(PRIVATE),
+        f"{EXAMPLE_PROJECT}:clusterName": CLUSTER,
+        f"{EXAMPLE_PROJECT}:domain": "app.example.com",
+    }
+    main = str(EXAMPLE / "__main__.py")
+    return run_mocked(
+        lambda: runpy.run_path(main, run_name="__main__"), config, EXAMPLE_PROJECT
+    ).graph
+
+
+def foundation_values(graph: Graph, cluster, log_group, role, topic) -> dict[str, str]:
+    """Values that name the foundation, by placeholder."""
+    log = graph.one("aws:cloudwatch/logGroup:LogGroup", log_group)
+    execution = graph.one("aws:iam/role:Role", role)
+    sns = graph.one("aws:sns/topic:Topic", topic)
+    key = graph.one("aws:kms/key:Key", f"{topic}-key")
+    queue = graph.one("aws:sqs/queue:Queue", f"{topic}-undelivered")
+    return {
+        key.outputs["arn"]: "<alerts-key>",
+        queue.outputs["arn"]: "<alerts-dead-letters>",
+        cluster[0]: "<cluster-arn>",
+        log.inputs["name"]: "<log-group>",
+        execution.outputs["arn"]: "<execution-role-arn>",
+        execution.id: "<execution-role>",
+        sns.outputs["arn"]: "<alerts-topic>",
+        cluster[1]: "<cluster-name>",
+    }
+
+
+def normalized(value: Any, foundation: dict[str, str], project: str) -> Any:
+    """`value` with foundation values replaced by placeholders (in text, except the
+    cluster's name, which is replaced only as a whole value), then the project's name."""
+    if isinstance(value, dict):
+        return {k: normalized(v, foundation, project) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalized(v, foundation, project) for v in value]
+    if not isinstance(value, str):
+        return value
+    for found, placeholder in sorted(foundation.items(), key=lambda kv: -len(kv[0])):
+        if placeholder == "<cluster-name>":
+            value = placeholder if value == found else value
+        else:
+            value = value.replace(found, placeholder)
+    return value.replace(f"{project}-dev", "ecs-tls-dev")
+
+
+def subtree(graph: Graph, root_type: str, foundation: dict[str, str], project: str):
+    """The topology's resources by (type, name), inputs with foundation values replaced;
+    the foundation the component built for itself is left out."""
+    root = graph.one(root_type)
+    skip = set()
+    for r in graph.descendants(root):
+        if r.type in ("ecs-tls:cluster:ClusterAttachment", "ecs-tls:alerts:Alerts") or (
+            r.type == "ecs-tls:dns:DomainAlias"
+        ):
+            skip |= {r.urn} | {d.urn for d in graph.descendants(r)}
+    out = {}
+    for r in graph.descendants(root):
+        if r.urn in skip:
+            continue
+        out[(r.type, r.name)] = normalized(r.inputs, foundation, project)
+    return out
+
+
+def test_example_matches_the_equivalent_stack():
+    """examples/alb-envoy-existing-cluster through typed args, and this program's stack with
+    network.vpcId...: the same topology resources with the same inputs."""
+    example = run_example()
+    stack = run_program(
+        {
+            **MINIMAL_CONFIG["alb-envoy"],
+            "network": {"vpcId": VPC, "publicSubnetIds": PUBLIC, "privateSubnetIds": PRIVATE},
+        }
+    )
+    stack_cluster = stack.one("aws:ecs/cluster:Cluster")
+    ours = subtree(
+        stack,
+        "ecs-tls:alb_envoy:AlbEnvoy",
+        foundation_values(
+            stack,
+            (stack_cluster.outputs["arn"], stack_cluster.inputs["name"]),
+            "cluster",
+            "cluster-execution",
+            "alerts",
+        ),
+        "ecs-tls",
+    )
+    theirs = subtree(
+        example,
+        "ecs-tls:alb_envoy:AlbEnvoy",
+        foundation_values(
+            example,
+            (f"arn:aws:ecs:eu-west-1:123456789012:cluster/{CLUSTER}", CLUSTER),
+            "alb-envoy-cluster",
+            "alb-envoy-cluster-execution",
+            "alb-envoy-alerts",
+        ),
+        EXAMPLE_PROJECT,
+    )
+    assert set(theirs) == set(ours)
+    differing = [(key, ours[key], theirs[key]) for key in ours if ours[key] != theirs[key]]
+    assert differing == [], json.dumps(differing, indent=1)
+    assert len(ours) > 20
