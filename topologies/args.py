@@ -28,7 +28,8 @@ from typing import (
 import pulumi
 from pulumi.provider.experimental.util import camel_case
 
-from settings import ConfigError, Settings, parse_settings
+import settings.parse
+from settings import ConfigError, Settings
 
 __all__ = [
     "AlbEnvoyArgs",
@@ -253,4 +254,5 @@ def topology_settings(
     if isinstance(certificate, Mapping) and "privateKeyPem" in certificate:
         # A key given to a component is secret by definition: errors never show it.
         secret.append("certificate")
-    return parse_settings(values, secret)
+    # Looked up at call time: tests wrap settings.parse.parse_settings to see what is read.
+    return settings.parse.parse_settings(values, secret)
