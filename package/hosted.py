@@ -20,9 +20,10 @@ if str(ROOT) not in sys.path:
 from pulumi.provider.experimental.component import ComponentProvider  # noqa: E402
 
 from topologies.alb_envoy import AlbEnvoy  # noqa: E402
+from topologies.direct_task import DirectTask  # noqa: E402
 
 PACKAGE = "ecs-tls"
-COMPONENTS = [AlbEnvoy]
+COMPONENTS = [AlbEnvoy, DirectTask]
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
 
 

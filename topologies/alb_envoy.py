@@ -12,7 +12,6 @@ asks a loopback listener that only answers health.
 from typing import Any
 
 import pulumi
-from pulumi.provider.experimental.util import camel_case
 
 from components.alerts import healthy_targets_alarm_args
 from components.app_access import WorkloadRole, allow_app_secrets
@@ -44,19 +43,14 @@ from components.service import (
     tasks_security_group,
 )
 from components.verify import verify_outputs
-from settings import ConfigError, Settings
+from settings import Settings
 from settings.readers import raw_config
-from topologies.args import AlbEnvoyArgs, args_from_config, topology_settings
+from topologies.args import AlbEnvoyArgs, args_from_config
 from topologies.base import Foundation, TopologyResult, component_type
-from topologies.foundation import existing_foundation, refuse_on_existing_cluster
+from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
 
 # No `from __future__ import annotations` in this module: Pulumi's schema analyzer reads
 # the annotations of AlbEnvoy as objects (topologies/args.py).
-
-# Arguments that name the foundation: resources' IDs, not configuration.
-FOUNDATION_FIELDS = ("vpc_id", "public_subnet_ids", "private_subnet_ids", "cluster")
-# Configuration keys this program's foundation reads (__main__.py), not the topology.
-FOUNDATION_KEYS = ("topology", "network", "images", "caaRecord", "serviceConnect")
 
 
 def alb_envoy_args(values: dict[str, Any]) -> AlbEnvoyArgs:
@@ -91,24 +85,10 @@ class AlbEnvoy(pulumi.ComponentResource):
         (Python only); without it, args must name an existing VPC, subnets and cluster."""
         # Everything is checked before the component registers: bad arguments leave
         # nothing behind.
-        s = topology_settings("alb-envoy", args, AlbEnvoyArgs, FOUNDATION_FIELDS)
-        if foundation is None:
-            for field in FOUNDATION_FIELDS:
-                if args.get(field) is None:
-                    raise ConfigError(
-                        camel_case(field),
-                        "missing; AlbEnvoy runs in an existing VPC and ECS cluster: set "
-                        "vpcId, publicSubnetIds, privateSubnetIds and cluster",
-                    )
-            refuse_on_existing_cluster(s)
+        s = component_settings("alb-envoy", args, AlbEnvoyArgs, foundation)
         super().__init__(component_type("alb_envoy", "AlbEnvoy"), name, None, opts)
         if foundation is None:
-            foundation = existing_foundation(
-                name,
-                self,
-                s,
-                **{field: args[field] for field in FOUNDATION_FIELDS},  # type: ignore[misc]
-            )
+            foundation = existing_foundation(name, self, s, args)
         self.domain = s.domain
         child = pulumi.ResourceOptions(parent=self)
         network, cluster = foundation.network, foundation.cluster

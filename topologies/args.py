@@ -32,10 +32,12 @@ import settings.parse
 from settings import ConfigError, Settings
 
 __all__ = [
+    "AcmeArgs",
     "AlbEnvoyArgs",
     "AppArgs",
     "AutoscalingArgs",
     "CertificateArgs",
+    "DirectTaskArgs",
     "EnvoyArgs",
     "LoadBalancerArgs",
     "args_from_config",
@@ -57,6 +59,19 @@ class CertificateArgs(TypedDict, total=False):
     """PEM of the leaf's private key, a plain value: the component treats it as secret and stores it in Secrets Manager only."""
     chain_pem: str
     """PEM of the intermediate chain of certificatePem."""
+
+
+class AcmeArgs(TypedDict, total=False):
+    """Let's Encrypt (ACME): the account and how certificates are validated."""
+
+    email: str
+    """ACME account e-mail. Required."""
+    challenge: str
+    """ACME challenge: dns-01 (default, in hostedZoneId) or http-01."""
+    server: str
+    """ACME directory: staging (default), production, or an https:// directory URL."""
+    profile: str
+    """ACME profile to ask for: classic, tlsserver (45 days) or shortlived (about 6 days)."""
 
 
 class AutoscalingArgs(TypedDict, total=False):
@@ -166,6 +181,33 @@ class AlbEnvoyArgs(TypedDict, total=False):
     """E-mail address subscribed to the component's alerts topic (certificate expiry, fewer healthy targets than desired)."""
     load_balancer: LoadBalancerArgs
     """Extras of the ALB: access logs, deletion protection, a WAF web ACL."""
+
+
+class DirectTaskArgs(TypedDict, total=False):
+    """The arguments of DirectTask: where it runs, and the configuration keys of direct-task."""
+
+    domain: Required[str]
+    """The parent of the per-task names, e.g. tasks.example.com: each task is <taskId>.<domain>, covered by one wildcard certificate."""
+    hosted_zone_id: Required[str]
+    """Route53 zone holding domain: the per-task records and the DNS-01 validation go there."""
+    acme: Required[AcmeArgs]
+    """Let's Encrypt account (email required) and directory of the wildcard certificate."""
+    vpc_id: pulumi.Input[str]
+    """ID of the existing VPC to run in. Required, with the public subnets and the cluster."""
+    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Public subnets of the VPC: the tasks run there with public IP addresses (no load balancer)."""
+    cluster: pulumi.Input[str]
+    """Name or ARN of the existing ECS cluster the service runs in; the component creates its own log group and execution role and changes nothing of the cluster."""
+    app: AppArgs
+    """The workload behind Envoy. Default: a demo web server."""
+    envoy: EnvoyArgs
+    """The Envoy sidecar that terminates TLS in each task."""
+    allowed_cidrs: Sequence[str]
+    """IPv4 CIDRs allowed to reach the tasks' TLS port. Default: 0.0.0.0/0."""
+    log_retention_days: int
+    """Retention of the tasks' CloudWatch log group, one of the values CloudWatch accepts. Default: 30."""
+    alerts_email: str
+    """E-mail address subscribed to the component's alerts topic (renewal failures, certificate expiry, fewer running tasks than desired)."""
 
 
 # --------------------------------------------------------------------------- conversion

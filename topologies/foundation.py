@@ -14,12 +14,13 @@ What needs a change to the cluster itself is refused before any resource is regi
 provider) and ECS Exec (the cluster's execute-command configuration).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+from pulumi.provider.experimental.util import camel_case
 
 from components.alerts import Alerts
 from components.dns import AliasTarget, DomainAlias, DomainAliasArgs, DomainName
@@ -32,7 +33,36 @@ from components.iam import (
 from components.naming import physical_name
 from settings import ConfigError, Settings
 from settings.images import ecr_repository_arn, user_images
+from topologies.args import topology_settings
 from topologies.base import Foundation
+
+# Arguments that name the foundation: resources' IDs, not configuration.
+FOUNDATION_FIELDS = ("vpc_id", "public_subnet_ids", "private_subnet_ids", "cluster")
+# Configuration keys this program's foundation reads (__main__.py), not a topology.
+FOUNDATION_KEYS = ("topology", "network", "images", "caaRecord", "serviceConnect")
+
+
+def component_settings(
+    topology: str,
+    args: Mapping[str, Any],
+    args_type: type,
+    foundation: Foundation | None,
+    required: Sequence[str] = FOUNDATION_FIELDS,
+) -> Settings:
+    """A component's validated settings; without this program's `foundation`, its args
+    must name the existing VPC, subnets and cluster (`required`), and ask nothing of the
+    cluster that would change it. Raises ConfigError before any resource is registered."""
+    s = topology_settings(topology, args, args_type, FOUNDATION_FIELDS)
+    if foundation is None:
+        for field in required:
+            if args.get(field) is None:
+                raise ConfigError(
+                    camel_case(field),
+                    f"missing; the {topology} component runs in an existing VPC and ECS "
+                    f"cluster: set {', '.join(camel_case(f) for f in required)}",
+                )
+        refuse_on_existing_cluster(s)
+    return s
 
 
 @dataclass(frozen=True)
@@ -195,25 +225,19 @@ class ChildDomainName(DomainName):
 
 
 def existing_foundation(
-    name: str,
-    component: pulumi.ComponentResource,
-    s: Settings,
-    *,
-    vpc_id: pulumi.Input[str],
-    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
-    private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
-    cluster: pulumi.Input[str],
+    name: str, component: pulumi.ComponentResource, s: Settings, args: Mapping[str, Any]
 ) -> Foundation:
-    """The foundation of `component` in an existing VPC and cluster, built as its children."""
+    """The foundation of `component` in the existing VPC and cluster its `args` name,
+    built as its children."""
     child = pulumi.ResourceOptions(parent=component)
     return Foundation(
         network=ExistingNetwork(  # type: ignore[arg-type]
-            vpc_id=pulumi.Output.from_input(vpc_id),
-            public_subnet_ids=pulumi.Output.from_input(public_subnet_ids),
-            private_subnet_ids=pulumi.Output.from_input(private_subnet_ids),
+            vpc_id=pulumi.Output.from_input(args["vpc_id"]),
+            public_subnet_ids=pulumi.Output.from_input(args.get("public_subnet_ids") or []),
+            private_subnet_ids=pulumi.Output.from_input(args.get("private_subnet_ids") or []),
         ),
         cluster=ClusterAttachment(  # type: ignore[arg-type]
-            f"{name}-cluster", cluster, s.log_retention_days, user_images(s), opts=child
+            f"{name}-cluster", args["cluster"], s.log_retention_days, user_images(s), opts=child
         ),
         alerts=Alerts(f"{name}-alerts", s.alerts_email, opts=child),
         domain_name=ChildDomainName(f"{name}-domain", s.domain, s.hosted_zone_id, component),

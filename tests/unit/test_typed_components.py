@@ -167,6 +167,30 @@ def test_existing_cluster_gets_the_component_s_own_log_group_and_execution_role(
     assert {r.urn for r in graph.descendants(component)} == graph.urns() - {component.urn}
 
 
+def test_direct_task_in_an_existing_vpc_and_cluster():
+    from topologies.direct_task import DirectTask
+
+    args = {
+        "domain": "tasks.example.com",
+        "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+        "acme": {"email": "ops@example.com"},
+        "vpc_id": VPC,
+        "public_subnet_ids": PUBLIC,
+        "cluster": f"arn:aws:ecs:eu-west-1:123456789012:cluster/{CLUSTER}",
+    }
+    graph = run_mocked(lambda: DirectTask("direct-task", args)).graph  # type: ignore[arg-type]
+    assert not graph.of_type("aws:ecs/cluster:Cluster")
+    component = graph.one("ecs-tls:direct_task:DirectTask")
+    assert {r.urn for r in graph.descendants(component)} == graph.urns() - {component.urn}
+    service = graph.one("aws:ecs/service:Service", "direct-task")
+    assert service.inputs["cluster"] == args["cluster"]
+    assert service.inputs["networkConfiguration"]["subnets"] == PUBLIC
+    from settings import ConfigError
+
+    with pytest.raises(ConfigError, match="ecs-tls:publicSubnetIds: missing"):
+        DirectTask("direct-task", {k: v for k, v in args.items() if k != "public_subnet_ids"})  # type: ignore[arg-type]
+
+
 def test_opts_reach_the_component_and_its_children():
     """providers, protect, aliases and parent, as any Pulumi component takes them."""
     import pulumi_aws as aws
@@ -315,6 +339,8 @@ def test_schema_shape_of_alb_envoy():
     assert inputs["domain"]["plain"] is True
     assert inputs["app"]["$ref"] == "#/types/ecs-tls:index:AppArgs"
     assert {"endpoint", "loadBalancerDnsName", "serviceArn"} <= set(resource["properties"])
+    direct = schema()["resources"]["ecs-tls:index:DirectTask"]
+    assert direct["requiredInputs"] == ["acme", "domain", "hostedZoneId"]
 
 
 def test_construct_through_the_package_provider(monkeypatch):
