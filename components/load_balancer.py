@@ -259,6 +259,9 @@ class NetworkLoadBalancerArgs:
     internal: bool = False
     # Access logs: NLBs log TLS listeners only (settings refuse them elsewhere). No WAF.
     extras: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
+    # The targets' security group: the load balancer may reach it on the listeners' target
+    # ports only, by rules made before the component registers its outputs.
+    target_security_group_id: pulumi.Input[str] | None = None
 
 
 class NetworkLoadBalancer(_LoadBalancer):
@@ -339,4 +342,7 @@ class NetworkLoadBalancer(_LoadBalancer):
                     opts=child,
                 )
             )
+        if args.target_security_group_id is not None:
+            for port in dict.fromkeys(lst.target_port for lst in args.listeners):
+                self.allow_to_targets(args.target_security_group_id, port)
         self.register_outputs({"dnsName": self.load_balancer.dns_name})

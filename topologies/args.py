@@ -13,6 +13,7 @@ annotations as objects, and each field's description from the string below it.
 
 import inspect
 import types
+from collections import abc
 from collections.abc import Mapping, Sequence
 from typing import (
     Any,
@@ -37,9 +38,14 @@ __all__ = [
     "AppArgs",
     "AutoscalingArgs",
     "CertificateArgs",
+    "ClientAliasArgs",
     "DirectTaskArgs",
     "EnvoyArgs",
     "LoadBalancerArgs",
+    "PrivateCaArgs",
+    "ServiceArgs",
+    "ServiceConnectArgs",
+    "ServiceConnectTopologyArgs",
     "args_from_config",
     "config_from_args",
     "topology_settings",
@@ -120,6 +126,90 @@ class AppArgs(TypedDict, total=False):
     """An existing IAM role used as the app's task role instead of the component's; excludes taskRolePolicyArns."""
     enable_execute_command: bool
     """ECS Exec into the app's tasks. Not in an existing cluster: sessions need the cluster's own ECS Exec configuration, which the component does not change."""
+
+
+class ClientAliasArgs(TypedDict, total=False):
+    """The name and port clients of a Service Connect server use."""
+
+    dns_name: str
+    """DNS name clients call. Default: the service's name."""
+    port: int
+    """Port clients call; required when clientAlias is given."""
+
+
+class ServiceArgs(TypedDict, total=False):
+    """One service of service-connect."""
+
+    name: Required[str]
+    """Lowercase DNS label, unique among the services."""
+    image: Required[str]
+    """Container image (pin it by digest)."""
+    port: Required[int]
+    """Port the container listens on."""
+    mode: str
+    """server (reachable, TLS by Service Connect; the default) or client (calls others only)."""
+    public: bool
+    """The one server the ingress sends clients to. Default: frontend, else the first server."""
+    app_protocol: str
+    """http (default), http2 or grpc; fixed once the service exists."""
+    discovery_name: str
+    """Cloud Map name of the service. Default: name."""
+    client_alias: ClientAliasArgs
+    """Name and port clients use. Default: name and port."""
+    calls: Sequence[str]
+    """Names of the servers this service calls; ECS creates them first. Default: the public service and clients call every other server."""
+    health_check_path: str
+    """HTTP path the load balancer checks. Default: /."""
+    command: Sequence[str]
+    """Container command. Default: the image's."""
+    environment: Mapping[str, str]
+    """Plain environment variables; no secrets, as app.environment."""
+    cpu: int
+    """Fargate task CPU units. Default: 256."""
+    memory: int
+    """Fargate task memory (MiB). Default: 512."""
+    secrets: Mapping[str, Any]
+    """As app.secrets, for this service's container."""
+    secrets_kms_key_arn: str
+    """As app.secretsKmsKeyArn, for this service's secrets."""
+    task_role_policy_arns: Sequence[str]
+    """As app.taskRolePolicyArns, attached to this service's task role."""
+    task_role_arn: str
+    """As app.taskRoleArn, for this service."""
+    desired_count: int
+    """Number of tasks. Default: 2."""
+    capacity: Any
+    """As app.capacity: fargate only in an existing cluster."""
+    autoscaling: AutoscalingArgs
+    """As app.autoscaling, for this service."""
+    enable_execute_command: bool
+    """ECS Exec into this service's tasks; not in an existing cluster."""
+
+
+class PrivateCaArgs(TypedDict, total=False):
+    """The AWS Private CA that issues the Service Connect certificates. Default: a short-lived CA is created."""
+
+    arn: str
+    """ARN of an existing (e.g. RAM-shared) CA to use instead of creating one."""
+    share_with: Sequence[str]
+    """Account IDs, OU ARNs or an organization ARN to share the created CA with through RAM."""
+    key_algorithm: str
+    """Key of a created CA: EC_prime256v1 (default), EC_secp384r1 or RSA_2048."""
+    signing_algorithm: str
+    """Signing algorithm of a created CA, matching its key. Default: SHA256WITHECDSA."""
+    permanent_deletion_days: int
+    """Days a deleted CA stays restorable (7 to 30). Default: 7."""
+    allow_external_principals: bool
+    """Let the RAM share reach accounts outside your AWS Organization."""
+
+
+class ServiceConnectArgs(TypedDict, total=False):
+    """The Service Connect namespace and TLS options."""
+
+    namespace: str
+    """Name of the Cloud Map HTTP namespace. Default: <project>-<stack> (in an existing cluster: <project>-<stack>-<component name>, created by the component)."""
+    customer_kms_key: bool
+    """Encrypt the keys ECS stores for Service Connect TLS with a customer managed KMS key."""
 
 
 class EnvoyArgs(TypedDict, total=False):
@@ -210,6 +300,45 @@ class DirectTaskArgs(TypedDict, total=False):
     """E-mail address subscribed to the component's alerts topic (renewal failures, certificate expiry, fewer running tasks than desired)."""
 
 
+class ServiceConnectTopologyArgs(TypedDict, total=False):
+    """The arguments of ServiceConnect: where it runs, and the configuration keys of service-connect."""
+
+    domain: Required[str]
+    """The DNS name clients of the public service use."""
+    vpc_id: pulumi.Input[str]
+    """ID of the existing VPC to run in. Required, with the subnets and the cluster."""
+    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Public subnets of the VPC, for the load balancer (ingress alb or nlb)."""
+    private_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Private subnets of the VPC, for the tasks; they need a NAT gateway or VPC endpoints."""
+    cluster: pulumi.Input[str]
+    """Name or ARN of the existing ECS cluster the services run in; the component creates its own log group, execution role and Service Connect namespace, and changes nothing of the cluster."""
+    hosted_zone_id: str
+    """Route53 zone holding domain; when set the component creates the alias record of domain (and an ACM-issued certificate is the default)."""
+    ingress: str
+    """How clients reach the public service: alb (default), nlb or none."""
+    services: Sequence[ServiceArgs]
+    """The services. Default: a frontend that calls a backend."""
+    private_ca: PrivateCaArgs
+    """The Private CA of the Service Connect certificates."""
+    service_connect: ServiceConnectArgs
+    """The Service Connect namespace and TLS options."""
+    certificate: CertificateArgs
+    """The certificate of the load balancer's TLS listener."""
+    ssl_policy: str
+    """TLS policy of the load balancer's listener, a TLS13 one. Default: ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09."""
+    allowed_cidrs: Sequence[str]
+    """IPv4 CIDRs allowed to reach the load balancer. Default: 0.0.0.0/0."""
+    certificate_expiry_alarm_days: int
+    """Days before the listener's certificate expires when the alerts topic is told (1 to 45). Default: 30."""
+    log_retention_days: int
+    """Retention of the tasks' CloudWatch log group, one of the values CloudWatch accepts. Default: 30."""
+    alerts_email: str
+    """E-mail address subscribed to the component's alerts topic."""
+    load_balancer: LoadBalancerArgs
+    """Extras of the load balancer: access logs (ALB), deletion protection, a WAF web ACL (ALB)."""
+
+
 # --------------------------------------------------------------------------- conversion
 def _unwrapped(annotation: Any) -> Any:
     """The type under Required/NotRequired and Optional."""
@@ -221,6 +350,14 @@ def _unwrapped(annotation: Any) -> Any:
         if len(inner) == 1:
             return _unwrapped(inner[0])
     return annotation
+
+
+def _items_type(annotation: Any) -> type | None:
+    """The TypedDict a list field holds, if it holds one."""
+    if get_origin(annotation) in (list, Sequence, abc.Sequence):
+        (item,) = get_args(annotation)
+        return item if is_typeddict(item) else None
+    return None
 
 
 def _fields(args_type: type) -> dict[str, Any]:
@@ -240,8 +377,11 @@ def config_from_args(args: Mapping[str, Any], args_type: type, path: str = "") -
             accepted = ", ".join(camel_case(f) for f in fields)
             raise ConfigError(key, f"is not an argument of {args_type.__name__}: {accepted}")
         field = fields[name]
+        item = _items_type(field)
         if is_typeddict(field):
             value = config_from_args(value, field, f"{key}.")
+        elif item is not None and isinstance(value, Sequence) and not isinstance(value, str):
+            value = [config_from_args(v, item, f"{key}[{i}].") for i, v in enumerate(value)]
         elif field is int and isinstance(value, float) and value.is_integer():
             # Numbers cross the provider protocol as floats, at every depth.
             value = int(value)
@@ -265,7 +405,12 @@ def args_from_config(
         if key not in fields:
             raise ConfigError(key, f"has no argument in {args_type.__name__}")
         name, field = fields[key]
-        out[name] = args_from_config(value, field) if is_typeddict(field) else value
+        item = _items_type(field)
+        if is_typeddict(field):
+            value = args_from_config(value, field)
+        elif item is not None and isinstance(value, list):
+            value = [args_from_config(v, item) for v in value]
+        out[name] = value
     return out
 
 

@@ -128,6 +128,7 @@ class ClusterAttachment(pulumi.ComponentResource):
         cluster: pulumi.Input[str],
         log_retention_days: int,
         images: Sequence[str],
+        namespace_name: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("ecs-tls:cluster:ClusterAttachment", name, None, opts)
@@ -140,6 +141,18 @@ class ClusterAttachment(pulumi.ComponentResource):
         self.image_cache = None
         self.exec_key = None
         self.exec_log_group = None
+        # Service Connect's namespace: the component's own, referenced by each service (the
+        # cluster's default namespace is the user's and stays as it is).
+        self.namespace = (
+            aws.servicediscovery.HttpNamespace(
+                name,
+                name=namespace_name,
+                description=f"Service Connect namespace of {physical_name(name)}",
+                opts=child,
+            )
+            if namespace_name
+            else None
+        )
         self.log_group = aws.cloudwatch.LogGroup(
             name,
             name=f"/ecs/{physical_name(name)}",
@@ -225,7 +238,12 @@ class ChildDomainName(DomainName):
 
 
 def existing_foundation(
-    name: str, component: pulumi.ComponentResource, s: Settings, args: Mapping[str, Any]
+    name: str,
+    component: pulumi.ComponentResource,
+    s: Settings,
+    args: Mapping[str, Any],
+    *,
+    with_namespace: bool = False,
 ) -> Foundation:
     """The foundation of `component` in the existing VPC and cluster its `args` name,
     built as its children."""
@@ -237,7 +255,12 @@ def existing_foundation(
             private_subnet_ids=pulumi.Output.from_input(args.get("private_subnet_ids") or []),
         ),
         cluster=ClusterAttachment(  # type: ignore[arg-type]
-            f"{name}-cluster", args["cluster"], s.log_retention_days, user_images(s), opts=child
+            f"{name}-cluster",
+            args["cluster"],
+            s.log_retention_days,
+            user_images(s),
+            (s.service_connect.namespace or physical_name(name)) if with_namespace else None,
+            opts=child,
         ),
         alerts=Alerts(f"{name}-alerts", s.alerts_email, opts=child),
         domain_name=ChildDomainName(f"{name}-domain", s.domain, s.hosted_zone_id, component),

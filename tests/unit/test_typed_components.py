@@ -191,6 +191,70 @@ def test_direct_task_in_an_existing_vpc_and_cluster():
         DirectTask("direct-task", {k: v for k, v in args.items() if k != "public_subnet_ids"})  # type: ignore[arg-type]
 
 
+SERVICES = [
+    {"name": "web", "image": "nginx", "port": 8080, "environment": {"UPSTREAM_url": "x"}},
+    {
+        "name": "api",
+        "image": "nginx",
+        "port": 9090,
+        "client_alias": {"dns_name": "api", "port": 90},
+    },
+]
+
+
+def test_service_connect_in_an_existing_vpc_and_cluster(monkeypatch):
+    from topologies.service_connect import ServiceConnect
+
+    args = {**existing(), "services": SERVICES, "ingress": "nlb"}
+    runs: list[Graph] = []
+
+    def run() -> None:
+        runs.append(run_mocked(lambda: ServiceConnect("service-connect", args)).graph)
+
+    late = closed_components_registering(monkeypatch, run)
+    assert late == [], "\n".join(late)
+    (graph,) = runs
+    assert not graph.of_type("aws:ecs/cluster:Cluster")
+    component = graph.one("ecs-tls:service_connect:ServiceConnect")
+    assert {r.urn for r in graph.descendants(component)} == graph.urns() - {component.urn}
+    namespace = graph.one("aws:servicediscovery/httpNamespace:HttpNamespace")
+    assert namespace.inputs["name"] == "ecs-tls-dev-service-connect"
+    services = graph.of_type("aws:ecs/service:Service")
+    assert {s.name for s in services} == {"service-connect-web", "service-connect-api"}
+    for service in services:
+        sc = service.inputs["serviceConnectConfiguration"]
+        assert sc["namespace"] == namespace.outputs["arn"]
+        assert service.inputs["cluster"].endswith(f":cluster/{CLUSTER}")
+    web = graph.one("aws:ecs/taskDefinition:TaskDefinition", "service-connect-web")
+    (container,) = json.loads(web.inputs["containerDefinitions"])
+    assert {"name": "UPSTREAM_url", "value": "x"} in container["environment"]
+
+
+def test_service_connect_args_mirror_the_configuration():
+    from topologies.args import ServiceConnectTopologyArgs, config_from_args
+    from topologies.service_connect import service_connect_args
+
+    config = {
+        "domain": "app.example.com",
+        "ingress": "none",
+        "serviceConnect": {"namespace": "apps", "customerKmsKey": True},
+        "privateCa": {"shareWith": ["111122223333"], "permanentDeletionDays": 30},
+        "services": [
+            {"name": "web", "image": "nginx", "port": 80, "environment": {"A_b": "c"}},
+            {
+                "name": "api",
+                "image": "nginx",
+                "port": 81,
+                "clientAlias": {"dnsName": "x", "port": 1},
+            },
+        ],
+    }
+    args = service_connect_args({**config, "topology": "service-connect", "caaRecord": False})
+    assert args["services"][1]["client_alias"] == {"dns_name": "x", "port": 1}
+    assert args["service_connect"] == {"namespace": "apps", "customer_kms_key": True}
+    assert config_from_args(args, ServiceConnectTopologyArgs) == config
+
+
 def test_opts_reach_the_component_and_its_children():
     """providers, protect, aliases and parent, as any Pulumi component takes them."""
     import pulumi_aws as aws
@@ -339,6 +403,9 @@ def test_schema_shape_of_alb_envoy():
     assert inputs["domain"]["plain"] is True
     assert inputs["app"]["$ref"] == "#/types/ecs-tls:index:AppArgs"
     assert {"endpoint", "loadBalancerDnsName", "serviceArn"} <= set(resource["properties"])
+    service_connect = schema()["resources"]["ecs-tls:index:ServiceConnect"]
+    services = service_connect["inputProperties"]["services"]
+    assert services["items"]["$ref"] == "#/types/ecs-tls:index:ServiceArgs"
     direct = schema()["resources"]["ecs-tls:index:DirectTask"]
     assert direct["requiredInputs"] == ["acme", "domain", "hostedZoneId"]
 
