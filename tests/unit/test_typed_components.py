@@ -554,3 +554,38 @@ def test_example_matches_the_equivalent_stack():
     differing = [(key, ours[key], theirs[key]) for key in ours if ours[key] != theirs[key]]
     assert differing == [], json.dumps(differing, indent=1)
     assert len(ours) > 20
+
+
+def test_the_plugin_entry_point_serves_the_snapshot_schema(tmp_path):
+    """package/__main__.py as the language host starts it: it prints its port, and its
+    GetSchema answers package/schema.json (the engine address is never dialled for that)."""
+    import subprocess
+    import sys
+
+    import grpc
+    from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+
+    from package.hosted import SCHEMA_FILE
+
+    host = subprocess.Popen(
+        [sys.executable, str(ROOT / "package"), "127.0.0.1:1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(host.stdout.readline().strip())  # type: ignore[union-attr]
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+            response = stub.GetSchema(provider_pb2.GetSchemaRequest(version=0), timeout=30)
+    finally:
+        host.terminate()
+        host.wait(timeout=10)
+    served = json.loads(response.schema)
+    assert served == json.loads(SCHEMA_FILE.read_text())
+    assert set(served["resources"]) == {
+        "ecs-tls:index:AlbEnvoy",
+        "ecs-tls:index:ServiceConnect",
+        "ecs-tls:index:DirectTask",
+    }
