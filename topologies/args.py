@@ -414,6 +414,16 @@ def args_from_config(
     return out
 
 
+def _holds_output(value: Any) -> bool:
+    if isinstance(value, pulumi.Output):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_output(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_output(v) for v in value)
+    return False
+
+
 def topology_settings(
     topology: str,
     args: Mapping[str, Any],
@@ -429,11 +439,12 @@ def topology_settings(
     """
     plain = {k: v for k, v in args.items() if k not in foundation_fields}
     for key, value in plain.items():
-        if isinstance(value, pulumi.Output):
+        if _holds_output(value):
             raise ConfigError(
                 camel_case(key),
-                "must be a plain value (it shapes which resources are created and is "
-                "validated before any is registered), not an Output",
+                "must be a plain value, not an Output (another resource's output, or a "
+                "value marked secret): it decides which resources are created and is "
+                "validated before any is registered",
             )
     values = {"topology": topology, **config_from_args(plain, args_type)}
     secret = list(secret_keys)

@@ -135,6 +135,7 @@ def test_a_bad_argument_fails_before_any_resource_naming_it():
         (existing(app={"capacity": "fargate-spot"}), "app.capacity"),
         (existing(app={"enable_execute_command": True}), "app.enableExecuteCommand"),
         (existing(allowed_cidrs=pulumi.Output.from_input(["10.0.0.0/8"])), "allowedCidrs"),
+        (existing(app={"image": pulumi.Output.secret("nginx")}), "app"),
     ]:
         with pytest.raises(ConfigError, match=f"ecs-tls:{key}") as raised:
             run_mocked(alb_envoy(args))
