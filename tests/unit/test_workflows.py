@@ -375,6 +375,31 @@ def test_preview_previews_shipped_stacks_and_comments_the_diff():
     assert not _is_true(inputs.get("upsert")), "a preview must not create stacks"
 
 
+def test_preview_runs_the_policy_pack_in_its_own_virtualenv():
+    _, job = _preview_job(_load("preview.yml"))
+    steps = job["steps"]
+    i_preview = _step_index(
+        steps, lambda s: s.get("with", {}).get("command") == "preview", "runs the preview"
+    )
+    inputs = steps[i_preview]["with"]
+    # pulumi/actions turns each line into --policy-pack / --policy-pack-config.
+    packs = str(inputs.get("policyPacks", "")).split()
+    configs = str(inputs.get("policyPackConfigs", "")).split()
+    assert packs == ["policy"], inputs
+    assert len(configs) == len(packs) and (REPO_ROOT / configs[0]).is_file(), inputs
+    pack = yaml.safe_load((REPO_ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    venv = pack["runtime"]["options"]["virtualenv"]
+    i_install = _step_index(
+        steps,
+        lambda s: "policy/requirements.txt" in str(s.get("run", "")),
+        "installs the pack's requirements",
+    )
+    script = steps[i_install]["run"]
+    assert f"python -m venv policy/{venv}" in script, script
+    assert f"policy/{venv}/bin/python -m pip install -r policy/requirements.txt" in script
+    assert i_install < i_preview
+
+
 def test_pulumi_cli_is_pinned_to_the_sdk_of_requirements_txt():
     """Bumping `pulumi` in requirements.txt without the workflow (or back) fails here."""
     version = _pulumi_sdk_version()

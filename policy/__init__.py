@@ -1,0 +1,1 @@
+"""The CrossGuard policy pack (run by the Pulumi CLI from this directory; see __main__.py)."""
