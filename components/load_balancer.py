@@ -260,7 +260,7 @@ class NetworkLoadBalancerArgs:
     # Access logs: NLBs log TLS listeners only (settings refuse them elsewhere). No WAF.
     extras: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
     # The targets' security group: the load balancer may reach it on the listeners' target
-    # ports only, by rules made before the component registers its outputs.
+    # and health-check ports only, by rules made before the component registers outputs.
     target_security_group_id: pulumi.Input[str] | None = None
 
 
@@ -343,6 +343,12 @@ class NetworkLoadBalancer(_LoadBalancer):
                 )
             )
         if args.target_security_group_id is not None:
-            for port in dict.fromkeys(lst.target_port for lst in args.listeners):
+            # The listeners' target ports, and the health-check ports that are not one.
+            checks = [
+                int(lst.health_check_port)
+                for lst in args.listeners
+                if lst.health_check_port.isdigit()
+            ]
+            for port in dict.fromkeys([*(lst.target_port for lst in args.listeners), *checks]):
                 self.allow_to_targets(args.target_security_group_id, port)
         self.register_outputs({"dnsName": self.load_balancer.dns_name})

@@ -21,10 +21,11 @@ from pulumi.provider.experimental.component import ComponentProvider  # noqa: E4
 
 from topologies.alb_envoy import AlbEnvoy  # noqa: E402
 from topologies.direct_task import DirectTask  # noqa: E402
+from topologies.nlb_certbot import NlbCertbot  # noqa: E402
 from topologies.service_connect import ServiceConnect  # noqa: E402
 
 PACKAGE = "ecs-tls"
-COMPONENTS = [AlbEnvoy, ServiceConnect, DirectTask]
+COMPONENTS = [AlbEnvoy, NlbCertbot, ServiceConnect, DirectTask]
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
 
 

@@ -38,10 +38,12 @@ __all__ = [
     "AppArgs",
     "AutoscalingArgs",
     "CertificateArgs",
+    "CertificateLayoutArgs",
     "ClientAliasArgs",
     "DirectTaskArgs",
     "EnvoyArgs",
     "LoadBalancerArgs",
+    "NlbCertbotArgs",
     "PrivateCaArgs",
     "ServiceArgs",
     "ServiceConnectArgs",
@@ -78,6 +80,23 @@ class AcmeArgs(TypedDict, total=False):
     """ACME directory: staging (default), production, or an https:// directory URL."""
     profile: str
     """ACME profile to ask for: classic, tlsserver (45 days) or shortlived (about 6 days)."""
+    renew_every_days: int
+    """nlb-certbot: days between runs of the renewal task (1 to 30). Default: a sixth of the certificate lifetime."""
+
+
+class CertificateLayoutArgs(TypedDict, total=False):
+    """nlb-certbot: where the copier writes the certificate for an app that serves TLS itself. Default: Neo4j's layout."""
+
+    directory: str
+    """Base directory of the certificate files. Default: /ssl."""
+    scopes: Sequence[str]
+    """One subdirectory per TLS scope. Default: bolt, https."""
+    certificate_file: str
+    """File name of the certificate chain. Default: public.crt."""
+    private_key_file: str
+    """File name of the private key. Default: private.key."""
+    owner: str
+    """uid:gid owning the files. Default: 7474:7474 (the neo4j user)."""
 
 
 class AutoscalingArgs(TypedDict, total=False):
@@ -126,6 +145,24 @@ class AppArgs(TypedDict, total=False):
     """An existing IAM role used as the app's task role instead of the component's; excludes taskRolePolicyArns."""
     enable_execute_command: bool
     """ECS Exec into the app's tasks. Not in an existing cluster: sessions need the cluster's own ECS Exec configuration, which the component does not change."""
+    ports: Sequence[int]
+    """nlb-certbot: TLS ports the app serves and the NLB passes through (TCP). Default: 7473, 7687."""
+    certificate_layout: CertificateLayoutArgs
+    """nlb-certbot: where the copier writes the certificate for the app."""
+    instance_type: str
+    """nlb-certbot with capacity ec2: the instance type. Default: t3.large."""
+    data_path: str
+    """nlb-certbot with capacity ec2: the container path kept on the data volume. Default: /data."""
+    data_volume_gib: int
+    """nlb-certbot with capacity ec2: size of the encrypted gp3 data volume (configuration key app.dataVolumeGiB). Default: 20."""
+    snapshot_retention_days: int
+    """nlb-certbot with capacity ec2: daily snapshots of the data volume kept (0: none). Default: 7."""
+    data_volume_snapshot_id: str
+    """nlb-certbot with capacity ec2: create the data volume from this EBS snapshot, to restore."""
+    data_volume_zone: str
+    """nlb-certbot with capacity ec2: availability zone of a new data volume. Default: the first private subnet's."""
+    data_volume_kms_key_arn: str
+    """nlb-certbot with capacity ec2: customer managed KMS key of the data and root volumes. Default: the account's EBS key."""
 
 
 class ClientAliasArgs(TypedDict, total=False):
@@ -339,6 +376,35 @@ class ServiceConnectTopologyArgs(TypedDict, total=False):
     """Extras of the load balancer: access logs (ALB), deletion protection, a WAF web ACL (ALB)."""
 
 
+class NlbCertbotArgs(TypedDict, total=False):
+    """The arguments of NlbCertbot: where it runs, and the configuration keys of nlb-certbot."""
+
+    domain: Required[str]
+    """The DNS name clients use; the Let's Encrypt certificate covers it."""
+    acme: Required[AcmeArgs]
+    """Let's Encrypt account (email required), challenge and directory."""
+    allowed_cidrs: Required[Sequence[str]]
+    """IPv4 CIDRs allowed to reach the NLB, which passes TCP straight to the app: 0.0.0.0/0 opens it to everyone."""
+    hosted_zone_id: str
+    """Route53 zone holding domain: required by DNS-01 (the default challenge); the component creates the record of domain."""
+    vpc_id: pulumi.Input[str]
+    """ID of the existing VPC to run in. Required, with the subnets and the cluster."""
+    public_subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Public subnets of the VPC, for the NLB."""
+    private_subnet_ids: Sequence[str]
+    """Private subnets of the VPC (plain IDs: their zones are read before any resource, for the EFS mount targets), for the tasks."""
+    cluster: pulumi.Input[str]
+    """Name or ARN of the existing ECS cluster; the component creates its own log group and execution role and changes nothing of the cluster. There app.capacity must be fargate."""
+    app: AppArgs
+    """The app that terminates TLS itself. Default: Neo4j."""
+    log_retention_days: int
+    """Retention of the tasks' CloudWatch log group, one of the values CloudWatch accepts. Default: 30."""
+    alerts_email: str
+    """E-mail address subscribed to the component's alerts topic (renewal failures, certificate expiry)."""
+    load_balancer: LoadBalancerArgs
+    """Extras of the NLB: deletion protection only (it passes TCP)."""
+
+
 # --------------------------------------------------------------------------- conversion
 def _unwrapped(annotation: Any) -> Any:
     """The type under Required/NotRequired and Optional."""
@@ -352,12 +418,30 @@ def _unwrapped(annotation: Any) -> Any:
     return annotation
 
 
+# Configuration keys not spelt as their field in camelCase (the schema keeps camelCase).
+_RENAMED = {"dataVolumeGib": "dataVolumeGiB"}
+
+
+def _key(name: str) -> str:
+    return _RENAMED.get(camel_case(name), camel_case(name))
+
+
 def _items_type(annotation: Any) -> type | None:
     """The TypedDict a list field holds, if it holds one."""
     if get_origin(annotation) in (list, Sequence, abc.Sequence):
         (item,) = get_args(annotation)
         return item if is_typeddict(item) else None
     return None
+
+
+def _integers(value: Any, field: Any) -> Any:
+    """`value` with whole floats made integers where `field` says int (or a list of int)."""
+    if field is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    int_list = get_origin(field) in (list, Sequence, abc.Sequence) and get_args(field) == (int,)
+    if int_list and isinstance(value, list | tuple):
+        return [_integers(v, int) for v in value]
+    return value
 
 
 def _fields(args_type: type) -> dict[str, Any]:
@@ -372,7 +456,7 @@ def config_from_args(args: Mapping[str, Any], args_type: type, path: str = "") -
     for name, value in args.items():
         if value is None:
             continue
-        key = f"{path}{camel_case(name)}"
+        key = f"{path}{_key(name)}"
         if name not in fields:
             accepted = ", ".join(camel_case(f) for f in fields)
             raise ConfigError(key, f"is not an argument of {args_type.__name__}: {accepted}")
@@ -382,10 +466,10 @@ def config_from_args(args: Mapping[str, Any], args_type: type, path: str = "") -
             value = config_from_args(value, field, f"{key}.")
         elif item is not None and isinstance(value, Sequence) and not isinstance(value, str):
             value = [config_from_args(v, item, f"{key}[{i}].") for i, v in enumerate(value)]
-        elif field is int and isinstance(value, float) and value.is_integer():
+        else:
             # Numbers cross the provider protocol as floats, at every depth.
-            value = int(value)
-        out[camel_case(name)] = value
+            value = _integers(value, field)
+        out[_key(name)] = value
     return out
 
 
@@ -397,7 +481,7 @@ def args_from_config(
     `skip`: configuration keys the caller handles itself (the foundation's). Any other key
     without a field raises, so an argument type cannot silently drop configuration.
     """
-    fields = {camel_case(name): (name, field) for name, field in _fields(args_type).items()}
+    fields = {_key(name): (name, field) for name, field in _fields(args_type).items()}
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key in skip:

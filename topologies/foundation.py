@@ -15,7 +15,7 @@ provider) and ECS Exec (the cluster's execute-command configuration).
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -31,6 +31,7 @@ from components.iam import (
     policy_document,
 )
 from components.naming import physical_name
+from components.network import ZonalSubnet, one_per_zone
 from settings import ConfigError, Settings
 from settings.images import ecr_repository_arn, user_images
 from topologies.args import topology_settings
@@ -72,6 +73,22 @@ class ExistingNetwork:
     vpc_id: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[list[str]]
     private_subnet_ids: pulumi.Output[list[str]]
+    # One private subnet per zone (EFS mount targets, a zonal volume); read only for the
+    # topologies that need it, from plain subnet IDs.
+    private_zonal_subnets: list[ZonalSubnet] = field(default_factory=list)
+
+
+def zonal_subnets(subnet_ids: Sequence[str], parent: pulumi.Resource) -> list[ZonalSubnet]:
+    """The first private subnet of each zone, read now (a plain invoke) so that the number
+    of per-zone resources is known when they are registered."""
+    found = [
+        (subnet, aws.ec2.get_subnet(id=subnet, opts=pulumi.InvokeOptions(parent=parent)))
+        for subnet in subnet_ids
+    ]
+    return [
+        ZonalSubnet(pulumi.Output.from_input(subnet), pulumi.Output.from_input(zone))
+        for subnet, zone in one_per_zone([(sub, f.availability_zone) for sub, f in found])
+    ]
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,13 @@ def cluster_reference(
 
 def refuse_on_existing_cluster(s: Settings) -> None:
     """What a component cannot do in a cluster it did not create, named by argument."""
+    if s.topology == "nlb-certbot" and s.app.capacity == "ec2":
+        raise ConfigError(
+            "app.capacity",
+            "'ec2' (the default of nlb-certbot) needs an EC2 capacity provider on the "
+            "cluster, which this component does not add to a cluster it did not create: "
+            "set app.capacity to fargate (stateless TLS apps: nothing persists)",
+        )
     workloads = [("app", s.app)] + [(f"services[{i}]", v) for i, v in enumerate(s.services)]
     for key, workload in workloads:
         if workload.capacity_strategy is not None:
@@ -244,15 +268,18 @@ def existing_foundation(
     args: Mapping[str, Any],
     *,
     with_namespace: bool = False,
+    with_zones: bool = False,
 ) -> Foundation:
     """The foundation of `component` in the existing VPC and cluster its `args` name,
     built as its children."""
     child = pulumi.ResourceOptions(parent=component)
+    private = args.get("private_subnet_ids") or []
     return Foundation(
         network=ExistingNetwork(  # type: ignore[arg-type]
             vpc_id=pulumi.Output.from_input(args["vpc_id"]),
             public_subnet_ids=pulumi.Output.from_input(args.get("public_subnet_ids") or []),
-            private_subnet_ids=pulumi.Output.from_input(args.get("private_subnet_ids") or []),
+            private_subnet_ids=pulumi.Output.from_input(private),
+            private_zonal_subnets=zonal_subnets(private, component) if with_zones else [],
         ),
         cluster=ClusterAttachment(  # type: ignore[arg-type]
             f"{name}-cluster",

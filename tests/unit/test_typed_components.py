@@ -256,6 +256,49 @@ def test_service_connect_args_mirror_the_configuration():
     assert config_from_args(args, ServiceConnectTopologyArgs) == config
 
 
+NLB_CERTBOT = {
+    "domain": "db.example.com",
+    "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+    "acme": {"email": "ops@example.com"},
+    "allowed_cidrs": ["203.0.113.0/24"],
+    **FOUNDATION_ARGS,
+}
+
+
+def test_nlb_certbot_in_an_existing_vpc_and_cluster(monkeypatch):
+    from settings import ConfigError
+    from topologies.nlb_certbot import NlbCertbot
+
+    # Its default, an EC2 instance, needs a capacity provider on the cluster: refused.
+    with pytest.raises(ConfigError, match=r"ecs-tls:app\.capacity: 'ec2'"):
+        NlbCertbot("nlb-certbot", NLB_CERTBOT)  # type: ignore[arg-type]
+    outputs = {**NLB_CERTBOT, "private_subnet_ids": pulumi.Output.from_input(PRIVATE)}
+    with pytest.raises(ConfigError, match="ecs-tls:privateSubnetIds: must be plain"):
+        NlbCertbot("nlb-certbot", {**outputs, "app": {"capacity": "fargate"}})  # type: ignore[arg-type]
+
+    args = {**NLB_CERTBOT, "app": {"capacity": "fargate", "ports": [7473.0, 7687.0]}}
+    runs: list[Graph] = []
+    late = closed_components_registering(
+        monkeypatch,
+        lambda: runs.append(run_mocked(lambda: NlbCertbot("nlb-certbot", args)).graph),  # type: ignore[arg-type]
+    )
+    assert late == [], "\n".join(late)
+    (graph,) = runs
+    assert not graph.of_type("aws:ecs/cluster:Cluster")
+    assert not graph.of_type("aws:autoscaling/group:Group")
+    component = graph.one("ecs-tls:nlb_certbot:NlbCertbot")
+    assert {r.urn for r in graph.descendants(component)} == graph.urns() - {component.urn}
+    # One mount target per zone of the private subnets (the mocks put them in two zones).
+    targets = graph.of_type("aws:efs/mountTarget:MountTarget")
+    assert sorted(t.inputs["subnetId"] for t in targets) == PRIVATE
+    lb_rules = [
+        r
+        for r in graph.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.name.startswith("nlb-certbot-out-")
+    ]
+    assert sorted(r.inputs["fromPort"] for r in lb_rules) == [7473, 7687]
+
+
 def test_opts_reach_the_component_and_its_children():
     """providers, protect, aliases and parent, as any Pulumi component takes them."""
     import pulumi_aws as aws
@@ -587,6 +630,7 @@ def test_the_plugin_entry_point_serves_the_snapshot_schema(tmp_path):
     assert served == json.loads(SCHEMA_FILE.read_text())
     assert set(served["resources"]) == {
         "ecs-tls:index:AlbEnvoy",
+        "ecs-tls:index:NlbCertbot",
         "ecs-tls:index:ServiceConnect",
         "ecs-tls:index:DirectTask",
     }
