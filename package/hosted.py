@@ -20,12 +20,13 @@ if str(ROOT) not in sys.path:
 from pulumi.provider.experimental.component import ComponentProvider  # noqa: E402
 
 from topologies.alb_envoy import AlbEnvoy  # noqa: E402
+from topologies.appmesh_efs import AppmeshEfs  # noqa: E402
 from topologies.direct_task import DirectTask  # noqa: E402
 from topologies.nlb_certbot import NlbCertbot  # noqa: E402
 from topologies.service_connect import ServiceConnect  # noqa: E402
 
 PACKAGE = "ecs-tls"
-COMPONENTS = [AlbEnvoy, NlbCertbot, ServiceConnect, DirectTask]
+COMPONENTS = [AlbEnvoy, NlbCertbot, ServiceConnect, AppmeshEfs, DirectTask]
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
 
 

@@ -36,13 +36,17 @@ __all__ = [
     "AcmeArgs",
     "AlbEnvoyArgs",
     "AppArgs",
+    "AppmeshEfsArgs",
     "AutoscalingArgs",
     "CertificateArgs",
     "CertificateLayoutArgs",
     "ClientAliasArgs",
+    "ClientCertificateArgs",
     "DirectTaskArgs",
     "EnvoyArgs",
+    "GatewayRouteArgs",
     "LoadBalancerArgs",
+    "MeshArgs",
     "NlbCertbotArgs",
     "PrivateCaArgs",
     "ServiceArgs",
@@ -249,6 +253,45 @@ class ServiceConnectArgs(TypedDict, total=False):
     """Encrypt the keys ECS stores for Service Connect TLS with a customer managed KMS key."""
 
 
+class ClientCertificateArgs(TypedDict, total=False):
+    """appmesh-efs with your certificate and mutual TLS: the client certificate nodes present."""
+
+    certificate_pem: str
+    """PEM of the client certificate, issued under certificate.chainPem's root."""
+    private_key_pem: str
+    """PEM of its private key, a plain value: the component treats it as secret."""
+
+
+class GatewayRouteArgs(TypedDict, total=False):
+    """One route of the mesh gateway."""
+
+    prefix: Required[str]
+    """Path prefix the route matches, e.g. /api/."""
+    service: Required[str]
+    """Name of the service requests go to."""
+    prefix_rewrite: str
+    """Replaces the matched prefix, e.g. /. Default: the path is passed on unchanged."""
+
+
+class MeshArgs(TypedDict, total=False):
+    """appmesh-efs: the Envoy gateway, the services' Envoy sidecars and their discovery."""
+
+    namespace: str
+    """Cloud Map private DNS namespace; service <name> is <name>.<namespace>. Default: mesh.<domain>."""
+    mutual_tls: bool
+    """Services accept only clients with a certificate from the mesh's CA. Default: true."""
+    client_certificate: ClientCertificateArgs
+    """With your own certificate and mutual TLS: the client certificate the gateway and services present."""
+    gateway_routes: Sequence[GatewayRouteArgs]
+    """The gateway's routes, longest prefix first. Default: / to the first service."""
+    gateway_desired_count: int
+    """Number of gateway Envoy tasks. Default: 2."""
+    dns_refresh_seconds: int
+    """How often the gateway's Envoy re-resolves the services' Cloud Map names (1 to 60). Default: 5."""
+    additional_trusted_ca_pem: str
+    """Root CA certificates (PEM) every Envoy trusts besides the mesh's own, for a CA rotation."""
+
+
 class EnvoyArgs(TypedDict, total=False):
     """The TLS-terminating Envoy sidecar."""
 
@@ -405,6 +448,39 @@ class NlbCertbotArgs(TypedDict, total=False):
     """Extras of the NLB: deletion protection only (it passes TCP)."""
 
 
+class AppmeshEfsArgs(TypedDict, total=False):
+    """The arguments of AppmeshEfs: where it runs, and the configuration keys of appmesh-efs."""
+
+    domain: Required[str]
+    """The DNS name clients use; the gateway's certificate covers it."""
+    vpc_id: pulumi.Input[str]
+    """ID of the existing VPC to run in. Required, with the private subnets and the cluster."""
+    private_subnet_ids: Sequence[str]
+    """Private subnets of the VPC (plain IDs: their zones are read before any resource, for the EFS mount targets), for the internal NLB and the tasks."""
+    cluster: pulumi.Input[str]
+    """Name or ARN of the existing ECS cluster; the component creates its own log group and execution role and changes nothing of the cluster."""
+    hosted_zone_id: str
+    """Route53 zone holding domain; when set the component creates the alias record of domain."""
+    services: Sequence[ServiceArgs]
+    """The mesh's services. Default: a frontend that calls a backend."""
+    mesh: MeshArgs
+    """The gateway, the sidecars and their discovery."""
+    envoy: EnvoyArgs
+    """The Envoy of the gateway and the sidecars."""
+    certificate: CertificateArgs
+    """Your certificate for every node (PEMs), instead of a generated mesh CA."""
+    allowed_cidrs: Sequence[str]
+    """IPv4 CIDRs allowed to reach the internal NLB. Default: 0.0.0.0/0 (inside the VPC only)."""
+    certificate_expiry_alarm_days: int
+    """Days before a certificate expires when the alerts topic is told (1 to 45). Default: 30."""
+    log_retention_days: int
+    """Retention of the tasks' CloudWatch log group, one of the values CloudWatch accepts. Default: 30."""
+    alerts_email: str
+    """E-mail address subscribed to the component's alerts topic."""
+    load_balancer: LoadBalancerArgs
+    """Extras of the NLB: deletion protection only (it passes TCP)."""
+
+
 # --------------------------------------------------------------------------- conversion
 def _unwrapped(annotation: Any) -> Any:
     """The type under Required/NotRequired and Optional."""
@@ -532,9 +608,12 @@ def topology_settings(
             )
     values = {"topology": topology, **config_from_args(plain, args_type)}
     secret = list(secret_keys)
+    # A key given to a component is secret by definition: errors never show it.
     certificate = values.get("certificate")
     if isinstance(certificate, Mapping) and "privateKeyPem" in certificate:
-        # A key given to a component is secret by definition: errors never show it.
         secret.append("certificate")
+    client = (values.get("mesh") or {}).get("clientCertificate")
+    if isinstance(client, Mapping) and "privateKeyPem" in client:
+        secret.append("mesh")
     # Looked up at call time: tests wrap settings.parse.parse_settings to see what is read.
     return settings.parse.parse_settings(values, secret)

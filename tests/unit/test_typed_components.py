@@ -299,6 +299,35 @@ def test_nlb_certbot_in_an_existing_vpc_and_cluster(monkeypatch):
     assert sorted(r.inputs["fromPort"] for r in lb_rules) == [7473, 7687]
 
 
+def test_appmesh_efs_in_an_existing_vpc_and_cluster(monkeypatch):
+    from settings import ConfigError
+    from topologies.appmesh_efs import AppmeshEfs
+
+    args = {
+        "domain": "app.example.com",
+        "vpc_id": VPC,
+        "private_subnet_ids": PRIVATE,
+        "cluster": CLUSTER,
+        "mesh": {"gateway_routes": [{"prefix": "/", "service": "frontend"}]},
+    }
+    runs: list[Graph] = []
+    late = closed_components_registering(
+        monkeypatch,
+        lambda: runs.append(run_mocked(lambda: AppmeshEfs("appmesh-efs", args)).graph),  # type: ignore[arg-type]
+    )
+    assert late == [], "\n".join(late)
+    (graph,) = runs
+    assert not graph.of_type("aws:ecs/cluster:Cluster")
+    component = graph.one("ecs-tls:appmesh_efs:AppmeshEfs")
+    assert {r.urn for r in graph.descendants(component)} == graph.urns() - {component.urn}
+    targets = graph.of_type("aws:efs/mountTarget:MountTarget")
+    assert sorted(t.inputs["subnetId"] for t in targets) == PRIVATE
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer")
+    assert lb.inputs["internal"] is True and lb.inputs["subnets"] == PRIVATE
+    with pytest.raises(ConfigError, match="ecs-tls:privateSubnetIds: missing"):
+        AppmeshEfs("appmesh-efs", {k: v for k, v in args.items() if k != "private_subnet_ids"})  # type: ignore[arg-type]
+
+
 def test_opts_reach_the_component_and_its_children():
     """providers, protect, aliases and parent, as any Pulumi component takes them."""
     import pulumi_aws as aws
@@ -632,5 +661,6 @@ def test_the_plugin_entry_point_serves_the_snapshot_schema(tmp_path):
         "ecs-tls:index:AlbEnvoy",
         "ecs-tls:index:NlbCertbot",
         "ecs-tls:index:ServiceConnect",
+        "ecs-tls:index:AppmeshEfs",
         "ecs-tls:index:DirectTask",
     }
