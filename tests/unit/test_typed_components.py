@@ -394,10 +394,11 @@ def test_no_child_is_registered_after_register_outputs(monkeypatch):
     assert late == [], "\n".join(late)
 
 
-def test_no_child_is_registered_after_register_outputs_in_the_program(monkeypatch):
-    """This program's alb-envoy stack, foundation included (a configuration no other test
-    runs, so the program runs here rather than coming from the shared graphs)."""
-    config = {**MINIMAL_CONFIG["alb-envoy"], "logRetentionDays": 14, "alertsEmail": "o@x.org"}
+@pytest.mark.parametrize("topology", list(MINIMAL_CONFIG))
+def test_no_child_is_registered_after_register_outputs_in_the_program(monkeypatch, topology):
+    """This program's stack of each topology, foundation included (a configuration no other
+    test runs, so the program runs here rather than coming from the shared graphs)."""
+    config = {**MINIMAL_CONFIG[topology], "logRetentionDays": 14, "alertsEmail": "o@x.org"}
     late = closed_components_registering(monkeypatch, lambda: run_program(config))
     assert late == [], "\n".join(late)
 
