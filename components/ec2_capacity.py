@@ -3,7 +3,7 @@
 The instance sits in the zone of the app's data volume, which it attaches at boot; the
 Auto Scaling group replaces it there if it fails, and registers it with the NLB's target
 groups as an instance target. Its tasks share the instance's network namespace, so only
-root reaches the instance metadata service there (components/imds_guard.py).
+root reaches the instance metadata service there (task_contents/imds_guard.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, managed_policy_arn
-from components.imds_guard import imds_guard_user_data
 from components.naming import physical_name
+from task_contents.imds_guard import imds_guard_user_data
 
 # Resolved by EC2 when it launches an instance, not by `pulumi up`: a new ECS-optimised AMI
 # changes nothing in the stack, and the next instance (a replacement, or an instance
@@ -60,10 +60,10 @@ INSTANCE_TAG = "ecs-tls:instance-of"
 
 # How long the group's termination lifecycle hook holds an instance for draining: the
 # app's stop timeout (120 s) and the agent's reports fit, and it stays below the time a
-# replacement waits for the data volume (components/data_volume.py, 600 s).
+# replacement waits for the data volume (task_contents/data_volume.py, 600 s).
 DRAIN_HOOK_SECONDS = 300
 DRAIN_SCRIPT_PATH = "/usr/local/sbin/ecs-tls-drain"
-_DRAIN_SCRIPT = Path(__file__).with_name("drain_on_terminate.sh")
+_DRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "task_contents" / "drain_on_terminate.sh"
 _CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
@@ -128,8 +128,8 @@ def instance_user_data(
     The ECS agent's unit is only ordered after cloud-init; it starts even when user data
     fails (and then joins the `default` cluster). So what must hold before a task runs
     makes ecs.service itself depend on it: the metadata guard is required by it
-    (components/imds_guard.py), the data volume script installs a drop-in that requires
-    the mount (components/data_volume.sh).
+    (task_contents/imds_guard.py), the data volume script installs a drop-in that requires
+    the mount (task_contents/data_volume.sh).
 
     `unprivileged_port_start`: the lowest port non-root processes of the host namespace
     may bind (80 for certbot's HTTP-01 server); None keeps the kernel's 1024.
@@ -238,7 +238,7 @@ class ContainerInstances(pulumi.ComponentResource):
             vpc_security_group_ids=[args.security_group_id],
             # IMDSv2 only, one hop: nothing behind a further hop reaches it. Host-networked
             # containers share the instance's network namespace and would: the metadata
-            # guard in the user data refuses them (components/imds_guard.py). IPv4 only,
+            # guard in the user data refuses them (task_contents/imds_guard.py). IPv4 only,
             # the address the guard covers.
             metadata_options={
                 "http_tokens": "required",
@@ -294,7 +294,7 @@ class ContainerInstances(pulumi.ComponentResource):
         )
         if args.group_policy is not None:
             # Granted once the group exists; the instance only uses it after its attach
-            # timeout (components/data_volume.sh), long after.
+            # timeout (task_contents/data_volume.sh), long after.
             aws.iam.RolePolicy(
                 f"{name}-group",
                 name="own-auto-scaling-group",

@@ -3,7 +3,7 @@
 A database's store must not live in a container's scratch space: the Neo4j image declares
 `VOLUME /data`, which dies with the task, and Neo4j does not support NFS (EFS) for its
 store. The volume is created apart from any instance, in one availability zone; the
-instance of that zone attaches and mounts it at boot (components/data_volume.sh).
+instance of that zone attaches and mounts it at boot (task_contents/data_volume.sh).
 
 What a configuration change does to it (Terraform AWS provider, aws_ebs_volume): a new
 size, type, IOPS or throughput modifies the volume in place (EC2 ModifyVolume; the file

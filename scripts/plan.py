@@ -10,7 +10,7 @@
 `pulumi preview` needs the CLI, a backend and credentials; reviewers of a fork's pull request
 and CI without secrets have none. This reads the configuration as the CLI does
 (scripts/stack_config.py), runs the real `__main__.py` under the test mocks
-(tests/harness.py), and prints what the program registered. IDs and ARNs are the mocks'
+(scripts/mock_runtime.py), and prints what the program registered. IDs and ARNs are the mocks'
 stand-ins, deterministic per resource, which is what makes the snapshots stable.
 
 Values the program marks secret print as `[secret]` in every format.
@@ -35,6 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts.mock_runtime import (  # noqa: E402
+    Graph,
+    Resource,
+    is_secret,
+    region_partition,
+    run_program,
+    unwrap,
+)
 from scripts.stack_config import (  # noqa: E402
     StackConfigError,
     encrypted,
@@ -42,14 +50,6 @@ from scripts.stack_config import (  # noqa: E402
     merged_config,
     stack_files,
     stack_name,
-)
-from tests.harness import (  # noqa: E402
-    Graph,
-    Resource,
-    is_secret,
-    region_partition,
-    run_program,
-    unwrap,
 )
 
 PROJECT_FILE = ROOT / "Pulumi.yaml"

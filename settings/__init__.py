@@ -9,12 +9,14 @@
     model.py       the frozen settings objects and per-topology defaults
     readers.py     raw configuration and single-value checks
     redaction.py   what an error may show of a value (never a key or a --secret value)
+    secrecy.py     the values of keys set with --secret, made secret in every resource input
+                   and stack output that holds one (a stack transform)
     certificate_check.py  a bring-your-own certificate, key and chain, with cryptography
     workloads.py   `app` and `services`
     parse.py       the other keys and the whole configuration
 """
 
-from settings.constants import (
+from constants.config import (
     ACME_DIRECTORIES,
     FARGATE_MEMORY,
     NAMESPACE,

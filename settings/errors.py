@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 
-from settings.constants import NAMESPACE
+from constants.config import NAMESPACE
 from settings.redaction import scrub, shown
 
 

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from components.envoy import DEFAULT_HEALTH_PORT
+from constants.config import DOMAIN_RE
 from settings.errors import ConfigError, invalid, missing
 from settings.model import (
     DEMO_HEALTH_PATH,
@@ -25,13 +25,13 @@ from settings.model import (
     Settings,
 )
 from settings.readers import (
-    DOMAIN_RE,
     read_integer,
     read_object,
     reject_unknown_keys,
     set_command,
 )
 from settings.redaction import holds_key_material, is_secret
+from task_contents.envoy import DEFAULT_HEALTH_PORT
 
 TOPOLOGY = "appmesh-efs"
 MESH_KEYS = (

@@ -7,16 +7,16 @@ from datetime import datetime
 
 import pulumi
 
-from settings.app_secrets import AppAccess
-from settings.constants import (
+from constants.config import (
     ACME_DIRECTORIES,
     DEFAULT_SSL_POLICY,
-    ENVOY_IMAGE,
     ENVOY_TLS_VERSIONS,
-    NGINX_IMAGE,
 )
-from settings.images import NEO4J_IMAGE, ImageSettings
+from constants.images import ENVOY_IMAGE, NEO4J_IMAGE, NGINX_IMAGE
+from settings.app_secrets import AppAccess
+from settings.images import ImageSettings
 from settings.scaling import AutoscalingSettings, CapacityStrategy
+from task_contents.certificate_layout import CertificateLayout
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,6 @@ class ServiceConnectSettings:
 
 
 @dataclass(frozen=True)
-class CertificateLayout:
-    """Where the copier lays out the certificate for an app that serves TLS itself."""
-
-    scopes: tuple[str, ...] = ("bolt", "https")  # Neo4j: one directory per TLS scope
-    cert_file: str = "public.crt"
-    key_file: str = "private.key"
-    target_dir: str = "/ssl"
-    owner: str | None = "7474:7474"  # uid:gid of the neo4j user in the official image
-
-
-@dataclass(frozen=True)
 class AppSettings:
     image: str
     port: int
@@ -136,10 +125,6 @@ class AppSettings:
     @property
     def is_neo4j(self) -> bool:
         return is_neo4j_image(self.image)
-
-
-# Neo4j's operations manual ("System requirements") gives 2 GB as its minimum memory.
-NEO4J_MIN_MEMORY_MIB = 2048
 
 
 def is_neo4j_image(image: str) -> bool:

@@ -12,21 +12,12 @@ from typing import Any
 
 import pulumi
 
-from components.envoy import (
-    ACCESS_LOG_MODES,
-    DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS,
-    EnvoyProxySpec,
-    envoy_bound_ports,
-)
-from settings.app_secrets import check_reserved_secrets, check_task_role
-from settings.certificate_check import check_certificate
-from settings.constants import (
+from constants.config import (
     ACME_CHALLENGES,
     ACME_DIRECTORIES,
     ACME_PROFILE_LIFETIMES,
     CA_SIGNING_ALGORITHMS,
     DEFAULT_SSL_POLICY,
-    ENVOY_IMAGE,
     ENVOY_TLS_VERSIONS,
     INGRESS_KINDS,
     LOG_RETENTION_DAYS,
@@ -36,6 +27,9 @@ from settings.constants import (
     SSL_POLICIES,
     TOPOLOGIES,
 )
+from constants.images import ENVOY_IMAGE
+from settings.app_secrets import check_reserved_secrets, check_task_role
+from settings.certificate_check import check_certificate
 from settings.errors import ConfigError, invalid, missing
 from settings.images import parse_images, unpinned_image_warnings
 from settings.load_balancer import parse_load_balancer
@@ -80,8 +74,15 @@ from settings.reference import (
     REFUSED_BECAUSE,
 )
 from settings.scaling import check_scaling
+from settings.secrecy import keep_secret, secret_values
 from settings.subnet_layout import VPC_PREFIXES, zone_capacity
 from settings.workloads import parse_app, parse_services
+from task_contents.envoy import (
+    ACCESS_LOG_MODES,
+    EnvoyProxySpec,
+    envoy_bound_ports,
+)
+from task_contents.envoy.tuning import DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS
 
 
 def parse_topology(values: Mapping[str, Any]) -> str:
@@ -747,7 +748,7 @@ def reserved_environment(s: Settings) -> dict[str, str]:
     """Variables a topology sets in the workload's container -> why; a user's value would
     replace the topology's (a Neo4j TLS setting) or clash with a secret (NEO4J_AUTH)."""
     if s.topology == "nlb-certbot":
-        from components.neo4j import neo4j_tls_environment
+        from task_contents.neo4j import neo4j_tls_environment
 
         names = dict.fromkeys(
             neo4j_tls_environment(s.app.certificate_layout, s.domain), "the TLS settings"
@@ -825,8 +826,12 @@ def certificate_expiry_warning(s: Settings, now: datetime | None = None) -> str 
 
 
 def load_settings() -> Settings:
-    """Read and validate the stack configuration of the running program."""
-    settings = parse_settings(raw_config(), secret_config_keys())
+    """Read and validate the stack configuration of the running program, and keep the
+    values set with `--secret` secret in every resource registered after it."""
+    values, secret_keys = raw_config(), secret_config_keys()
+    settings = parse_settings(values, secret_keys)
+    # Before any resource: every input holding a value of a secret key is made secret.
+    keep_secret(secret_values(values, secret_keys))
     warning = certificate_expiry_warning(settings)
     if warning:
         pulumi.log.warn(warning)

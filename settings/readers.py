@@ -11,7 +11,8 @@ from typing import Any
 
 import pulumi
 
-from settings.constants import (
+from constants.config import (
+    DOMAIN_RE,
     FARGATE_MEMORY,
     NAMESPACE,
 )
@@ -22,9 +23,6 @@ from settings.reference import CONFIG_REFERENCE
 # Every pattern is anchored with \A and \Z, never ^ and $: `$` also matches before a final
 # newline, so "Z123\n" would pass a `$`-anchored check and reach AWS with its newline.
 # Character classes are spelt out: `\d` and `\s` also match non-ASCII digits and spaces.
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-
-DOMAIN_RE = re.compile(rf"\A(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)\Z")
 
 # The local part: the characters mail providers hand out, not starting with a dash (certbot
 # would take `--email -x@...` for an option) or a dot; the domain: a DNS name.
@@ -70,7 +68,7 @@ ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 
 SERVICE_NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
-# What the certificate copier accepts (components/certbot.py): no leading dot or dash, so
+# What the certificate copier accepts (task_contents/certbot.py): no leading dot or dash, so
 # neither `.`, `..` nor an option.
 FILE_NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
 
@@ -85,18 +83,37 @@ IMAGE_RE = re.compile(
 )
 
 
-def raw_config() -> dict[str, Any]:
-    """Every `ecs-tls:*` value, JSON-decoded where it is JSON (objects, arrays, numbers)."""
+def set_keys() -> tuple[str, ...]:
+    """The top-level `ecs-tls:*` keys the stack sets, without their namespace.
+
+    `pulumi.Config` reads a key it is asked for, but has no way to list the keys a stack
+    sets, which is what refusing an unknown (misspelt) key needs. So this one read goes to
+    the runtime's configuration map and the `PULUMI_CONFIG` environment the CLI hands the
+    program, for the names only; values are read through `pulumi.Config` (`raw_config`).
+    """
     merged = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
     prefix = f"{NAMESPACE}:"
+    return tuple(sorted(k[len(prefix) :] for k in merged if k.startswith(prefix)))
+
+
+def raw_config() -> dict[str, Any]:
+    """Every `ecs-tls:*` value the stack sets, read with `pulumi.Config`: JSON (objects,
+    arrays, numbers, booleans) decoded with `get_object`, any other text as `get` gives it.
+
+    Plain values, also for keys set with `--secret` (`get_secret_object` would give an
+    `Output`): parsing must name a bad key before any resource exists. Their secrecy is
+    restored where they enter resources (settings/secrecy.py).
+    """
+    config = pulumi.Config(NAMESPACE)
     values: dict[str, Any] = {}
-    for full_key, text in merged.items():
-        if not full_key.startswith(prefix):
-            continue
+    for key in set_keys():
         try:
-            values[full_key[len(prefix) :]] = json.loads(text)
-        except (TypeError, ValueError):
-            values[full_key[len(prefix) :]] = text
+            values[key] = config.get_object(key)
+        except pulumi.ConfigTypeError:
+            # Not JSON: a plain string, or an object the user mistyped, which the key's
+            # parser refuses with a message that names it (ConfigTypeError's would show
+            # the value, secret or not).
+            values[key] = config.get(key)
     return values
 
 
@@ -104,14 +121,13 @@ def secret_config_keys() -> frozenset[str]:
     """Top-level `ecs-tls:*` keys whose values the engine marks secret.
 
     `pulumi up` lists them in PULUMI_CONFIG_SECRET_KEYS; mocks and the Automation API pass
-    them to `set_all_config`, which `is_config_secret` reads. A value set with
-    `--path --secret` makes its whole top-level key secret: the engine lists
-    `ecs-tls:certificate`, never `ecs-tls:certificate.privateKeyPem`.
+    them to `set_all_config`, which `is_config_secret` reads. `pulumi.Config` does not say
+    which keys are secret. A value set with `--path --secret` makes its whole top-level key
+    secret: the engine lists `ecs-tls:certificate`, never `ecs-tls:certificate.privateKeyPem`.
     """
-    merged = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
-    names = set(pulumi.runtime.get_config_secret_keys_env())
-    names.update(k for k in merged if pulumi.runtime.is_config_secret(k))
     prefix = f"{NAMESPACE}:"
+    names = set(pulumi.runtime.get_config_secret_keys_env())
+    names.update(prefix + k for k in set_keys() if pulumi.runtime.is_config_secret(prefix + k))
     return frozenset(k[len(prefix) :] for k in names if k.startswith(prefix))
 
 
@@ -250,7 +266,7 @@ def read_dns_name(value: Any, key: str, accepted: str) -> str:
 
 
 def read_email(value: Any, key: str) -> str:
-    """An address certbot and SNS both take (components/certbot.py checks the same)."""
+    """An address certbot and SNS both take (task_contents/certbot.py checks the same)."""
     accepted = "an e-mail address such as ops@example.com"
     if not isinstance(value, str) or value.count("@") != 1 or len(value) > 254:
         raise invalid(key, value, accepted)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from settings.constants import DEFAULT_SSL_POLICY, ENVOY_IMAGE
+from constants.config import DEFAULT_SSL_POLICY
+from constants.images import ENVOY_IMAGE
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ CONFIG_REFERENCE: tuple[ConfigKey, ...] = (
         "object",
         "see below",
         "Where tasks pull the program's own images (every one pinned by digest; "
-        "settings/images.py). Images you set (app.image, services[].image, envoy.image) are "
+        "constants/images.py). Images you set (app.image, services[].image, envoy.image) are "
         "pulled as given; the execution role may pull from ECR only the ECR repositories "
         "they name.",
     ),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from settings.constants import MAX_AZS
+from constants.config import MAX_AZS
 
 # 2**4 = 16 equal slots: 8 per tier, room for the 6 zones the largest regions have.
 SLOT_BITS = 4

@@ -9,23 +9,21 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from settings.app_secrets import AppAccess, read_access
-from settings.constants import (
+from constants.config import (
     APP_PROTOCOLS,
+    DOMAIN_RE,
     SERVICE_MODES,
 )
+from settings.app_secrets import AppAccess, read_access
 from settings.errors import ConfigError, invalid, missing
 from settings.model import (
     APP_DEFAULTS,
     DEMO_SERVICES,
-    NEO4J_MIN_MEMORY_MIB,
     AppSettings,
-    CertificateLayout,
     ServiceSettings,
     is_neo4j_image,
 )
 from settings.readers import (
-    DOMAIN_RE,
     ENV_NAME_RE,
     FILE_NAME_RE,
     KMS_KEY_ARN_RE,
@@ -40,6 +38,8 @@ from settings.readers import (
 from settings.redaction import shown
 from settings.reference import SERVICE_KEYS
 from settings.scaling import read_autoscaling, read_capacity
+from task_contents.certificate_layout import CertificateLayout
+from task_contents.neo4j import NEO4J_MIN_MEMORY_MIB
 
 
 def parse_app(values: Mapping[str, Any], topology: str) -> AppSettings:

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from tests.harness import run_program
+from scripts.mock_runtime import run_program
 
 # The minimal configuration the design names for each topology.
 MINIMAL_CONFIG = {

@@ -25,12 +25,7 @@ from components.certificates import (
     ServerCertificateArgs,
     load_balancer_certificate,
 )
-from components.container_definitions import (
-    LogSettings,
-    container_definitions_json,
-)
 from components.dns import AliasTarget
-from components.envoy_sidecar import SidecarTask, sidecar_containers
 from components.exec_command import exec_command_line
 from components.expiry_notice import REISSUE, WatchedCertificate, expiry_notices, generated_ca
 from components.firewall import allow_tcp
@@ -42,9 +37,14 @@ from components.service import (
     task_definition,
     tasks_security_group,
 )
+from components.sidecar_task import SidecarTask, sidecar_containers
 from components.verify import verify_outputs
 from settings import Settings
 from settings.readers import raw_config
+from task_contents.container_definitions import (
+    LogSettings,
+    container_definitions_json,
+)
 from topologies.args import AlbEnvoyArgs, args_from_config
 from topologies.base import Foundation, TopologyResult, component_type
 from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation

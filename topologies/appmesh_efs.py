@@ -6,7 +6,7 @@
 
 AWS shut App Mesh down on 2026-09-30, so nothing here is an `aws.appmesh` resource: App
 Mesh was the control plane only, and what it sent its Envoys is generated here as static
-bootstraps (components/envoy.py, `render_mesh_bootstrap`).
+bootstraps (task_contents/envoy/mesh.py, `render_mesh_bootstrap`).
 
 Every node (the gateway and each service) has its own identity: with the generated chain,
 its own key and certificate from the mesh CA, naming the node (`<service>.<namespace>`,
@@ -39,8 +39,8 @@ one deploy, so it can only do the last two steps at once (docs/topologies/appmes
 gives the steps).
 
 Rollouts. Routes to other tasks retry a request that could not connect or was reset on
-another task, and clusters eject tasks that keep failing (components/envoy.py). Every Envoy
-runs under an entry point that drains it on SIGTERM (`mesh_drain_command`) for
+another task, and clusters eject tasks that keep failing (task_contents/envoy/clusters.py).
+Every Envoy runs under an entry point that drains it on SIGTERM (`mesh_drain_command`) for
 `drain_seconds`: longer than a caller may still hold the stopping task's address (its DNS
 refresh, the record's TTL and the deregistration); the container's stopTimeout adds the
 time Envoy needs to exit. The gateway's NLB deregisters a task before ECS stops it.
@@ -81,30 +81,8 @@ from components.certificates import (
     fingerprint,
     secret_document,
 )
-from components.container_definitions import (
-    Container,
-    Dependency,
-    HealthCheck,
-    LogSettings,
-    MountPoint,
-    PortMapping,
-    container_definitions_json,
-)
 from components.dns import AliasTarget
 from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
-from components.envoy import (
-    GATEWAY_MEMORY_SHARE,
-    EgressListener,
-    MeshProxySpec,
-    PeerValidation,
-    PrefixRoute,
-    TlsFiles,
-    UpstreamCluster,
-    mesh_drain_command,
-    mesh_stop_timeout,
-    ready_check_command,
-    tuning_for_task,
-)
 from components.exec_command import exec_command_line
 from components.expiry_notice import (
     REISSUE,
@@ -137,6 +115,28 @@ from settings.mesh import (
     url_variable,
 )
 from settings.readers import raw_config
+from task_contents.container_definitions import (
+    Container,
+    Dependency,
+    HealthCheck,
+    LogSettings,
+    MountPoint,
+    PortMapping,
+    container_definitions_json,
+)
+from task_contents.envoy import (
+    EgressListener,
+    MeshProxySpec,
+    PeerValidation,
+    PrefixRoute,
+    TlsFiles,
+    UpstreamCluster,
+    mesh_drain_command,
+    mesh_stop_timeout,
+    ready_check_command,
+    tuning_for_task,
+)
+from task_contents.envoy.tuning import GATEWAY_MEMORY_SHARE
 from topologies.args import AppmeshEfsArgs, args_from_config
 from topologies.base import Foundation, TopologyResult, component_type
 from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
@@ -167,7 +167,8 @@ DNS_TTL_SECONDS = 5
 # mesh.dnsRefreshSeconds, and the VPC resolver may answer from its cache for the record's
 # TTL: until both have passed, callers still send new connections here. DRAIN_MARGIN_SECONDS
 # covers the deregistration itself. The container's stopTimeout adds the time Envoy needs
-# to exit (components/envoy.py, mesh_stop_timeout); at most 70 + 10 s, within Fargate's 120.
+# to exit (task_contents/envoy/drain.py, mesh_stop_timeout); at most 70 + 10 s, within
+# Fargate's 120.
 DRAIN_MARGIN_SECONDS = 5
 # The gateway task (Envoy alone): the smallest Fargate size.
 GATEWAY_CPU = 256
@@ -345,7 +346,7 @@ def envoy_container(s: Settings, spec: MeshProxySpec, v: TaskValues, prefix: str
     return Container(
         name="envoy",
         image=s.envoy.image,
-        # Drains on SIGTERM (components/envoy.py, mesh_drain_command), within stopTimeout.
+        # Drains on SIGTERM (task_contents/envoy/drain.py, mesh_drain_command), within stopTimeout.
         command=mesh_drain_command(spec, drain_seconds(s)),
         stop_timeout=mesh_stop_timeout(drain_seconds(s)),
         environment={

@@ -37,32 +37,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.acme_state import PLACEHOLDER_ISSUER_ENV, STATE_KMS_KEY_ENV
 from components.alerts import CERTIFICATE_METRIC_NAMESPACE, running_tasks_alarm_args
 from components.app_access import allow_app_secrets, attach_policies
 from components.autoscaling import serving_floor
-from components.certbot import (
-    RENEWAL_IMAGE,
-    SHELL_ENTRY_POINT,
-    CertbotSpec,
-    s3_state_environment,
-    s3_state_renewal_command,
-)
 from components.certificates import (
     PrivateChain,
     PrivateChainArgs,
     secret_document,
-)
-from components.container_definitions import (
-    Container,
-    LogSettings,
-    container_definitions_json,
-)
-from components.envoy_sidecar import (
-    TLS_VOLUME,
-    RefreshedCertificate,
-    SidecarTask,
-    sidecar_containers,
 )
 from components.exec_command import exec_command_line
 from components.firewall import allow_tcp
@@ -79,10 +60,29 @@ from components.service import (
     task_definition,
     tasks_security_group,
 )
+from components.sidecar_task import (
+    TLS_VOLUME,
+    RefreshedCertificate,
+    SidecarTask,
+    sidecar_containers,
+)
 from components.state_bucket import StateBucket, StateBucketArgs
+from constants.config import ACME_PROFILE_LIFETIMES
 from settings import Settings
-from settings.constants import ACME_PROFILE_LIFETIMES
 from settings.readers import raw_config
+from task_contents.acme_state import PLACEHOLDER_ISSUER_ENV, STATE_KMS_KEY_ENV
+from task_contents.certbot import (
+    RENEWAL_IMAGE,
+    SHELL_ENTRY_POINT,
+    CertbotSpec,
+    s3_state_environment,
+    s3_state_renewal_command,
+)
+from task_contents.container_definitions import (
+    Container,
+    LogSettings,
+    container_definitions_json,
+)
 from topologies.args import DirectTaskArgs, args_from_config
 from topologies.base import Foundation, TopologyResult, component_type
 from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation

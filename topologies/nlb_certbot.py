@@ -23,7 +23,7 @@ On EC2 every task uses host networking, so its containers share the instance's n
 namespace and could reach the instance metadata service and the instance role. Every
 container therefore runs as a non-root user (certbot as CERTBOT_USER, the copier and the
 app as the certificate layout's owner), and the instance lets only root reach the metadata
-service (components/imds_guard.py).
+service (task_contents/imds_guard.py).
 
 Challenges: dns-01 (default) writes a TXT record in `hostedZoneId`; http-01 needs host
 networking (an awsvpc task's init container never receives load-balanced traffic: the
@@ -41,7 +41,42 @@ import pulumi_aws as aws
 from components.alerts import CERTIFICATE_METRIC_NAMESPACE, healthy_targets_alarm_args
 from components.app_access import allow_app_secrets, attach_policies
 from components.app_secrets import container_secrets
-from components.certbot import (
+from components.data_volume_access import (
+    data_volume_policy_document,
+    mark_unhealthy_policy_document,
+)
+from components.dns import AliasTarget
+from components.ec2_capacity import (
+    INSTANCE_TAG,
+    ContainerInstances,
+    ContainerInstancesArgs,
+    instance_architecture,
+)
+from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
+from components.exec_command import exec_command_line
+from components.firewall import allow_tcp
+from components.iam import Statement, assume_role_policy, policy_document
+from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
+from components.naming import physical_name
+from components.persistent_volume import (
+    PersistentVolume,
+    PersistentVolumeArgs,
+    kept_volume_problem,
+    subnet_in_zone,
+)
+from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
+from components.service import (
+    fargate_service,
+    service_outputs,
+    task_definition,
+    tasks_security_group,
+)
+from constants.config import ACME_PROFILE_LIFETIMES
+from constants.images import DEFAULT_IMAGES
+from settings import ConfigError, LoadBalancerSettings, Settings
+from settings.parse import HTTP01_RESPONDER_PORT
+from settings.readers import raw_config
+from task_contents.certbot import (
     CERTBOT_GID,
     CERTBOT_UID,
     CERTBOT_USER,
@@ -58,7 +93,7 @@ from components.certbot import (
     renewal_command,
     renewal_environment,
 )
-from components.container_definitions import (
+from task_contents.container_definitions import (
     Container,
     Dependency,
     LogSettings,
@@ -66,44 +101,9 @@ from components.container_definitions import (
     PortMapping,
     container_definitions_json,
 )
-from components.data_volume import (
-    data_volume_policy_document,
-    data_volume_user_data,
-    mark_unhealthy_policy_document,
-)
-from components.dns import AliasTarget
-from components.ec2_capacity import (
-    INSTANCE_TAG,
-    ContainerInstances,
-    ContainerInstancesArgs,
-    instance_architecture,
-)
-from components.efs import EncryptedFileSystem, EncryptedFileSystemArgs, efs_volume
-from components.exec_command import exec_command_line
-from components.firewall import allow_tcp
-from components.iam import Statement, assume_role_policy, policy_document
-from components.load_balancer import NetworkLoadBalancer, NetworkLoadBalancerArgs, NlbListener
-from components.naming import physical_name
-from components.neo4j import neo4j_memory_environment, neo4j_tls_environment
-from components.persistent_volume import (
-    PersistentVolume,
-    PersistentVolumeArgs,
-    kept_volume_problem,
-    subnet_in_zone,
-)
-from components.renewal import ScheduledTask, ScheduledTaskArgs, service_arn
-from components.renewal_hook import expiry_environment
-from components.service import (
-    fargate_service,
-    service_outputs,
-    task_definition,
-    tasks_security_group,
-)
-from settings import ConfigError, LoadBalancerSettings, Settings
-from settings.constants import ACME_PROFILE_LIFETIMES
-from settings.images import DEFAULT_IMAGES
-from settings.parse import HTTP01_RESPONDER_PORT
-from settings.readers import raw_config
+from task_contents.data_volume import data_volume_user_data
+from task_contents.neo4j import neo4j_memory_environment, neo4j_tls_environment
+from task_contents.renewal_hook import expiry_environment
 from topologies.args import NlbCertbotArgs, args_from_config
 from topologies.base import Foundation, TopologyResult, component_type
 from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
@@ -411,7 +411,7 @@ class NlbCertbot(pulumi.ComponentResource):
                 self,
             )
 
-        # The program's images are multi-architecture indexes (settings/images.py); a
+        # The program's images are multi-architecture indexes (constants/images.py); a
         # custom image is the user's, and ECS fails its pull on a Graviton instance
         # without an arm64 variant.
         graviton = on_ec2 and instance_architecture(s.app.instance_type) == "arm64"
@@ -897,7 +897,7 @@ class NlbCertbot(pulumi.ComponentResource):
             volumes=pulumi.Output.all(efs_volume_input(efs)),
             launch_type="EC2" if self.on_ec2 else "FARGATE",
         )
-        # The deploy hook restarts the app once certbot issued (components/renewal_hook.py).
+        # The deploy hook restarts the app once certbot issued (task_contents/renewal_hook.py).
         aws.iam.RolePolicy(
             f"{name}-renewal-restart",
             name="restart-app-service",

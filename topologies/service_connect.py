@@ -20,12 +20,6 @@ from components.app_access import WorkloadRole, allow_app_secrets
 from components.app_secrets import container_secrets
 from components.autoscaling import request_count_label, serving_floor
 from components.certificates import load_balancer_certificate
-from components.container_definitions import (
-    Container,
-    LogSettings,
-    PortMapping,
-    container_definitions_json,
-)
 from components.dns import AliasTarget
 from components.exec_command import exec_command_line
 from components.expiry_notice import expiry_notices, generated_ca
@@ -55,6 +49,12 @@ from components.service_connect import (
 from components.verify import verify_outputs
 from settings import ServiceSettings, Settings, creation_order
 from settings.readers import raw_config
+from task_contents.container_definitions import (
+    Container,
+    LogSettings,
+    PortMapping,
+    container_definitions_json,
+)
 from topologies.args import ServiceConnectTopologyArgs, args_from_config
 from topologies.base import Foundation, TopologyResult, component_type
 from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation

@@ -51,7 +51,7 @@ from scripts.emulator.translate import (
     snake,
     translate,
 )
-from tests.harness import Graph, Resource, unwrap
+from scripts.mock_runtime import Graph, Resource, unwrap
 
 PROVIDER_ADDRESS = 'provider["registry.terraform.io/hashicorp/aws"]'
 # Nothing listens here: with -refresh=false the provider is configured and plans, it does

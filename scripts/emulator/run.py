@@ -407,7 +407,7 @@ def emulate(
     workdir: Path | None = None,
 ) -> Report:
     from scripts.emulator import moto_fixes, server
-    from tests.harness import run_program
+    from scripts.mock_runtime import run_program
 
     if shutil.which("terraform") is None:
         raise EmulateError(INSTALL_HINT)

@@ -2,7 +2,7 @@
 
 pulumi-aws is that provider, bridged: each pulumi-aws resource is one provider resource, its
 inputs the provider's arguments under other spellings. The translation reads the program's
-graph under the test mocks (tests/harness.py) and the provider's own schema
+graph under the test mocks (scripts/mock_runtime.py) and the provider's own schema
 (`terraform providers schema -json`), and derives from the schema:
 
 - the resource type: `aws:<module>/<camelName>:<Class>` -> `aws_<module>_<snake_name>` or
@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.harness import Graph, Resource, unwrap
-from tests.pki import cert_pem, key_pem
+from scripts.mock_runtime import Graph, Resource, unwrap
+from scripts.pki import cert_pem, key_pem
 
 # --- what the schema cannot say -----------------------------------------------------------
 

@@ -14,7 +14,8 @@ import pytest
 from botocore.validate import ParamValidator
 
 import topologies
-from components.container_definitions import (
+from scripts.mock_runtime import unwrap
+from task_contents.container_definitions import (
     Container,
     Dependency,
     HealthCheck,
@@ -24,7 +25,6 @@ from components.container_definitions import (
     container_definitions_json,
 )
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import unwrap
 
 # Task definition inputs that keep the API's name and shape in pulumi-aws.
 TASK_KEYS = (

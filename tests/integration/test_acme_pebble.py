@@ -44,7 +44,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.certbot import (
+from settings import ACME_DIRECTORIES
+from task_contents.certbot import (
     SHELL_ENTRY_POINT,
     CertbotSpec,
     CertificateLayout,
@@ -56,7 +57,6 @@ from components.certbot import (
     live_dir,
     lock_file,
 )
-from settings import ACME_DIRECTORIES
 from tests.tools import (
     free_loopback_ports,
     http_server,
@@ -857,7 +857,7 @@ def test_the_deployed_task_obtains_and_lays_out_a_certificate(acme: Acme, tmp_pa
     and /ssl become temporary directories, and certbot's port 80 becomes Pebble's HTTP-01 port
     on loopback.
     """
-    from tests.harness import run_program, unwrap
+    from scripts.mock_runtime import run_program, unwrap
 
     graph = run_program(
         {

@@ -1,4 +1,4 @@
-"""`components/acme_state.py` publish and report against moto: the renewal writes the secret
+"""`task_contents/acme_state.py` publish and report against moto: the renewal writes the secret
 and restarts nothing, and every run reports the days left on what the secret holds.
 
 The metric is the contract of components/alerts.py (namespace, name, dimension), which the
@@ -16,14 +16,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from components import acme_state
 from components.alerts import (
     CERTIFICATE_DIMENSION,
     CERTIFICATE_METRIC,
     CERTIFICATE_METRIC_NAMESPACE,
 )
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from tests.pki import NOW, make_pki
+from scripts.pki import NOW, make_pki
+from task_contents import acme_state
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """appmesh-efs day 2 in real Envoy on loopback: a root CA change, a rollout, client addresses.
 
 The bootstraps come from topologies.appmesh_efs's builders (gateway_spec, service_spec) and
-the container command from components/envoy.py (mesh_drain_command), relocated to loopback
+the container command from task_contents/envoy/drain.py (mesh_drain_command), relocated to loopback
 as in test_appmesh_envoy.py; each node's files are written by the publisher's handler from
 moto's Secrets Manager.
 """
@@ -25,15 +25,16 @@ import pytest
 from moto import mock_aws
 
 from components.certificates import secret_document
-from components.envoy import (
+from functions import cert_publisher
+from scripts.pki import cert_pem
+from settings import parse_settings
+from task_contents.envoy import (
     HEALTH_PATH,
     MeshProxySpec,
     mesh_drain_command,
     mesh_envoy_args,
     render_mesh_bootstrap,
 )
-from functions import cert_publisher
-from settings import parse_settings
 from tests.integration.test_appmesh_envoy import (
     CLIENT_ADDRESS,
     CONFIG,
@@ -47,7 +48,6 @@ from tests.integration.test_appmesh_envoy import (
     _start,
     relocated_files,
 )
-from tests.pki import cert_pem
 from tests.tools import http_server, require_binary, stop_process
 from topologies.appmesh_efs import gateway_spec, service_spec, trust_bundle
 

@@ -35,10 +35,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from moto import mock_aws
 
 from components.certificates import secret_document
-from components.envoy import HEALTH_PATH, MeshProxySpec, mesh_envoy_args, render_mesh_bootstrap_yaml
 from functions import cert_publisher
+from scripts.pki import cert_pem, key_pem
 from settings import parse_settings
-from tests.pki import cert_pem, key_pem
+from task_contents.envoy import (
+    HEALTH_PATH,
+    MeshProxySpec,
+    mesh_envoy_args,
+    render_mesh_bootstrap_yaml,
+)
 from tests.tools import free_loopback_ports, http_server, require_binary, stop_process
 from topologies.appmesh_efs import MeshFiles, gateway_spec, service_spec
 

@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from components.certificates import secret_document
 from functions import cert_publisher
-from tests.pki import make_pki
+from scripts.pki import make_pki
 
 NS = "mesh.app.example.com"
 PKI = {

@@ -2,7 +2,7 @@
 that decides on its own whether the app may start: the ``nlb-certbot`` commands, run for
 real.
 
-The commands are rendered by ``components.certbot`` with the values the stack deploys
+The commands are rendered by ``task_contents.certbot`` with the values the stack deploys
 (``/etc/letsencrypt``, port 80, every interface); only what cannot hold on this machine is
 relocated: the state directory (with the lock and pending-restart files in it) becomes a
 temporary directory and port 80 Pebble's HTTP-01 port on loopback.
@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.certbot import (
+from task_contents.certbot import (
     DEPLOY_HOOK,
     SHELL_ENTRY_POINT,
     CertbotSpec,

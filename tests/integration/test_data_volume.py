@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from components.data_volume import data_volume_script
+from task_contents.data_volume import data_volume_script
 from tests.tools import require_binary
 
 pytestmark = pytest.mark.integration

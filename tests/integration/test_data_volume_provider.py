@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.mock_runtime import run_program
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import run_program
 
 pytestmark = pytest.mark.integration
 

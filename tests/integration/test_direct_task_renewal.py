@@ -36,11 +36,11 @@ import boto3
 import pytest
 from cryptography import x509
 
-from components.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY, STATE_KMS_KEY_ENV
-from components.certbot import lineage_name
-from components.envoy import HEALTH_PATH
-from components.envoy_sidecar import REFRESHER
-from tests.harness import ACCOUNT, REGION, run_program, unwrap
+from components.sidecar_task import REFRESHER
+from scripts.mock_runtime import ACCOUNT, REGION, run_program, unwrap
+from task_contents.acme_state import CHAIN_KEY, PRIVATE_KEY_KEY, STATE_KMS_KEY_ENV
+from task_contents.certbot import lineage_name
+from task_contents.envoy import HEALTH_PATH
 from tests.integration import test_acme_pebble as pebble
 from tests.integration.test_acme_pebble import CERTBOT_TIMEOUT_S, EMAIL, LOOPBACK, Acme, Route53
 from tests.tools import free_loopback_ports, require_binary, stop_process
@@ -377,7 +377,7 @@ def test_save_refuses_to_upload_without_the_state_key(
     state = tmp_path / "letsencrypt"
     shutil.copytree(issued.state, state, symlinks=True)
     (state / "changed").write_text("a change that would be saved\n")
-    program = Path(__file__).resolve().parents[2] / "components" / "acme_state.py"
+    program = Path(__file__).resolve().parents[2] / "task_contents" / "acme_state.py"
     result = subprocess.run(
         [sys.executable, str(program), "save"],
         env={

@@ -1,6 +1,6 @@
 """The instance drains its ECS tasks when its Auto Scaling group terminates it.
 
-components/drain_on_terminate.sh runs for real under bash, with the rendered cluster
+task_contents/drain_on_terminate.sh runs for real under bash, with the rendered cluster
 name; on PATH, `curl` answers for the instance metadata service and the ECS agent's
 introspection API from files the test controls, and `aws` records its arguments (and, like
 ECS after DRAINING, stops the tasks). The script's own logic, python3 and the shell are

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from scripts import plan
-from tests.harness import ROOT
+from scripts.mock_runtime import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -206,8 +206,8 @@ def provider_schema(tmp_path_factory):
 
 def translated(provider_schema, stack: str):
     from scripts.emulator.translate import TlsMaterial, translate
+    from scripts.mock_runtime import run_program
     from scripts.plan import load_stack, shipped
-    from tests.harness import run_program
 
     name, source = load_stack(str(shipped()[stack]))
     graph = run_program(source.config, stack=name, secret_keys=source.secret_keys)
@@ -259,7 +259,7 @@ def test_an_acm_validation_record_refers_to_the_certificate_it_validates(provide
     """The record's name and value are inside a set of objects: the provider's own values,
     not the mocks' (ACM picks the token when it creates the certificate)."""
     from scripts.emulator.translate import TlsMaterial, translate
-    from tests.harness import run_program
+    from scripts.mock_runtime import run_program
 
     config = {
         "aws:region": "eu-west-1",

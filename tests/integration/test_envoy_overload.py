@@ -32,7 +32,7 @@ import pytest
 
 from benchmarks.harness import Server, Stack, rss_kib
 from benchmarks.pki import DOMAIN, Chain, make_chain
-from components.envoy import HEALTH_PATH, tuning_for_task
+from task_contents.envoy import HEALTH_PATH, tuning_for_task
 from tests.tools import require_binary
 
 TUNING = tuning_for_task(256, 512)

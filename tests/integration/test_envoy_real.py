@@ -1,4 +1,4 @@
-"""Run the real Envoy binary with the bootstrap from ``components.envoy`` on loopback.
+"""Run the real Envoy binary with the bootstrap from ``task_contents.envoy`` on loopback.
 
 A throw-away ECDSA P-256 CA and a leaf for ``app.example.test`` are generated per module;
 the PEMs reach Envoy through the same environment variables ECS would inject. Every TCP
@@ -33,10 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.envoy import (
-    H2_INITIAL_CONNECTION_WINDOW_BYTES,
-    H2_INITIAL_STREAM_WINDOW_BYTES,
-    H2_MAX_CONCURRENT_STREAMS,
+from components.verify import verify_commands
+from task_contents.envoy import (
     HEALTH_PATH,
     EnvoyProxySpec,
     ProxyTuning,
@@ -46,7 +44,11 @@ from components.envoy import (
     render_bootstrap,
     render_bootstrap_yaml,
 )
-from components.verify import verify_commands
+from task_contents.envoy.tuning import (
+    H2_INITIAL_CONNECTION_WINDOW_BYTES,
+    H2_INITIAL_STREAM_WINDOW_BYTES,
+    H2_MAX_CONCURRENT_STREAMS,
+)
 from tests.tools import free_loopback_ports, require_binary, stop_process
 
 DOMAIN = "app.example.test"
@@ -509,7 +511,7 @@ def test_validate_mode_accepts_bootstrap(
 @pytest.mark.parametrize("min_tls", ["1.2", "1.3"])
 def test_validate_mode_accepts_the_deployed_command(envoy_bin: str, pki: Pki, min_tls: str) -> None:
     """The envoy container's command from the program's task definition, as ECS runs it."""
-    from tests.harness import run_program, unwrap
+    from scripts.mock_runtime import run_program, unwrap
 
     graph = run_program(
         {"topology": "alb-envoy", "domain": DOMAIN, "envoy": {"minTlsVersion": min_tls}}

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from components.certbot import CERTBOT_GID, CERTBOT_UID
-from components.imds_guard import (
+from task_contents.certbot import CERTBOT_GID, CERTBOT_UID
+from task_contents.imds_guard import (
     CHAIN,
     IMDS_ADDRESS,
     TASK_CREDENTIALS_ADDRESS,

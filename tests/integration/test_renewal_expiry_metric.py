@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from components import renewal_hook
 from components.alerts import (
     CERTIFICATE_DIMENSION,
     CERTIFICATE_METRIC,
     CERTIFICATE_METRIC_NAMESPACE,
 )
-from tests.pki import make_pki
+from scripts.pki import make_pki
+from task_contents import renewal_hook
 
 CLUSTER = "arn:aws:ecs:eu-west-1:123456789012:cluster/ecs-tls"
 DOMAIN = "db.example.com"

@@ -1,4 +1,4 @@
-"""`components/secret_refresh.py`, the refresher of direct-task's tasks, for real.
+"""`task_contents/secret_refresh.py`, the refresher of direct-task's tasks, for real.
 
 - Against moto (Secrets Manager): what lands on disk, when, and what a bad value leaves.
 - With real Envoy on loopback: the listener the project builds (`sidecar_spec` with the SDS
@@ -29,11 +29,8 @@ import pytest
 from cryptography import x509
 from moto import mock_aws
 
-from components import secret_refresh
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY, secret_document
-from components.container_definitions import LogSettings
-from components.envoy import HEALTH_PATH, SdsFiles, envoy_args
-from components.envoy_sidecar import (
+from components.sidecar_task import (
     REFRESHER,
     RefreshedCertificate,
     SidecarTask,
@@ -42,8 +39,11 @@ from components.envoy_sidecar import (
     sidecar_containers,
     sidecar_spec,
 )
+from scripts.pki import make_pki
 from settings import AppSettings, EnvoySettings
-from tests.pki import make_pki
+from task_contents import secret_refresh
+from task_contents.container_definitions import LogSettings
+from task_contents.envoy import HEALTH_PATH, SdsFiles, envoy_args
 from tests.tools import free_loopback_ports, moto_client, moto_server, require_binary, stop_process
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,12 @@ from components.alerts import (
     running_tasks_alarm_args,
     serving_alarm_args,
 )
+from scripts import mock_runtime
 from scripts.emulator.aws_rules import RULES
+from scripts.mock_runtime import ACCOUNT, REGION, Graph, unwrap
 from scripts.plan import load_stack
 from scripts.plan import shipped as shipped_stacks
-from tests import harness
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ACCOUNT, REGION, Graph, unwrap
 from tests.iam_conditions import allowed
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:alerts"
@@ -129,20 +129,20 @@ def _outputs_with_target_group_suffix(args):
     return resource_id, state
 
 
-ORIGINAL_OUTPUTS = harness._resource_outputs
+ORIGINAL_OUTPUTS = mock_runtime._resource_outputs
 
 
 def build(config: dict, stack: str = "dev", secret_keys: tuple[str, ...] = ()) -> Graph:
     # Not the shared cache: these graphs carry target group suffixes the others lack.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness, "_resource_outputs", _outputs_with_target_group_suffix)
-        return harness._run(config, stack, secret_keys)
+        patch.setattr(mock_runtime, "_resource_outputs", _outputs_with_target_group_suffix)
+        return mock_runtime._run(config, stack, secret_keys)
 
 
 @pytest.fixture(scope="module", params=sorted(STACK_FILES))
 def shipped(request) -> Graph:
     stack, source = load_stack(str(STACK_FILES[request.param]))
-    secrets = tuple(sorted(harness._namespaced(k) for k in source.secret_keys))
+    secrets = tuple(sorted(mock_runtime._namespaced(k) for k in source.secret_keys))
     return build(source.config, stack, secrets)
 
 

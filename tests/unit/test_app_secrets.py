@@ -10,10 +10,10 @@ import json
 import pytest
 
 from components.app_secrets import container_secrets, grant_resource, secret_read_statements
+from scripts.mock_runtime import config_error, run_program, unwrap
 from settings import parse_settings
 from settings.app_secrets import AppAccess, SecretRef
 from tests.conftest import MINIMAL_CONFIG, with_app, with_service
-from tests.harness import config_error, run_program, unwrap
 
 ACCOUNT = "123456789012"
 FULL = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:prod/db-AbCdEf"

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
+from scripts.mock_runtime import config_error, run_program
 from tests.conftest import MINIMAL_CONFIG, with_app, with_service
-from tests.harness import config_error, run_program
 
 ACCOUNT = "123456789012"
 POLICIES = [

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 import settings.parse
+from scripts.mock_runtime import run_program
+from scripts.pki import make_pki
 from settings import CONFIG_REFERENCE, TOPOLOGIES
 from settings.mesh import NOT_IN_MESH
 from settings.reference import APPLIES_TO
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import run_program
-from tests.pki import make_pki
 from tests.unit.test_appmesh_efs import own_pki
 
 DOCUMENTED = {k.path for k in CONFIG_REFERENCE}

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from scripts.mock_runtime import ROOT, config_error, is_secret, unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ROOT, config_error, is_secret, unwrap
 from topologies.appmesh_efs import GENERATED_KEY, set_fingerprint
 
 MINIMAL = MINIMAL_CONFIG["appmesh-efs"]
@@ -114,7 +114,7 @@ def clusters(boot) -> dict:
 
 @pytest.fixture(scope="module")
 def graph():
-    from tests.harness import run_program
+    from scripts.mock_runtime import run_program
 
     return run_program(MINIMAL)
 
@@ -603,7 +603,8 @@ NODES = ("gateway", "frontend", "backend")
 
 
 def _event(graph) -> dict:
-    return json.loads(graph.one("aws:lambda/invocation:Invocation").inputs["input"])
+    # unwrap: with `mesh` set with --secret, the event holds its values and is secret.
+    return json.loads(unwrap(graph.one("aws:lambda/invocation:Invocation").inputs["input"]))
 
 
 def _node_document(graph, node: str) -> dict:

@@ -17,9 +17,9 @@ from components.autoscaling import (
     target_tracking_configuration,
     tracked_metrics,
 )
+from scripts.mock_runtime import config_error, run_program
 from settings.scaling import AutoscalingSettings
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program
 
 TARGET = "aws:appautoscaling/target:Target"
 POLICY = "aws:appautoscaling/policy:Policy"

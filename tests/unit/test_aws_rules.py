@@ -20,9 +20,9 @@ from scripts.emulator.aws_rules import (
     pulumi_violations,
     txt_strings,
 )
+from scripts.mock_runtime import Graph, run_program, unwrap
 from scripts.plan import load_stack, shipped
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import Graph, run_program, unwrap
 
 LONG_STACK = "a-sixty-character-production-stack-name-for-the-payment-team"
 assert len(LONG_STACK) == 60

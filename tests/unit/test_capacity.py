@@ -9,10 +9,10 @@ import copy
 import pytest
 
 from components.autoscaling import capacity_provider_strategies
+from scripts.mock_runtime import config_error, run_program
 from settings import parse_settings
 from settings.scaling import CapacityStrategy
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program
 
 SERVICE = "aws:ecs/service:Service"
 WEB = {"name": "web", "image": "nginx", "port": 80}

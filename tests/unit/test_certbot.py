@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from components import certbot
-from components.certbot import (
+from task_contents import certbot
+from task_contents.certbot import (
     DEPLOY_HOOK,
     LOCK_FILE_NAME,
     RENEWAL_IMAGE,
@@ -144,7 +144,7 @@ def test_bad_input_is_refused(change: dict, field: str) -> None:
 
 
 def test_images_are_pinned_to_the_tested_certbot_version() -> None:
-    # The tag names the version; settings/images.py adds the digest.
+    # The tag names the version; constants/images.py adds the digest.
     assert certbot_image("http-01").startswith(f"certbot/certbot:v{certbot.CERTBOT_VERSION}@")
     assert certbot_image("dns-01").split("@")[0] == (
         f"certbot/dns-route53:v{certbot.CERTBOT_VERSION}"

@@ -1,4 +1,4 @@
-"""The renewal task's deploy hook (components/renewal_hook.py) with a fake ECS client.
+"""The renewal task's deploy hook (task_contents/renewal_hook.py) with a fake ECS client.
 
 The integration test in tests/integration/test_certbot_renewal.py runs the same program under
 certbot against moto; these cover the branches a real run does not reach cheaply.
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components import renewal_hook
-from components.renewal_hook import check_target, main, region_of
+from task_contents import renewal_hook
+from task_contents.renewal_hook import check_target, main, region_of
 
 CLUSTER = "arn:aws:ecs:eu-west-1:123456789012:cluster/ecs-tls"
 SERVICE = "nlb-certbot-1a2b3c4"

@@ -9,8 +9,8 @@ from components.certificates import (
     LEAF_EARLY_RENEWAL_HOURS,
     LEAF_VALIDITY_HOURS,
 )
+from scripts.mock_runtime import config_error, run_program
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program
 
 ZONE = "Z0123456789ABCDEFGHIJ"
 LISTENER_CASES = {

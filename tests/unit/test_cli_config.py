@@ -39,6 +39,7 @@ import pytest
 import yaml
 
 import topologies
+from scripts.mock_runtime import run_program
 from scripts.plan import shipped
 from scripts.stack_config import (
     SECRET_PLACEHOLDER,
@@ -47,7 +48,6 @@ from scripts.stack_config import (
     merged_config,
 )
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILE = ROOT / "Pulumi.yaml"

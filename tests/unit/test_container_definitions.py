@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.container_definitions import (
+from task_contents.container_definitions import (
     Container,
     Dependency,
     HealthCheck,

@@ -11,16 +11,18 @@ import subprocess
 
 import pytest
 
-from components import data_volume
-from components.data_volume import (
+from components.data_volume_access import (
+    data_volume_policy_document,
+    data_volume_policy_statements,
+    mark_unhealthy_policy_document,
+)
+from task_contents import data_volume
+from task_contents.data_volume import (
     DATA_VOLUME_TAG_KEY,
     SCRIPT_INSTALL_PATH,
     data_volume_instance_tags,
-    data_volume_policy_document,
-    data_volume_policy_statements,
     data_volume_script,
     data_volume_user_data,
-    mark_unhealthy_policy_document,
 )
 from tests.tools import require_binary
 

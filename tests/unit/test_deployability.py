@@ -21,12 +21,12 @@ import itertools
 import pytest
 
 import topologies
+from scripts.mock_runtime import Graph, Resource, run_program
 
 # The identity and collision rules live with the offline plan, which reports collisions
 # of any configuration change (./scripts/plan STACK --against OTHER).
 from scripts.plan import collisions
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import Graph, Resource, run_program
 
 ZONE = "Z0123456789ABCDEFGHIJ"
 DOMAIN = "app.example.com"

@@ -6,10 +6,8 @@ import json
 
 import pytest
 
-from components.certbot import CertbotSpec, certbot_args, s3_state_renewal_command
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from components.envoy import EnvoyProxySpec, envoy_args
-from components.envoy_sidecar import (
+from components.sidecar_task import (
     ENVOY_UID,
     REFRESHER,
     TLS_DIR,
@@ -17,9 +15,11 @@ from components.envoy_sidecar import (
     refresh_program,
     sds_files,
 )
+from scripts.mock_runtime import config_error, is_secret, unwrap
 from settings import ACME_DIRECTORIES
+from task_contents.certbot import CertbotSpec, certbot_args, s3_state_renewal_command
+from task_contents.envoy import EnvoyProxySpec, envoy_args
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, is_secret, unwrap
 from tests.iam_conditions import allowed
 from topologies.direct_task import STATE_KEY, TASK_METADATA_PATH
 
@@ -500,7 +500,7 @@ def test_envoy_trusts_no_forwarded_for_hop_without_a_proxy_in_front():
     so a client cannot choose the address the app sees."""
     import json
 
-    from tests.harness import run_program, unwrap
+    from scripts.mock_runtime import run_program, unwrap
 
     def hops(topology):
         graph = run_program(MINIMAL_CONFIG[topology])

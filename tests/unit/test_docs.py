@@ -151,7 +151,7 @@ def test_layout_lists_every_top_level_directory_and_every_module_it_enumerates()
     }
     listed = {folder for folder in folders if any(e.startswith(folder) for e in entries)}
     assert folders - listed == set(), "directories missing from README's layout"
-    for folder in ("components", "topologies", "functions"):
+    for folder in ("components", "task_contents", "topologies", "functions"):
         files = {
             f"{folder}/{p.name}"
             for p in (ROOT / folder).iterdir()
@@ -173,8 +173,8 @@ def test_stack_files_the_pages_name_exist(page):
 
 
 CODE_PATH = re.compile(
-    r"`((?:components|topologies|settings|functions|scripts|tests|benchmarks|docs|examples"
-    r"|\.github|\.ci)/[^`\s<>*]*)`"
+    r"`((?:constants|task_contents|components|topologies|settings|functions|scripts|tests"
+    r"|benchmarks|docs|examples|\.github|\.ci)/[^`\s<>*]*)`"
 )
 
 

@@ -22,11 +22,11 @@ from components.kms import (
 )
 from components.state_bucket import state_bucket_policy
 from scripts.emulator.aws_rules import RULES
+from scripts.mock_runtime import ACCOUNT, REGION, run_program
+from scripts.pki import make_pki
 from settings import TOPOLOGIES
 from settings.errors import ConfigError
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ACCOUNT, REGION, run_program
-from tests.pki import make_pki
 
 PARTITION = "aws"
 BUCKET = "arn:aws:s3:::direct-task-acme-state-1234567"

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from components.envoy import (
+from task_contents.envoy import (
     ADMIN_SOCKET_MODE,
     DEFAULT_ADMIN_SOCKET_PATH,
     DEFAULT_HEALTH_PORT,
@@ -239,7 +239,7 @@ def _app_cluster(bootstrap: dict) -> dict:
 
 
 def test_default_tuning_fits_the_smallest_fargate_task() -> None:
-    from components.envoy import ProxyTuning, tuning_for_task
+    from task_contents.envoy import ProxyTuning, tuning_for_task
 
     assert tuning_for_task(256, 512) == ProxyTuning()
     assert ProxyTuning().concurrency == 1
@@ -258,7 +258,7 @@ def test_default_tuning_fits_the_smallest_fargate_task() -> None:
     ],
 )
 def test_tuning_follows_the_task_size(cpu, memory, workers, heap_mib, connections, requests):
-    from components.envoy import tuning_for_task
+    from task_contents.envoy import tuning_for_task
 
     t = tuning_for_task(cpu, memory)
     assert (t.concurrency, t.max_heap_bytes // 2**20) == (workers, heap_mib)
@@ -266,7 +266,7 @@ def test_tuning_follows_the_task_size(cpu, memory, workers, heap_mib, connection
 
 
 def test_worker_count_is_passed_on_the_command_line() -> None:
-    from components.envoy import envoy_args, tuning_for_task
+    from task_contents.envoy import envoy_args, tuning_for_task
 
     spec = EnvoyProxySpec(app_port=8080, tuning=tuning_for_task(2048, 4096))
     args = envoy_args(spec)
@@ -320,7 +320,7 @@ def test_health_listener_is_outside_the_connection_limit() -> None:
 
 
 def test_access_log_all_by_default_sampled_or_off() -> None:
-    from components.envoy import ProxyTuning
+    from task_contents.envoy import ProxyTuning
 
     (entry,) = _hcm(render_bootstrap(EnvoyProxySpec(app_port=8080)))["access_log"]
     assert "filter" not in entry  # every request, as before
@@ -345,7 +345,7 @@ def test_access_log_all_by_default_sampled_or_off() -> None:
     ],
 )
 def test_invalid_tuning_is_refused(field: dict) -> None:
-    from components.envoy import ProxyTuning
+    from task_contents.envoy import ProxyTuning
 
     with pytest.raises(ValueError, match="tuning"):
         render_bootstrap(EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(**field)))
@@ -356,7 +356,7 @@ def test_invalid_tuning_is_refused(field: dict) -> None:
 
 def _mesh_bootstraps() -> dict[str, dict]:
     """A gateway and a service sidecar with an egress listener, as appmesh-efs builds them."""
-    from components.envoy import (
+    from task_contents.envoy import (
         EgressListener,
         MeshProxySpec,
         PrefixRoute,
@@ -409,7 +409,7 @@ BOOTSTRAPS = ["alb-envoy", "direct-task", "gateway", "service"]
 
 @pytest.mark.parametrize("which", BOOTSTRAPS)
 def test_a_tls_handshake_must_finish_within_seconds(which: str) -> None:
-    from components.envoy import ECS_DEFAULT_STOP_TIMEOUT_SECONDS
+    from task_contents.envoy.tuning import ECS_DEFAULT_STOP_TIMEOUT_SECONDS
 
     bootstrap = _every_bootstrap()[which]
     tls_chains = [
@@ -425,7 +425,7 @@ def test_a_tls_handshake_must_finish_within_seconds(which: str) -> None:
 
 @pytest.mark.parametrize("which", BOOTSTRAPS)
 def test_every_http_listener_bounds_request_heads_and_idle_time(which: str) -> None:
-    from components.envoy import ALB_IDLE_TIMEOUT_SECONDS
+    from task_contents.envoy.tuning import ALB_IDLE_TIMEOUT_SECONDS
 
     hcms = _every_hcm(_every_bootstrap()[which])
     assert "health" in hcms and len(hcms) >= 2
@@ -483,7 +483,7 @@ def test_the_app_receives_only_the_trusted_client_address(
 
 
 def test_default_timeouts_hold_for_every_task_size() -> None:
-    from components.envoy import ProxyTuning, tuning_for_task
+    from task_contents.envoy import ProxyTuning, tuning_for_task
 
     def timeouts(t: ProxyTuning) -> tuple[int, ...]:
         return (
@@ -510,14 +510,14 @@ def test_default_timeouts_hold_for_every_task_size() -> None:
     ],
 )
 def test_invalid_client_timeouts_are_refused(field: dict, message: str) -> None:
-    from components.envoy import ProxyTuning
+    from task_contents.envoy import ProxyTuning
 
     with pytest.raises(ValueError, match=message):
         render_bootstrap(EnvoyProxySpec(app_port=8080, tuning=ProxyTuning(**field)))
 
 
 def test_a_longer_route_timeout_raises_the_stream_idle_timeout_above_it() -> None:
-    from components.envoy import ProxyTuning
+    from task_contents.envoy import ProxyTuning
 
     spec = EnvoyProxySpec(app_port=8080, route_timeout_seconds=300)
     assert _hcm(render_bootstrap(spec))["stream_idle_timeout"] == "305s"
@@ -531,7 +531,7 @@ def test_a_longer_route_timeout_raises_the_stream_idle_timeout_above_it() -> Non
 
 
 def _mesh_client_validation(names, spki=()):
-    from components.envoy import (
+    from task_contents.envoy import (
         MeshProxySpec,
         PeerValidation,
         PrefixRoute,

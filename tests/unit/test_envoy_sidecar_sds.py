@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from components import secret_refresh
 from components.certificates import CHAIN_KEY, PRIVATE_KEY_KEY
-from components.container_definitions import LogSettings, container_definitions_json
-from components.envoy import EnvoyProxySpec, SdsFiles, render_bootstrap
-from components.envoy_sidecar import (
+from components.sidecar_task import (
     REFRESHER,
     TLS_DIR,
     RefreshedCertificate,
@@ -25,8 +22,11 @@ from components.envoy_sidecar import (
     sidecar_containers,
     sidecar_spec,
 )
+from scripts.pki import make_pki
 from settings import AppSettings, EnvoySettings
-from tests.pki import make_pki
+from task_contents import secret_refresh
+from task_contents.container_definitions import LogSettings, container_definitions_json
+from task_contents.envoy import EnvoyProxySpec, SdsFiles, render_bootstrap
 from tests.tools import require_binary
 
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:direct-task-certificate-AbCdEf"

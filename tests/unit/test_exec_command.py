@@ -18,8 +18,8 @@ from components.exec_command import (
     exec_key_policy,
 )
 from components.iam import policy_document
+from scripts.mock_runtime import config_error, run_program, unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program, unwrap
 
 ROLE = "aws:iam/role:Role"
 POLICY = "aws:iam/rolePolicy:RolePolicy"

@@ -27,13 +27,13 @@ from components.expiry_notice import (
 )
 from components.iam import policy_document
 from scripts.emulator.aws_rules import full_match, model_constraints
+from scripts.mock_runtime import ACCOUNT, REGION, Graph, Resource, run_program, unwrap
+from scripts.pki import make_pki
 from scripts.plan import load_stack
 from scripts.plan import shipped as shipped_stacks
 from settings.errors import ConfigError
 from settings.parse import parse_certificate_expiry_alarm_days
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ACCOUNT, REGION, Graph, Resource, run_program, unwrap
-from tests.pki import make_pki
 
 EARLY = datetime(2026, 1, 1, tzinfo=UTC)  # a `now` long before any notice below
 SCHEDULE = "aws:scheduler/schedule:Schedule"

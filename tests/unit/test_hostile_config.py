@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
+from constants.config import DEFAULT_SSL_POLICY, SSL_POLICIES
+from scripts.mock_runtime import config_error
+from scripts.pki import make_pki
 from settings import CONFIG_REFERENCE, ConfigError, parse_settings
-from settings.constants import DEFAULT_SSL_POLICY, SSL_POLICIES
 from settings.parse import SERVICE_CONNECT_FINGERPRINT_VARIABLE
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error
-from tests.pki import make_pki
 
 PKI = make_pki("app.example.com")
 EXISTING_VPC = {
@@ -1046,7 +1046,7 @@ QUOTA_CASES = {
 
 @pytest.mark.parametrize("case", sorted(QUOTA_CASES))
 def test_the_most_cidrs_accepted_fill_one_security_group_and_one_more_is_refused(case):
-    from tests.harness import run_program
+    from scripts.mock_runtime import run_program
 
     topology, extra, most = QUOTA_CASES[case]
     cidrs = [f"10.{i // 250}.{i % 250}.0/24" for i in range(most + 1)]
@@ -1061,7 +1061,7 @@ def test_the_most_cidrs_accepted_fill_one_security_group_and_one_more_is_refused
     assert message.startswith(f"ecs-tls:allowedCidrs: holds {most + 1} CIDRs;"), message
 
 
-# --- the certbot command's own checks (components/certbot.py) -----------------------------
+# --- the certbot command's own checks (task_contents/certbot.py) -----------------------------
 
 
 @pytest.mark.parametrize(
@@ -1073,7 +1073,7 @@ def test_the_most_cidrs_accepted_fill_one_security_group_and_one_more_is_refused
     ],
 )
 def test_certbot_refuses_a_value_with_a_final_newline(field, value):
-    from components.certbot import CertbotSpec, certbot_args
+    from task_contents.certbot import CertbotSpec, certbot_args
 
     spec = {"email": "ops@example.com", "domain": "db.example.com"}
     spec["directory_url"] = "https://acme.example.com/dir"
@@ -1083,7 +1083,7 @@ def test_certbot_refuses_a_value_with_a_final_newline(field, value):
 
 
 def test_certbot_renewal_environment_refuses_a_final_newline():
-    from components.certbot import renewal_environment
+    from task_contents.certbot import renewal_environment
 
     arn = "arn:aws:ecs:eu-west-1:123456789012:cluster/main"
     with pytest.raises(ValueError, match="cluster_arn"):

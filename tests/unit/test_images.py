@@ -17,11 +17,7 @@ from typing import Any
 import pytest
 
 import topologies
-from components.certbot import CERTBOT_VERSION
-from components.container_definitions import Container, container_definitions_json
-from scripts.plan import load_stack, shipped
-from settings import parse_settings
-from settings.images import (
+from constants.images import (
     AWAITING_DIGEST,
     CERTBOT_IMAGE,
     COPIER_IMAGE,
@@ -29,6 +25,11 @@ from settings.images import (
     ENVOY_IMAGE,
     NEO4J_IMAGE,
     NGINX_IMAGE,
+)
+from scripts.mock_runtime import ACCOUNT, REGION, ROOT, Graph, config_error, run_program, unwrap
+from scripts.plan import load_stack, shipped
+from settings import parse_settings
+from settings.images import (
     CacheRule,
     cached_image,
     ecr_repository_arn,
@@ -40,8 +41,9 @@ from settings.images import (
     warmup_commands,
     with_cached_images,
 )
+from task_contents.certbot import CERTBOT_VERSION
+from task_contents.container_definitions import Container, container_definitions_json
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ACCOUNT, REGION, ROOT, Graph, config_error, run_program, unwrap
 
 STACK_FILES = shipped()
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
@@ -130,7 +132,9 @@ def test_every_container_of_a_shipped_stack_runs_a_pinned_default_or_an_image_th
         for image in images:
             if image in named:
                 continue  # the user's choice
-            assert image in DEFAULT_IMAGES.values(), f"{task}: {image} is not in settings/images.py"
+            assert image in DEFAULT_IMAGES.values(), (
+                f"{task}: {image} is not in constants/images.py"
+            )
             assert is_pinned(image) or image in AWAITING_DIGEST, f"{task}: {image}"
 
 

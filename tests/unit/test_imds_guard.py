@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from components.imds_guard import (
+from task_contents.imds_guard import (
     IMDS_ADDRESS,
     SCRIPT_INSTALL_PATH,
     TASK_CREDENTIALS_ADDRESS,

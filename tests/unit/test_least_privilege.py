@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 
 from components.iam import TRUSTED_SERVICES
+from scripts.mock_runtime import ACCOUNT, Graph, Resource, run_program, unwrap
 from scripts.plan import load_stack, shipped
-from tests.harness import ACCOUNT, Graph, Resource, run_program, unwrap
 
 STACK_FILES = shipped()
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from scripts.mock_runtime import config_error, run_program
 from settings import parse_settings
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program
 
 ZONE = "Z0123456789ABCDEFGHIJ"
 EXISTING = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"

@@ -17,8 +17,8 @@ from components.access_logs import (
     access_log_bucket_policy,
     log_objects_arn,
 )
+from scripts.mock_runtime import config_error, run_program, unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program, unwrap
 
 LB = "aws:lb/loadBalancer:LoadBalancer"
 BUCKET = "aws:s3/bucket:Bucket"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from components.neo4j import (
+from task_contents.neo4j import (
     MAX_HEAP_MIB,
+    NEO4J_MIN_MEMORY_MIB,
     neo4j_memory_environment,
     neo4j_memory_sizes,
 )
-from settings.model import NEO4J_MIN_MEMORY_MIB
 
 
 @pytest.mark.parametrize(

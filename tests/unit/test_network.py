@@ -7,9 +7,9 @@ import ipaddress
 import pytest
 
 from components.network import subnet_cidrs
-from settings.constants import PRIVATE_SUBNET_TOPOLOGIES
+from constants.config import PRIVATE_SUBNET_TOPOLOGIES
+from scripts.mock_runtime import AZ_NAMES, config_error
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import AZ_NAMES, config_error
 
 BASE = {"topology": "alb-envoy", "domain": "app.example.com"}
 EXISTING = {

@@ -11,10 +11,10 @@ import ipaddress
 import pytest
 
 from components.network import DeployedNetwork, DeployedSubnet, plan_zones
+from scripts import mock_runtime
+from scripts.mock_runtime import config_error, deployed, deployed_from, run_program
 from settings import ConfigError, NetworkSettings
 from settings.subnet_layout import even_split_cidrs, slot_cidr, zone_capacity
-from tests import harness
-from tests.harness import config_error, deployed, deployed_from, run_program
 
 BASE = {"topology": "alb-envoy", "domain": "app.example.com"}
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -44,7 +44,7 @@ def test_a_third_zone_adds_subnets_and_changes_none():
     vpc = ipaddress.ip_network("10.0.0.0/16")
     assert all(n.subnet_of(vpc) for n in every)
     new_zones = {after[n]["availabilityZone"] for n in set(after) - set(before)}
-    assert new_zones == {harness.az_names(harness.REGION)[2]}
+    assert new_zones == {mock_runtime.az_names(mock_runtime.REGION)[2]}
 
 
 def test_the_layout_does_not_depend_on_the_zone_count():
@@ -78,7 +78,7 @@ def test_the_same_zone_count_on_a_deployed_vpc_changes_nothing():
 
 
 def test_more_zones_than_the_region_has_is_refused_before_any_resource(monkeypatch):
-    monkeypatch.setattr(harness, "az_names", lambda region: [f"{region}{c}" for c in "abc"])
+    monkeypatch.setattr(mock_runtime, "az_names", lambda region: [f"{region}{c}" for c in "abc"])
     message = config_error(zones(4))
     assert message.startswith(
         "ecs-tls:network.availabilityZones: 4 is more than the 3 availability zones"
@@ -98,7 +98,7 @@ def _legacy(cidr: str, count: int) -> tuple[dict, list[dict]]:
                     "id": f"subnet-0{tier[:2]}{i:015d}",
                     "vpcId": vpc["id"],
                     "cidrBlock": block,
-                    "availabilityZone": harness.az_names(harness.REGION)[i],
+                    "availabilityZone": mock_runtime.az_names(mock_runtime.REGION)[i],
                     "tags": {"Name": f"ecs-tls-dev-{tier}-{i}", "tier": tier},
                 }
             )

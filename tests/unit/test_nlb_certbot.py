@@ -9,12 +9,12 @@ import subprocess
 
 import pytest
 
-from components.certbot import CERTBOT_USER, COPIER_WAIT_SECONDS, lineage_name
 from components.ec2_capacity import ECS_AMI, instance_user_data
-from components.imds_guard import UNIT_NAME, imds_guard_script
 from components.renewal import renewal_interval_days
+from scripts.mock_runtime import config_error, is_secret, run_program, unwrap
+from task_contents.certbot import CERTBOT_USER, COPIER_WAIT_SECONDS, lineage_name
+from task_contents.imds_guard import UNIT_NAME, imds_guard_script
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, is_secret, run_program, unwrap
 from tests.tools import require_binary
 
 DNS01 = MINIMAL_CONFIG["nlb-certbot"]
@@ -286,7 +286,7 @@ def test_a_failed_issue_is_reported_to_the_alerts_topic():
 
 @pytest.mark.parametrize("kind", ["dns-01", "http-01"])
 def test_the_instance_lets_only_root_reach_the_metadata_service(kind):
-    """The guard (components/imds_guard.py, run for real in
+    """The guard (task_contents/imds_guard.py, run for real in
     tests/integration/test_imds_firewall.py) is installed before anything else, and no
     privileged container can lift it."""
     user_data = _user_data(run_program(MODES[kind]))

@@ -15,10 +15,10 @@ import pytest
 
 from components.ec2_capacity import ECS_AMI, ECS_AMI_ARM64, instance_architecture
 from components.persistent_volume import kept_volume_problem, subnet_in_zone
+from scripts import mock_runtime
+from scripts.mock_runtime import config_error, run_program
 from settings import ConfigError
-from tests import harness
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program
 
 DNS01 = MINIMAL_CONFIG["nlb-certbot"]
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -26,7 +26,7 @@ OTHER_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0000abcd-12ab-34cd-56ef-1234
 EXISTING_VPC = {
     "vpcId": "vpc-0123456789abcdef0",
     "publicSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-    # The harness puts subnets ending in an even digit in eu-west-1a, odd in eu-west-1b.
+    # The mock runtime puts subnets ending in an even digit in eu-west-1a, odd in eu-west-1b.
     "privateSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"],
 }
 REORDERED_VPC = {**EXISTING_VPC, "privateSubnetIds": EXISTING_VPC["privateSubnetIds"][::-1]}
@@ -34,7 +34,7 @@ REORDERED_VPC = {**EXISTING_VPC, "privateSubnetIds": EXISTING_VPC["privateSubnet
 
 def run_with_volume_state(monkeypatch, config, **state):
     """Run the program against a data volume that already exists with `state`."""
-    original = harness._resource_outputs
+    original = mock_runtime._resource_outputs
 
     def outputs(args):
         resource_id, values = original(args)
@@ -42,8 +42,8 @@ def run_with_volume_state(monkeypatch, config, **state):
             values = {**values, **state}
         return resource_id, values
 
-    monkeypatch.setattr(harness, "_resource_outputs", outputs)
-    return harness._run(config, "dev")
+    monkeypatch.setattr(mock_runtime, "_resource_outputs", outputs)
+    return mock_runtime._run(config, "dev")
 
 
 def group_subnet(graph) -> str:
@@ -128,7 +128,7 @@ def test_a_restore_is_a_new_volume_in_the_configured_zone():
 def test_a_zone_without_a_private_subnet_is_refused():
     config = {**DNS01, "network": EXISTING_VPC, "app": {"dataVolumeZone": "eu-west-1c"}}
     with pytest.raises(ConfigError) as caught:
-        harness._run(config, "dev")
+        mock_runtime._run(config, "dev")
     assert str(caught.value).startswith(
         "ecs-tls:app.dataVolumeZone: no private subnet is in eu-west-1c"
     )
@@ -252,8 +252,8 @@ def test_every_renewal_run_reports_the_expiry_and_an_alarm_watches_it(config):
         CERTIFICATE_METRIC,
         CERTIFICATE_METRIC_NAMESPACE,
     )
-    from components.certbot import RENEWAL_IMAGE
-    from settings.images import CERTBOT_DNS_ROUTE53_IMAGE
+    from constants.images import CERTBOT_DNS_ROUTE53_IMAGE
+    from task_contents.certbot import RENEWAL_IMAGE
 
     graph = run_program(config)
     renewal = graph.one("aws:ecs/taskDefinition:TaskDefinition", "nlb-certbot-renewal")
@@ -283,7 +283,8 @@ def test_every_renewal_run_reports_the_expiry_and_an_alarm_watches_it(config):
 
 
 def test_the_hook_program_speaks_the_metric_contract():
-    from components import alerts, renewal_hook
+    from components import alerts
+    from task_contents import renewal_hook
 
     assert renewal_hook.METRIC_NAMESPACE == alerts.CERTIFICATE_METRIC_NAMESPACE
     assert renewal_hook.METRIC_NAME == alerts.CERTIFICATE_METRIC
@@ -295,18 +296,19 @@ def test_a_custom_image_on_graviton_is_warned_about(monkeypatch):
 
     warnings: list[str] = []
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warnings.append(message))
-    harness._run({**DNS01, "app": {"instanceType": "m7g.large"}}, "dev")
+    mock_runtime._run({**DNS01, "app": {"instanceType": "m7g.large"}}, "dev")
     assert not [w for w in warnings if "arm64" in w], "the program's images are multi-arch"
     custom = {**DNS01, "app": {"instanceType": "m7g.large", "image": "ghcr.io/acme/db:1"}}
-    harness._run(custom, "dev")
+    mock_runtime._run(custom, "dev")
     assert any("ghcr.io/acme/db:1 must have a linux/arm64 variant" in w for w in warnings)
 
 
 def test_the_program_images_are_pinned_to_multi_arch_indexes():
-    from settings.images import AWAITING_DIGEST, DEFAULT_IMAGES, parse_reference
+    from constants.images import AWAITING_DIGEST, DEFAULT_IMAGES
+    from settings.images import parse_reference
 
     for image in DEFAULT_IMAGES.values():
-        # A digest of the multi-architecture index (settings/images.py says how to read it);
+        # A digest of the multi-architecture index (constants/images.py says how to read it);
         # only the one awaiting confirmation goes by its tag, itself a multi-arch index.
         assert parse_reference(image).digest or image in AWAITING_DIGEST, image
 
@@ -315,8 +317,8 @@ def test_the_program_images_are_pinned_to_multi_arch_indexes():
 
 
 def test_an_instance_the_group_terminates_drains_its_tasks_first():
-    from components.data_volume import DEFAULT_ATTACH_TIMEOUT_SECONDS
     from components.ec2_capacity import DRAIN_HOOK_SECONDS
+    from task_contents.data_volume import DEFAULT_ATTACH_TIMEOUT_SECONDS
 
     graph = run_program(DNS01)
     group = graph.one("aws:autoscaling/group:Group")

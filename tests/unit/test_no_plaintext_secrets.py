@@ -12,9 +12,9 @@ import re
 import pytest
 
 import topologies
+from scripts.mock_runtime import plaintext
+from scripts.pki import make_pki
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import plaintext
-from tests.pki import make_pki
 
 KEY = make_pki("app.example.com").key_pem
 BRING_YOUR_OWN = {"certificate": make_pki("app.example.com").certificate_config(chain=False)}

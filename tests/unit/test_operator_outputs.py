@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from scripts.mock_runtime import run_program
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import run_program
 
 SERVICE = "aws:ecs/service:Service"
 SHARED_CA = (

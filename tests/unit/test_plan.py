@@ -18,8 +18,8 @@ from pulumi.runtime import rpc
 
 import topologies
 from scripts import plan
-from tests.harness import Graph, Resource, _run
-from tests.pki import make_pki
+from scripts.mock_runtime import Graph, Resource, _run
+from scripts.pki import make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted(plan.shipped())

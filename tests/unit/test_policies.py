@@ -15,8 +15,8 @@ import topologies
 from components.iam import TRUSTED_SERVICES, assume_role_policy
 from components.lambda_function import vpc_statements
 from components.renewal import ecs_service_arn, run_task_statements, schedule_group_arn
+from scripts.mock_runtime import unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import unwrap
 
 CASES = {
     **{t: c for t, c in MINIMAL_CONFIG.items()},

@@ -3,8 +3,8 @@
 The pack is driven the way the Pulumi CLI drives it: through pulumi-policy's own analyzer
 service, with requests built as the engine sends them (inputs for a resource policy; outputs,
 parents and property dependencies for a stack policy), so the policies receive the SDK's real
-argument objects, proxies and configuration. Each stack runs once (the harness caches graphs)
-and is analyzed once per configuration.
+argument objects, proxies and configuration. Each stack runs once (the mock runtime caches
+graphs) and is analyzed once per configuration.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE as UNKNOWN
 
 from components.iam import TRUSTED_SERVICES
+from constants.images import AWAITING_DIGEST
 from policy import rules
+from scripts.mock_runtime import ROOT, Graph, Resource, run_program
 from scripts.plan import shipped, stack_plan
-from settings.images import AWAITING_DIGEST
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ROOT, Graph, Resource, run_program
 from tests.unit.test_least_privilege import WILDCARD_ACTIONS
 
 POLICY_DIR = ROOT / "policy"
@@ -110,7 +110,7 @@ class Analyzer:
 
 
 def resource(type_: str, name: str, inputs: Mapping[str, Any], **deps: list[str]) -> Resource:
-    """A registration as the harness records it; `deps` are property dependencies (URNs)."""
+    """A registration as the mock runtime records it; `deps` are property dependencies (URNs)."""
     urn = f"urn:pulumi:test::ecs-tls::{type_}::{name}"
     return Resource(
         type=type_,

@@ -8,7 +8,7 @@ import json
 from scripts import plan
 from scripts.emulator import replace
 from scripts.emulator.translate import ProviderSchema, Translation
-from tests.harness import Resource, run_program
+from scripts.mock_runtime import Resource, run_program
 
 VPC = "aws_vpc.network-vpc_1"
 SUBNET = "aws_subnet.network-public-0_2"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from scripts.mock_runtime import config_error, run_program, unwrap
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error, run_program, unwrap
 
 MINIMAL = MINIMAL_CONFIG["service-connect"]
 SHARED_CA = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 import topologies
+from scripts.mock_runtime import config_error
+from scripts.pki import make_pki
 from settings import (
     ACME_DIRECTORIES,
     APP_DEFAULTS,
@@ -12,8 +14,6 @@ from settings import (
     parse_settings,
 )
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error
-from tests.pki import make_pki
 
 BASE = {"topology": "alb-envoy", "domain": "app.example.com"}
 EXISTING_VPC = {

@@ -1,6 +1,6 @@
 """A bring-your-own certificate is checked before anything is registered.
 
-Real certificates (tests/pki.py): ECDSA P-256 and RSA, a wrong key, a wrong name, expired,
+Real certificates (scripts/pki.py): ECDSA P-256 and RSA, a wrong key, a wrong name, expired,
 not yet valid, a chain out of order. Each failure is one ConfigError naming the key.
 """
 
@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scripts.mock_runtime import config_error
+from scripts.pki import make_pki
 from settings import ConfigError, parse_settings
 from settings.certificate_check import covers
 from settings.parse import certificate_expiry_warning
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error
-from tests.pki import make_pki
 
 BASE = MINIMAL_CONFIG["alb-envoy"]
 SECRET = ["certificate"]  # as the engine lists it once privateKeyPem is set with --secret

@@ -13,11 +13,11 @@ import re
 
 import pytest
 
+from scripts.mock_runtime import config_error
+from scripts.pki import make_pki
 from settings import CONFIG_REFERENCE, ConfigError, parse_settings
 from settings.reference import APPLIES_TO, KNOWN_TOP_LEVEL
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import config_error
-from tests.pki import make_pki
 
 PKI = make_pki("app.example.com")
 KEY = PKI.key_pem

@@ -8,12 +8,12 @@ import copy
 import pytest
 import yaml
 
+from constants.config import DEFAULT_SSL_POLICY, SSL_POLICIES, TLS13_SSL_POLICIES
+from scripts.mock_runtime import ROOT, config_error
+from scripts.pki import make_pki
 from settings import CONFIG_REFERENCE, TOPOLOGIES, ConfigError, parse_settings
-from settings.constants import DEFAULT_SSL_POLICY, SSL_POLICIES, TLS13_SSL_POLICIES
 from settings.reference import APPLIES_TO, APPLIES_TO_HINTS, LOAD_BALANCER_KEYS, REFUSED_BECAUSE
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ROOT, config_error
-from tests.pki import make_pki
 
 ACM_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
 # A value for each table entry; the check runs before values are read, so any will do.

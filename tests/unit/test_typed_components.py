@@ -15,8 +15,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from scripts.mock_runtime import ROOT, AwsMocks, Graph, RecordingMonitor, run_program
 from tests.conftest import MINIMAL_CONFIG
-from tests.harness import ROOT, AwsMocks, Graph, RecordingMonitor, run_program
 
 EXAMPLE = ROOT / "examples" / "alb-envoy-existing-cluster"
 EXAMPLE_PROJECT = "alb-envoy-existing-cluster"

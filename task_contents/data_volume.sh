@@ -4,7 +4,7 @@
 # it is mounted.
 #
 # Runs from EC2 user data (cloud-init, as root) on the ECS-optimised Amazon Linux 2023 AMI.
-# components/data_volume.py renders it: it puts shell-quoted assignments of the parameters
+# task_contents/data_volume.py renders it: it puts shell-quoted assignments of the parameters
 # right after the first line, and checks them first.
 #
 # Parameters:

@@ -173,8 +173,12 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
     partition, suffix = region_partition(region) or ("aws", "amazonaws.com")
     digest = hashlib.sha1(f"{args.typ}/{args.name}".encode()).hexdigest()
     service = args.typ.split(":")[1].split("/")[0] if ":" in args.typ else "mock"
+    # Inputs the program made secret come back secret, as the engine returns them; the
+    # attributes AWS computes from them (an ARN from a name) are built from the plain value.
     state: dict[str, Any] = dict(args.inputs)
+    inputs: dict[str, Any] = unwrap(state)
     state.setdefault("name", args.inputs.get("name", f"{args.name}-{digest[:7]}"))
+    name = unwrap(state["name"])
     state["arn"] = f"arn:{partition}:{service}:{region}:{ACCOUNT}:{args.name}-{digest[:6]}"
     resource_id = f"{args.name}-{digest[:8]}"
     prefixes = {
@@ -201,12 +205,12 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         )
         resource_id = state["arn"]
     if args.typ == "aws:ecs/cluster:Cluster":
-        state["arn"] = f"arn:{partition}:ecs:{region}:{ACCOUNT}:cluster/{state['name']}"
+        state["arn"] = f"arn:{partition}:ecs:{region}:{ACCOUNT}:cluster/{name}"
     if args.typ == "aws:sqs/queue:Queue":
         # SQS addresses a queue by its URL, which queue policies take as their ID.
-        state["url"] = f"https://sqs.{region}.{suffix}/{ACCOUNT}/{state['name']}"
+        state["url"] = f"https://sqs.{region}.{suffix}/{ACCOUNT}/{name}"
     if args.typ == "aws:cloudwatch/logGroup:LogGroup":
-        state["arn"] = f"arn:{partition}:logs:{region}:{ACCOUNT}:log-group:{state['name']}"
+        state["arn"] = f"arn:{partition}:logs:{region}:{ACCOUNT}:log-group:{name}"
     # pulumi-tls: PEM-shaped text. Mocks, unlike the engine, do not mark keys secret, so a
     # test that finds this text outside a secret proves the program forgot to.
     if args.typ == "tls:index/privateKey:PrivateKey":
@@ -220,24 +224,24 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
         state["certPem"] = _pem("CERTIFICATE", args.name)
         # The provider's validity window (RFC 3339), from a fixed issue time far ahead: a
         # notice computed from it is never already due, which would make it read the clock.
-        hours = int(args.inputs.get("validityPeriodHours", 0))
+        hours = int(inputs.get("validityPeriodHours", 0))
         state["validityStartTime"] = MOCK_ISSUED.strftime("%Y-%m-%dT%H:%M:%SZ")
         state["validityEndTime"] = (MOCK_ISSUED + timedelta(hours=hours)).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
         )
     if args.typ == "tls:index/certRequest:CertRequest":
         state["certRequestPem"] = _pem("CERTIFICATE REQUEST", args.name)
-    if args.typ == "aws:acm/certificate:Certificate" and "domainName" in args.inputs:
+    if args.typ == "aws:acm/certificate:Certificate" and "domainName" in inputs:
         state["domainValidationOptions"] = [
             {
-                "domainName": args.inputs["domainName"],
-                "resourceRecordName": f"_{digest[:12]}.{args.inputs['domainName']}.",
+                "domainName": inputs["domainName"],
+                "resourceRecordName": f"_{digest[:12]}.{inputs['domainName']}.",
                 "resourceRecordType": "CNAME",
                 "resourceRecordValue": f"_{digest[12:24]}.acm-validations.aws.",
             }
         ]
     if args.typ == "aws:route53/record:Record":
-        state["fqdn"] = args.inputs.get("name", args.name)
+        state["fqdn"] = inputs.get("name", args.name)
     if args.typ == "aws:acmpca/certificateAuthority:CertificateAuthority":
         state["arn"] = (
             f"arn:{partition}:acm-pca:{region}:{ACCOUNT}:certificate-authority/"
@@ -249,13 +253,14 @@ def _resource_outputs(args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[st
     if args.typ == "aws:s3/bucket:Bucket":
         # Auto-named like the provider: the logical name and a suffix, lowercase.
         state.setdefault("bucket", f"{args.name}-{digest[:7]}".lower())
-        state["arn"] = f"arn:{partition}:s3:::{state['bucket']}"
-        resource_id = state["bucket"]
+        bucket = unwrap(state["bucket"])
+        state["arn"] = f"arn:{partition}:s3:::{bucket}"
+        resource_id = bucket
     if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
         state["latestVersion"] = 1.0
     if args.typ == "aws:iam/role:Role":
-        state["arn"] = f"arn:{partition}:iam::{ACCOUNT}:role/{state['name']}"
-        resource_id = state["name"]
+        state["arn"] = f"arn:{partition}:iam::{ACCOUNT}:role/{name}"
+        resource_id = name
     return resource_id, state
 
 
@@ -322,13 +327,56 @@ class AwsMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """Keeps each registration's type, parent and dependencies, which the base class drops."""
+    """Keeps each registration's type, parent and dependencies, which the base class drops,
+    and runs the program's stack transforms on each registration, as the engine does and
+    the base class does not."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.graph = Graph()
+        self.stack_transforms: list[Any] = []  # callback_pb2.Callback, in registration order
+
+    def RegisterStackTransform(self, request):
+        self.stack_transforms.append(request)
+        return super().RegisterStackTransform(request)
+
+    def _transformed(self, request):
+        """`request` with its properties as the stack transforms return them.
+
+        The engine calls each transform through the program's callback server with the
+        serialized properties and registers what it returns; this calls the same callback
+        (deserialize, transform, serialize) in process. Only properties: the program's
+        transforms change no option.
+        """
+        if not self.stack_transforms:
+            return request
+        from pulumi.runtime._callbacks import _CallbackServicer
+        from pulumi.runtime.proto import resource_pb2
+        from pulumi.runtime.sync_await import _ensure_event_loop
+
+        _ensure_event_loop()
+        properties = request.object
+        for callback in self.stack_transforms:
+            run = next(
+                s._callbacks[callback.token]
+                for s in _CallbackServicer._servicers
+                if callback.token in s._callbacks
+            )
+            asked = resource_pb2.TransformRequest(
+                type=request.type,
+                name=request.name,
+                custom=request.custom,
+                parent=request.parent,
+                properties=properties,
+            )
+            properties = _sync_await(run(asked.SerializeToString())).properties
+        transformed = type(request)()
+        transformed.CopyFrom(request)
+        transformed.object.CopyFrom(properties)
+        return transformed
 
     def RegisterResource(self, request):
+        request = self._transformed(request)
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = rpc.deserialize_properties(request.object)

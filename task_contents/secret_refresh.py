@@ -1,7 +1,7 @@
 """Keeps a task's Envoy certificate in step with its Secrets Manager secret (`direct-task`).
 
 A standalone program, not a module of the project: the refresher container of the task
-(``components/envoy_sidecar.py``) runs this source with the image's ``python3 -c``. It imports
+(``components/sidecar_task.py``) runs this source with the image's ``python3 -c``. It imports
 only the standard library and boto3 (the ``certbot/dns-route53`` image ships boto3 for its
 Route53 plugin).
 
@@ -44,7 +44,7 @@ PRIVATE_KEY_KEY = "privateKey"  # components/certificates.py PRIVATE_KEY_KEY
 SDS_FILE = "sds.json"
 CURRENT = "current"
 VERSION_PREFIX = ".v-"
-DEFAULT_SECRET_NAME = "listener_certificate"  # components/envoy.py SdsFiles.secret_name
+DEFAULT_SECRET_NAME = "listener_certificate"  # task_contents/envoy/tls.py SdsFiles
 DEFAULT_REFRESH_SECONDS = 300
 FIRST_RETRY_SECONDS = 5
 JITTER = 0.2  # each wait is the period +/- 20 %

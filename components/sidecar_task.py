@@ -2,13 +2,13 @@
 
 alb-envoy (behind an ALB) and direct-task (tasks with public IPs) run the same pair: the app,
 with no port mapping, on the task's loopback, and stock Envoy with the v3 bootstrap of
-components/envoy.py.
+task_contents/envoy/sidecar.py.
 
 Where the certificate comes from:
 - alb-envoy: ECS injects chain and key from one Secrets Manager secret at task start; a new
   certificate changes the task definition and rolls the tasks.
 - direct-task (`RefreshedCertificate`): a third container, the refresher, runs
-  components/secret_refresh.py: it polls the secret and swaps the files Envoy serves through
+  task_contents/secret_refresh.py: it polls the secret and swaps the files Envoy serves through
   SDS on a volume the two share. A renewal reaches running tasks (RunTask ones too) without
   replacing any; Envoy starts once the refresher is healthy, i.e. the first files exist.
 """
@@ -21,7 +21,9 @@ from functools import cache
 from pathlib import Path
 
 from components.app_secrets import container_secrets
-from components.container_definitions import (
+from constants.images import CERTBOT_DNS_ROUTE53_IMAGE
+from settings import AppSettings, EnvoySettings
+from task_contents.container_definitions import (
     Container,
     Dependency,
     HealthCheck,
@@ -29,15 +31,13 @@ from components.container_definitions import (
     MountPoint,
     PortMapping,
 )
-from components.envoy import (
+from task_contents.envoy import (
     EnvoyProxySpec,
     SdsFiles,
     envoy_args,
     ready_check_command,
     tuning_for_task,
 )
-from settings import AppSettings, EnvoySettings
-from settings.images import CERTBOT_DNS_ROUTE53_IMAGE
 
 # The task volume (Fargate bind mount, no host path: task storage that lives as long as the
 # task) shared by the refresher (read-write) and Envoy (read-only).
@@ -55,7 +55,9 @@ REFRESH_SECONDS = 300
 # task pulls no image the program does not already pin.
 REFRESH_IMAGE = CERTBOT_DNS_ROUTE53_IMAGE
 
-_REFRESH_PROGRAM_PATH = Path(__file__).with_name("secret_refresh.py")
+_REFRESH_PROGRAM_PATH = (
+    Path(__file__).resolve().parent.parent / "task_contents" / "secret_refresh.py"
+)
 
 
 @cache

@@ -8,7 +8,7 @@ certificate reaches the app through a new deployment of its service:
 -> app and lay the new certificate out.
 
 This file is a standalone program, not a module of the project: ``renewal_command`` in
-``components/certbot.py`` passes its source to the image's ``python3 -c``. It may import only
+``task_contents/certbot.py`` passes its source to the image's ``python3 -c``. It may import only
 the standard library and boto3, which the ``certbot/dns-route53`` image ships for its Route53
 plugin.
 

@@ -1,6 +1,11 @@
-"""Accepted values and defaults that several settings modules share."""
+"""Accepted values and defaults that settings, task contents and components share.
+
+Constants only: this module imports nothing of the project.
+"""
 
 from __future__ import annotations
+
+import re
 
 NAMESPACE = "ecs-tls"
 
@@ -84,9 +89,6 @@ TLS13_SSL_POLICIES = tuple(
 )
 SSL_POLICIES = {"alb": TLS13_SSL_POLICIES, "nlb": TLS13_SSL_POLICIES}
 
-# The program's images, pinned by digest, live in settings/images.py.
-from settings.images import ENVOY_IMAGE, NGINX_IMAGE  # noqa: E402, F401
-
 ENVOY_TLS_VERSIONS = {"1.2": "TLSv1_2", "1.3": "TLSv1_3"}
 
 # Fargate task sizes: cpu units -> allowed memory (MiB). [ECS task definition parameters]
@@ -106,3 +108,9 @@ MIN_AZS, MAX_AZS = 2, 6
 SERVICE_MODES = ("server", "client")
 
 APP_PROTOCOLS = ("http", "http2", "grpc")
+
+# A DNS name, lowercase, no wildcard, no trailing dot. Anchored with \A and \Z, never ^ and $:
+# `$` also matches before a final newline. Character classes are spelt out: `\d` and `\s`
+# also match non-ASCII digits and spaces.
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+DOMAIN_RE = re.compile(rf"\A(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)\Z")

@@ -43,12 +43,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from settings import ACME_DIRECTORIES, CertificateLayout
-from settings.images import CERTBOT_DNS_ROUTE53_IMAGE, CERTBOT_IMAGE, COPIER_IMAGE
-
 # The domain becomes certbot's certificate name and a directory name: the same lowercase,
 # no-wildcard, no-trailing-dot DNS name the settings accept.
-from settings.readers import DOMAIN_RE
+from constants.config import ACME_DIRECTORIES, DOMAIN_RE
+from constants.images import CERTBOT_DNS_ROUTE53_IMAGE, CERTBOT_IMAGE, COPIER_IMAGE
+from task_contents.certificate_layout import CertificateLayout
 
 __all__ = [
     "CERTBOT_GID",
@@ -89,7 +88,7 @@ __all__ = [
 # containers run the same certbot as the one pinned in requirements-dev.txt and exercised
 # by tests/integration/test_acme_pebble.py. Bump both together.
 CERTBOT_VERSION = "5.8.0"
-# Pinned by digest in settings/images.py, with the other images the program chooses.
+# Pinned by digest in constants/images.py, with the other images the program chooses.
 _IMAGES = {"http-01": CERTBOT_IMAGE, "dns-01": CERTBOT_DNS_ROUTE53_IMAGE}
 CHALLENGES = tuple(_IMAGES)
 
@@ -120,7 +119,7 @@ KEY_TYPES = ("ecdsa", "rsa")
 
 # certbot needs no root: its state is on EFS, owned by this user through the access point,
 # and on an ECS instance only root may reach the instance metadata service
-# (components/imds_guard.py). A fixed number outside the images' own users.
+# (task_contents/imds_guard.py). A fixed number outside the images' own users.
 CERTBOT_UID = 10001
 CERTBOT_GID = 10001
 CERTBOT_USER = f"{CERTBOT_UID}:{CERTBOT_GID}"

@@ -1,7 +1,7 @@
 """certbot's state in S3 and its certificate in Secrets Manager (renewal task of `direct-task`).
 
 A standalone program, not a module of the project: ``s3_state_renewal_command`` in
-``components/certbot.py`` passes this source to the ``certbot/dns-route53`` image's ``python3
+``task_contents/certbot.py`` passes this source to the ``certbot/dns-route53`` image's ``python3
 -c``. It imports only the standard library and boto3 (which that image ships for its Route53
 plugin; the image has no aws CLI).
 

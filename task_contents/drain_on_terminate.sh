@@ -12,7 +12,7 @@
 # UpdateContainerInstancesState is in the instance role's AmazonEC2ContainerServiceforEC2Role.
 #
 # Runs as root from a systemd unit (only root reaches the metadata service,
-# components/imds_guard.py). components/ec2_capacity.py puts CLUSTER after the first line.
+# task_contents/imds_guard.py). components/ec2_capacity.py puts CLUSTER after the first line.
 set -u
 
 # Test hooks: poll interval and bound (seconds), metadata service and agent URLs.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from settings import CertificateLayout
-from settings.model import NEO4J_MIN_MEMORY_MIB
+from task_contents.certificate_layout import CertificateLayout
+
+# Neo4j's operations manual ("System requirements") gives 2 GB as its minimum memory.
+NEO4J_MIN_MEMORY_MIB = 2048
 
 # Neo4j's TLS policy names for the scopes the copier lays out.
 CONNECTORS = {"bolt": "bolt", "https": "https"}
