@@ -665,3 +665,30 @@ def test_the_plugin_entry_point_serves_the_snapshot_schema(tmp_path):
         "ecs-tls:index:AppmeshEfs",
         "ecs-tls:index:DirectTask",
     }
+
+
+def test_a_private_key_given_as_an_argument_never_reaches_an_input_in_plain_text():
+    """Outside this program no stack transform marks --secret values: the component keeps
+    the key it is given secret by itself."""
+    from scripts.mock_runtime import plaintext, unwrap
+    from scripts.pki import make_pki
+
+    pki = make_pki("app.example.com")
+    key_body = pki.key_pem.strip().splitlines()[1]
+    args = existing(
+        certificate={
+            "certificate_pem": pki.leaf_pem,
+            "private_key_pem": pki.key_pem,
+            "chain_pem": pki.chain_pem,
+        }
+    )
+    graph = run_mocked(alb_envoy(args)).graph
+    leaks = [
+        (r.type, r.name, path)
+        for r in graph
+        for path, text in plaintext(r.inputs)
+        if key_body in text
+    ]
+    assert leaks == []
+    # The key does reach the resources that hold it, inside a secret.
+    assert any(key_body in json.dumps(unwrap(r.inputs)) for r in graph)
