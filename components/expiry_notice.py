@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -128,6 +129,9 @@ class ExpiryNoticesArgs:
     key_arn: pulumi.Input[str]  # the topic's customer managed key
     threshold_days: int
     dead_letter_arn: pulumi.Input[str]  # Alerts.dead_letter_arn
+    # (name, certificate) watched from the start, before the component registers its
+    # outputs; `watch` adds more afterwards.
+    watched: Sequence[tuple[str, WatchedCertificate]] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class ExpiryNotices(pulumi.ComponentResource):
         self._topic_arn = args.topic_arn
         self._dead_letter_arn = args.dead_letter_arn
         self.schedules = []
+        for watched_name, certificate in args.watched:
+            self.watch(watched_name, certificate)
         self.register_outputs({"roleArn": self.role.arn})
 
     def watch(self, name: str, certificate: WatchedCertificate) -> aws.scheduler.Schedule:
@@ -230,11 +236,21 @@ def generated_ca(domain: str, validity_end_time: pulumi.Input[str]) -> WatchedCe
 
 
 def expiry_notices(
-    name: str, alerts: Alerts, threshold_days: int, parent: pulumi.Resource
+    name: str,
+    alerts: Alerts,
+    threshold_days: int,
+    parent: pulumi.Resource,
+    watched: Sequence[tuple[str, WatchedCertificate]] = (),
 ) -> ExpiryNotices:
     """A topology's notices, published to the stack's alerts topic."""
     return ExpiryNotices(
         f"{name}-expiry",
-        ExpiryNoticesArgs(alerts.topic.arn, alerts.key.arn, threshold_days, alerts.dead_letter_arn),
+        ExpiryNoticesArgs(
+            alerts.topic.arn,
+            alerts.key.arn,
+            threshold_days,
+            alerts.dead_letter_arn,
+            tuple(watched),
+        ),
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -134,6 +134,10 @@ class HttpsLoadBalancerArgs:
     health_check_port: str = "traffic-port"
     protocol_version: str = "HTTP1"  # HTTP1 | HTTP2 | GRPC, towards the targets
     extras: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
+    # The targets' security group: the load balancer may reach it on target_port only. Set
+    # here, the rule is made before the component registers its outputs; None: the caller
+    # calls allow_to_targets.
+    target_security_group_id: pulumi.Input[str] | None = None
 
 
 class HttpsLoadBalancer(_LoadBalancer):
@@ -212,6 +216,8 @@ class HttpsLoadBalancer(_LoadBalancer):
             ],
             opts=child,
         )
+        if args.target_security_group_id is not None:
+            self.allow_to_targets(args.target_security_group_id, args.target_port)
         self.register_outputs(
             {
                 "dnsName": self.load_balancer.dns_name,
@@ -253,6 +259,9 @@ class NetworkLoadBalancerArgs:
     internal: bool = False
     # Access logs: NLBs log TLS listeners only (settings refuse them elsewhere). No WAF.
     extras: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
+    # The targets' security group: the load balancer may reach it on the listeners' target
+    # and health-check ports only, by rules made before the component registers outputs.
+    target_security_group_id: pulumi.Input[str] | None = None
 
 
 class NetworkLoadBalancer(_LoadBalancer):
@@ -333,4 +342,13 @@ class NetworkLoadBalancer(_LoadBalancer):
                     opts=child,
                 )
             )
+        if args.target_security_group_id is not None:
+            # The listeners' target ports, and the health-check ports that are not one.
+            checks = [
+                int(lst.health_check_port)
+                for lst in args.listeners
+                if lst.health_check_port.isdigit()
+            ]
+            for port in dict.fromkeys([*(lst.target_port for lst in args.listeners), *checks]):
+                self.allow_to_targets(args.target_security_group_id, port)
         self.register_outputs({"dnsName": self.load_balancer.dns_name})

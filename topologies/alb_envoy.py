@@ -9,7 +9,7 @@ of the app's reach (the app shares the task's loopback), and the container healt
 asks a loopback listener that only answers health.
 """
 
-from __future__ import annotations
+from typing import Any
 
 import pulumi
 
@@ -40,20 +40,58 @@ from components.service import (
 from components.sidecar_task import SidecarTask, sidecar_containers
 from components.verify import verify_outputs
 from settings import Settings
+from settings.readers import raw_config
 from task_contents.container_definitions import (
     LogSettings,
     container_definitions_json,
 )
-from topologies.base import Foundation, TopologyResult
+from topologies.args import AlbEnvoyArgs, args_from_config
+from topologies.base import Foundation, TopologyResult, component_type
+from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
+
+# No `from __future__ import annotations` in this module: Pulumi's schema analyzer reads
+# the annotations of AlbEnvoy as objects (topologies/args.py).
+
+
+def alb_envoy_args(values: dict[str, Any]) -> AlbEnvoyArgs:
+    """A stack's configuration of alb-envoy as AlbEnvoyArgs, leaving out the foundation's
+    keys (this program builds its foundation itself)."""
+    return AlbEnvoyArgs(**args_from_config(values, AlbEnvoyArgs, skip=FOUNDATION_KEYS))
 
 
 class AlbEnvoy(pulumi.ComponentResource):
-    """Certificate, ALB, and a Fargate service whose tasks terminate TLS in Envoy."""
+    """alb-envoy: ALB HTTPS (TLS 1.3 policy) re-encrypting to an Envoy sidecar in each task."""
 
-    def __init__(self, name: str, settings: Settings, foundation: Foundation):
-        super().__init__("ecs-tls:alb_envoy:AlbEnvoy", name, None)
+    endpoint: pulumi.Output[str]
+    """The URL clients use: https://<domain>."""
+    load_balancer_dns_name: pulumi.Output[str]
+    """DNS name of the ALB; point domain at it when no hostedZoneId is given."""
+    certificate_arn: pulumi.Output[str]
+    """ARN of the listener's certificate in ACM."""
+    service_name: pulumi.Output[str]
+    """Name of the ECS service."""
+    service_arn: pulumi.Output[str]
+    """ARN of the ECS service."""
+
+    def __init__(
+        self,
+        name: str,
+        args: AlbEnvoyArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        foundation: Foundation | None = None,
+    ):
+        """`foundation`: this program's shared network, cluster, alerts and DNS record
+        (Python only); without it, args must name an existing VPC, subnets and cluster."""
+        # Everything is checked before the component registers: bad arguments leave
+        # nothing behind.
+        s = component_settings("alb-envoy", args, AlbEnvoyArgs, foundation)
+        super().__init__(component_type("alb_envoy", "AlbEnvoy"), name, None, opts)
+        if foundation is None:
+            foundation = existing_foundation(name, self, s, args)
+        self.domain = s.domain
         child = pulumi.ResourceOptions(parent=self)
-        s, network, cluster = settings, foundation.network, foundation.cluster
+        network, cluster = foundation.network, foundation.cluster
 
         # The listener's certificate. Generated or yours: one certificate, which Envoy
         # serves too. From ACM (issued or `certificate.arn`): ACM never gives out its key, so
@@ -81,6 +119,12 @@ class AlbEnvoy(pulumi.ComponentResource):
             f"{name}-read-certificate", "ReadCertificateSecret", self.certificate.secret_arn, self
         )
 
+        tasks_sg = tasks_security_group(
+            f"{name}-tasks",
+            network.vpc_id,
+            "Tasks: the Envoy TLS port from the load balancer only",
+            parent=self,
+        )
         self.load_balancer = HttpsLoadBalancer(
             name,
             HttpsLoadBalancerArgs(
@@ -92,14 +136,10 @@ class AlbEnvoy(pulumi.ComponentResource):
                 ssl_policy=s.ssl_policy,
                 allowed_cidrs=s.allowed_cidrs,
                 extras=s.load_balancer,
+                # Only to the tasks' Envoy port.
+                target_security_group_id=tasks_sg.id,
             ),
             opts=child,
-        )
-        tasks_sg = tasks_security_group(
-            f"{name}-tasks",
-            network.vpc_id,
-            "Tasks: the Envoy TLS port from the load balancer only",
-            parent=self,
         )
         allow_tcp(
             f"{name}-tasks-from-alb",
@@ -109,7 +149,6 @@ class AlbEnvoy(pulumi.ComponentResource):
             description="Envoy TLS listener, from the load balancer",
             peer_group_id=self.load_balancer.security_group.id,
         )
-        self.load_balancer.allow_to_targets(tasks_sg.id, s.envoy.port)
 
         containers = pulumi.Output.all(
             self.certificate.value_from(CHAIN_KEY),
@@ -206,9 +245,7 @@ class AlbEnvoy(pulumi.ComponentResource):
             end = self.certificate.unwatched_leaf_end_time
             watched.append((f"{name}-envoy", WatchedCertificate(label, end, REISSUE)))
         if watched:
-            notices = expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self)
-            for notice_name, certificate in watched:
-                notices.watch(notice_name, certificate)
+            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self, watched)
         floor = serving_floor(s.app.desired_count, s.app.autoscaling)
         if floor > 0:
             foundation.alerts.serving_alarm(
@@ -231,6 +268,13 @@ class AlbEnvoy(pulumi.ComponentResource):
             self.outputs["execCommand"] = cluster.cluster.name.apply(
                 lambda c: exec_command_line(c, "app")
             )
+        self.endpoint = pulumi.Output.from_input(f"https://{s.domain}")
+        self.load_balancer_dns_name = lb.dns_name
+        self.certificate_arn = pulumi.Output.from_input(
+            self.listener_certificate.acm_certificate_arn
+        )
+        self.service_name = self.service.name
+        self.service_arn = self.service.arn
         self.register_outputs({"albDnsName": lb.dns_name, "serviceName": self.service.name})
 
 
@@ -254,9 +298,17 @@ def verification_outputs(
 
 
 def build(settings: Settings, foundation: Foundation) -> TopologyResult:
-    topology = AlbEnvoy("alb-envoy", settings, foundation)
+    """This program's alb-envoy: its configuration as AlbEnvoyArgs, on its own foundation.
+
+    `settings` is the same configuration, already validated by `load_settings`; the
+    component parses its arguments again, so stack and component share one validation.
+    """
+    del settings  # parsed again from the arguments, by the component
+    values = raw_config()
+    args = alb_envoy_args(values)
+    topology = AlbEnvoy("alb-envoy", args, foundation=foundation)
     return TopologyResult(
         component=topology,
-        endpoint=f"https://{settings.domain}",
+        endpoint=f"https://{topology.domain}",
         outputs=topology.outputs,
     )

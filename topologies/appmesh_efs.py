@@ -50,14 +50,13 @@ listener requires it and so sees the client's address, which it writes into
 X-Forwarded-For (replacing whatever the client sent) for the services and their apps.
 """
 
-from __future__ import annotations
-
 import base64
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -106,7 +105,7 @@ from components.service import (
 )
 from components.verify import verify_outputs
 from functions.cert_publisher import CURRENT_LINK
-from settings import LoadBalancerSettings, ServiceSettings, Settings, creation_order
+from settings import ConfigError, LoadBalancerSettings, ServiceSettings, Settings, creation_order
 from settings.mesh import (
     GATEWAY_NODE,
     allowed_callers,
@@ -115,6 +114,7 @@ from settings.mesh import (
     service_host,
     url_variable,
 )
+from settings.readers import raw_config
 from task_contents.container_definitions import (
     Container,
     Dependency,
@@ -137,7 +137,9 @@ from task_contents.envoy import (
     tuning_for_task,
 )
 from task_contents.envoy.tuning import GATEWAY_MEMORY_SHARE
-from topologies.base import Foundation, TopologyResult
+from topologies.args import AppmeshEfsArgs, args_from_config
+from topologies.base import Foundation, TopologyResult, component_type
+from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
 
 # Where every Envoy finds its node's TLS files (its directory of the EFS volume, read-only),
 # and where the publisher mounts the directory of all nodes (Lambda requires a path under
@@ -190,7 +192,7 @@ class MeshFiles:
     client_key: str = f"{CURRENT_SET}/client-key.pem"
 
     @classmethod
-    def under(cls, node_directory: str) -> MeshFiles:
+    def under(cls, node_directory: str) -> "MeshFiles":
         """The files as published into `node_directory` (what CERTIFICATE_DIR mounts)."""
         names = ("chain", "key", "ca", "client", "client-key")
         return cls(*(f"{node_directory}/{CURRENT_LINK}/{name}.pem" for name in names))
@@ -581,12 +583,42 @@ class NodeCertificate(pulumi.ComponentResource):
 
 
 class AppmeshEfs(pulumi.ComponentResource):
-    """Certificate, EFS and its publisher, Cloud Map, services with Envoy, gateway, NLB."""
+    """appmesh-efs: internal NLB, Envoy gateway and mutual-TLS sidecars, certificates on EFS."""
 
-    def __init__(self, name: str, settings: Settings, foundation: Foundation):
-        super().__init__("ecs-tls:appmesh_efs:AppmeshEfs", name, None)
+    endpoint: pulumi.Output[str]
+    """The URL clients inside the VPC use: https://<domain>."""
+    load_balancer_dns_name: pulumi.Output[str]
+    """DNS name of the internal NLB in front of the gateway."""
+    service_arns: pulumi.Output[Mapping[str, str]]
+    """ARNs of the ECS services, by service name."""
+
+    def __init__(
+        self,
+        name: str,
+        args: AppmeshEfsArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        foundation: Foundation | None = None,
+    ):
+        """`foundation`: this program's shared network, cluster, alerts and DNS record
+        (Python only); without it, args must name an existing VPC, private subnets (plain
+        IDs: their zones are read first) and cluster."""
+        required = ("vpc_id", "private_subnet_ids", "cluster")
+        s = component_settings("appmesh-efs", args, AppmeshEfsArgs, foundation, required)
+        private = args.get("private_subnet_ids") or []
+        if foundation is None and (
+            isinstance(private, pulumi.Output) or any(isinstance(v, pulumi.Output) for v in private)
+        ):
+            raise ConfigError(
+                "privateSubnetIds",
+                "must be plain subnet IDs: their zones are read before any resource is "
+                "registered (one EFS mount target per zone)",
+            )
+        super().__init__(component_type("appmesh_efs", "AppmeshEfs"), name, None, opts)
+        if foundation is None:
+            foundation = existing_foundation(name, self, s, args, with_zones=True)
         child = pulumi.ResourceOptions(parent=self)
-        s, network, cluster, mesh = settings, foundation.network, foundation.cluster, settings.mesh
+        network, cluster, mesh = foundation.network, foundation.cluster, s.mesh
         # --- certificates: yours (e.g. from Venafi), which every node shares, or a generated
         # mesh CA that issues one key and certificate per node. The gateway's certificate
         # (in ACM, watched by the expiry alarm) also names the domain clients use.
@@ -669,9 +701,7 @@ class AppmeshEfs(pulumi.ComponentResource):
             label = "the mesh client certificate (ecs-tls:mesh.clientCertificate)"
             watched.append((f"{name}-client", WatchedCertificate(label, end, RENEW_CLIENT)))
         if watched:
-            notices = expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self)
-            for notice_name, certificate in watched:
-                notices.watch(notice_name, certificate)
+            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self, watched)
 
         # --- security groups
         gateway_sg = tasks_security_group(
@@ -952,6 +982,8 @@ class AppmeshEfs(pulumi.ComponentResource):
                 extras=LoadBalancerSettings(
                     deletion_protection=s.load_balancer.deletion_protection
                 ),
+                # Only to the gateway's Envoy port.
+                target_security_group_id=gateway_sg.id,
             ),
             opts=child,
         )
@@ -963,7 +995,6 @@ class AppmeshEfs(pulumi.ComponentResource):
             description="Gateway Envoy TLS port, from the load balancer",
             peer_group_id=lb.security_group.id,
         )
-        lb.allow_to_targets(gateway_sg.id, port)
         gateway_task = task_definition(
             f"{name}-gateway",
             family=physical_name("mesh-gateway"),
@@ -1012,6 +1043,9 @@ class AppmeshEfs(pulumi.ComponentResource):
                 f"The mesh gateway of {s.domain}",
                 self,
             )
+        self.endpoint = pulumi.Output.from_input(f"https://{s.domain}")
+        self.load_balancer_dns_name = lb.load_balancer.dns_name
+        self.service_arns = pulumi.Output.all(**{n: svc.arn for n, svc in self.services.items()})
         self.register_outputs(
             {"gatewayAddress": lb.load_balancer.dns_name, "namespaceId": self.namespace.id}
         )
@@ -1104,8 +1138,16 @@ def outputs(topology: AppmeshEfs, s: Settings) -> dict[str, pulumi.Input]:
     return out
 
 
+def appmesh_efs_args(values: dict[str, Any]) -> AppmeshEfsArgs:
+    """A stack's configuration of appmesh-efs as AppmeshEfsArgs, leaving out the
+    foundation's keys (this program builds its foundation itself)."""
+    return AppmeshEfsArgs(**args_from_config(values, AppmeshEfsArgs, skip=FOUNDATION_KEYS))
+
+
 def build(settings: Settings, foundation: Foundation) -> TopologyResult:
-    topology = AppmeshEfs("appmesh-efs", settings, foundation)
+    """This program's appmesh-efs: its configuration as AppmeshEfsArgs, on its own
+    foundation (the component parses the arguments again, as alb-envoy)."""
+    topology = AppmeshEfs("appmesh-efs", appmesh_efs_args(raw_config()), foundation=foundation)
     return TopologyResult(
         component=topology,
         endpoint=f"https://{settings.domain}",

@@ -29,11 +29,10 @@ in S3 (encrypted, TLS-only), not an SSM String; renewal every sixth of the lifet
 monthly; records carry an ownership TXT and a reconciler removes orphans.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -71,6 +70,7 @@ from components.state_bucket import StateBucket, StateBucketArgs
 from components.write_once_secret import write_once_secret_version
 from constants.config import ACME_PROFILE_LIFETIMES
 from settings import Settings
+from settings.readers import raw_config
 from task_contents.acme_state import PLACEHOLDER_ISSUER_ENV, STATE_KMS_KEY_ENV
 from task_contents.certbot import (
     RENEWAL_IMAGE,
@@ -84,7 +84,9 @@ from task_contents.container_definitions import (
     LogSettings,
     container_definitions_json,
 )
-from topologies.base import Foundation, TopologyResult
+from topologies.args import DirectTaskArgs, args_from_config
+from topologies.base import Foundation, TopologyResult, component_type
+from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
 from topologies.nlb_certbot import route53_statements
 
 LETSENCRYPT = "/etc/letsencrypt"
@@ -316,13 +318,39 @@ def renewal_statements(bucket_arn: str, secret_arn: str, topic_arn: str) -> list
 
 
 class DirectTask(pulumi.ComponentResource):
-    """Public Fargate tasks with per-task names, Envoy TLS and a renewed wildcard."""
+    """direct-task: public Fargate tasks with per-task names, Envoy TLS and a renewed wildcard."""
 
-    def __init__(self, name: str, settings: Settings, foundation: Foundation):
-        super().__init__("ecs-tls:direct_task:DirectTask", name, None)
+    endpoint: pulumi.Output[str]
+    """The URL of one task: https://<taskId>.<domain>:<envoy port>."""
+    service_name: pulumi.Output[str]
+    """Name of the ECS service."""
+    service_arn: pulumi.Output[str]
+    """ARN of the ECS service."""
+    certificate_secret_arn: pulumi.Output[str]
+    """ARN of the Secrets Manager secret holding the wildcard certificate and key."""
+
+    def __init__(
+        self,
+        name: str,
+        args: DirectTaskArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        foundation: Foundation | None = None,
+    ):
+        """`foundation`: this program's shared network, cluster and alerts (Python only);
+        without it, args must name an existing VPC, public subnets and cluster."""
+        s = component_settings(
+            "direct-task",
+            args,
+            DirectTaskArgs,
+            foundation,
+            ("vpc_id", "public_subnet_ids", "cluster"),
+        )
+        super().__init__(component_type("direct_task", "DirectTask"), name, None, opts)
+        if foundation is None:
+            foundation = existing_foundation(name, self, s, args)
         child = pulumi.ResourceOptions(parent=self)
-        s, network, cluster, alerts = (
-            settings,
+        network, cluster, alerts = (
             foundation.network,
             foundation.cluster,
             foundation.alerts,
@@ -668,6 +696,10 @@ class DirectTask(pulumi.ComponentResource):
             "the direct-task renewal task",
             self,
         )
+        self.endpoint = pulumi.Output.from_input(f"https://<taskId>.{s.domain}:{s.envoy.port}")
+        self.service_name = self.service.name
+        self.service_arn = self.service.arn
+        self.certificate_secret_arn = self.secret.arn
         self.outputs = outputs(s, self)
         self.outputs.update(service_outputs({"app": self.service}))
         if s.app.enable_execute_command:
@@ -744,8 +776,16 @@ def outputs(s: Settings, t: DirectTask) -> dict[str, pulumi.Input]:
     }
 
 
+def direct_task_args(values: dict[str, Any]) -> DirectTaskArgs:
+    """A stack's configuration of direct-task as DirectTaskArgs, leaving out the
+    foundation's keys (this program builds its foundation itself)."""
+    return DirectTaskArgs(**args_from_config(values, DirectTaskArgs, skip=FOUNDATION_KEYS))
+
+
 def build(settings: Settings, foundation: Foundation) -> TopologyResult:
-    topology = DirectTask("direct-task", settings, foundation)
+    """This program's direct-task: its configuration as DirectTaskArgs, on its own
+    foundation (the component parses the arguments again, as alb-envoy)."""
+    topology = DirectTask("direct-task", direct_task_args(raw_config()), foundation=foundation)
     return TopologyResult(
         component=topology,
         endpoint=f"https://<taskId>.{settings.domain}:{settings.envoy.port}",

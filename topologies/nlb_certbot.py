@@ -31,10 +31,9 @@ task is not RUNNING yet), hence EC2: certbot, not root, listens on the instance'
 80, which the instance opens to non-root processes at boot.
 """
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -78,6 +77,7 @@ from constants.config import ACME_PROFILE_LIFETIMES
 from constants.images import DEFAULT_IMAGES
 from settings import ConfigError, LoadBalancerSettings, Settings
 from settings.parse import HTTP01_RESPONDER_PORT
+from settings.readers import raw_config
 from task_contents.certbot import (
     CERTBOT_GID,
     CERTBOT_UID,
@@ -106,7 +106,9 @@ from task_contents.container_definitions import (
 from task_contents.data_volume import data_volume_user_data
 from task_contents.neo4j import neo4j_memory_environment, neo4j_tls_environment
 from task_contents.renewal_hook import expiry_environment
-from topologies.base import Foundation, TopologyResult
+from topologies.args import NlbCertbotArgs, args_from_config
+from topologies.base import Foundation, TopologyResult, component_type
+from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
 
 LETSENCRYPT = "/etc/letsencrypt"
 HTTP01_PORT = 80
@@ -362,12 +364,45 @@ def report_expiry_statement() -> Statement:
 
 
 class NlbCertbot(pulumi.ComponentResource):
-    """NLB TCP passthrough, ACME state on EFS, the app (EC2 or Fargate) and its renewal."""
+    """nlb-certbot: NLB TCP passthrough to an app that terminates TLS itself, Let's Encrypt."""
 
-    def __init__(self, name: str, settings: Settings, foundation: Foundation):
-        super().__init__("ecs-tls:nlb_certbot:NlbCertbot", name, None)
+    endpoint: pulumi.Output[str]
+    """What clients use: the app's TLS URLs (bolt+s://<domain>:7687 for Neo4j)."""
+    nlb_dns_name: pulumi.Output[str]
+    """DNS name of the NLB; point domain at it when no hostedZoneId is given."""
+    service_name: pulumi.Output[str]
+    """Name of the ECS service."""
+    service_arn: pulumi.Output[str]
+    """ARN of the ECS service."""
+    auth_secret_arn: pulumi.Output[str]
+    """ARN of the secret holding the app's initial credentials (Neo4j: NEO4J_AUTH)."""
+
+    def __init__(
+        self,
+        name: str,
+        args: NlbCertbotArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        foundation: Foundation | None = None,
+    ):
+        """`foundation`: this program's shared network, cluster, alerts and DNS record
+        (Python only); without it, args must name an existing VPC, subnets and cluster,
+        the private subnets as plain IDs (their zones are read first)."""
+        s = component_settings("nlb-certbot", args, NlbCertbotArgs, foundation)
+        private = args.get("private_subnet_ids") or []
+        if foundation is None and (
+            isinstance(private, pulumi.Output) or any(isinstance(v, pulumi.Output) for v in private)
+        ):
+            raise ConfigError(
+                "privateSubnetIds",
+                "must be plain subnet IDs: their zones are read before any resource is "
+                "registered (one EFS mount target per zone)",
+            )
+        super().__init__(component_type("nlb_certbot", "NlbCertbot"), name, None, opts)
+        if foundation is None:
+            foundation = existing_foundation(name, self, s, args, with_zones=True)
         child = pulumi.ResourceOptions(parent=self)
-        s, network, cluster = settings, foundation.network, foundation.cluster
+        network, cluster = foundation.network, foundation.cluster
         self.settings = s
         self.on_ec2 = on_ec2 = s.app.capacity == "ec2"
         http01 = s.acme.challenge == "http-01"
@@ -437,6 +472,12 @@ class NlbCertbot(pulumi.ComponentResource):
                     open_to_internet=True,
                 )
             )
+        tasks_sg = tasks_security_group(
+            f"{name}-tasks",
+            network.vpc_id,
+            "nlb-certbot: the app TLS ports (and ACME HTTP-01) from the NLB",
+            parent=self,
+        )
         lb = NetworkLoadBalancer(
             name,
             NetworkLoadBalancerArgs(
@@ -450,16 +491,12 @@ class NlbCertbot(pulumi.ComponentResource):
                 extras=LoadBalancerSettings(
                     deletion_protection=s.load_balancer.deletion_protection
                 ),
+                # The app's ports and the HTTP-01 responder's health check, only.
+                target_security_group_id=tasks_sg.id,
             ),
             opts=child,
         )
         self.load_balancer = lb.load_balancer
-        tasks_sg = tasks_security_group(
-            f"{name}-tasks",
-            network.vpc_id,
-            "nlb-certbot: the app TLS ports (and ACME HTTP-01) from the NLB",
-            parent=self,
-        )
         open_ports = [lst.target_port for lst in listeners]
         if http01:
             open_ports.append(HTTP01_RESPONDER_PORT)
@@ -472,7 +509,6 @@ class NlbCertbot(pulumi.ComponentResource):
                 description="From the load balancer",
                 peer_group_id=lb.security_group.id,
             )
-            lb.allow_to_targets(tasks_sg.id, port)
 
         efs = EncryptedFileSystem(
             f"{name}-letsencrypt",
@@ -598,6 +634,10 @@ class NlbCertbot(pulumi.ComponentResource):
                     self,
                 )
         self._renewal(name, foundation, roles["renewal"], values, efs, tasks_sg, service)
+        self.endpoint = pulumi.Output.from_input(" ".join(app_endpoints(s)))
+        self.nlb_dns_name = lb.load_balancer.dns_name
+        self.service_name = service.name
+        self.service_arn = service.arn
         self.register_outputs({"nlbDnsName": lb.load_balancer.dns_name})
 
     def _auth_secret(self, name, s: Settings, cluster, keep: bool):
@@ -936,12 +976,24 @@ def efs_volume_input(efs: EncryptedFileSystem) -> pulumi.Output[dict]:
     )
 
 
-def build(settings: Settings, foundation: Foundation) -> TopologyResult:
-    topology = NlbCertbot("nlb-certbot", settings, foundation)
-    s = settings
-    endpoints = [
+def app_endpoints(s: Settings) -> list[str]:
+    return [
         f"bolt+s://{s.domain}:{p}" if p == 7687 else f"https://{s.domain}:{p}" for p in s.app.ports
     ]
+
+
+def nlb_certbot_args(values: dict[str, Any]) -> NlbCertbotArgs:
+    """A stack's configuration of nlb-certbot as NlbCertbotArgs, leaving out the
+    foundation's keys (this program builds its foundation itself)."""
+    return NlbCertbotArgs(**args_from_config(values, NlbCertbotArgs, skip=FOUNDATION_KEYS))
+
+
+def build(settings: Settings, foundation: Foundation) -> TopologyResult:
+    """This program's nlb-certbot: its configuration as NlbCertbotArgs, on its own
+    foundation (the component parses the arguments again, as alb-envoy)."""
+    topology = NlbCertbot("nlb-certbot", nlb_certbot_args(raw_config()), foundation=foundation)
+    s = settings
+    endpoints = app_endpoints(s)
     outputs: dict[str, pulumi.Input] = {
         "nlbDnsName": topology.load_balancer.dns_name,
         "efsFileSystemId": topology.file_system_id,

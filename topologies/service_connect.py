@@ -8,9 +8,9 @@ Private CA and rotates itself. The CA can be this stack's own (optionally shared
 AWS RAM) or one shared with this account (`privateCa.arn`).
 """
 
-from __future__ import annotations
-
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -48,13 +48,16 @@ from components.service_connect import (
 )
 from components.verify import verify_outputs
 from settings import ServiceSettings, Settings, creation_order
+from settings.readers import raw_config
 from task_contents.container_definitions import (
     Container,
     LogSettings,
     PortMapping,
     container_definitions_json,
 )
-from topologies.base import Foundation, TopologyResult
+from topologies.args import ServiceConnectTopologyArgs, args_from_config
+from topologies.base import Foundation, TopologyResult, component_type
+from topologies.foundation import FOUNDATION_KEYS, component_settings, existing_foundation
 
 FINGERPRINT_VARIABLE = "SERVICE_CONNECT_SERVERS"
 
@@ -117,12 +120,33 @@ def service_connect_configuration(
 
 
 class ServiceConnect(pulumi.ComponentResource):
-    """Private CA, TLS role, one Fargate service per entry of `services`, and the ingress."""
+    """service-connect: Service Connect TLS from a Private CA, an ALB or NLB in front."""
 
-    def __init__(self, name: str, settings: Settings, foundation: Foundation):
-        super().__init__("ecs-tls:service_connect:ServiceConnect", name, None)
+    endpoint: pulumi.Output[str]
+    """What clients use: https://<domain>, or with ingress none the servers' name:port."""
+    private_ca_arn: pulumi.Output[str]
+    """ARN of the Private CA that issues the Service Connect certificates."""
+    namespace_arn: pulumi.Output[str]
+    """ARN of the Service Connect namespace the services are in."""
+    service_arns: pulumi.Output[Mapping[str, str]]
+    """ARNs of the ECS services, by service name."""
+
+    def __init__(
+        self,
+        name: str,
+        args: ServiceConnectTopologyArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        foundation: Foundation | None = None,
+    ):
+        """`foundation`: this program's shared network, cluster, alerts and DNS record
+        (Python only); without it, args must name an existing VPC, subnets and cluster."""
+        s = component_settings("service-connect", args, ServiceConnectTopologyArgs, foundation)
+        super().__init__(component_type("service_connect", "ServiceConnect"), name, None, opts)
+        if foundation is None:
+            foundation = existing_foundation(name, self, s, args, with_namespace=True)
         child = pulumi.ResourceOptions(parent=self)
-        s, network, cluster = settings, foundation.network, foundation.cluster
+        network, cluster = foundation.network, foundation.cluster
 
         # Services may issue certificates only once the CA's root is installed.
         ready: list[pulumi.Resource] = []
@@ -264,6 +288,15 @@ class ServiceConnect(pulumi.ComponentResource):
                 enable_execute_command=service.enable_execute_command,
             )
         self.cluster_name = cluster.cluster.name
+        servers = [svc for svc in s.services if svc.is_server]
+        self.endpoint = pulumi.Output.from_input(
+            ", ".join(svc.client_alias for svc in servers)
+            if s.ingress == "none"
+            else f"https://{s.domain}"
+        )
+        self.private_ca_arn = pulumi.Output.from_input(ca_arn)
+        self.namespace_arn = cluster.namespace.arn
+        self.service_arns = pulumi.Output.all(**{n: svc.arn for n, svc in self.services.items()})
         self.register_outputs({"privateCaArn": ca_arn})
 
     def _ingress(
@@ -301,6 +334,7 @@ class ServiceConnect(pulumi.ComponentResource):
                     # The Service Connect proxy terminates TLS on the container port.
                     health_check_port=str(public.port),
                     protocol_version=ALB_PROTOCOL_VERSIONS[public.app_protocol or "http"],
+                    target_security_group_id=members.id,
                 ),
                 opts=opts,
             )
@@ -324,6 +358,7 @@ class ServiceConnect(pulumi.ComponentResource):
                     extras=s.load_balancer,
                     certificate_arn=certificate.acm_certificate_arn,
                     ssl_policy=s.ssl_policy,
+                    target_security_group_id=members.id,
                 ),
                 opts=opts,
             )
@@ -337,7 +372,6 @@ class ServiceConnect(pulumi.ComponentResource):
             description="Port of the public service, from the load balancer",
             peer_group_id=lb.security_group.id,
         )
-        lb.allow_to_targets(members.id, public.port)
         self.load_balancer = lb.load_balancer
         foundation.domain_name.point_at(
             AliasTarget(lb.load_balancer.dns_name, lb.load_balancer.zone_id)
@@ -351,9 +385,8 @@ class ServiceConnect(pulumi.ComponentResource):
         )
         # The alarm watches the leaf in ACM; a generated CA behind it is in no AWS service.
         if certificate.ca_validity_end_time is not None:
-            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self).watch(
-                f"{name}-ca", generated_ca(s.domain, certificate.ca_validity_end_time)
-            )
+            watched = [(f"{name}-ca", generated_ca(s.domain, certificate.ca_validity_end_time))]
+            expiry_notices(name, foundation.alerts, s.certificate_expiry_alarm_days, self, watched)
         floor = serving_floor(public.desired_count, public.autoscaling)
         if floor > 0:
             foundation.alerts.serving_alarm(
@@ -415,8 +448,21 @@ def outputs(topology: ServiceConnect, s: Settings, cluster_namespace_arn) -> dic
     return out
 
 
+def service_connect_args(values: dict[str, Any]) -> ServiceConnectTopologyArgs:
+    """A stack's configuration of service-connect as ServiceConnectTopologyArgs, leaving out
+    the foundation's keys (serviceConnect is the topology's too: its TLS options)."""
+    skip = [key for key in FOUNDATION_KEYS if key != "serviceConnect"]
+    return ServiceConnectTopologyArgs(
+        **args_from_config(values, ServiceConnectTopologyArgs, skip=skip)
+    )
+
+
 def build(settings: Settings, foundation: Foundation) -> TopologyResult:
-    topology = ServiceConnect("service-connect", settings, foundation)
+    """This program's service-connect: its configuration as ServiceConnectTopologyArgs, on
+    its own foundation (the component parses the arguments again, as alb-envoy)."""
+    topology = ServiceConnect(
+        "service-connect", service_connect_args(raw_config()), foundation=foundation
+    )
     servers = [svc for svc in settings.services if svc.is_server]
     if settings.ingress == "none":
         endpoint: pulumi.Input[str] = ", ".join(svc.client_alias for svc in servers)

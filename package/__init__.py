@@ -1,0 +1,1 @@
+"""The ecs-tls component package: the topologies, hosted for every Pulumi language."""
