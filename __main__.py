@@ -2,7 +2,7 @@
 
 import topologies
 from components.alerts import Alerts
-from components.cluster import Cluster, ClusterArgs
+from components.cluster import Cluster, ClusterArgs, images_args
 from components.dns import DomainName, domain_caa
 from components.network import Network, NetworkArgs
 from settings import load_settings
@@ -13,14 +13,16 @@ settings = load_settings()
 build_topology = topologies.builder_for(settings.topology)
 
 # The foundation's names never depend on the topology, so switching topology keeps it.
-network = Network("network", NetworkArgs(settings.network))
+# The network's configuration is parsed already: passed as settings (Python only), so a
+# refusal that needs AWS's answers (the region's zones) names its configuration key.
+network = Network("network", NetworkArgs(), settings=settings.network)
 cluster = Cluster(
     "cluster",
     ClusterArgs(
         log_retention_days=settings.log_retention_days,
-        namespace_name=settings.service_connect.namespace,
-        images=settings.images,
-        user_images=tuple(user_images(settings)),
+        namespace=settings.service_connect.namespace,  # type: ignore[typeddict-item]
+        images=images_args(settings.images),
+        task_images=user_images(settings),
         execute_command=settings.execute_command,
     ),
 )

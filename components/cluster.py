@@ -1,12 +1,21 @@
-"""The ECS cluster shared by every topology: cluster, log group and execution role."""
+"""The ECS cluster shared by every topology: cluster, log group and execution role.
 
-from __future__ import annotations
+The component is public (hosted by the component package, package/): its args mirror the
+configuration keys the cluster reads (logRetentionDays, serviceConnect.namespace, images),
+parsed by the same code (settings/).
 
-from dataclasses import dataclass, field
+No `from __future__ import annotations` here: Pulumi's schema analyzer reads the
+annotations of ClusterArgs and Cluster as objects (topologies/args.py).
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
+from components.arguments import as_arguments, config_values
 from components.exec_command import exec_command_statements, exec_key_policy
 from components.iam import (
     Statement,
@@ -17,48 +26,120 @@ from components.iam import (
 from components.image_cache import ImageCache, ImageCacheArgs
 from components.kms import CustomerKey, CustomerKeyArgs, alias_name
 from components.naming import physical_name
+from components.tokens import component_type
+from settings.errors import invalid
 from settings.images import (
     ImageSettings,
     cache_repository_arns,
     ecr_repository_arn,
     image_map,
+    parse_images,
     registry_host,
+    warmup_commands,
     with_cached_images,
 )
+from settings.parse import parse_log_retention, parse_service_connect
+from settings.readers import read_image
+
+
+class ImagesArgs(TypedDict, total=False):
+    """Where tasks pull the project's own images (Envoy, certbot, the helpers; each pinned by digest). Default: each from its own registry."""  # noqa: E501
+
+    pull_through_cache: bool
+    """true: ECR pull-through cache rules in this account and region mirror ECR Public (and Docker Hub with dockerHubCredentialsArn), and tasks pull the project's images from them; run the commands of imageCacheWarmup once before tasks start. Default: false."""  # noqa: E501
+    docker_hub_credentials_arn: str
+    """ARN of a Secrets Manager secret named ecr-pullthroughcache/... holding a Docker Hub username and accessToken; ECR caches Docker Hub only with it."""  # noqa: E501
+    repository_prefix: str
+    """Path the cache rules put their repositories under (<prefix>/ecr-public, <prefix>/docker-hub); rules are per account and region. Default: ecs-tls."""  # noqa: E501
+
+
+class ClusterArgs(TypedDict, total=False):
+    """The ECS cluster's settings; each has a working default."""
+
+    log_retention_days: int
+    """Retention of the cluster's CloudWatch log group (and of the ECS Exec session log), one of the values CloudWatch accepts. Default: 30."""  # noqa: E501
+    namespace: str
+    """Name of the Cloud Map HTTP namespace, the cluster's Service Connect default (configuration key serviceConnect.namespace). Default: <project>-<stack>."""  # noqa: E501
+    images: ImagesArgs
+    """Where tasks pull the project's own images from."""
+    task_images: Sequence[str]
+    """Images your tasks run: the shared execution role may pull those in private ECR repositories, and only those."""  # noqa: E501
+    execute_command: bool
+    """ECS Exec on the cluster: sessions encrypted with a customer managed KMS key the cluster creates, and logged to an encrypted log group. Default: false."""  # noqa: E501
 
 
 @dataclass(frozen=True)
-class ClusterArgs:
-    log_retention_days: int = 30
-    # Cloud Map HTTP namespace for Service Connect; None: <project>-<stack>.
-    namespace_name: str | None = None
-    # Where tasks pull the program's own images from (settings/images.py).
-    images: ImageSettings = field(default_factory=ImageSettings)
-    # The images the user chose: the execution role may pull the private ECR ones.
-    user_images: tuple[str, ...] = ()
-    # ECS Exec for some workload: sessions encrypted with the cluster's key and logged.
-    execute_command: bool = False
+class ClusterSettings:
+    """ClusterArgs, validated."""
+
+    log_retention_days: int
+    namespace_name: str | None
+    images: ImageSettings
+    user_images: tuple[str, ...]
+    execute_command: bool
+
+
+def cluster_settings(args: Mapping[str, Any]) -> ClusterSettings:
+    """`args` validated as their configuration keys are; a bad value raises a ConfigError
+    naming the argument (`images.repositoryPrefix`), before any resource is registered."""
+    values = config_values(args, ClusterArgs)
+    execute = values.get("executeCommand", False)
+    if not isinstance(execute, bool):
+        raise invalid("executeCommand", execute, "true or false")
+    images = values.get("taskImages", [])
+    if not isinstance(images, list):
+        raise invalid("taskImages", images, "a list of container image references")
+    with as_arguments("serviceConnect.namespace", "namespace"):
+        service_connect = parse_service_connect(
+            {"serviceConnect": {"namespace": values.get("namespace")}}
+        )
+    return ClusterSettings(
+        log_retention_days=parse_log_retention(values),
+        namespace_name=service_connect.namespace,
+        images=parse_images(values),
+        user_images=tuple(read_image(image, f"taskImages[{i}]") for i, image in enumerate(images)),
+        execute_command=execute,
+    )
+
+
+def images_args(images: ImageSettings) -> ImagesArgs:
+    """The arguments that give `images` back (this program's `images` configuration)."""
+    if not images.pull_through_cache:
+        return ImagesArgs()
+    return ImagesArgs(
+        pull_through_cache=True,
+        docker_hub_credentials_arn=images.docker_hub_credentials_arn,  # type: ignore[typeddict-item]
+        repository_prefix=images.repository_prefix,
+    )
 
 
 class Cluster(pulumi.ComponentResource):
-    """ECS cluster with Container Insights, Fargate capacity providers and shared roles."""
+    """An ECS cluster with Container Insights, Fargate and Fargate Spot capacity providers, its Service Connect namespace, a log group and the execution role its tasks share."""  # noqa: E501
 
-    cluster: aws.ecs.Cluster
-    namespace: aws.servicediscovery.HttpNamespace
-    log_group: aws.cloudwatch.LogGroup
-    execution_role: aws.iam.Role
-    region: pulumi.Output[str]
-    account_id: pulumi.Output[str]
+    cluster_arn: pulumi.Output[str]
+    """ARN of the ECS cluster (the cluster argument of a topology component)."""
+    cluster_name: pulumi.Output[str]
+    """Name of the ECS cluster: <project>-<stack>."""
+    namespace_arn: pulumi.Output[str]
+    """ARN of the Cloud Map HTTP namespace, the cluster's Service Connect default."""
+    log_group_name: pulumi.Output[str]
+    """Name of the cluster's CloudWatch log group: /ecs/<project>-<stack>."""
+    execution_role_arn: pulumi.Output[str]
+    """ARN of the execution role the cluster's tasks share: pull images, write logs."""
+    image_cache_warmup: pulumi.Output[list[str]]
+    """With images.pullThroughCache: the docker pulls by tag that fill the cache before the first task pulls by digest (run them once); empty otherwise."""  # noqa: E501
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("ecs-tls:cluster:Cluster", name, None, opts)
+        # Checked before the component registers: bad arguments leave nothing behind.
+        s = cluster_settings(args)
+        super().__init__(component_type("cluster", "Cluster"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         stack_name = physical_name()
         self.region = aws.get_region_output(opts=invoke).region
         self.account_id = aws.get_caller_identity_output(opts=invoke).account_id
         partition = aws.get_partition_output(opts=invoke)
-        rules = args.images.rules
+        rules = s.images.rules
         self.image_cache = (
             ImageCache(f"{name}-images", ImageCacheArgs(rules), opts=child) if rules else None
         )
@@ -73,15 +154,15 @@ class Cluster(pulumi.ComponentResource):
         # belongs to the foundation: topologies that use Service Connect share it.
         self.namespace = aws.servicediscovery.HttpNamespace(
             name,
-            name=args.namespace_name or stack_name,
+            name=s.namespace_name or stack_name,
             description=f"Service Connect namespace of {stack_name}",
             opts=child,
         )
         self.exec_key: CustomerKey | None = None
         self.exec_log_group: aws.cloudwatch.LogGroup | None = None
         configuration = None
-        if args.execute_command:
-            configuration = self._exec_configuration(name, args, partition.partition)
+        if s.execute_command:
+            configuration = self._exec_configuration(name, s, partition.partition)
         self.cluster = aws.ecs.Cluster(
             name,
             name=stack_name,
@@ -105,7 +186,7 @@ class Cluster(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             name,
             name=f"/ecs/{stack_name}",
-            retention_in_days=args.log_retention_days,
+            retention_in_days=s.log_retention_days,
             opts=child,
         )
         self.execution_role = aws.iam.Role(
@@ -128,7 +209,7 @@ class Cluster(pulumi.ComponentResource):
                         v[0],
                         ecr_repository_arns=[
                             arn
-                            for image in args.user_images
+                            for image in s.user_images
                             if (arn := ecr_repository_arn(image, v[1])) is not None
                         ],
                         cache_repository_arns=cache_repository_arns(rules, v[1], v[2], v[3]),
@@ -137,6 +218,12 @@ class Cluster(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.cluster_arn = self.cluster.arn
+        self.cluster_name = self.cluster.name
+        self.namespace_arn = self.namespace.arn
+        self.log_group_name = self.log_group.name
+        self.execution_role_arn = self.execution_role.arn
+        self.image_cache_warmup = self.image_map.apply(warmup_commands)
         self.register_outputs(
             {
                 "clusterArn": self.cluster.arn,
@@ -148,7 +235,7 @@ class Cluster(pulumi.ComponentResource):
         )
 
     def _exec_configuration(
-        self, name: str, args: ClusterArgs, partition: pulumi.Output[str]
+        self, name: str, s: ClusterSettings, partition: pulumi.Output[str]
     ) -> dict:
         """A customer managed key for ECS Exec sessions and an encrypted log of them."""
         child = pulumi.ResourceOptions(parent=self)
@@ -170,7 +257,7 @@ class Cluster(pulumi.ComponentResource):
         self.exec_log_group = aws.cloudwatch.LogGroup(
             f"{name}-exec",
             name=log_group_name,
-            retention_in_days=args.log_retention_days,
+            retention_in_days=s.log_retention_days,
             kms_key_id=self.exec_key.arn,
             opts=child,
         )
@@ -191,7 +278,7 @@ class Cluster(pulumi.ComponentResource):
     ) -> aws.iam.RolePolicy:
         """Let a task role open ECS Exec sessions under the cluster's key and log them."""
         if self.exec_key is None or self.exec_log_group is None:
-            raise ValueError("ECS Exec needs ClusterArgs.execute_command")
+            raise ValueError("ECS Exec needs the argument executeCommand of the cluster")
         return aws.iam.RolePolicy(
             name,
             name="ecs-exec",

@@ -6,24 +6,39 @@ A created VPC grows in place: each zone's subnets take fixed slots of the VPC's 
 (settings/subnet_layout.py), and the subnets this stack already has are read back before
 anything is registered, so that adding a zone adds subnets and changes none, and removing
 one is refused instead of deleting what runs there.
-"""
 
-from __future__ import annotations
+The component is public (hosted by the component package, package/): its args are the
+fields of the `network` configuration key, parsed by the same code (settings/parse.py).
+
+No `from __future__ import annotations` here: Pulumi's schema analyzer reads the
+annotations of NetworkArgs and Network as objects (topologies/args.py).
+"""
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
+from components.arguments import as_arguments, config_values
 from components.naming import physical_name
+from components.tokens import component_type
 from settings import ConfigError, NetworkSettings
 from settings.errors import invalid
+from settings.parse import parse_network
 from settings.subnet_layout import TIERS, even_split_cidrs, slot_cidr, subnet_cidrs
 
-__all__ = ["Network", "NetworkArgs", "ZonalSubnet", "one_per_zone", "subnet_cidrs"]
+__all__ = [
+    "Network",
+    "NetworkArgs",
+    "ZonalSubnet",
+    "network_settings",
+    "one_per_zone",
+    "subnet_cidrs",
+]
 
 # Set on every subnet the program creates: which zone slot it fills. Older versions set
 # only `Name` and `tier`; their index is read from the name.
@@ -219,30 +234,82 @@ def one_per_zone(subnets: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-@dataclass(frozen=True)
-class NetworkArgs:
-    settings: NetworkSettings
+class NetworkArgs(TypedDict, total=False):
+    """The VPC: a new one (cidrBlock, availabilityZones, natGateways), or an existing one (vpcId and its subnets). Default: a new 10.0.0.0/16 VPC in two zones with one NAT gateway."""  # noqa: E501
+
+    cidr_block: str
+    """IPv4 range of a new VPC (/16 to /25), cut into fixed slots: zone i takes slot i of the first half (public) and of the second (private). Default: 10.0.0.0/16."""  # noqa: E501
+    availability_zones: int
+    """Availability zones of a new VPC (2 to 6, at most the region's); adding zones adds subnets and replaces none, fewer than the VPC has are refused. Default: 2."""  # noqa: E501
+    nat_gateways: int
+    """NAT gateways of a new VPC: 1 (shared), one per zone, or 0 when no task in the private subnets needs the internet. Default: 1."""  # noqa: E501
+    vpc_id: str
+    """ID of an existing VPC to use instead of creating one; needs publicSubnetIds and privateSubnetIds."""  # noqa: E501
+    public_subnet_ids: Sequence[str]
+    """With vpcId: its public subnets, for load balancers (at least two, in two zones)."""
+    private_subnet_ids: Sequence[str]
+    """With vpcId: its private subnets, for the tasks (their zones are read before any resource is registered)."""  # noqa: E501
+
+
+def network_settings(args: Mapping[str, Any]) -> NetworkSettings:
+    """`args` validated as the `network` configuration key is; a bad value raises a
+    ConfigError naming the argument (`cidrBlock`), before any resource is registered."""
+    with as_arguments("network."):
+        return parse_network({"network": config_values(args, NetworkArgs)})
+
+
+def _invoke_provider(opts: pulumi.ResourceOptions | None) -> pulumi.ProviderResource | None:
+    """The AWS provider the component's resources will use, for invokes made before it
+    registers (which cannot name it as their parent): `provider`, then `providers`, then
+    the parent's."""
+    if opts is None:
+        return None
+    if opts.provider is not None:
+        return opts.provider
+    providers = opts.providers
+    if isinstance(providers, Mapping):
+        found = providers.get("aws")
+    else:
+        found = next((p for p in providers or [] if p.package == "aws"), None)
+    if found is not None:
+        return found
+    return opts.parent.get_provider("aws::") if opts.parent is not None else None
 
 
 class Network(pulumi.ComponentResource):
-    """Public and private subnets across zones, or the IDs of an existing VPC."""
+    """A VPC with public and private subnets across availability zones (NAT for the private ones), or the IDs of an existing VPC, with the same outputs either way."""  # noqa: E501
 
     vpc_id: pulumi.Output[str]
+    """ID of the VPC."""
     vpc_cidr_block: pulumi.Output[str]
+    """IPv4 range of the VPC."""
     public_subnet_ids: pulumi.Output[list[str]]
+    """Public subnets, one per zone (load balancers); known once each has its routes."""
     private_subnet_ids: pulumi.Output[list[str]]
-    # One private subnet per availability zone; how many is known before deployment.
-    private_zonal_subnets: list[ZonalSubnet]
+    """Private subnets, one per zone (tasks); known once each has its routes, NAT included."""
 
-    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
-        s = args.settings
-        zones = None
-        if s.creates_vpc:
-            # Read before the component registers: a refusal leaves the stack untouched.
-            invoke = pulumi.InvokeOptions(provider=opts.provider if opts else None)
-            region_zones = aws.get_availability_zones(state="available", opts=invoke).names
-            zones = plan_zones(s, region_zones or [], read_deployed(physical_name(), invoke))
-        super().__init__("ecs-tls:network:Network", name, None, opts)
+    def __init__(
+        self,
+        name: str,
+        args: NetworkArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        settings: NetworkSettings | None = None,
+    ):
+        """`settings`: this program's `network` configuration, already parsed (Python
+        only), used instead of `args`; errors then name the configuration keys."""
+        # Everything is checked before the component registers: a refusal leaves the
+        # stack untouched.
+        if settings is None:
+            with as_arguments("network."):
+                s = network_settings(args)
+                zones = self._plan(s, opts)
+        else:
+            s = settings
+            zones = self._plan(s, opts)
+        super().__init__(component_type("network", "Network"), name, None, opts)
+        # One private subnet per availability zone; how many is known before deployment.
+        self.private_zonal_subnets: list[ZonalSubnet]
         if zones is not None:
             self._create(name, s, zones)
         else:
@@ -255,6 +322,15 @@ class Network(pulumi.ComponentResource):
                 "privateSubnetIds": self.private_subnet_ids,
             }
         )
+
+    @staticmethod
+    def _plan(s: NetworkSettings, opts: pulumi.ResourceOptions | None) -> list[ZonePlan] | None:
+        """The zones of a new VPC, read from the region and the stack's VPC; None: adopt."""
+        if not s.creates_vpc:
+            return None
+        invoke = pulumi.InvokeOptions(provider=_invoke_provider(opts))
+        region_zones = aws.get_availability_zones(state="available", opts=invoke).names
+        return plan_zones(s, region_zones or [], read_deployed(physical_name(), invoke))
 
     def _adopt(self, s: NetworkSettings) -> None:
         vpc = aws.ec2.get_vpc_output(id=s.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))

@@ -1,1 +1,2 @@
-"""The ecs-tls component package: the topologies, hosted for every Pulumi language."""
+"""The ecs-tls component package: the network, the cluster and the topologies, hosted for
+every Pulumi language."""

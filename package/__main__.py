@@ -1,4 +1,4 @@
-"""Entry point of the ecs-tls component package (PulumiPlugin.yaml): hosts the topologies.
+"""Entry point of the ecs-tls component package (PulumiPlugin.yaml): hosts the components.
 
 The language host runs this file with this directory first on sys.path; the project's
 modules are one level up, and put first so that they win over anything here.

@@ -19,6 +19,8 @@ if str(ROOT) not in sys.path:
 
 from pulumi.provider.experimental.component import ComponentProvider  # noqa: E402
 
+from components.cluster import Cluster  # noqa: E402
+from components.network import Network  # noqa: E402
 from topologies.alb_envoy import AlbEnvoy  # noqa: E402
 from topologies.appmesh_efs import AppmeshEfs  # noqa: E402
 from topologies.direct_task import DirectTask  # noqa: E402
@@ -26,13 +28,14 @@ from topologies.nlb_certbot import NlbCertbot  # noqa: E402
 from topologies.service_connect import ServiceConnect  # noqa: E402
 
 PACKAGE = "ecs-tls"
-COMPONENTS = [AlbEnvoy, NlbCertbot, ServiceConnect, AppmeshEfs, DirectTask]
+# The foundation (a VPC, an ECS cluster) and the topologies that run in it.
+COMPONENTS = [Network, Cluster, AlbEnvoy, NlbCertbot, ServiceConnect, AppmeshEfs, DirectTask]
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.json"
 
 
 def provider() -> ComponentProvider:
     """The provider `package/__main__.py` serves (which also gives the components the
-    package's type tokens: topologies.base.hosted_by_package)."""
+    package's type tokens: components.tokens.hosted_by_package)."""
     return ComponentProvider(COMPONENTS, PACKAGE)
 
 

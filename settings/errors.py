@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pulumi
@@ -28,3 +29,19 @@ def invalid(key: str, value: Any, accepted: str) -> ConfigError:
 
 def missing(key: str, why: str) -> ConfigError:
     return ConfigError(key, f"missing; {why}")
+
+
+def renamed(error: ConfigError, prefix: str, argument: str = "") -> ConfigError:
+    """`error` naming an argument instead of a configuration key: `prefix` (e.g.
+    `network.`) becomes `argument`, in the key and where the message names a key.
+
+    For a component whose arguments are one configuration object's fields: they are
+    parsed as that object, and its errors then speak of the arguments the caller gave.
+    """
+    if not error.key.startswith(prefix):
+        return error
+    head = f"{NAMESPACE}:{error.key}: "
+    text = str(error)
+    message = text[len(head) :] if text.startswith(head) else text
+    message = re.sub(rf"(?<![\w.]){re.escape(prefix)}(?=\w)", argument, message)
+    return ConfigError(argument + error.key[len(prefix) :], message)

@@ -11,6 +11,11 @@ from components.alerts import Alerts
 from components.cluster import Cluster
 from components.dns import DomainName
 from components.network import Network
+
+# Type tokens live with the components (the foundation's are hosted too); topologies and
+# the package's entry point import them from here as before.
+from components.tokens import component_type as component_type
+from components.tokens import hosted_by_package as hosted_by_package
 from settings import Settings
 
 
@@ -35,20 +40,3 @@ class TopologyResult:
 
 
 TopologyBuilder = Callable[[Settings, Foundation], TopologyResult]
-
-
-# The package that hosts the components (package/__main__.py), or None in a program. A
-# hosted component carries the type token of the package's schema, `<package>:index:<Name>`,
-# which is the token other languages register; in a program it keeps its module's token,
-# so this program's URNs never change.
-_HOSTING_PACKAGE: list[str] = []
-
-
-def hosted_by_package(package: str) -> None:
-    _HOSTING_PACKAGE[:] = [package]
-
-
-def component_type(module: str, name: str) -> str:
-    if _HOSTING_PACKAGE:
-        return f"{_HOSTING_PACKAGE[0]}:index:{name}"
-    return f"ecs-tls:{module}:{name}"

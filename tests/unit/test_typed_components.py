@@ -487,10 +487,10 @@ def test_schema_shape_of_alb_envoy():
 def test_construct_through_the_package_provider(monkeypatch):
     """The provider's construct path: schema names in, the component with the package's
     type token out, its outputs as the engine would read them."""
-    import topologies.base
+    import components.tokens
     from package.hosted import provider
 
-    monkeypatch.setattr(topologies.base, "_HOSTING_PACKAGE", ["ecs-tls"])
+    monkeypatch.setattr(components.tokens, "_HOSTING_PACKAGE", ["ecs-tls"])
     hosted = provider()
     results = {}
 
@@ -659,6 +659,8 @@ def test_the_plugin_entry_point_serves_the_snapshot_schema(tmp_path):
     served = json.loads(response.schema)
     assert served == json.loads(SCHEMA_FILE.read_text())
     assert set(served["resources"]) == {
+        "ecs-tls:index:Network",
+        "ecs-tls:index:Cluster",
         "ecs-tls:index:AlbEnvoy",
         "ecs-tls:index:NlbCertbot",
         "ecs-tls:index:ServiceConnect",
