@@ -304,6 +304,8 @@ class Network(pulumi.ComponentResource):
             with as_arguments("network."):
                 s = network_settings(args)
                 zones = self._plan(s, opts)
+        elif args:
+            raise ValueError("Network takes args or settings, not both")
         else:
             s = settings
             zones = self._plan(s, opts)

@@ -260,6 +260,14 @@ def test_the_program_s_network_refusals_still_name_the_configuration_key():
         assert len(graph) == 0
 
 
+def test_the_program_s_settings_do_not_mix_with_args():
+    from settings.parse import parse_network
+
+    parsed = parse_network({})
+    with pytest.raises(ValueError, match="args or settings, not both"):
+        run_mocked(network({"availability_zones": 3}, settings=parsed))
+
+
 # --------------------------------------------------------------------------- opts
 class InvokeRecorder:
     """The provider reference of each invoke the mocks answer."""
