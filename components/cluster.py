@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from components.arguments import as_arguments, config_values
+from components.arguments import as_arguments, config_from_args
 from components.exec_command import exec_command_statements, exec_key_policy
 from components.iam import (
     Statement,
@@ -82,7 +82,7 @@ class ClusterSettings:
 def cluster_settings(args: Mapping[str, Any]) -> ClusterSettings:
     """`args` validated as their configuration keys are; a bad value raises a ConfigError
     naming the argument (`images.repositoryPrefix`), before any resource is registered."""
-    values = config_values(args, ClusterArgs)
+    values = config_from_args(args, ClusterArgs)
     execute = values.get("executeCommand", False)
     if not isinstance(execute, bool):
         raise invalid("executeCommand", execute, "true or false")

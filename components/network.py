@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from components.arguments import as_arguments, config_values
+from components.arguments import as_arguments, config_from_args
 from components.naming import physical_name
 from components.tokens import component_type
 from settings import ConfigError, NetworkSettings
@@ -255,7 +255,7 @@ def network_settings(args: Mapping[str, Any]) -> NetworkSettings:
     """`args` validated as the `network` configuration key is; a bad value raises a
     ConfigError naming the argument (`cidrBlock`), before any resource is registered."""
     with as_arguments("network."):
-        return parse_network({"network": config_values(args, NetworkArgs)})
+        return parse_network({"network": config_from_args(args, NetworkArgs)})
 
 
 def _invoke_provider(opts: pulumi.ResourceOptions | None) -> pulumi.ProviderResource | None:
