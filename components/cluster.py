@@ -308,14 +308,24 @@ class Cluster(pulumi.ComponentResource):
         Each topology grants its own secrets, so the role never reads more than the
         topology in place needs.
         """
-        return aws.iam.RolePolicy(
-            name,
-            name=name,
-            role=self.execution_role.id,
-            policy=pulumi.Output.from_input(secret_arn).apply(
-                lambda arn: policy_document(
-                    [Statement(sid, ["secretsmanager:GetSecretValue"], [arn])]
-                )
-            ),
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
+        return secret_read_policy(self.execution_role, name, sid, secret_arn, parent)
+
+
+def secret_read_policy(
+    role: aws.iam.Role,
+    name: str,
+    sid: str,
+    secret_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> aws.iam.RolePolicy:
+    """An inline policy of `role` that reads the one secret `secret_arn` (an execution role:
+    ECS injects the secret at task start), under `parent`."""
+    return aws.iam.RolePolicy(
+        name,
+        name=name,
+        role=role.id,
+        policy=pulumi.Output.from_input(secret_arn).apply(
+            lambda arn: policy_document([Statement(sid, ["secretsmanager:GetSecretValue"], [arn])])
+        ),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

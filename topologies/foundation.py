@@ -23,9 +23,9 @@ import pulumi_aws as aws
 from pulumi.provider.experimental.util import camel_case
 
 from components.alerts import Alerts
+from components.cluster import secret_read_policy
 from components.dns import AliasTarget, DomainAlias, DomainAliasArgs, DomainName
 from components.iam import (
-    Statement,
     assume_role_policy,
     execution_role_statements,
     policy_document,
@@ -223,17 +223,7 @@ class ClusterAttachment(pulumi.ComponentResource):
         self, name: str, sid: str, secret_arn: pulumi.Input[str], parent: pulumi.Resource
     ) -> aws.iam.RolePolicy:
         """Let the execution role read one secret, which ECS injects at task start."""
-        return aws.iam.RolePolicy(
-            name,
-            name=name,
-            role=self.execution_role.id,
-            policy=pulumi.Output.from_input(secret_arn).apply(
-                lambda arn: policy_document(
-                    [Statement(sid, ["secretsmanager:GetSecretValue"], [arn])]
-                )
-            ),
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
+        return secret_read_policy(self.execution_role, name, sid, secret_arn, parent)
 
     def allow_execute_command(self, name: str, role: Any, parent: pulumi.Resource) -> Any:
         raise ConfigError(
