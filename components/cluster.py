@@ -29,6 +29,7 @@ from components.naming import physical_name
 from components.tokens import component_type
 from settings.errors import invalid
 from settings.images import (
+    CacheRule,
     ImageSettings,
     cache_repository_arns,
     ecr_repository_arn,
@@ -183,40 +184,15 @@ class Cluster(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        self.log_group = aws.cloudwatch.LogGroup(
+        self.log_group, self.execution_role = task_logs_and_execution_role(
             name,
-            name=f"/ecs/{stack_name}",
-            retention_in_days=s.log_retention_days,
-            opts=child,
-        )
-        self.execution_role = aws.iam.Role(
-            f"{name}-execution",
-            description=f"ECS agent role of {stack_name}: pull images, write logs, read secrets",
-            assume_role_policy=self.account_id.apply(
-                lambda account: assume_role_policy("ecs-tasks.amazonaws.com", account)
-            ),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-execution",
-            name="pull-images-write-logs",
-            role=self.execution_role.id,
-            policy=pulumi.Output.all(
-                self.log_group.arn, partition.partition, self.region, self.account_id
-            ).apply(
-                lambda v: policy_document(
-                    execution_role_statements(
-                        v[0],
-                        ecr_repository_arns=[
-                            arn
-                            for image in s.user_images
-                            if (arn := ecr_repository_arn(image, v[1])) is not None
-                        ],
-                        cache_repository_arns=cache_repository_arns(rules, v[1], v[2], v[3]),
-                    )
-                )
-            ),
-            opts=child,
+            stack_name,
+            s.log_retention_days,
+            "pull images, write logs, read secrets",
+            TaskAccount(partition.partition, self.region, self.account_id),
+            s.user_images,
+            rules,
+            parent=self,
         )
         self.cluster_arn = self.cluster.arn
         self.cluster_name = self.cluster.name
@@ -309,6 +285,65 @@ class Cluster(pulumi.ComponentResource):
         topology in place needs.
         """
         return secret_read_policy(self.execution_role, name, sid, secret_arn, parent)
+
+
+@dataclass(frozen=True)
+class TaskAccount:
+    """Where the tasks run: the ARNs of the execution role's policy are built from it."""
+
+    partition: pulumi.Output[str]
+    region: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+
+
+def task_logs_and_execution_role(
+    name: str,
+    physical: str,
+    retention_days: int,
+    role_purpose: str,
+    where: TaskAccount,
+    user_images: Sequence[str],
+    cache_rules: Sequence[CacheRule] = (),
+    *,
+    parent: pulumi.Resource,
+) -> tuple[aws.cloudwatch.LogGroup, aws.iam.Role]:
+    """The log group `/ecs/<physical>` the tasks write to and the execution role that
+    starts them: it pulls the user's private ECR images (and the pull-through cache's
+    repositories of `cache_rules`) and writes to that log group, nothing else."""
+    child = pulumi.ResourceOptions(parent=parent)
+    log_group = aws.cloudwatch.LogGroup(
+        name, name=f"/ecs/{physical}", retention_in_days=retention_days, opts=child
+    )
+    role = aws.iam.Role(
+        f"{name}-execution",
+        description=f"ECS agent role of {physical}: {role_purpose}",
+        assume_role_policy=where.account_id.apply(
+            lambda account: assume_role_policy("ecs-tasks.amazonaws.com", account)
+        ),
+        opts=child,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-execution",
+        name="pull-images-write-logs",
+        role=role.id,
+        policy=pulumi.Output.all(
+            log_group.arn, where.partition, where.region, where.account_id
+        ).apply(
+            lambda v: policy_document(
+                execution_role_statements(
+                    v[0],
+                    ecr_repository_arns=[
+                        arn
+                        for image in user_images
+                        if (arn := ecr_repository_arn(image, v[1])) is not None
+                    ],
+                    cache_repository_arns=cache_repository_arns(cache_rules, v[1], v[2], v[3]),
+                )
+            )
+        ),
+        opts=child,
+    )
+    return log_group, role
 
 
 def secret_read_policy(

@@ -105,7 +105,7 @@ from components.service import (
 )
 from components.verify import verify_outputs
 from functions.cert_publisher import CURRENT_LINK
-from settings import ConfigError, LoadBalancerSettings, ServiceSettings, Settings, creation_order
+from settings import LoadBalancerSettings, ServiceSettings, Settings, creation_order
 from settings.mesh import (
     GATEWAY_NODE,
     allowed_callers,
@@ -604,16 +604,9 @@ class AppmeshEfs(pulumi.ComponentResource):
         (Python only); without it, args must name an existing VPC, private subnets (plain
         IDs: their zones are read first) and cluster."""
         required = ("vpc_id", "private_subnet_ids", "cluster")
-        s = component_settings("appmesh-efs", args, AppmeshEfsArgs, foundation, required)
-        private = args.get("private_subnet_ids") or []
-        if foundation is None and (
-            isinstance(private, pulumi.Output) or any(isinstance(v, pulumi.Output) for v in private)
-        ):
-            raise ConfigError(
-                "privateSubnetIds",
-                "must be plain subnet IDs: their zones are read before any resource is "
-                "registered (one EFS mount target per zone)",
-            )
+        s = component_settings(
+            "appmesh-efs", args, AppmeshEfsArgs, foundation, required, reads_zones=True
+        )
         super().__init__(component_type("appmesh_efs", "AppmeshEfs"), name, None, opts)
         if foundation is None:
             foundation = existing_foundation(name, self, s, args, with_zones=True)

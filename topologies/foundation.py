@@ -23,17 +23,12 @@ import pulumi_aws as aws
 from pulumi.provider.experimental.util import camel_case
 
 from components.alerts import Alerts
-from components.cluster import secret_read_policy
+from components.cluster import TaskAccount, secret_read_policy, task_logs_and_execution_role
 from components.dns import AliasTarget, DomainAlias, DomainAliasArgs, DomainName
-from components.iam import (
-    assume_role_policy,
-    execution_role_statements,
-    policy_document,
-)
 from components.naming import physical_name
 from components.network import ZonalSubnet, one_per_zone
 from settings import ConfigError, Settings
-from settings.images import ecr_repository_arn, user_images
+from settings.images import user_images
 from topologies.args import topology_settings
 from topologies.base import Foundation
 
@@ -49,10 +44,13 @@ def component_settings(
     args_type: type,
     foundation: Foundation | None,
     required: Sequence[str] = FOUNDATION_FIELDS,
+    reads_zones: bool = False,
 ) -> Settings:
     """A component's validated settings; without this program's `foundation`, its args
     must name the existing VPC, subnets and cluster (`required`), and ask nothing of the
-    cluster that would change it. Raises ConfigError before any resource is registered."""
+    cluster that would change it. `reads_zones`: the private subnets' zones are read
+    before any resource (one EFS mount target per zone), so their IDs must be plain.
+    Raises ConfigError before any resource is registered."""
     s = topology_settings(topology, args, args_type, FOUNDATION_FIELDS)
     if foundation is None:
         for field in required:
@@ -63,6 +61,15 @@ def component_settings(
                     f"cluster: set {', '.join(camel_case(f) for f in required)}",
                 )
         refuse_on_existing_cluster(s)
+        private = args.get("private_subnet_ids") or []
+        if reads_zones and (
+            isinstance(private, pulumi.Output) or any(isinstance(v, pulumi.Output) for v in private)
+        ):
+            raise ConfigError(
+                "privateSubnetIds",
+                "must be plain subnet IDs: their zones are read before any resource is "
+                "registered (one EFS mount target per zone)",
+            )
     return s
 
 
@@ -177,35 +184,14 @@ class ClusterAttachment(pulumi.ComponentResource):
             if namespace_name
             else None
         )
-        self.log_group = aws.cloudwatch.LogGroup(
+        self.log_group, self.execution_role = task_logs_and_execution_role(
             name,
-            name=f"/ecs/{physical_name(name)}",
-            retention_in_days=log_retention_days,
-            opts=child,
-        )
-        self.execution_role = aws.iam.Role(
-            f"{name}-execution",
-            description=f"ECS agent role of {physical_name(name)}: pull images, write logs",
-            assume_role_policy=self.account_id.apply(
-                lambda account: assume_role_policy("ecs-tasks.amazonaws.com", account)
-            ),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-execution",
-            name="pull-images-write-logs",
-            role=self.execution_role.id,
-            policy=pulumi.Output.all(self.log_group.arn, partition).apply(
-                lambda v: policy_document(
-                    execution_role_statements(
-                        v[0],
-                        ecr_repository_arns=[
-                            arn for image in images if (arn := ecr_repository_arn(image, v[1]))
-                        ],
-                    )
-                )
-            ),
-            opts=child,
+            physical_name(name),
+            log_retention_days,
+            "pull images, write logs",
+            TaskAccount(partition, self.region, self.account_id),
+            images,
+            parent=self,
         )
         self.register_outputs(
             {
