@@ -85,7 +85,7 @@ class AlbEnvoy(pulumi.ComponentResource):
         (Python only); without it, args must name an existing VPC, subnets and cluster."""
         # Everything is checked before the component registers: bad arguments leave
         # nothing behind.
-        s = component_settings("alb-envoy", args, AlbEnvoyArgs, foundation)
+        s = component_settings("alb-envoy", name, args, AlbEnvoyArgs, foundation)
         super().__init__(component_type("alb_envoy", "AlbEnvoy"), name, None, opts)
         if foundation is None:
             foundation = existing_foundation(name, self, s, args)

@@ -605,7 +605,7 @@ class AppmeshEfs(pulumi.ComponentResource):
         IDs: their zones are read first) and cluster."""
         required = ("vpc_id", "private_subnet_ids", "cluster")
         s = component_settings(
-            "appmesh-efs", args, AppmeshEfsArgs, foundation, required, reads_zones=True
+            "appmesh-efs", name, args, AppmeshEfsArgs, foundation, required, reads_zones=True
         )
         super().__init__(component_type("appmesh_efs", "AppmeshEfs"), name, None, opts)
         if foundation is None:

@@ -341,6 +341,7 @@ class DirectTask(pulumi.ComponentResource):
         without it, args must name an existing VPC, public subnets and cluster."""
         s = component_settings(
             "direct-task",
+            name,
             args,
             DirectTaskArgs,
             foundation,

@@ -388,7 +388,9 @@ class NlbCertbot(pulumi.ComponentResource):
         """`foundation`: this program's shared network, cluster, alerts and DNS record
         (Python only); without it, args must name an existing VPC, subnets and cluster,
         the private subnets as plain IDs (their zones are read first)."""
-        s = component_settings("nlb-certbot", args, NlbCertbotArgs, foundation, reads_zones=True)
+        s = component_settings(
+            "nlb-certbot", name, args, NlbCertbotArgs, foundation, reads_zones=True
+        )
         super().__init__(component_type("nlb_certbot", "NlbCertbot"), name, None, opts)
         if foundation is None:
             foundation = existing_foundation(name, self, s, args, with_zones=True)

@@ -141,7 +141,9 @@ class ServiceConnect(pulumi.ComponentResource):
     ):
         """`foundation`: this program's shared network, cluster, alerts and DNS record
         (Python only); without it, args must name an existing VPC, subnets and cluster."""
-        s = component_settings("service-connect", args, ServiceConnectTopologyArgs, foundation)
+        s = component_settings(
+            "service-connect", name, args, ServiceConnectTopologyArgs, foundation
+        )
         super().__init__(component_type("service_connect", "ServiceConnect"), name, None, opts)
         if foundation is None:
             foundation = existing_foundation(name, self, s, args, with_namespace=True)

@@ -694,3 +694,72 @@ def test_a_private_key_given_as_an_argument_never_reaches_an_input_in_plain_text
     assert leaks == []
     # The key does reach the resources that hold it, inside a secret.
     assert any(key_body in json.dumps(unwrap(r.inputs)) for r in graph)
+
+
+# ------------------------------------------------------------------- AWS's own rules
+def _component(topology: str, name: str) -> Callable[[], Any]:
+    """Each topology as another program creates it, in an existing VPC and cluster."""
+    from topologies.alb_envoy import AlbEnvoy
+    from topologies.appmesh_efs import AppmeshEfs
+    from topologies.direct_task import DirectTask
+    from topologies.nlb_certbot import NlbCertbot
+    from topologies.service_connect import ServiceConnect
+
+    built: dict[str, Callable[[], Any]] = {
+        "alb-envoy": lambda: AlbEnvoy(name, existing()),  # type: ignore[arg-type]
+        "direct-task": lambda: DirectTask(
+            name,
+            {  # type: ignore[arg-type]
+                "domain": "tasks.example.com",
+                "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+                "acme": {"email": "ops@example.com"},
+                "vpc_id": VPC,
+                "public_subnet_ids": PUBLIC,
+                "cluster": CLUSTER,
+            },
+        ),
+        "nlb-certbot": lambda: NlbCertbot(
+            name,
+            {**NLB_CERTBOT, "app": {"capacity": "fargate"}},  # type: ignore[arg-type]
+        ),
+        "service-connect": lambda: ServiceConnect(
+            name,
+            {**existing(), "services": SERVICES, "ingress": "alb"},  # type: ignore[arg-type]
+        ),
+        "appmesh-efs": lambda: AppmeshEfs(
+            name,
+            {  # type: ignore[arg-type]
+                "domain": "app.example.com",
+                "vpc_id": VPC,
+                "private_subnet_ids": PRIVATE,
+                "cluster": CLUSTER,
+            },
+        ),
+    }
+    return built[topology]
+
+
+@pytest.mark.parametrize(
+    "topology", ["alb-envoy", "direct-task", "nlb-certbot", "service-connect", "appmesh-efs"]
+)
+def test_every_string_of_a_component_in_an_existing_cluster_obeys_aws(topology):
+    # The resources only a component makes (its own log group, execution role, namespace,
+    # alerts) are in no shipped stack: the rules EC2, IAM, CloudWatch... apply server-side
+    # are checked on them here (tests/unit/test_aws_rules.py for the program's stacks).
+    from tests.unit.test_aws_rules import violations
+
+    for name in (topology, "team-a-frontend"):  # the longest name accepted: 15 characters
+        graph = run_mocked(_component(topology, name)).graph
+        assert graph.of_type("ecs-tls:cluster:ClusterAttachment")
+        assert violations(graph) == [], name
+
+
+@pytest.mark.parametrize("name", ["my app", "App", "team_a", "-web", "web-", "a" * 16])
+def test_a_component_name_aws_would_refuse_in_its_resources_names_is_refused_first(name):
+    from settings import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"ecs-tls:name: .* is not a component name of 1 to 15"
+    ) as e:
+        run_mocked(_component("alb-envoy", name))
+    assert list(e.value.graph) == []  # type: ignore[attr-defined]
