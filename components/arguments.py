@@ -9,6 +9,7 @@ by the argument the caller gave.
 """
 
 import inspect
+import re
 import types
 from collections import abc
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,7 +20,7 @@ import pulumi
 from pulumi.provider.experimental.util import camel_case
 
 from settings import ConfigError
-from settings.errors import renamed
+from settings.errors import invalid, renamed
 
 
 def _unwrapped(annotation: Any) -> Any:
@@ -137,6 +138,26 @@ def _holds_output(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_holds_output(v) for v in value)
     return False
+
+
+# A component's name starts the names of its resources: `<name>-<7 hex>` for what the
+# provider names (a load balancer, a target group: at most 32 letters, digits and hyphens,
+# ELB API reference CreateLoadBalancer/CreateTargetGroup Name; an IAM role: 64), and
+# `<name>-<service>` and the like; 15 characters is the longest topology name every derived
+# limit is checked for.
+COMPONENT_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?")
+
+
+def check_component_name(name: str) -> None:
+    """Refuse, before any resource, a component name that AWS would refuse inside names."""
+    if not COMPONENT_NAME_RE.fullmatch(name):
+        raise invalid(
+            "name",
+            name,
+            "a component name of 1 to 15 lowercase letters, digits and hyphens, starting "
+            "and ending with a letter or digit (it starts AWS names such as the load "
+            "balancer's, which allow 32 characters)",
+        )
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from components.arguments import as_arguments, config_from_args
+from components.arguments import as_arguments, check_component_name, config_from_args
 from components.exec_command import exec_command_statements, exec_key_policy
 from components.iam import (
     Statement,
@@ -132,6 +132,7 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         # Checked before the component registers: bad arguments leave nothing behind.
+        check_component_name(name)
         s = cluster_settings(args)
         super().__init__(component_type("cluster", "Cluster"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

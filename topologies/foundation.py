@@ -14,7 +14,6 @@ What needs a change to the cluster itself is refused before any resource is regi
 provider) and ECS Exec (the cluster's execute-command configuration).
 """
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +23,12 @@ import pulumi_aws as aws
 from pulumi.provider.experimental.util import camel_case
 
 from components.alerts import Alerts
+from components.arguments import check_component_name
 from components.cluster import TaskAccount, secret_read_policy, task_logs_and_execution_role
 from components.dns import AliasTarget, DomainAlias, DomainAliasArgs, DomainName
 from components.naming import physical_name
 from components.network import ZonalSubnet, one_per_zone
 from settings import ConfigError, Settings
-from settings.errors import invalid
 from settings.images import user_images
 from topologies.args import topology_settings
 from topologies.base import Foundation
@@ -38,13 +37,6 @@ from topologies.base import Foundation
 FOUNDATION_FIELDS = ("vpc_id", "public_subnet_ids", "private_subnet_ids", "cluster")
 # Configuration keys this program's foundation reads (__main__.py), not a topology.
 FOUNDATION_KEYS = ("topology", "network", "images", "caaRecord", "serviceConnect")
-
-
-# A component's name starts the names of its resources: `<name>-<7 hex>` for what the
-# provider names (a load balancer or target group: at most 32 letters, digits and hyphens,
-# ELB API reference CreateLoadBalancer/CreateTargetGroup Name), `<name>-<service>` and the
-# like; 15 characters is the longest topology name every derived limit is checked for here.
-COMPONENT_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?")
 
 
 def component_settings(
@@ -61,14 +53,7 @@ def component_settings(
     cluster that would change it. `reads_zones`: the private subnets' zones are read
     before any resource (one EFS mount target per zone), so their IDs must be plain.
     Raises ConfigError before any resource is registered."""
-    if not COMPONENT_NAME_RE.fullmatch(name):
-        raise invalid(
-            "name",
-            name,
-            "a component name of 1 to 15 lowercase letters, digits and hyphens, starting "
-            "and ending with a letter or digit (it starts AWS names such as the load "
-            "balancer's, which allow 32 characters)",
-        )
+    check_component_name(name)
     s = topology_settings(topology, args, args_type, FOUNDATION_FIELDS)
     if foundation is None:
         for field in required:

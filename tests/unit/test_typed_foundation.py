@@ -328,3 +328,22 @@ def test_opts_reach_the_component_its_children_and_its_invokes(monkeypatch, toke
     assert children and all(r.protect for r in children)
     assert {monitor.requests[r.urn].provider.rsplit("::", 1)[0] for r in children} == {provider.urn}
     assert invokes.providers and all(p == {provider.urn} for p in invokes.providers.values())
+
+
+def test_a_cluster_name_aws_would_refuse_in_its_resources_names_is_refused_first():
+    from components.cluster import Cluster
+
+    # Its execution role is named `<name>-execution-<7 hex>` by the provider (IAM: 64
+    # characters of [\w+=,.@-]).
+    for name in ("my app", "a" * 16):
+        message, graph = refusal(lambda n=name: Cluster(n, {}))  # type: ignore[misc]
+        assert message.startswith("ecs-tls:name: ") and "1 to 15" in message
+        assert list(graph) == []
+
+
+def test_every_string_of_a_cluster_with_the_longest_name_obeys_aws():
+    from components.cluster import Cluster
+    from tests.unit.test_aws_rules import violations
+
+    graph = run_mocked(lambda: Cluster("team-a-frontend", {"execute_command": True})).graph
+    assert violations(graph) == []
